@@ -1,0 +1,97 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ClusterKey names a member cluster across the fleet as
+// region/zone/group/name, for example "default/default/default/cluster-1".
+//
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="clusterKey must have the form region/zone/group/name, e.g. default/default/default/cluster-1"
+type ClusterKey string
+
+// DefaultTopology is the region, zone and group of a Cluster that names none.
+const DefaultTopology = "default"
+
+// NewClusterKey builds the clusterKey of a cluster from its parts; empty
+// region, zone or group count as DefaultTopology.
+func NewClusterKey(region, zone, group, name string) ClusterKey {
+	return ClusterKey(orDefault(region) + "/" + orDefault(zone) + "/" + orDefault(group) + "/" + name)
+}
+
+// ParseClusterKey splits a clusterKey into its region, zone, group and name.
+func ParseClusterKey(key string) (region, zone, group, name string, err error) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 {
+		return "", "", "", "", fmt.Errorf("clusterKey %q: want region/zone/group/name", key)
+	}
+	for i, p := range parts {
+		if p == "" {
+			return "", "", "", "", fmt.Errorf("clusterKey %q: part %d is empty", key, i+1)
+		}
+	}
+	return parts[0], parts[1], parts[2], parts[3], nil
+}
+
+// Name returns the cluster name, the last part of the key.
+func (k ClusterKey) Name() string {
+	return string(k)[strings.LastIndexByte(string(k), '/')+1:]
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return DefaultTopology
+	}
+	return s
+}
+
+// LoadBalancerType is how a gateway balances requests among the endpoints of
+// an exported service in its own cluster.
+//
+// +kubebuilder:validation:Enum=RoundRobinLoadBalancer;HashingLoadBalancer;LeastWorkLoadBalancer
+type LoadBalancerType string
+
+// Load balancer types of a ServiceExport.
+const (
+	RoundRobinLoadBalancer LoadBalancerType = "RoundRobinLoadBalancer"
+	HashingLoadBalancer    LoadBalancerType = "HashingLoadBalancer"
+	LeastWorkLoadBalancer  LoadBalancerType = "LeastWorkLoadBalancer"
+)
+
+// Condition types and reasons written by fleetmesh. Conditions follow the MCS
+// API (KEP-1645) where it defines them.
+const (
+	// ConditionReady says a Cluster's API server is reachable with its
+	// credentials, or that a ServiceExport is imported where it should be.
+	ConditionReady = "Ready"
+	// ConditionJoined says a Cluster takes part in the federation.
+	ConditionJoined = "Joined"
+	// ConditionValid says a ServiceExport can be exported.
+	ConditionValid = "Valid"
+	// ConditionConflict says exporters of one service disagree.
+	ConditionConflict = "Conflict"
+	// ConditionAccepted says a GlobalTrafficPolicy was read by the control plane.
+	ConditionAccepted = "Accepted"
+
+	ReasonUnreachable        = "Unreachable"
+	ReasonUnauthorized       = "Unauthorized"
+	ReasonBadKubeconfig      = "BadKubeconfig"
+	ReasonUnresolvableHost   = "UnresolvableGatewayHost"
+	ReasonNoService          = "NoService"
+	ReasonInvalidServiceType = "InvalidServiceType"
+	ReasonInvalidRule        = "InvalidRule"
+	ReasonPathCollision      = "PathCollision"
+	ReasonPortConflict       = "PortConflict"
+	ReasonTypeConflict       = "TypeConflict"
+	ReasonNoConflict         = "NoConflict"
+	ReasonExported           = "Exported"
+	ReasonUnknownTargets     = "UnknownTargets"
+)
+
+// ManagedByLabel marks objects fleetmesh owns; its value is ManagedByValue.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "fleetmesh"
+)

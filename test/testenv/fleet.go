@@ -1,0 +1,297 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+)
+
+// FleetOptions says which clusters to start.
+type FleetOptions struct {
+	// Clusters are the names of the clusters, e.g. "control-plane",
+	// "cluster-1". Cluster i (from 0) owns the pod addresses 10.244.(i+1).x.
+	Clusters []string
+	// NoControllerManager skips kube-controller-manager (no garbage
+	// collector, namespace or EndpointSlice controller) for tests that do
+	// not need it.
+	NoControllerManager bool
+	// Output receives the API servers' and controller managers' logs; nil
+	// discards them.
+	Output *os.File
+}
+
+// Fleet is a set of running clusters.
+type Fleet struct {
+	Clusters []*Cluster
+}
+
+// Cluster is one running API server with its controller manager and node.
+type Cluster struct {
+	// Name of the cluster, as given in FleetOptions.
+	Name string
+	// Index is the cluster's position in the fleet, from 0.
+	Index int
+	// Config reaches the API server as a cluster admin.
+	Config *rest.Config
+	// Client is a controller-runtime client with the core and fleetmesh
+	// types.
+	Client client.Client
+	// Kubeconfig is an admin kubeconfig for the API server whose cluster,
+	// context and user are named after the cluster.
+	Kubeconfig []byte
+	// KubeconfigPath is Kubeconfig written to a file.
+	KubeconfigPath string
+	// NodeName is the node that RunPod binds pods to.
+	NodeName string
+
+	env     *envtest.Environment
+	kcm     *exec.Cmd
+	kcmDone chan struct{}
+	dir     string
+
+	mu      sync.Mutex
+	nextPod int
+}
+
+// Scheme has the core Kubernetes types and the fleetmesh API.
+var Scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := fmv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// MustStartFleet is StartFleet that panics on error, for TestMain.
+func MustStartFleet(opts FleetOptions) *Fleet {
+	f, err := StartFleet(context.Background(), opts)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// StartFleet starts the clusters in parallel: each an etcd, a kube-apiserver
+// with the fleetmesh CRDs installed, a kube-controller-manager and a Node.
+// It must run inside the test network (see Main).
+func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
+	if !InTestNetwork() {
+		return nil, errors.New("testenv: StartFleet runs only inside the test network: call testenv.Main from TestMain")
+	}
+	if _, err := os.Stat(filepath.Join(AssetsDir(), "kube-apiserver")); err != nil {
+		return nil, fmt.Errorf("testenv: no kube-apiserver in %s (run `make envtest-assets`): %w", AssetsDir(), err)
+	}
+	f := &Fleet{Clusters: make([]*Cluster, len(opts.Clusters))}
+	errs := make([]error, len(opts.Clusters))
+	var wg sync.WaitGroup
+	for i, name := range opts.Clusters {
+		wg.Go(func() {
+			f.Clusters[i], errs[i] = startCluster(ctx, i, name, opts)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		_ = f.Stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Cluster returns the cluster of that name, or nil.
+func (f *Fleet) Cluster(name string) *Cluster {
+	for _, c := range f.Clusters {
+		if c != nil && c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Stop stops every cluster.
+func (f *Fleet) Stop() error {
+	var errs []error
+	for _, c := range f.Clusters {
+		if c != nil {
+			errs = append(errs, c.Stop())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func startCluster(ctx context.Context, index int, name string, opts FleetOptions) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "fleetmesh-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: name, Index: index, dir: dir, NodeName: name + "-node"}
+	c.env = &envtest.Environment{
+		CRDDirectoryPaths:        []string{CRDDir()},
+		ErrorIfCRDPathMissing:    true,
+		BinaryAssetsDirectory:    AssetsDir(),
+		Scheme:                   Scheme,
+		AttachControlPlaneOutput: opts.Output != nil,
+	}
+	api := c.env.ControlPlane.GetAPIServer()
+	if opts.Output != nil {
+		api.Out, api.Err = opts.Output, opts.Output
+	}
+	api.Configure().
+		// The default /24 runs out at 254 Services.
+		Set("service-cluster-ip-range", "10.96.0.0/16").
+		Set("advertise-address", RouterAddress)
+	cfg, err := c.env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start API server of %s: %w", name, err)
+	}
+	c.Config = cfg
+	if c.Client, err = client.New(cfg, client.Options{Scheme: Scheme}); err != nil {
+		return c, fmt.Errorf("client for %s: %w", name, err)
+	}
+	if c.Kubeconfig, err = KubeconfigFor(cfg, name); err != nil {
+		return c, err
+	}
+	c.KubeconfigPath = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(c.KubeconfigPath, c.Kubeconfig, 0o600); err != nil {
+		return c, err
+	}
+	if err := c.createNode(ctx); err != nil {
+		return c, err
+	}
+	if !opts.NoControllerManager {
+		if err := c.startControllerManager(opts.Output); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Stop stops the cluster's controller manager and API server and removes
+// its files.
+func (c *Cluster) Stop() error {
+	var errs []error
+	if c.kcm != nil && c.kcm.Process != nil {
+		_ = c.kcm.Process.Kill()
+		<-c.kcmDone
+		c.kcm = nil
+	}
+	if c.env != nil {
+		errs = append(errs, c.env.Stop())
+	}
+	errs = append(errs, os.RemoveAll(c.dir))
+	return errors.Join(errs...)
+}
+
+// PodIP returns address n (1–254) of the cluster's pod range,
+// 10.244.(index+1).n.
+func (c *Cluster) PodIP(n int) string {
+	return fmt.Sprintf("10.244.%d.%d", c.Index+1, n)
+}
+
+func (c *Cluster) createNode(ctx context.Context) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name: c.NodeName,
+		Labels: map[string]string{
+			corev1.LabelHostname:       c.NodeName,
+			corev1.LabelTopologyZone:   "default",
+			corev1.LabelTopologyRegion: "default",
+		},
+	}}
+	if err := c.Client.Create(ctx, node); err != nil {
+		return fmt.Errorf("create node %s in %s: %w", c.NodeName, c.Name, err)
+	}
+	node.Status.Conditions = []corev1.NodeCondition{{
+		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+	}}
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: c.PodIP(254)}}
+	if err := c.Client.Status().Update(ctx, node); err != nil {
+		return fmt.Errorf("update node %s status in %s: %w", c.NodeName, c.Name, err)
+	}
+	return nil
+}
+
+// startControllerManager runs the real kube-controller-manager with the
+// controllers envtest lacks: garbage collector, namespace and EndpointSlice.
+func (c *Cluster) startControllerManager(out *os.File) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	c.kcm = exec.Command(filepath.Join(AssetsDir(), "kube-controller-manager"),
+		"--kubeconfig="+c.KubeconfigPath,
+		"--authentication-kubeconfig="+c.KubeconfigPath,
+		"--authorization-kubeconfig="+c.KubeconfigPath,
+		"--controllers=garbagecollector,namespace,endpointslice",
+		"--leader-elect=false",
+		"--use-service-account-credentials=false",
+		"--bind-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+filepath.Join(c.dir, "kcm-certs"),
+		// Publish endpoint changes at once, as fast as a real cluster can.
+		"--endpointslice-updates-batch-period=0s",
+		"--concurrent-service-endpoint-syncs=5",
+	)
+	if out != nil {
+		c.kcm.Stdout, c.kcm.Stderr = out, out
+	}
+	if err := c.kcm.Start(); err != nil {
+		return fmt.Errorf("start kube-controller-manager for %s: %w", c.Name, err)
+	}
+	c.kcmDone = make(chan struct{})
+	go func() { _ = c.kcm.Wait(); close(c.kcmDone) }()
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Eventually polls cond every 50 ms until it returns true or timeout passes,
+// returning the last error cond gave.
+func Eventually(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := cond(ctx)
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

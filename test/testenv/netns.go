@@ -1,0 +1,105 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// insideEnv marks a process that already runs inside the test network.
+const insideEnv = "FLEETMESH_TEST_NETWORK"
+
+// RouterAddress is the test network's own address; its default route points
+// at it, so kube-apiserver finds an advertise address and nothing can leave.
+const RouterAddress = "10.244.0.1"
+
+// Main runs a test package inside the test network: it re-executes the test
+// binary under `unshare` in a new network namespace, brings up loopback with
+// RouterAddress and a default route on it, and then calls run (which
+// normally starts shared fixtures and calls m.Run). It exits with run's code.
+func Main(m *testing.M, run func() int) {
+	if os.Getenv(insideEnv) != "1" {
+		os.Exit(reexecInNetNS())
+	}
+	if err := setupLoopback(); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: set up the test network: %v\n", err)
+		os.Exit(1)
+	}
+	if run == nil {
+		run = m.Run
+	}
+	os.Exit(run())
+}
+
+// InTestNetwork reports whether this process runs inside the test network.
+func InTestNetwork() bool { return os.Getenv(insideEnv) == "1" }
+
+func reexecInNetNS() int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: find test binary: %v\n", err)
+		return 1
+	}
+	flags := "-n"
+	if os.Geteuid() != 0 {
+		// A user namespace lends CAP_NET_ADMIN over the new network
+		// namespace to an unprivileged user.
+		flags = "-rn"
+	}
+	cmd := exec.Command("unshare", append([]string{flags, "--", self}, os.Args[1:]...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), insideEnv+"=1")
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "testenv: enter a network namespace with unshare %s: %v\n", flags, err)
+		return 1
+	}
+	return 0
+}
+
+func setupLoopback() error {
+	if err := ip("link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	if err := AddAddress(RouterAddress); err != nil {
+		return err
+	}
+	return ip("route", "replace", "default", "via", RouterAddress, "dev", "lo")
+}
+
+// AddAddress puts ip on the test network's loopback, so processes can listen
+// on it and reach it. It is a no-op for an address already there. It refuses
+// to run outside the test network, where it would change the host.
+func AddAddress(addr string) error {
+	if !InTestNetwork() {
+		return fmt.Errorf("add address %s: not inside the test network (call testenv.Main from TestMain)", addr)
+	}
+	parsed := net.ParseIP(addr)
+	if parsed == nil {
+		return fmt.Errorf("add address %q: not an IP address", addr)
+	}
+	bits := "/32"
+	if parsed.To4() == nil {
+		bits = "/128"
+	}
+	err := ip("addr", "add", addr+bits, "dev", "lo")
+	if err != nil && strings.Contains(err.Error(), "File exists") {
+		return nil
+	}
+	return err
+}
+
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Backend is the process behind a pod: it serves on the pod's address.
+type Backend interface {
+	// Start begins serving on ip.
+	Start(ip string) error
+	// Stop stops serving; the address then refuses connections.
+	Stop() error
+}
+
+// PodOptions describes a pod to run.
+type PodOptions struct {
+	Namespace string
+	Name      string
+	Labels    map[string]string
+	// ServiceAccountName of the pod; "default" when empty.
+	ServiceAccountName string
+	// IP is the pod's address; empty takes the cluster's next free one.
+	IP string
+	// Ports the pod's container declares.
+	Ports []corev1.ContainerPort
+	// Backend serves the pod; nil runs the Pod object alone.
+	Backend Backend
+}
+
+// Pod is a running pod: a Pod object bound to the cluster's node, its
+// address on the test network and its backend. Its status is kept true as a
+// kubelet would: Ready while the backend runs.
+type Pod struct {
+	Cluster   *Cluster
+	Namespace string
+	Name      string
+	IP        string
+
+	mu      sync.Mutex
+	backend Backend
+	running bool
+}
+
+// EnsureNamespace creates the namespace if it does not exist.
+func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s in %s: %w", name, c.Name, err)
+	}
+	return nil
+}
+
+// RunPod creates the Pod, puts its address on the test network, starts its
+// backend and reports it Running and Ready.
+func (c *Cluster) RunPod(ctx context.Context, opts PodOptions) (*Pod, error) {
+	if opts.IP == "" {
+		c.mu.Lock()
+		c.nextPod++
+		n := c.nextPod + 9 // .1–.9 stay free for gateways and fixtures
+		c.mu.Unlock()
+		if n > 250 {
+			return nil, fmt.Errorf("run pod %s/%s in %s: out of pod addresses", opts.Namespace, opts.Name, c.Name)
+		}
+		opts.IP = c.PodIP(n)
+	}
+	if opts.ServiceAccountName == "" {
+		opts.ServiceAccountName = "default"
+	}
+	if err := c.EnsureNamespace(ctx, opts.Namespace); err != nil {
+		return nil, err
+	}
+	if err := AddAddress(opts.IP); err != nil {
+		return nil, err
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name, Labels: opts.Labels},
+		Spec: corev1.PodSpec{
+			NodeName:                      c.NodeName,
+			ServiceAccountName:            opts.ServiceAccountName,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](0),
+			Containers: []corev1.Container{{
+				Name:  "app",
+				Image: "fleetmesh.io/test-backend",
+				Ports: opts.Ports,
+			}},
+		},
+	}
+	if err := c.Client.Create(ctx, pod); err != nil {
+		return nil, fmt.Errorf("create pod %s/%s in %s: %w", opts.Namespace, opts.Name, c.Name, err)
+	}
+	p := &Pod{Cluster: c, Namespace: opts.Namespace, Name: opts.Name, IP: opts.IP, backend: opts.Backend}
+	if err := p.Start(ctx); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// Start starts the pod's backend and reports the pod Ready.
+func (p *Pod) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.backend != nil && !p.running {
+		if err := p.backend.Start(p.IP); err != nil {
+			return fmt.Errorf("start backend of pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err)
+		}
+	}
+	p.running = true
+	return p.setStatus(ctx, true)
+}
+
+// Stop stops the pod's backend, as a crashed container, and reports the
+// pod not Ready.
+func (p *Pod) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if p.backend != nil && p.running {
+		errs = append(errs, p.backend.Stop())
+	}
+	p.running = false
+	errs = append(errs, p.setStatus(ctx, false))
+	return errors.Join(errs...)
+}
+
+// SetReady reports the pod Ready or not without touching its backend, as a
+// failing readiness probe would.
+func (p *Pod) SetReady(ctx context.Context, ready bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.setStatus(ctx, ready)
+}
+
+// Delete stops the backend and deletes the Pod at once (grace period 0).
+func (p *Pod) Delete(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if p.backend != nil && p.running {
+		errs = append(errs, p.backend.Stop())
+	}
+	p.running = false
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
+	if err := p.Cluster.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("delete pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Pod) setStatus(ctx context.Context, ready bool) error {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	now := metav1.Now()
+	pod := &corev1.Pod{}
+	if err := p.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, pod); err != nil {
+		return fmt.Errorf("get pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err)
+	}
+	pod.Status = corev1.PodStatus{
+		Phase:     corev1.PodRunning,
+		HostIP:    p.Cluster.PodIP(254),
+		PodIP:     p.IP,
+		PodIPs:    []corev1.PodIP{{IP: p.IP}},
+		StartTime: ptr.To(pod.CreationTimestamp),
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: pod.CreationTimestamp},
+			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: pod.CreationTimestamp},
+			{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: "app", Image: "fleetmesh.io/test-backend", Ready: ready, Started: ptr.To(ready),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: pod.CreationTimestamp}},
+		}},
+	}
+	if err := p.Cluster.Client.Status().Update(ctx, pod); err != nil {
+		return fmt.Errorf("update status of pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err)
+	}
+	return nil
+}
+
+// HTTPBackend answers every HTTP request with Body, like the article's pipy
+// httpbin.
+type HTTPBackend struct {
+	Port int
+	Body string
+
+	srv *http.Server
+}
+
+// Start serves on ip:Port.
+func (b *HTTPBackend) Start(ip string) error {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(b.Port)))
+	if err != nil {
+		return err
+	}
+	body := []byte(b.Body)
+	b.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() { _ = b.srv.Serve(l) }()
+	return nil
+}
+
+// Stop closes the listener and every connection.
+func (b *HTTPBackend) Stop() error {
+	if b.srv == nil {
+		return nil
+	}
+	err := b.srv.Close()
+	b.srv = nil
+	return err
+}
