@@ -127,8 +127,9 @@ type Cluster struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +kubebuilder:default={}
-	Spec   ClusterSpec   `json:"spec,omitempty"`
+	// Spec is required: a Cluster needs credentials (or to be mirrored).
+	// +required
+	Spec   ClusterSpec   `json:"spec"`
 	Status ClusterStatus `json:"status,omitempty"`
 }
 

@@ -91,14 +91,14 @@ type GlobalTrafficPolicyStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=gtp;fmgtp,categories=fleetmesh
 // +kubebuilder:printcolumn:name="LB-Type",type=string,JSONPath=`.spec.lbType`
-// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.spec.targets[*].clusterKey`
+// +kubebuilder:printcolumn:name="Targets",type=string,JSONPath=`.spec.targets`
 // +kubebuilder:printcolumn:name="Unmatched",type=string,JSONPath=`.status.unmatchedTargets`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type GlobalTrafficPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +kubebuilder:default={}
+	// +kubebuilder:default={lbType: Locality}
 	Spec   GlobalTrafficPolicySpec   `json:"spec,omitempty"`
 	Status GlobalTrafficPolicyStatus `json:"status,omitempty"`
 }

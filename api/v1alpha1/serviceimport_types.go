@@ -74,8 +74,12 @@ type ServicePort struct {
 
 // Endpoint is where one exporting cluster serves an imported port.
 type Endpoint struct {
-	// ClusterKey of the exporting cluster.
-	ClusterKey ClusterKey `json:"clusterKey"`
+	// ClusterKey of the exporting cluster, region/zone/group/name. (A
+	// pattern rather than ClusterKey's CEL rule: an import may list many
+	// endpoints, and patterns cost nothing of the CEL budget.)
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	ClusterKey string `json:"clusterKey"`
 	// Target is the exporting cluster's gateway address for the port.
 	// +optional
 	Target Target `json:"target,omitempty"`
@@ -126,8 +130,7 @@ type ClusterStatusRef struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=simp;fmsimp,categories=fleetmesh
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
-// +kubebuilder:printcolumn:name="Ports",type=string,JSONPath=`.spec.ports[*].port`,priority=1
-// +kubebuilder:printcolumn:name="Clusters",type=string,JSONPath=`.status.clusters[*].cluster`
+// +kubebuilder:printcolumn:name="Clusters",type=string,JSONPath=`.status.clusters`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ServiceImport struct {
 	metav1.TypeMeta   `json:",inline"`
