@@ -105,7 +105,3 @@ type ServiceExportList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ServiceExport `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ServiceExport{}, &ServiceExportList{})
-}

@@ -149,7 +149,3 @@ type ServiceImportList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ServiceImport `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ServiceImport{}, &ServiceImportList{})
-}

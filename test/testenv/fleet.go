@@ -288,7 +288,7 @@ func Eventually(ctx context.Context, timeout time.Duration, cond func(context.Co
 		select {
 		case <-ctx.Done():
 			if last != nil {
-				return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+				return fmt.Errorf("%w (last error: %w)", ctx.Err(), last)
 			}
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):

@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestVersionPrintsTheBuild(t *testing.T) {
+	var out bytes.Buffer
+	if err := Execute(context.Background(), &out, []string{"version"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "fleetmesh dev") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+func TestAnUnknownCommandIsAnError(t *testing.T) {
+	var out bytes.Buffer
+	err := Execute(context.Background(), &out, []string{"frobnicate"})
+	if err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
+		t.Fatalf("got %v", err)
+	}
+}
