@@ -1,0 +1,264 @@
+// Package model is the mesh model one cluster's control plane works from:
+// the fleet's clusters, the services reachable from this cluster with their
+// endpoints in every cluster, the traffic policy per service, and the export
+// rules this cluster's gateway serves. It is pure data: discovery fills it
+// from the API servers, the translator turns it into Envoy resources, and
+// tests write it as YAML files.
+//
+// A Mesh is immutable once published: nothing may change it after it is
+// handed to a translator.
+package model
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Mesh is everything one cluster's control plane knows, at one moment.
+type Mesh struct {
+	// LocalCluster names the cluster this control plane serves: the
+	// consumer of every policy in the mesh.
+	LocalCluster string `json:"localCluster"`
+	// Clusters are the fleet's clusters, the local one included.
+	Clusters []Cluster `json:"clusters"`
+	// Services are the services reachable from the local cluster: its own,
+	// the imported ones, or both.
+	Services []Service `json:"services,omitempty"`
+}
+
+// Cluster is one cluster of the fleet.
+type Cluster struct {
+	Name   string `json:"name"`
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	Group  string `json:"group,omitempty"`
+	// Network is the pod network; clusters on the same non-empty network
+	// reach each other's pods directly.
+	Network string `json:"network,omitempty"`
+	// Gateway is the cluster's gateway, its host resolved to an IP.
+	Gateway *Address `json:"gateway,omitempty"`
+}
+
+// Address is an IP address and port.
+type Address struct {
+	IP   string `json:"ip"`
+	Port uint32 `json:"port"`
+}
+
+// String returns ip:port.
+func (a Address) String() string {
+	if strings.Contains(a.IP, ":") {
+		return fmt.Sprintf("[%s]:%d", a.IP, a.Port)
+	}
+	return fmt.Sprintf("%s:%d", a.IP, a.Port)
+}
+
+// DefaultTopology is the region, zone and group of a cluster that names none.
+const DefaultTopology = "default"
+
+// Key returns the cluster's clusterKey, region/zone/group/name.
+func (c *Cluster) Key() string {
+	return or(c.Region) + "/" + or(c.Zone) + "/" + or(c.Group) + "/" + c.Name
+}
+
+func or(s string) string {
+	if s == "" {
+		return DefaultTopology
+	}
+	return s
+}
+
+// SharesNetworkWith reports whether pods of c reach pods of o directly.
+func (c *Cluster) SharesNetworkWith(o *Cluster) bool {
+	return c.Name == o.Name || (c.Network != "" && c.Network == o.Network)
+}
+
+// Protocol is how a service port is proxied.
+type Protocol string
+
+// Protocols of a service port, from its appProtocol or its name's prefix.
+const (
+	ProtocolHTTP  Protocol = "http"
+	ProtocolHTTP2 Protocol = "http2"
+	ProtocolGRPC  Protocol = "grpc"
+	ProtocolTCP   Protocol = "tcp"
+)
+
+// IsHTTP reports whether the port goes through the HTTP connection manager.
+func (p Protocol) IsHTTP() bool { return p != ProtocolTCP }
+
+// IsHTTP2 reports whether the port needs HTTP/2 upstream.
+func (p Protocol) IsHTTP2() bool { return p == ProtocolHTTP2 || p == ProtocolGRPC }
+
+// ProtocolFor decides a port's protocol as DESIGN.md says: its appProtocol,
+// else the prefix of its name (grpc, http2, http, tcp), else HTTP.
+func ProtocolFor(name string, appProtocol *string) Protocol {
+	if appProtocol != nil {
+		switch p := strings.ToLower(*appProtocol); {
+		case p == "grpc":
+			return ProtocolGRPC
+		case p == "http2" || p == "h2c" || p == "kubernetes.io/h2c":
+			return ProtocolHTTP2
+		case p == "tcp":
+			return ProtocolTCP
+		case p == "http" || p == "http1" || p == "https":
+			return ProtocolHTTP
+		}
+	}
+	prefix := strings.ToLower(name)
+	if i := strings.IndexByte(prefix, '-'); i >= 0 {
+		prefix = prefix[:i]
+	}
+	switch prefix {
+	case "grpc":
+		return ProtocolGRPC
+	case "http2", "h2c":
+		return ProtocolHTTP2
+	case "tcp":
+		return ProtocolTCP
+	}
+	return ProtocolHTTP
+}
+
+// Service is one service reachable from the local cluster.
+type Service struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Headless services have no virtual IP; they cross clusters only on a
+	// shared network.
+	Headless bool `json:"headless,omitempty"`
+	// VIPs are the service's virtual IPs in the local cluster.
+	VIPs  []string `json:"vips,omitempty"`
+	Ports []Port   `json:"ports"`
+	// ImportedFrom names the other clusters that export the service to the
+	// local cluster.
+	ImportedFrom []string `json:"importedFrom,omitempty"`
+	// Policy is the local cluster's GlobalTrafficPolicy for the service;
+	// nil is Locality.
+	Policy *Policy `json:"policy,omitempty"`
+	// Export is set when the local cluster exports the service: its
+	// gateway then serves it to other clusters.
+	Export *Export `json:"export,omitempty"`
+}
+
+// FQDN returns name.namespace.svc.cluster.local.
+func (s *Service) FQDN() string {
+	return s.Name + "." + s.Namespace + ".svc.cluster.local"
+}
+
+// Key returns namespace/name.
+func (s *Service) Key() string { return s.Namespace + "/" + s.Name }
+
+// Port is one port of a service with its endpoints in every cluster.
+type Port struct {
+	Name     string   `json:"name,omitempty"`
+	Port     uint32   `json:"port"`
+	Protocol Protocol `json:"protocol"`
+	// Endpoints are where the port is served: local pods, remote pods on a
+	// shared network, and remote gateways.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// Endpoint is one address serving a service port.
+type Endpoint struct {
+	// Cluster is the name of the cluster the endpoint lives in.
+	Cluster string `json:"cluster"`
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+	Ready   bool   `json:"ready"`
+	// Gateway marks the remote cluster's gateway, which routes the request
+	// by its authority to the service in that cluster.
+	Gateway bool `json:"gateway,omitempty"`
+}
+
+// LbType is how the local cluster lets traffic for a service leave it.
+type LbType string
+
+// The global load-balancing types of DESIGN.md.
+const (
+	Locality     LbType = "Locality"
+	FailOver     LbType = "FailOver"
+	ActiveActive LbType = "ActiveActive"
+)
+
+// Policy is the local cluster's GlobalTrafficPolicy for a service.
+type Policy struct {
+	LbType  LbType   `json:"lbType"`
+	Targets []Target `json:"targets,omitempty"`
+}
+
+// Target is a cluster a policy lets traffic go to.
+type Target struct {
+	ClusterKey string `json:"clusterKey"`
+	// Weight of the cluster's locality; nil is 1, 0 drops the target.
+	Weight *uint32 `json:"weight,omitempty"`
+	// Priority is the FailOver tier, from 1; 0 is 1.
+	Priority uint32 `json:"priority,omitempty"`
+}
+
+// EffectiveWeight returns the weight, 1 when unset.
+func (t *Target) EffectiveWeight() uint32 {
+	if t.Weight == nil {
+		return 1
+	}
+	return *t.Weight
+}
+
+// EffectivePriority returns the FailOver tier, 1 when unset.
+func (t *Target) EffectivePriority() uint32 {
+	if t.Priority == 0 {
+		return 1
+	}
+	return t.Priority
+}
+
+// PathType is how an export rule's path matches.
+type PathType string
+
+// Path types of an export rule.
+const (
+	PathPrefix PathType = "Prefix"
+	PathExact  PathType = "Exact"
+)
+
+// Export is the local cluster's export of a service.
+type Export struct {
+	Rules []ExportRule `json:"rules,omitempty"`
+	// PathRewrite is what a matched path becomes upstream; "/" when empty.
+	PathRewrite string `json:"pathRewrite,omitempty"`
+	// LoadBalancer is the export's load balancer type for the gateway.
+	LoadBalancer string `json:"loadBalancer,omitempty"`
+}
+
+// ExportRule serves a service port at a path of the gateway.
+type ExportRule struct {
+	Port     uint32   `json:"port"`
+	Path     string   `json:"path"`
+	PathType PathType `json:"pathType,omitempty"`
+}
+
+// Role is what kind of proxy asks for configuration.
+type Role string
+
+// Proxy roles, from the node metadata key "role".
+const (
+	RoleSidecar Role = "sidecar"
+	RoleGateway Role = "gateway"
+	RoleGRPC    Role = "grpc"
+)
+
+// Proxy is the identity of one proxy or proxyless client.
+type Proxy struct {
+	ID             string `json:"id"`
+	Role           Role   `json:"role"`
+	Namespace      string `json:"namespace,omitempty"`
+	Pod            string `json:"pod,omitempty"`
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	Cluster        string `json:"cluster,omitempty"`
+	// IP is the address the proxy's listeners bind to: the pod's address
+	// for a sidecar, the gateway's for a gateway.
+	IP string `json:"ip,omitempty"`
+	// AppIP is where a sidecar sends inbound traffic for its own pod's
+	// app; 127.0.0.1 when empty.
+	AppIP string `json:"appIP,omitempty"`
+}

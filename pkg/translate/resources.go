@@ -1,0 +1,115 @@
+package translate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+)
+
+// Resources are the Envoy resources for one proxy, each list sorted by name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Unmatched lists, per service with a policy, the targets that name no
+	// cluster exporting it (for the policy's status).
+	Unmatched []UnmatchedTargets
+	// Warnings are what translation left out and why.
+	Warnings []string
+}
+
+// UnmatchedTargets are a policy's targets that match no exporting cluster.
+type UnmatchedTargets struct {
+	Namespace string
+	Name      string
+	Targets   []string
+}
+
+// Translate builds the resources for the proxy, by its role.
+func Translate(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	switch p.Role {
+	case model.RoleSidecar:
+		return Sidecar(m, p)
+	case model.RoleGateway:
+		return Gateway(m, p)
+	case model.RoleGRPC:
+		return Proxyless(m, p)
+	}
+	return nil, fmt.Errorf("proxy %s: unknown role %q (want sidecar, gateway or grpc)", p.ID, p.Role)
+}
+
+// Validate runs Envoy's own proto validation on every resource.
+func (r *Resources) Validate() error {
+	var errs []error
+	for _, l := range r.Listeners {
+		if err := l.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("listener %s: %w", l.GetName(), err))
+		}
+	}
+	for _, rc := range r.Routes {
+		if err := rc.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("route configuration %s: %w", rc.GetName(), err))
+		}
+	}
+	for _, c := range r.Clusters {
+		if err := c.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", c.GetName(), err))
+		}
+	}
+	for _, e := range r.Endpoints {
+		if err := e.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster load assignment %s: %w", e.GetClusterName(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Resources) sort() {
+	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
+		return cmp.Compare(a.GetClusterName(), b.GetClusterName())
+	})
+}
+
+// Outbound builds the clusters and endpoint assignments through which the
+// local cluster's consumers (sidecars and proxyless clients alike) reach
+// every service port, each under the service's policy. The xDS server
+// builds them once per mesh and shares them across proxies.
+func Outbound(m *model.Mesh) *Resources {
+	ix := newIndex(m)
+	r := &Resources{
+		Clusters:  make([]*clusterv3.Cluster, 0, len(m.Services)),
+		Endpoints: make([]*endpointv3.ClusterLoadAssignment, 0, len(m.Services)),
+	}
+	for i := range m.Services {
+		svc := &m.Services[i]
+		failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
+		var unmatched []string
+		for j := range svc.Ports {
+			port := &svc.Ports[j]
+			name := OutboundClusterName(svc, port.Port)
+			pl := ix.place(svc, port)
+			if j == 0 {
+				unmatched = pl.Unmatched
+			}
+			r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), failover: failover}))
+			r.Endpoints = append(r.Endpoints, assignment(name, pl, ProxylessName(svc, port.Port)))
+		}
+		if svc.Policy != nil && len(unmatched) > 0 {
+			r.Unmatched = append(r.Unmatched, UnmatchedTargets{Namespace: svc.Namespace, Name: svc.Name, Targets: unmatched})
+		}
+	}
+	r.sort()
+	return r
+}

@@ -1,0 +1,166 @@
+package translate
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+)
+
+// Sidecar builds a sidecar's resources: the outbound clusters and endpoints
+// (see Outbound) and its own listeners and routes (see SidecarListeners).
+func Sidecar(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	r := Outbound(m)
+	own, err := SidecarListeners(m, p)
+	if err != nil {
+		return nil, err
+	}
+	r.merge(own)
+	return r, nil
+}
+
+func (r *Resources) merge(o *Resources) {
+	r.Listeners = append(r.Listeners, o.Listeners...)
+	r.Routes = append(r.Routes, o.Routes...)
+	r.Clusters = append(r.Clusters, o.Clusters...)
+	r.Endpoints = append(r.Endpoints, o.Endpoints...)
+	r.Unmatched = append(r.Unmatched, o.Unmatched...)
+	r.Warnings = append(r.Warnings, o.Warnings...)
+	r.sort()
+}
+
+type servicePort struct {
+	svc  *model.Service
+	port *model.Port
+}
+
+// SidecarListeners builds what is the sidecar's own: one outbound listener
+// per service port number, bound to the pod's address, whose routes answer
+// every name form of every service on that port; and an inbound listener
+// per port of the pod's own app, with the cluster that reaches the app.
+func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	if p.Role != model.RoleSidecar {
+		return nil, fmt.Errorf("proxy %s: role %q is not a sidecar", p.ID, p.Role)
+	}
+	r := &Resources{}
+	ip := p.IP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+
+	// The pod's own ports: where the local cluster's endpoints are this
+	// pod's address.
+	inbound := map[uint32]model.Protocol{}
+	byPort := map[uint32][]servicePort{}
+	for i := range m.Services {
+		svc := &m.Services[i]
+		for j := range svc.Ports {
+			port := &svc.Ports[j]
+			byPort[port.Port] = append(byPort[port.Port], servicePort{svc, port})
+			if p.IP == "" {
+				continue
+			}
+			for _, e := range port.Endpoints {
+				if e.Cluster == m.LocalCluster && !e.Gateway && e.Address == p.IP {
+					if prev, ok := inbound[e.Port]; !ok || port.Protocol.IsHTTP2() || prev == model.ProtocolTCP {
+						inbound[e.Port] = port.Protocol
+					}
+				}
+			}
+		}
+	}
+
+	for _, portNumber := range slices.Sorted(maps.Keys(byPort)) {
+		if _, taken := inbound[portNumber]; taken {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("outbound port %d: the pod itself serves on %s:%d; outbound traffic to that port is not proxied", portNumber, ip, portNumber))
+			continue
+		}
+		var httpPorts, tcpPorts []servicePort
+		for _, sp := range byPort[portNumber] {
+			if sp.port.Protocol.IsHTTP() {
+				httpPorts = append(httpPorts, sp)
+			} else {
+				tcpPorts = append(tcpPorts, sp)
+			}
+		}
+		name := outboundListenerName(portNumber)
+		switch {
+		case len(httpPorts) > 0:
+			routeName := outboundRouteName(portNumber, p.Namespace)
+			r.Listeners = append(r.Listeners, listener(name, ip, portNumber, hcmFilter(name, routeName, nil)))
+			r.Routes = append(r.Routes, outboundRoutes(routeName, httpPorts, p.Namespace, r))
+			for _, sp := range tcpPorts {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("service %s port %d: TCP shares the port with HTTP services; it is not proxied", sp.svc.Key(), portNumber))
+			}
+		case len(tcpPorts) == 1:
+			sp := tcpPorts[0]
+			r.Listeners = append(r.Listeners, listener(name, ip, portNumber, tcpProxyFilter(name, OutboundClusterName(sp.svc, portNumber))))
+		default:
+			for _, sp := range tcpPorts {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("service %s port %d: several TCP services share the port and TCP has no name to tell them apart; it is not proxied", sp.svc.Key(), portNumber))
+			}
+		}
+	}
+
+	appIP := p.AppIP
+	if appIP == "" {
+		appIP = "127.0.0.1"
+	}
+	for _, portNumber := range slices.Sorted(maps.Keys(inbound)) {
+		proto := inbound[portNumber]
+		name := inboundListenerName(portNumber)
+		cluster := InboundClusterName(portNumber)
+		var filter *listenerv3.Filter
+		if proto.IsHTTP() {
+			routes := &routev3.RouteConfiguration{
+				Name: name,
+				VirtualHosts: []*routev3.VirtualHost{{
+					Name:    name,
+					Domains: []string{"*"},
+					Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: proto}, false, false))},
+				}},
+			}
+			filter = hcmFilter(name, "", routes)
+		} else {
+			filter = tcpProxyFilter(name, cluster)
+		}
+		r.Listeners = append(r.Listeners, listener(name, ip, portNumber, filter))
+		r.Clusters = append(r.Clusters, staticCluster(cluster, appIP, portNumber, proto.IsHTTP2()))
+	}
+	r.sort()
+	return r, nil
+}
+
+// outboundRoutes is the route configuration of one outbound port: a virtual
+// host per service, answering every name form of it. Envoy rejects a whole
+// RouteConfiguration with a duplicate domain, so a name already taken is
+// left out with a warning.
+func outboundRoutes(name string, ports []servicePort, namespace string, r *Resources) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(ports))}
+	taken := map[string]string{}
+	for _, sp := range ports {
+		vh := &routev3.VirtualHost{
+			Name: ProxylessName(sp.svc, sp.port.Port),
+			Routes: []*routev3.Route{prefixRoute(routeAction(
+				OutboundClusterName(sp.svc, sp.port.Port), sp.port, true,
+				sp.svc.Policy != nil && sp.svc.Policy.LbType == model.FailOver))},
+		}
+		for _, d := range hostnames(sp.svc, sp.port.Port, namespace, true) {
+			if other, dup := taken[d]; dup {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("route %s: %s names both %s and %s; kept for %s", name, d, other, vh.Name, other))
+				continue
+			}
+			taken[d] = vh.Name
+			vh.Domains = append(vh.Domains, d)
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
+	}
+	slices.SortFunc(rc.VirtualHosts, func(a, b *routev3.VirtualHost) int { return cmp.Compare(a.Name, b.Name) })
+	return rc
+}
+
