@@ -38,7 +38,7 @@ check-generate: generate ## Fail when generated files differ from what is commit
 
 .PHONY: testdata
 testdata: ## Regenerate golden test outputs.
-	go test ./pkg/... -run 'Golden' -update
+	go test ./pkg/translate -run 'Golden' -update
 
 .PHONY: lint
 lint: ## Run golangci-lint.

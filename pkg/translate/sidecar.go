@@ -163,4 +163,3 @@ func outboundRoutes(name string, ports []servicePort, namespace string, r *Resou
 	slices.SortFunc(rc.VirtualHosts, func(a, b *routev3.VirtualHost) int { return cmp.Compare(a.Name, b.Name) })
 	return rc
 }
-
