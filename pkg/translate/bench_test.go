@@ -38,7 +38,9 @@ func benchMesh(services, endpoints, clusters int) *model.Mesh {
 		for e := range endpoints {
 			c := e % clusters
 			cl := &m.Clusters[c]
-			ep := model.Endpoint{Cluster: cl.Name, Address: fmt.Sprintf("10.%d.%d.%d", 100+c, s/250, (s%250)+e/clusters), Port: 8080, Ready: e%17 != 0}
+			idx := s*endpoints + e/clusters
+			addr := fmt.Sprintf("10.%d.%d.%d", 100+2*c+idx>>16, (idx>>8)&255, idx&255)
+			ep := model.Endpoint{Cluster: cl.Name, Address: addr, Port: 8080, Ready: e%17 != 0}
 			if !cl.SharesNetworkWith(&m.Clusters[0]) {
 				if e >= clusters { // one gateway endpoint per remote cluster
 					continue

@@ -109,7 +109,11 @@ func (ix *index) place(svc *model.Service, port *model.Port) Placement {
 	}
 
 	ready := ix.readyEndpoints(svc, port)
-	seen := map[string]bool{}
+	type addr struct {
+		ip   string
+		port uint32
+	}
+	seen := make(map[addr]bool, len(port.Endpoints))
 	for _, tier := range tiers {
 		var out []Locality
 		for _, c := range tier {
@@ -120,11 +124,11 @@ func (ix *index) place(svc *model.Service, port *model.Port) Placement {
 			for _, e := range ready[c.cluster.Name] {
 				// An address serves once: gRPC refuses duplicates across
 				// the whole assignment, so the higher priority keeps it.
-				addr := model.Address{IP: e.Address, Port: e.Port}.String()
-				if seen[addr] {
+				a := addr{e.Address, e.Port}
+				if seen[a] {
 					continue
 				}
-				seen[addr] = true
+				seen[a] = true
 				eps = append(eps, e)
 			}
 			if len(eps) > 0 {
