@@ -94,14 +94,14 @@ func (p Protocol) IsHTTP2() bool { return p == ProtocolHTTP2 || p == ProtocolGRP
 // else the prefix of its name (grpc, http2, http, tcp), else HTTP.
 func ProtocolFor(name string, appProtocol *string) Protocol {
 	if appProtocol != nil {
-		switch p := strings.ToLower(*appProtocol); {
-		case p == "grpc":
+		switch strings.ToLower(*appProtocol) {
+		case "grpc":
 			return ProtocolGRPC
-		case p == "http2" || p == "h2c" || p == "kubernetes.io/h2c":
+		case "http2", "h2c", "kubernetes.io/h2c":
 			return ProtocolHTTP2
-		case p == "tcp":
+		case "tcp":
 			return ProtocolTCP
-		case p == "http" || p == "http1" || p == "https":
+		case "http", "http1", "https":
 			return ProtocolHTTP
 		}
 	}

@@ -36,7 +36,7 @@ func TestAValidMeshValidates(t *testing.T) {
 func TestValidateNamesTheField(t *testing.T) {
 	tests := []struct {
 		name   string
-		break_ func(m *Mesh)
+		mutate func(m *Mesh)
 		want   string
 	}{
 		{"the local cluster must be known", func(m *Mesh) { m.LocalCluster = "cluster-9" }, `localCluster: "cluster-9" is not among clusters`},
@@ -63,7 +63,7 @@ func TestValidateNamesTheField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := validMesh()
-			tt.break_(m)
+			tt.mutate(m)
 			err := m.Validate()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.want)
