@@ -21,6 +21,7 @@ func Proxyless(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	}
 	r := Outbound(m)
 	r.merge(ProxylessListeners(m))
+	r.sort()
 	return r, nil
 }
 

@@ -84,32 +84,46 @@ func (r *Resources) sort() {
 
 // Outbound builds the clusters and endpoint assignments through which the
 // local cluster's consumers (sidecars and proxyless clients alike) reach
-// every service port, each under the service's policy. The xDS server
-// builds them once per mesh and shares them across proxies.
+// every service port, each under the service's policy.
 func Outbound(m *model.Mesh) *Resources {
-	ix := newIndex(m)
+	t := NewTranslator(m)
 	r := &Resources{
 		Clusters:  make([]*clusterv3.Cluster, 0, len(m.Services)),
 		Endpoints: make([]*endpointv3.ClusterLoadAssignment, 0, len(m.Services)),
 	}
 	for i := range m.Services {
-		svc := &m.Services[i]
-		failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
-		var unmatched []string
-		for j := range svc.Ports {
-			port := &svc.Ports[j]
-			name := OutboundClusterName(svc, port.Port)
-			pl := ix.place(svc, port)
-			if j == 0 {
-				unmatched = pl.Unmatched
-			}
-			r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), failover: failover}))
-			r.Endpoints = append(r.Endpoints, assignment(name, pl, ProxylessName(svc, port.Port)))
-		}
-		if svc.Policy != nil && len(unmatched) > 0 {
-			r.Unmatched = append(r.Unmatched, UnmatchedTargets{Namespace: svc.Namespace, Name: svc.Name, Targets: unmatched})
-		}
+		r.merge(t.OutboundService(&m.Services[i]))
 	}
 	r.sort()
+	return r
+}
+
+// Translator translates one mesh service by service, so that a caller who
+// knows which services changed (the xDS server) translates only those.
+type Translator struct {
+	ix *index
+}
+
+// NewTranslator prepares the lookups of one mesh.
+func NewTranslator(m *model.Mesh) *Translator { return &Translator{ix: newIndex(m)} }
+
+// OutboundService builds the outbound clusters and endpoint assignments of
+// one service, one per port, and reports its policy's unmatched targets.
+func (t *Translator) OutboundService(svc *model.Service) *Resources {
+	r := &Resources{
+		Clusters:  make([]*clusterv3.Cluster, 0, len(svc.Ports)),
+		Endpoints: make([]*endpointv3.ClusterLoadAssignment, 0, len(svc.Ports)),
+	}
+	failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
+	for j := range svc.Ports {
+		port := &svc.Ports[j]
+		name := OutboundClusterName(svc, port.Port)
+		pl := t.ix.place(svc, port)
+		if j == 0 && svc.Policy != nil && len(pl.Unmatched) > 0 {
+			r.Unmatched = append(r.Unmatched, UnmatchedTargets{Namespace: svc.Namespace, Name: svc.Name, Targets: pl.Unmatched})
+		}
+		r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), failover: failover}))
+		r.Endpoints = append(r.Endpoints, assignment(name, pl, ProxylessName(svc, port.Port)))
+	}
 	return r
 }

@@ -21,9 +21,11 @@ func Sidecar(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		return nil, err
 	}
 	r.merge(own)
+	r.sort()
 	return r, nil
 }
 
+// merge appends o's resources to r (callers sort once they are done).
 func (r *Resources) merge(o *Resources) {
 	r.Listeners = append(r.Listeners, o.Listeners...)
 	r.Routes = append(r.Routes, o.Routes...)
@@ -31,7 +33,6 @@ func (r *Resources) merge(o *Resources) {
 	r.Endpoints = append(r.Endpoints, o.Endpoints...)
 	r.Unmatched = append(r.Unmatched, o.Unmatched...)
 	r.Warnings = append(r.Warnings, o.Warnings...)
-	r.sort()
 }
 
 type servicePort struct {

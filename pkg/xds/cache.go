@@ -1,0 +1,338 @@
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Entry is one resource as it is served: marshalled once, whatever number
+// of proxies receive it, and versioned by its content, so a proxy is sent
+// exactly the resources that changed.
+type Entry struct {
+	Name     string
+	Version  string
+	Resource proto.Message
+	any      *anypb.Any
+}
+
+// NewEntry marshals a resource deterministically and versions it by a hash
+// of its bytes.
+func NewEntry(name string, m proto.Message) (*Entry, error) {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", name, err)
+	}
+	sum := sha256.Sum256(data)
+	return &Entry{
+		Name:     name,
+		Version:  base64.RawURLEncoding.EncodeToString(sum[:12]),
+		Resource: m,
+		any:      &anypb.Any{TypeUrl: resource.APITypePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: data},
+	}, nil
+}
+
+// Resources are the entries of one layer, by type URL and name. They are
+// immutable once handed to the cache.
+type Resources map[string]map[string]*Entry
+
+// Cache serves each proxy its view: the union of the layers named for it
+// (for example the cluster-wide outbound clusters and endpoints, plus the
+// proxy's own listeners). Layers are shared: a resource of a layer is
+// marshalled once for all the proxies whose view includes it. It speaks
+// state-of-the-world and delta xDS to go-control-plane's servers, answers
+// partial subscriptions (proxyless gRPC clients ask for names), and sends
+// a client only what changed since what it was last sent.
+type Cache struct {
+	// views resolves a node to the names of its layers, once per stream;
+	// an error refuses the node.
+	views func(node *corev3.Node) ([]string, error)
+
+	mu      sync.Mutex
+	layers  map[string]Resources
+	watches map[*cacheWatch]struct{}
+	version int64
+}
+
+type cacheWatch struct {
+	typeURL string
+	layers  []string
+	sub     cachev3.Subscription
+	sotw    *discoveryv3.DiscoveryRequest
+	delta   *discoveryv3.DeltaDiscoveryRequest
+	sotwCh  chan cachev3.Response
+	deltaCh chan cachev3.DeltaResponse
+	first   bool
+}
+
+var _ cachev3.Cache = (*Cache)(nil)
+
+// NewCache returns an empty cache whose views are resolved by views.
+func NewCache(views func(node *corev3.Node) ([]string, error)) *Cache {
+	return &Cache{views: views, layers: map[string]Resources{}, watches: map[*cacheWatch]struct{}{}}
+}
+
+// SetLayer replaces a layer and answers every watch whose view it changes.
+// Types absent from res are left as they were; an empty map for a type
+// empties it.
+func (c *Cache) SetLayer(name string, res Resources) {
+	c.update(func() []string {
+		layer := c.layers[name]
+		if layer == nil {
+			layer = Resources{}
+			c.layers[name] = layer
+		}
+		var changed []string
+		for typeURL, entries := range res {
+			if !sameEntries(layer[typeURL], entries) {
+				layer[typeURL] = entries
+				changed = append(changed, typeURL)
+			}
+		}
+		return changed
+	}, name)
+}
+
+// DeleteLayer removes a layer, e.g. the own layer of a proxy that left.
+func (c *Cache) DeleteLayer(name string) {
+	c.update(func() []string {
+		layer, ok := c.layers[name]
+		if !ok {
+			return nil
+		}
+		delete(c.layers, name)
+		return slices.Collect(maps.Keys(layer))
+	}, name)
+}
+
+func (c *Cache) update(apply func() (changedTypes []string), layerName string) {
+	var sends []func()
+	c.mu.Lock()
+	changed := apply()
+	if len(changed) > 0 {
+		c.version++
+		for w := range c.watches {
+			if slices.Contains(changed, w.typeURL) && slices.Contains(w.layers, layerName) {
+				if send := c.respond(w, false); send != nil {
+					delete(c.watches, w)
+					sends = append(sends, send)
+				}
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, send := range sends {
+		send()
+	}
+}
+
+func sameEntries(a, b map[string]*Entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, e := range a {
+		if o, ok := b[name]; !ok || o.Version != e.Version {
+			return false
+		}
+	}
+	return true
+}
+
+// View returns the entries of a type a node's view holds, as a copy.
+func (c *Cache) View(layers []string, typeURL string) map[string]*Entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.view(layers, typeURL)
+}
+
+func (c *Cache) view(layers []string, typeURL string) map[string]*Entry {
+	out := map[string]*Entry{}
+	for _, l := range layers {
+		maps.Copy(out, c.layers[l][typeURL])
+	}
+	return out
+}
+
+// CreateWatch opens a state-of-the-world watch.
+func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	layers, err := c.views(req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, sotw: req, sotwCh: ch, first: req.GetResponseNonce() == ""}
+	return c.open(w), nil
+}
+
+// CreateDeltaWatch opens a delta watch.
+func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	layers, err := c.views(req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, delta: req, deltaCh: ch, first: req.GetResponseNonce() == ""}
+	return c.open(w), nil
+}
+
+func (c *Cache) open(w *cacheWatch) func() {
+	c.mu.Lock()
+	send := c.respond(w, w.first)
+	if send == nil {
+		c.watches[w] = struct{}{}
+	}
+	c.mu.Unlock()
+	if send != nil {
+		send()
+	}
+	return func() {
+		c.mu.Lock()
+		delete(c.watches, w)
+		c.mu.Unlock()
+	}
+}
+
+// Fetch is not served: proxies use streams.
+func (c *Cache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, fmt.Errorf("fetch is not supported; use an ADS stream")
+}
+
+// fullState reports whether a type's sotw responses must carry every
+// resource (LDS and CDS), as the protocol requires.
+func fullState(typeURL string) bool {
+	return typeURL == resource.ListenerType || typeURL == resource.ClusterType
+}
+
+// respond computes the watch's response, if it needs one, and returns the
+// function that sends it (to run without the lock held). It mirrors
+// go-control-plane's LinearCache over the union of the watch's layers.
+func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
+	view := c.view(w.layers, w.typeURL)
+	known := w.sub.ReturnedResources()
+	var changed, removed []string
+	if w.sub.IsWildcard() {
+		for name, e := range view {
+			if v, ok := known[name]; !ok || v != e.Version {
+				changed = append(changed, name)
+			}
+		}
+		for name := range known {
+			if _, ok := view[name]; !ok {
+				removed = append(removed, name)
+			}
+		}
+	} else {
+		subscribed := w.sub.SubscribedResources()
+		for name := range subscribed {
+			e, exists := view[name]
+			v, isKnown := known[name]
+			switch {
+			case !exists && isKnown:
+				removed = append(removed, name)
+			case exists && (!isKnown || v != e.Version):
+				changed = append(changed, name)
+			}
+		}
+		for name := range known {
+			if _, ok := subscribed[name]; !ok {
+				removed = append(removed, name)
+			}
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 && !evenIfEmpty {
+		return nil
+	}
+
+	toReturn := changed
+	if w.sotw != nil && fullState(w.typeURL) {
+		toReturn = toReturn[:0:0]
+		for name := range view {
+			if _, ok := w.sub.SubscribedResources()[name]; ok || w.sub.IsWildcard() {
+				toReturn = append(toReturn, name)
+			}
+		}
+	} else if w.sotw != nil && len(changed) == 0 && !evenIfEmpty {
+		// sotw cannot say that a resource of other types went away.
+		return nil
+	}
+	slices.Sort(toReturn)
+	slices.Sort(removed)
+
+	returned := maps.Clone(known)
+	if returned == nil {
+		returned = map[string]string{}
+	}
+	entries := make([]*Entry, 0, len(toReturn))
+	for _, name := range toReturn {
+		e := view[name]
+		entries = append(entries, e)
+		returned[name] = e.Version
+	}
+	for _, name := range removed {
+		delete(returned, name)
+	}
+	version := strconv.FormatInt(c.version, 10)
+	if w.sotw != nil {
+		resp := &sotwResponse{req: w.sotw, version: version, entries: entries, returned: returned}
+		return func() { w.sotwCh <- resp }
+	}
+	resp := &deltaResponse{req: w.delta, version: version, entries: entries, removed: removed, returned: returned}
+	return func() { w.deltaCh <- resp }
+}
+
+type sotwResponse struct {
+	req      *discoveryv3.DiscoveryRequest
+	version  string
+	entries  []*Entry
+	returned map[string]string
+}
+
+func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	out := &discoveryv3.DiscoveryResponse{VersionInfo: r.version, TypeUrl: r.req.GetTypeUrl(), Resources: make([]*anypb.Any, len(r.entries))}
+	for i, e := range r.entries {
+		out.Resources[i] = e.any
+	}
+	return out, nil
+}
+func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
+func (r *sotwResponse) GetVersion() (string, error)                { return r.version, nil }
+func (r *sotwResponse) GetResponseVersion() string                  { return r.version }
+func (r *sotwResponse) GetReturnedResources() map[string]string     { return r.returned }
+func (r *sotwResponse) GetContext() context.Context                 { return context.Background() }
+
+type deltaResponse struct {
+	req      *discoveryv3.DeltaDiscoveryRequest
+	version  string
+	entries  []*Entry
+	removed  []string
+	returned map[string]string
+}
+
+func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscoveryResponse, error) {
+	out := &discoveryv3.DeltaDiscoveryResponse{
+		SystemVersionInfo: r.version,
+		TypeUrl:           r.req.GetTypeUrl(),
+		RemovedResources:  r.removed,
+		Resources:         make([]*discoveryv3.Resource, len(r.entries)),
+	}
+	for i, e := range r.entries {
+		out.Resources[i] = &discoveryv3.Resource{Name: e.Name, Version: e.Version, Resource: e.any}
+	}
+	return out, nil
+}
+func (r *deltaResponse) GetDeltaRequest() *discoveryv3.DeltaDiscoveryRequest { return r.req }
+func (r *deltaResponse) GetSystemVersion() (string, error)                   { return r.version, nil }
+func (r *deltaResponse) GetResponseVersion() string                          { return r.version }
+func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.returned }
+func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.returned }
+func (r *deltaResponse) GetContext() context.Context                         { return context.Background() }
