@@ -30,37 +30,44 @@ func Proxyless(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 func ProxylessListeners(m *model.Mesh) *Resources {
 	r := &Resources{}
 	for i := range m.Services {
-		svc := &m.Services[i]
-		for j := range svc.Ports {
-			port := &svc.Ports[j]
-			if !port.Protocol.IsHTTP() {
-				continue
-			}
-			name := ProxylessName(svc, port.Port)
-			hcm := &hcmv3.HttpConnectionManager{
-				HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
-				RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-					ConfigSource: ads(), RouteConfigName: name,
-				}},
-			}
-			r.Listeners = append(r.Listeners, &listenerv3.Listener{
-				Name:        name,
-				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
-			})
-			failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
-			r.Routes = append(r.Routes, &routev3.RouteConfiguration{
-				Name: name,
-				VirtualHosts: []*routev3.VirtualHost{{
-					Name:    name,
-					Domains: []string{name},
-					Routes: []*routev3.Route{{
-						Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
-						Action: routeAction(OutboundClusterName(svc, port.Port), port, false, failover),
-					}},
-				}},
-			})
-		}
+		r.merge(ProxylessService(&m.Services[i]))
 	}
 	r.sort()
+	return r
+}
+
+// ProxylessService builds one service's proxyless listeners and routes, one
+// per HTTP port.
+func ProxylessService(svc *model.Service) *Resources {
+	r := &Resources{}
+	failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
+	for j := range svc.Ports {
+		port := &svc.Ports[j]
+		if !port.Protocol.IsHTTP() {
+			continue
+		}
+		name := ProxylessName(svc, port.Port)
+		hcm := &hcmv3.HttpConnectionManager{
+			HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+				ConfigSource: ads(), RouteConfigName: name,
+			}},
+		}
+		r.Listeners = append(r.Listeners, &listenerv3.Listener{
+			Name:        name,
+			ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
+		})
+		r.Routes = append(r.Routes, &routev3.RouteConfiguration{
+			Name: name,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    name,
+				Domains: []string{name},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
+					Action: routeAction(OutboundClusterName(svc, port.Port), port, false, failover),
+				}},
+			}},
+		})
+	}
 	return r
 }

@@ -1,0 +1,49 @@
+package xds
+
+import (
+	"context"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+)
+
+// callbackFuncs adapts the tracker to go-control-plane's Callbacks.
+type callbackFuncs struct {
+	open          func(id int64, delta bool)
+	closed        func(id int64, delta bool)
+	sotwRequest   func(id int64, req *discoveryv3.DiscoveryRequest)
+	sotwResponse  func(id int64, resp *discoveryv3.DiscoveryResponse)
+	deltaRequest  func(id int64, req *discoveryv3.DeltaDiscoveryRequest)
+	deltaResponse func(id int64, resp *discoveryv3.DeltaDiscoveryResponse)
+}
+
+var _ serverv3.Callbacks = callbackFuncs{}
+
+func (c callbackFuncs) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	c.open(id, false)
+	return nil
+}
+func (c callbackFuncs) OnStreamClosed(id int64, _ *corev3.Node) { c.closed(id, false) }
+func (c callbackFuncs) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	c.open(id, true)
+	return nil
+}
+func (c callbackFuncs) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.closed(id, true) }
+func (c callbackFuncs) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	c.sotwRequest(id, req)
+	return nil
+}
+func (c callbackFuncs) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	c.sotwResponse(id, resp)
+}
+func (c callbackFuncs) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	c.deltaRequest(id, req)
+	return nil
+}
+func (c callbackFuncs) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	c.deltaResponse(id, resp)
+}
+func (c callbackFuncs) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+func (c callbackFuncs) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}

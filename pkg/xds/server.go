@@ -1,0 +1,330 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/translate"
+)
+
+// Layer names of the shared parts of views.
+const (
+	layerOutbound  = "outbound"
+	layerProxyless = "proxyless"
+)
+
+func proxyLayer(id string) string { return "proxy/" + id }
+
+// Options configure a Server.
+type Options struct {
+	// ClusterName is the cluster this control plane serves; a proxy whose
+	// node metadata names another cluster is refused.
+	ClusterName string
+	Log         logr.Logger
+	// Registry receives the server's metrics; nil makes a new one.
+	Registry *prometheus.Registry
+}
+
+// Server is fleetmesh's ADS server for one cluster.
+type Server struct {
+	opts     Options
+	cache    *Cache
+	tracker  *tracker
+	metrics  *metrics
+	registry *prometheus.Registry
+	xds      serverv3.Server
+
+	mu      sync.Mutex
+	mesh    *model.Mesh
+	pods    map[string]string
+	proxies map[string]*proxyEntry
+	memo    map[string]memoEntry
+	ready   bool
+}
+
+type proxyEntry struct {
+	proxy   model.Proxy
+	streams int
+	// warnings of the proxy's last translation
+	warnings []string
+}
+
+type memoEntry struct {
+	fingerprint uint64
+	outbound    Resources
+	proxyless   Resources
+	unmatched   []translate.UnmatchedTargets
+}
+
+// NewServer returns a server with an empty mesh; Update publishes one.
+func NewServer(ctx context.Context, opts Options) *Server {
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{
+		opts:     opts,
+		registry: opts.Registry,
+		metrics:  newMetrics(opts.Registry),
+		proxies:  map[string]*proxyEntry{},
+		memo:     map[string]memoEntry{},
+	}
+	s.tracker = newTracker(opts.Log, s.metrics)
+	s.cache = NewCache(s.views)
+	s.xds = serverv3.NewServer(ctx, s.cache, s.tracker.callbacks(s.connected, s.disconnected))
+	return s
+}
+
+// Register serves ADS (state of the world and delta) on a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// Cache returns the server's cache (for tests and the debug API).
+func (s *Server) Cache() *Cache { return s.cache }
+
+// Identify reads a proxy's identity from its node: node.id, and the
+// metadata keys role (sidecar, gateway or grpc), namespace, pod,
+// serviceAccount and cluster (DESIGN.md), plus the optional ip (the
+// address to bind listeners to, when the proxy has no Pod) and appIP
+// (where a sidecar's inbound traffic goes; 127.0.0.1 by default).
+func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
+	md := node.GetMetadata().GetFields()
+	str := func(k string) string { return md[k].GetStringValue() }
+	p := model.Proxy{
+		ID: node.GetId(), Role: model.Role(str("role")), Namespace: str("namespace"), Pod: str("pod"),
+		ServiceAccount: str("serviceAccount"), Cluster: str("cluster"), IP: str("ip"), AppIP: str("appIP"),
+	}
+	if p.ID == "" {
+		return p, errors.New("node.id is empty: every proxy needs an id unique to it")
+	}
+	switch p.Role {
+	case model.RoleSidecar, model.RoleGateway, model.RoleGRPC:
+	case "":
+		return p, fmt.Errorf("node %s: metadata.role is missing; want sidecar, gateway or grpc", p.ID)
+	default:
+		return p, fmt.Errorf("node %s: metadata.role %q is not sidecar, gateway or grpc", p.ID, p.Role)
+	}
+	if p.Cluster == "" {
+		p.Cluster = s.opts.ClusterName
+	} else if s.opts.ClusterName != "" && p.Cluster != s.opts.ClusterName {
+		return p, fmt.Errorf("node %s: metadata.cluster is %q, but this control plane serves %q", p.ID, p.Cluster, s.opts.ClusterName)
+	}
+	return p, nil
+}
+
+func layersOf(p model.Proxy) []string {
+	switch p.Role {
+	case model.RoleGRPC:
+		return []string{layerOutbound, layerProxyless}
+	case model.RoleSidecar:
+		return []string{layerOutbound, proxyLayer(p.ID)}
+	default:
+		return []string{proxyLayer(p.ID)}
+	}
+}
+
+// views is the cache's resolver: a node's layers.
+func (s *Server) views(node *corev3.Node) ([]string, error) {
+	p, err := s.Identify(node)
+	if err != nil {
+		return nil, err
+	}
+	return layersOf(p), nil
+}
+
+// connected runs once per stream, when its node is first seen: a proxy's
+// first stream builds its own layer.
+func (s *Server) connected(node *corev3.Node) (*ProxyStatus, error) {
+	p, err := s.Identify(node)
+	if err != nil {
+		s.opts.Log.Info("refusing proxy", "node", node.GetId(), "error", err.Error())
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.proxies[p.ID]
+	if e == nil {
+		e = &proxyEntry{proxy: p}
+		s.proxies[p.ID] = e
+		s.opts.Log.Info("proxy connected", "proxy", p.ID, "role", p.Role, "namespace", p.Namespace, "pod", p.Pod)
+		s.updateProxy(e)
+	}
+	e.streams++
+	return &ProxyStatus{ID: p.ID, Role: string(p.Role), Cluster: p.Cluster, Namespace: p.Namespace, Pod: p.Pod}, nil
+}
+
+// disconnected drops a proxy's own layer when its last stream closes.
+func (s *Server) disconnected(st *ProxyStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.proxies[st.ID]
+	if e == nil {
+		return
+	}
+	if e.streams--; e.streams <= 0 {
+		delete(s.proxies, st.ID)
+		s.cache.DeleteLayer(proxyLayer(st.ID))
+		s.opts.Log.Info("proxy disconnected", "proxy", st.ID)
+	}
+}
+
+// Update publishes a mesh: the services that changed since the last one are
+// translated again, and every connected proxy's own layer is rebuilt.
+// pods maps namespace/name to a pod's IP, for binding sidecar listeners.
+// It returns the policies' unmatched targets.
+func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.UnmatchedTargets {
+	start := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mesh, s.pods = m, pods
+
+	fleet := fleetFingerprint(m)
+	t := translate.NewTranslator(m)
+	memo := make(map[string]memoEntry, len(m.Services))
+	outbound := Resources{resource.ClusterType: {}, resource.EndpointType: {}}
+	proxyless := Resources{resource.ListenerType: {}, resource.RouteType: {}}
+	var unmatched []translate.UnmatchedTargets
+	translated := 0
+	for i := range m.Services {
+		svc := &m.Services[i]
+		fp := fingerprint(svc, fleet)
+		e, ok := s.memo[svc.Key()]
+		if !ok || e.fingerprint != fp {
+			translated++
+			out := t.OutboundService(svc)
+			e = memoEntry{
+				fingerprint: fp,
+				outbound:    s.entries(out, resource.ClusterType, resource.EndpointType),
+				proxyless:   s.entries(translate.ProxylessService(svc), resource.ListenerType, resource.RouteType),
+				unmatched:   out.Unmatched,
+			}
+		}
+		memo[svc.Key()] = e
+		mergeInto(outbound, e.outbound)
+		mergeInto(proxyless, e.proxyless)
+		unmatched = append(unmatched, e.unmatched...)
+	}
+	s.memo = memo
+	s.cache.SetLayer(layerOutbound, outbound)
+	s.cache.SetLayer(layerProxyless, proxyless)
+	for _, e := range s.proxies {
+		s.updateProxy(e)
+	}
+	s.ready = true
+	s.metrics.translations.Inc()
+	s.metrics.translated.Add(float64(translated))
+	s.metrics.translateTime.Observe(time.Since(start).Seconds())
+	return unmatched
+}
+
+// updateProxy rebuilds a proxy's own layer (sidecars and gateways).
+func (s *Server) updateProxy(e *proxyEntry) {
+	if s.mesh == nil || e.proxy.Role == model.RoleGRPC {
+		return
+	}
+	p := e.proxy
+	if p.IP == "" && p.Pod != "" {
+		p.IP = s.pods[p.Namespace+"/"+p.Pod]
+	}
+	var res *translate.Resources
+	var err error
+	if p.Role == model.RoleSidecar {
+		res, err = translate.SidecarListeners(s.mesh, &p)
+	} else {
+		res, err = translate.Gateway(s.mesh, &p)
+	}
+	if err != nil {
+		s.opts.Log.Error(err, "translate proxy", "proxy", p.ID)
+		return
+	}
+	e.warnings = res.Warnings
+	layer := s.entries(res, resource.ListenerType, resource.RouteType, resource.ClusterType)
+	if p.Role == model.RoleGateway {
+		mergeInto(layer, s.entries(res, resource.EndpointType))
+	}
+	s.cache.SetLayer(proxyLayer(p.ID), layer)
+}
+
+// entries turns translated resources of the given types into cache
+// entries. Types without resources get an empty set, so that what a
+// previous translation had is removed.
+func (s *Server) entries(r *translate.Resources, types ...string) Resources {
+	out := Resources{}
+	add := func(typeURL, name string, m proto.Message) {
+		e, err := NewEntry(name, m)
+		if err != nil {
+			// Translation emits only well-formed protos; a failure here
+			// is a programming error worth a loud log, not a crash.
+			s.opts.Log.Error(err, "marshal resource", "type", typeURL, "name", name)
+			return
+		}
+		out[typeURL][name] = e
+	}
+	for _, typ := range types {
+		out[typ] = map[string]*Entry{}
+		switch typ {
+		case resource.ListenerType:
+			for _, l := range r.Listeners {
+				add(typ, l.GetName(), l)
+			}
+		case resource.RouteType:
+			for _, rc := range r.Routes {
+				add(typ, rc.GetName(), rc)
+			}
+		case resource.ClusterType:
+			for _, c := range r.Clusters {
+				add(typ, c.GetName(), c)
+			}
+		case resource.EndpointType:
+			for _, cla := range r.Endpoints {
+				add(typ, cla.GetClusterName(), cla)
+			}
+		}
+	}
+	return out
+}
+
+func mergeInto(dst, src Resources) {
+	for typ, entries := range src {
+		if dst[typ] == nil {
+			dst[typ] = map[string]*Entry{}
+		}
+		for name, e := range entries {
+			dst[typ][name] = e
+		}
+	}
+}
+
+// Ready reports whether a mesh has been published.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// Proxies returns the sync status of every connected proxy.
+func (s *Server) Proxies() []ProxyStatus { return s.tracker.snapshot() }
+
+// proxyLayers returns the layers of a connected proxy.
+func (s *Server) proxyLayers(id string) ([]string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.proxies[id]
+	if !ok {
+		return nil, false
+	}
+	return layersOf(e.proxy), true
+}

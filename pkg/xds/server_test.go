@@ -1,0 +1,333 @@
+package xds
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+)
+
+// articleMesh is cluster-2 of the article: httpbin imported from cluster-1
+// and cluster-3 (through their gateways) and, when local is set, a local
+// pod; the policy is FailOver.
+func articleMesh(localReady bool, extra ...model.Endpoint) *model.Mesh {
+	eps := []model.Endpoint{
+		{Cluster: "cluster-1", Address: "10.244.0.81", Port: 81, Ready: true, Gateway: true},
+		{Cluster: "cluster-3", Address: "10.244.0.83", Port: 83, Ready: true, Gateway: true},
+		{Cluster: "cluster-2", Address: "10.244.2.11", Port: 8080, Ready: localReady},
+	}
+	eps = append(eps, extra...)
+	return &model.Mesh{
+		LocalCluster: "cluster-2",
+		Clusters: []model.Cluster{
+			{Name: "cluster-1", Gateway: &model.Address{IP: "10.244.0.81", Port: 81}},
+			{Name: "cluster-2", Gateway: &model.Address{IP: "10.244.0.82", Port: 82}},
+			{Name: "cluster-3", Gateway: &model.Address{IP: "10.244.0.83", Port: 83}},
+		},
+		Services: []model.Service{
+			{
+				Namespace: "httpbin", Name: "httpbin",
+				Ports:        []model.Port{{Port: 8080, Protocol: model.ProtocolHTTP, Endpoints: eps}},
+				ImportedFrom: []string{"cluster-1", "cluster-3"},
+				Policy: &model.Policy{LbType: model.FailOver, Targets: []model.Target{
+					{ClusterKey: "default/default/default/cluster-1"}, {ClusterKey: "default/default/default/cluster-3"},
+				}},
+			},
+			{
+				Namespace: "curl", Name: "curl",
+				Ports: []model.Port{{Name: "http", Port: 80, Protocol: model.ProtocolHTTP, Endpoints: []model.Endpoint{
+					{Cluster: "cluster-2", Address: "10.244.2.10", Port: 80, Ready: true},
+				}}},
+			},
+		},
+	}
+}
+
+type harness struct {
+	server *Server
+	conn   *grpc.ClientConn
+}
+
+func startServer(t *testing.T) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := NewServer(ctx, Options{ClusterName: "cluster-2", Log: logr.Discard()})
+	g := grpc.NewServer()
+	s.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &harness{server: s, conn: conn}
+}
+
+func node(id, role string, md map[string]any) *corev3.Node {
+	fields := map[string]any{"role": role}
+	for k, v := range md {
+		fields[k] = v
+	}
+	st, _ := structpb.NewStruct(fields)
+	return &corev3.Node{Id: id, Metadata: st}
+}
+
+func recvDelta(t *testing.T, stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient) *discoveryv3.DeltaDiscoveryResponse {
+	t.Helper()
+	ch := make(chan *discoveryv3.DeltaDiscoveryResponse, 1)
+	errs := make(chan error, 1)
+	go func() {
+		resp, err := stream.Recv()
+		if err != nil {
+			errs <- err
+			return
+		}
+		ch <- resp
+	}()
+	select {
+	case resp := <-ch:
+		return resp
+	case err := <-errs:
+		t.Fatalf("delta stream: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delta response within 10s")
+	}
+	return nil
+}
+
+// TestDeltaSidecarGetsOnlyTheChangedAssignment subscribes like an Envoy
+// sidecar over delta ADS, then changes one endpoint: exactly one
+// ClusterLoadAssignment comes, and nothing for clusters or listeners.
+func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
+	h := startServer(t)
+	h.server.Update(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := node("curl-1.curl", "sidecar", map[string]any{"namespace": "curl", "pod": "curl-1"})
+
+	// CDS and LDS, wildcard; then EDS for every cluster, as Envoy does.
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: n, TypeUrl: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]*discoveryv3.DeltaDiscoveryResponse{}
+	for len(got) < 2 {
+		resp := recvDelta(t, stream)
+		got[resp.GetTypeUrl()] = resp
+		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var clusterNames []string
+	for _, r := range got[resource.ClusterType].GetResources() {
+		// EDS clusters only: the inbound one (the curl pod's own port 80)
+		// is static.
+		if strings.HasPrefix(r.GetName(), "outbound|") {
+			clusterNames = append(clusterNames, r.GetName())
+		}
+	}
+	if !contains(namesOf(got[resource.ClusterType].GetResources()), "inbound|80||") {
+		t.Fatalf("the sidecar of the curl pod (port 80) has no inbound cluster: %v", namesOf(got[resource.ClusterType].GetResources()))
+	}
+	if !contains(clusterNames, "outbound|8080||httpbin.httpbin.svc.cluster.local") {
+		t.Fatalf("clusters %v lack httpbin's", clusterNames)
+	}
+	var listenerAddr string
+	for _, r := range got[resource.ListenerType].GetResources() {
+		if r.GetName() == "outbound|8080" {
+			listenerAddr = "found"
+		}
+	}
+	if listenerAddr == "" {
+		t.Fatalf("no outbound|8080 listener in %v", got[resource.ListenerType].GetResources())
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: clusterNames}); err != nil {
+		t.Fatal(err)
+	}
+	eds := recvDelta(t, stream)
+	if eds.GetTypeUrl() != resource.EndpointType || len(eds.GetResources()) != len(clusterNames) {
+		t.Fatalf("want %d assignments, got %s with %d", len(clusterNames), eds.GetTypeUrl(), len(eds.GetResources()))
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResponseNonce: eds.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// One endpoint changes: the local pod becomes not ready.
+	h.server.Update(articleMesh(false), map[string]string{"curl/curl-1": "10.244.2.10"})
+	resp := recvDelta(t, stream)
+	if resp.GetTypeUrl() != resource.EndpointType || len(resp.GetResources()) != 1 || len(resp.GetRemovedResources()) != 0 {
+		t.Fatalf("want exactly one assignment, got %s with %d resources, %d removed", resp.GetTypeUrl(), len(resp.GetResources()), len(resp.GetRemovedResources()))
+	}
+	cla := &endpointv3.ClusterLoadAssignment{}
+	if err := resp.GetResources()[0].GetResource().UnmarshalTo(cla); err != nil {
+		t.Fatal(err)
+	}
+	if cla.GetClusterName() != "outbound|8080||httpbin.httpbin.svc.cluster.local" {
+		t.Fatalf("changed assignment is %s", cla.GetClusterName())
+	}
+	for _, l := range cla.GetEndpoints() {
+		if l.GetLocality().GetSubZone() == "cluster-2" {
+			t.Fatal("the not-ready local pod is still sent")
+		}
+	}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing else follows: no CDS or LDS push for an endpoint change.
+	extra := make(chan *discoveryv3.DeltaDiscoveryResponse, 1)
+	go func() {
+		if r, err := stream.Recv(); err == nil {
+			extra <- r
+		}
+	}()
+	h.server.Update(articleMesh(false), map[string]string{"curl/curl-1": "10.244.2.10"}) // the same mesh again
+	select {
+	case r := <-extra:
+		t.Fatalf("an unchanged mesh or an endpoint change sent %s with %d resources", r.GetTypeUrl(), len(r.GetResources()))
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	// syncz shows the sidecar, delta, with everything acknowledged.
+	var proxies []ProxyStatus
+	srv := httptest.NewServer(h.server.DebugHandler())
+	defer srv.Close()
+	getJSON(t, srv.URL+"/debug/syncz", &proxies)
+	if len(proxies) != 1 || proxies[0].ID != "curl-1.curl" || !proxies[0].Delta || proxies[0].Role != "sidecar" {
+		t.Fatalf("syncz = %+v", proxies)
+	}
+	for typ, st := range proxies[0].Types {
+		if st.State() != "SYNCED" {
+			t.Errorf("%s is %s: %+v", typ, st.State(), st)
+		}
+	}
+}
+
+func getJSON(t *testing.T, url string, into any) {
+	t.Helper()
+	resp, err := httpGet(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(resp, into); err != nil {
+		t.Fatalf("%s: %v: %s", url, err, resp)
+	}
+}
+
+func namesOf(rs []*discoveryv3.Resource) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.GetName())
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNACKKeepsTheLastGoodConfig refuses a version: syncz shows the NACK
+// with its error, the server does not push it again, and the next real
+// change is sent.
+func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
+	h := startServer(t)
+	h.server.Update(articleMesh(true), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "outbound|8080||httpbin.httpbin.svc.cluster.local"
+	n := node("client-1", "grpc", map[string]any{"namespace": "client"})
+	recv := func() *discoveryv3.DiscoveryResponse {
+		t.Helper()
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: n, TypeUrl: resource.EndpointType, ResourceNames: []string{name}}); err != nil {
+		t.Fatal(err)
+	}
+	first := recv()
+	// ACK it, then receive the next version and refuse that one.
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{name}, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	h.server.Update(articleMesh(false), nil)
+	second := recv()
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{
+		TypeUrl: resource.EndpointType, ResourceNames: []string{name},
+		VersionInfo: first.GetVersionInfo(), ResponseNonce: second.GetNonce(),
+		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "test client refuses this assignment"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h.server.DebugHandler())
+	defer srv.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var proxies []ProxyStatus
+		getJSON(t, srv.URL+"/debug/syncz", &proxies)
+		if len(proxies) == 1 {
+			st := proxies[0].Types["ClusterLoadAssignment"]
+			if st != nil && st.State() == "NACKED" {
+				if st.Acked != first.GetVersionInfo() || st.Nacked != second.GetVersionInfo() || !strings.Contains(st.NackError, "refuses this assignment") {
+					t.Fatalf("syncz: %+v", st)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("syncz never showed the NACK: %+v", proxies)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	metrics, err := httpGet(srv.URL + "/metrics")
+	if err != nil || !strings.Contains(string(metrics), `fleetmesh_xds_nacks_total{type="ClusterLoadAssignment"} 1`) {
+		t.Fatalf("metrics lack the NACK: %v\n%s", err, metrics)
+	}
+	// The refused version is not pushed again; the next change is.
+	h.server.Update(articleMesh(false), nil)
+	h.server.Update(articleMesh(true, model.Endpoint{Cluster: "cluster-2", Address: "10.244.2.12", Port: 8080, Ready: true}), nil)
+	third := recv()
+	cla := &endpointv3.ClusterLoadAssignment{}
+	if err := third.GetResources()[0].UnmarshalTo(cla); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cla.GetEndpoints()[0].GetLbEndpoints()); n != 2 {
+		t.Fatalf("the push after a NACK is not the newest mesh: local tier has %d endpoints", n)
+	}
+}
