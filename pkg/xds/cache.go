@@ -305,10 +305,10 @@ func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, e
 	return out, nil
 }
 func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
-func (r *sotwResponse) GetVersion() (string, error)                { return r.version, nil }
-func (r *sotwResponse) GetResponseVersion() string                  { return r.version }
-func (r *sotwResponse) GetReturnedResources() map[string]string     { return r.returned }
-func (r *sotwResponse) GetContext() context.Context                 { return context.Background() }
+func (r *sotwResponse) GetVersion() (string, error)               { return r.version, nil }
+func (r *sotwResponse) GetResponseVersion() string                { return r.version }
+func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
+func (r *sotwResponse) GetContext() context.Context               { return context.Background() }
 
 type deltaResponse struct {
 	req      *discoveryv3.DeltaDiscoveryRequest

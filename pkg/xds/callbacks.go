@@ -44,6 +44,8 @@ func (c callbackFuncs) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDisc
 func (c callbackFuncs) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	c.deltaResponse(id, resp)
 }
-func (c callbackFuncs) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+func (c callbackFuncs) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
+	return nil
+}
 func (c callbackFuncs) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
 }
