@@ -1,0 +1,306 @@
+package discovery
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+)
+
+// Labels of the MCS API (KEP-1645) that the federation writes on the
+// EndpointSlices it copies from other clusters.
+const (
+	LabelServiceName   = "multicluster.kubernetes.io/service-name"
+	LabelSourceCluster = "multicluster.kubernetes.io/source-cluster"
+)
+
+// Objects are the objects of one cluster's API server that the mesh is made
+// of.
+type Objects struct {
+	// ClusterName is the local cluster's name, as in its Cluster object.
+	ClusterName    string                           `json:"clusterName"`
+	Clusters       []fmv1alpha1.Cluster             `json:"clusters,omitempty"`
+	Services       []corev1.Service                 `json:"services,omitempty"`
+	EndpointSlices []discoveryv1.EndpointSlice      `json:"endpointSlices,omitempty"`
+	Imports        []fmv1alpha1.ServiceImport       `json:"serviceImports,omitempty"`
+	Exports        []fmv1alpha1.ServiceExport       `json:"serviceExports,omitempty"`
+	Policies       []fmv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
+	Pods           []corev1.Pod                     `json:"pods,omitempty"`
+}
+
+// Build turns the objects into the mesh model, and returns the pods' IPs
+// by namespace/name (for binding sidecar listeners). It is pure: the same
+// objects always give the same mesh.
+//
+//   - The fleet is the Cluster objects (the federation copies every one into
+//     each member); the local cluster is added if it has none.
+//   - A local service is a Service that fleetmesh did not derive; its
+//     endpoints are its EndpointSlices' (not-ready ones kept, marked so).
+//   - An imported service is a ServiceImport: each exporting cluster on the
+//     local network contributes the pod endpoints of the MCS EndpointSlices
+//     from it; any other contributes its gateway.
+//   - The policy is the GlobalTrafficPolicy of the same namespace and name,
+//     the export the local ServiceExport of a local service.
+func Build(in *Objects) (*model.Mesh, map[string]string) {
+	m := &model.Mesh{LocalCluster: in.ClusterName}
+	byKey := map[string]*model.Cluster{}
+	for _, c := range in.Clusters {
+		mc := model.Cluster{Name: c.Name, Region: c.Spec.Region, Zone: c.Spec.Zone, Group: c.Spec.Group, Network: c.Spec.Network}
+		if ip := gatewayIP(&c); ip != "" {
+			port := uint32(c.Spec.GatewayPort)
+			if port == 0 {
+				port = 80
+			}
+			mc.Gateway = &model.Address{IP: ip, Port: port}
+		}
+		m.Clusters = append(m.Clusters, mc)
+	}
+	if !slices.ContainsFunc(m.Clusters, func(c model.Cluster) bool { return c.Name == in.ClusterName }) {
+		m.Clusters = append(m.Clusters, model.Cluster{Name: in.ClusterName})
+	}
+	slices.SortFunc(m.Clusters, func(a, b model.Cluster) int { return cmp.Compare(a.Name, b.Name) })
+	var local *model.Cluster
+	for i := range m.Clusters {
+		byKey[m.Clusters[i].Key()] = &m.Clusters[i]
+		if m.Clusters[i].Name == in.ClusterName {
+			local = &m.Clusters[i]
+		}
+	}
+
+	// Slices by namespace/service: the local ones, and the imported ones by
+	// source cluster.
+	localSlices := map[string][]*discoveryv1.EndpointSlice{}
+	remoteSlices := map[string]map[string][]*discoveryv1.EndpointSlice{}
+	for i := range in.EndpointSlices {
+		s := &in.EndpointSlices[i]
+		if src := s.Labels[LabelSourceCluster]; src != "" && src != in.ClusterName {
+			key := s.Namespace + "/" + s.Labels[LabelServiceName]
+			if remoteSlices[key] == nil {
+				remoteSlices[key] = map[string][]*discoveryv1.EndpointSlice{}
+			}
+			remoteSlices[key][src] = append(remoteSlices[key][src], s)
+			continue
+		}
+		if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+			localSlices[s.Namespace+"/"+name] = append(localSlices[s.Namespace+"/"+name], s)
+		}
+	}
+
+	services := map[string]*model.Service{}
+	get := func(ns, name string) *model.Service {
+		key := ns + "/" + name
+		if services[key] == nil {
+			services[key] = &model.Service{Namespace: ns, Name: name}
+		}
+		return services[key]
+	}
+	portOf := func(svc *model.Service, number uint32, name string, appProtocol *string) *model.Port {
+		for i := range svc.Ports {
+			if svc.Ports[i].Port == number {
+				return &svc.Ports[i]
+			}
+		}
+		svc.Ports = append(svc.Ports, model.Port{Name: name, Port: number, Protocol: model.ProtocolFor(name, appProtocol)})
+		return &svc.Ports[len(svc.Ports)-1]
+	}
+
+	for i := range in.Services {
+		s := &in.Services[i]
+		if s.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		svc := get(s.Namespace, s.Name)
+		for _, ip := range s.Spec.ClusterIPs {
+			if _, err := netip.ParseAddr(ip); err == nil {
+				svc.VIPs = append(svc.VIPs, ip)
+			}
+		}
+		svc.Headless = s.Spec.ClusterIP == corev1.ClusterIPNone
+		if s.Labels[fmv1alpha1.ManagedByLabel] == fmv1alpha1.ManagedByValue {
+			// A derived Service only names the import; it has no pods.
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			port := portOf(svc, uint32(sp.Port), sp.Name, sp.AppProtocol)
+			port.Endpoints = append(port.Endpoints, sliceEndpoints(localSlices[s.Namespace+"/"+s.Name], sp.Name, in.ClusterName)...)
+		}
+	}
+
+	for i := range in.Imports {
+		imp := &in.Imports[i]
+		svc := get(imp.Namespace, imp.Name)
+		if imp.Spec.Type == fmv1alpha1.Headless {
+			svc.Headless = true
+		}
+		from := map[string]bool{}
+		for _, ip := range imp.Spec.Ports {
+			if ip.Protocol != "" && ip.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			port := portOf(svc, uint32(ip.Port), ip.Name, ip.AppProtocol)
+			for _, ep := range ip.Endpoints {
+				c := byKey[ep.ClusterKey]
+				if c == nil || c.Name == in.ClusterName {
+					continue
+				}
+				from[c.Name] = true
+				if c.SharesNetworkWith(local) {
+					port.Endpoints = append(port.Endpoints, sliceEndpoints(remoteSlices[imp.Namespace+"/"+imp.Name][c.Name], ip.Name, c.Name)...)
+					continue
+				}
+				addr, gwPort := ep.Target.IP, uint32(ep.Target.Port)
+				if addr == "" && c.Gateway != nil {
+					addr = c.Gateway.IP
+				}
+				if gwPort == 0 && c.Gateway != nil {
+					gwPort = c.Gateway.Port
+				}
+				if _, err := netip.ParseAddr(addr); err != nil || gwPort == 0 {
+					continue // no gateway address known yet
+				}
+				port.Endpoints = append(port.Endpoints, model.Endpoint{Cluster: c.Name, Address: addr, Port: gwPort, Ready: true, Gateway: true})
+			}
+		}
+		for _, c := range m.Clusters {
+			if from[c.Name] {
+				svc.ImportedFrom = append(svc.ImportedFrom, c.Name)
+			}
+		}
+	}
+
+	for i := range in.Policies {
+		p := &in.Policies[i]
+		svc := services[p.Namespace+"/"+p.Name]
+		if svc == nil {
+			continue
+		}
+		mp := &model.Policy{LbType: model.LbType(p.EffectiveLbType())}
+		for _, t := range p.Spec.Targets {
+			mt := model.Target{ClusterKey: string(t.ClusterKey)}
+			if t.Weight != nil && *t.Weight >= 0 {
+				w := uint32(*t.Weight)
+				mt.Weight = &w
+			}
+			if t.Priority != nil && *t.Priority > 0 {
+				mt.Priority = uint32(*t.Priority)
+			}
+			mp.Targets = append(mp.Targets, mt)
+		}
+		svc.Policy = mp
+	}
+
+	for i := range in.Exports {
+		e := &in.Exports[i]
+		svc := services[e.Namespace+"/"+e.Name]
+		if svc == nil || !hasLocalService(in.Services, e.Namespace, e.Name) {
+			continue
+		}
+		me := &model.Export{PathRewrite: e.Spec.PathRewrite, LoadBalancer: string(e.Spec.LoadBalancer)}
+		for _, r := range e.Spec.Rules {
+			if findPort(svc, uint32(r.PortNumber)) {
+				me.Rules = append(me.Rules, model.ExportRule{Port: uint32(r.PortNumber), Path: r.Path, PathType: model.PathType(r.PathType)})
+			}
+		}
+		svc.Export = me
+	}
+
+	for _, svc := range services {
+		if len(svc.Ports) == 0 {
+			continue
+		}
+		for i := range svc.Ports {
+			slices.SortFunc(svc.Ports[i].Endpoints, func(a, b model.Endpoint) int {
+				return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+			})
+			svc.Ports[i].Endpoints = slices.CompactFunc(svc.Ports[i].Endpoints, func(a, b model.Endpoint) bool {
+				return a.Cluster == b.Cluster && a.Address == b.Address && a.Port == b.Port
+			})
+		}
+		slices.SortFunc(svc.Ports, func(a, b model.Port) int { return cmp.Compare(a.Port, b.Port) })
+		m.Services = append(m.Services, *svc)
+	}
+	slices.SortFunc(m.Services, func(a, b model.Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+
+	pods := make(map[string]string, len(in.Pods))
+	for _, p := range in.Pods {
+		if p.Status.PodIP != "" {
+			pods[p.Namespace+"/"+p.Name] = p.Status.PodIP
+		}
+	}
+	return m, pods
+}
+
+// gatewayIP is the Cluster's gateway address: status.gatewayIP, which the
+// federation resolves, else spec.gatewayHost when it is an IP already.
+func gatewayIP(c *fmv1alpha1.Cluster) string {
+	if c.Status.GatewayIP != "" {
+		return c.Status.GatewayIP
+	}
+	if _, err := netip.ParseAddr(c.Spec.GatewayHost); err == nil {
+		return c.Spec.GatewayHost
+	}
+	return ""
+}
+
+// sliceEndpoints reads the endpoints of the slices' port of that name, in
+// the given cluster. An endpoint whose ready condition is unset is ready,
+// as the EndpointSlice API says; a terminating one is not.
+func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName, cluster string) []model.Endpoint {
+	var out []model.Endpoint
+	for _, s := range slices {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		var number int32
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == portName && p.Port != nil {
+				number = *p.Port
+			}
+			if p.Name == nil && portName == "" && p.Port != nil {
+				number = *p.Port
+			}
+		}
+		if number == 0 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+			if e.Conditions.Terminating != nil && *e.Conditions.Terminating {
+				ready = false
+			}
+			for _, addr := range e.Addresses {
+				out = append(out, model.Endpoint{Cluster: cluster, Address: addr, Port: uint32(number), Ready: ready})
+			}
+		}
+	}
+	return out
+}
+
+func hasLocalService(services []corev1.Service, ns, name string) bool {
+	for i := range services {
+		s := &services[i]
+		if s.Namespace == ns && s.Name == name && s.Labels[fmv1alpha1.ManagedByLabel] != fmv1alpha1.ManagedByValue {
+			return true
+		}
+	}
+	return false
+}
+
+func findPort(svc *model.Service, number uint32) bool {
+	for _, p := range svc.Ports {
+		if p.Port == number {
+			return true
+		}
+	}
+	return false
+}
