@@ -95,3 +95,13 @@ const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "fleetmesh"
 )
+
+// Labels of the MCS API (KEP-1645) on the EndpointSlices the federation
+// copies from one cluster into another, and the managed-by value marking
+// them as the federation's: the EndpointSlice controller leaves them alone.
+// (A label value cannot hold "/", so it is not "fleetmesh.io/federation".)
+const (
+	LabelServiceName                 = "multicluster.kubernetes.io/service-name"
+	LabelSourceCluster               = "multicluster.kubernetes.io/source-cluster"
+	EndpointSliceManagedByFederation = "federation.fleetmesh.io"
+)

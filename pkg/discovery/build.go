@@ -12,13 +12,6 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
-// Labels of the MCS API (KEP-1645) that the federation writes on the
-// EndpointSlices it copies from other clusters.
-const (
-	LabelServiceName   = "multicluster.kubernetes.io/service-name"
-	LabelSourceCluster = "multicluster.kubernetes.io/source-cluster"
-)
-
 // Objects are the objects of one cluster's API server that the mesh is made
 // of.
 type Objects struct {
@@ -78,8 +71,8 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 	remoteSlices := map[string]map[string][]*discoveryv1.EndpointSlice{}
 	for i := range in.EndpointSlices {
 		s := &in.EndpointSlices[i]
-		if src := s.Labels[LabelSourceCluster]; src != "" && src != in.ClusterName {
-			key := s.Namespace + "/" + s.Labels[LabelServiceName]
+		if src := s.Labels[fmv1alpha1.LabelSourceCluster]; src != "" && src != in.ClusterName {
+			key := s.Namespace + "/" + s.Labels[fmv1alpha1.LabelServiceName]
 			if remoteSlices[key] == nil {
 				remoteSlices[key] = map[string][]*discoveryv1.EndpointSlice{}
 			}
