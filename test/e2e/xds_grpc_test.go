@@ -177,8 +177,7 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 	})
 
 	t.Run("FailOver with a local backend: every call stays in cluster-2", func(t *testing.T) {
-		applyPolicy(ctx, t, c2, ns, name, fmv1alpha1.FailOverLbType, target(c1, 0), target(c3, 0))
-		waitPolicyStatus(ctx, t, c2, ns, name)
+		changePolicy(ctx, t, run, c2, "grpc-client-1", ns, name, fmv1alpha1.FailOverLbType, target(c1, 0), target(c3, 0))
 		if counts := calls(ctx, client, shareCalls); counts["cluster-2"] != shareCalls {
 			t.Fatalf("want 100%% cluster-2, got %s", describe(counts))
 		}
@@ -214,7 +213,7 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		applyPolicy(ctx, t, c2, ns, name, fmv1alpha1.ActiveActiveLbType, target(c1, 0), target(c3, 0))
+		changePolicy(ctx, t, run, c2, "grpc-client-1", ns, name, fmv1alpha1.ActiveActiveLbType, target(c1, 0), target(c3, 0))
 		eventually(ctx, t, "calls reach all three clusters", client, func(c map[string]int) bool {
 			return c["cluster-1"] > 0 && c["cluster-2"] > 0 && c["cluster-3"] > 0
 		})
@@ -225,13 +224,43 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 	})
 
 	t.Run("ActiveActive with cluster-1 at weight 2: 25/50/25", func(t *testing.T) {
-		applyPolicy(ctx, t, c2, ns, name, fmv1alpha1.ActiveActiveLbType, target(c1, 2), target(c3, 0))
-		eventually(ctx, t, "cluster-1 gets half", client, func(c map[string]int) bool { return c["cluster-1"] >= 8 && c["cluster-1"] <= 12 })
+		changePolicy(ctx, t, run, c2, "grpc-client-1", ns, name, fmv1alpha1.ActiveActiveLbType, target(c1, 2), target(c3, 0))
 		counts := calls(ctx, client, shareCalls)
 		assertShare(t, counts, "cluster-1", 0.40, 0.60)
 		assertShare(t, counts, "cluster-2", 0.15, 0.35)
 		assertShare(t, counts, "cluster-3", 0.15, 0.35)
 	})
+}
+
+// ackedEndpoints returns the endpoints version the proxy last acknowledged.
+func ackedEndpoints(run *controller.Running, id string) string {
+	for _, p := range run.XDS.Proxies() {
+		if st := p.Types["ClusterLoadAssignment"]; p.ID == id && st != nil {
+			return st.Acked
+		}
+	}
+	return ""
+}
+
+// changePolicy applies a policy and waits until the control plane has read
+// it and the client has acknowledged endpoints newer than before, so calls
+// counted afterwards see the new policy.
+func changePolicy(ctx context.Context, t *testing.T, run *controller.Running, c *testenv.Cluster, id, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
+	t.Helper()
+	before := ackedEndpoints(run, id)
+	applyPolicy(ctx, t, c, ns, name, lbType, targets...)
+	waitPolicyStatus(ctx, t, c, ns, name)
+	err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		for _, p := range run.XDS.Proxies() {
+			if st := p.Types["ClusterLoadAssignment"]; p.ID == id && st != nil {
+				return st.Acked != before && st.State() == "SYNCED", nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%s never acknowledged the endpoints of the new policy: %v; syncz: %+v", id, err, run.XDS.Proxies())
+	}
 }
 
 // waitAcked waits until the proxy has acknowledged its endpoints.
