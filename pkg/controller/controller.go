@@ -161,18 +161,27 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	debug := &http.Server{Handler: xdsServer.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	r := &Running{XDS: xdsServer, XDSAddress: xdsLis.Addr(), DebugAddress: debugLis.Addr(), done: make(chan error, 1)}
-	errs := make(chan error, 3)
+	errs := make(chan error, 2)
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	mgrDone := make(chan error, 1)
 	go func() { errs <- g.Serve(xdsLis) }()
 	go func() { errs <- debug.Serve(debugLis) }()
-	go func() { errs <- mgr.Start(ctx) }()
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	go func() {
 		var err error
 		select {
 		case <-ctx.Done():
 		case err = <-errs:
+		case err = <-mgrDone:
+			mgrDone <- err
 		}
 		g.Stop()
 		_ = debug.Close()
+		// The watches on the API server end with the manager.
+		stopMgr()
+		if mErr := <-mgrDone; err == nil {
+			err = mErr
+		}
 		r.done <- err
 	}()
 	log.Info("fleetmesh control plane serving", "xds", r.XDSAddress.String(), "debug", r.DebugAddress.String())

@@ -26,30 +26,16 @@ func gatewayIP(c *testenv.Cluster) string { return fmt.Sprintf("10.244.0.%d", 81
 
 func gatewayPort(c *testenv.Cluster) int32 { return int32(81 + c.Index) }
 
-// mirrorClusters writes a mirrored Cluster for every cluster of the fleet
-// into c, all on network (empty: each on its own).
-func mirrorClusters(ctx context.Context, t *testing.T, into *testenv.Cluster, network string) {
+// exportService writes the ServiceExport a user writes in an exporting
+// cluster.
+func exportService(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name string, rules ...fmv1alpha1.ServiceExportRule) {
 	t.Helper()
-	for _, c := range fleet.Clusters {
-		obj := &fmv1alpha1.Cluster{
-			ObjectMeta: metav1.ObjectMeta{Name: c.Name},
-			Spec: fmv1alpha1.ClusterSpec{
-				GatewayHost: gatewayIP(c), GatewayPort: gatewayPort(c), Network: network, Mirrored: true,
-			},
-		}
-		if err := into.Client.Create(ctx, obj); err != nil {
-			if !apierrors.IsAlreadyExists(err) {
-				t.Fatal(err)
-			}
-			cur := &fmv1alpha1.Cluster{}
-			if err := into.Client.Get(ctx, client.ObjectKeyFromObject(obj), cur); err != nil {
-				t.Fatal(err)
-			}
-			cur.Spec = obj.Spec
-			if err := into.Client.Update(ctx, cur); err != nil {
-				t.Fatal(err)
-			}
-		}
+	exp := &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       fmv1alpha1.ServiceExportSpec{Rules: rules},
+	}
+	if err := c.Client.Create(ctx, exp); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
 }
 
@@ -102,7 +88,7 @@ func readySlices(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name
 // importService writes, into the consumer, the ServiceImport of ns/name
 // exported by the exporters and, for exporters on the consumer's network,
 // copies of their EndpointSlices labelled as the MCS API does.
-func importService(ctx context.Context, t *testing.T, consumer *testenv.Cluster, ns, name, portName string, port int32, flat bool, exporters ...*testenv.Cluster) {
+func importService(ctx context.Context, t *testing.T, consumer *testenv.Cluster, ns, name, portName string, port int32, exporters ...*testenv.Cluster) {
 	t.Helper()
 	if err := consumer.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -116,8 +102,8 @@ func importService(ctx context.Context, t *testing.T, consumer *testenv.Cluster,
 			ClusterKey: string(fmv1alpha1.NewClusterKey("", "", "", ex.Name)),
 			Target:     fmv1alpha1.Target{Host: gatewayIP(ex), IP: gatewayIP(ex), Port: gatewayPort(ex)},
 		})
-		if !flat {
-			continue
+		if network[ex.Name] == "" || network[ex.Name] != network[consumer.Name] {
+			continue // reached through its gateway
 		}
 		for _, s := range readySlices(ctx, t, ex, ns, name, 1) {
 			cp := &discoveryv1.EndpointSlice{

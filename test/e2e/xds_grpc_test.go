@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,20 +25,6 @@ import (
 // shareCalls is how many calls a share assertion counts: grpc-go picks a
 // locality at random by weight, so bands need hundreds of calls.
 const shareCalls = 600
-
-// startControlPlane runs fleetmesh's control plane for a cluster in this
-// process, on free loopback ports.
-func startControlPlane(ctx context.Context, t *testing.T, c *testenv.Cluster) *controller.Running {
-	t.Helper()
-	run, err := controller.RunWithConfig(ctx, controller.Options{
-		ClusterName: c.Name, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-		DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
-	}, c.Config, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return run
-}
 
 // xdsClient is a real grpc-go client of xds:///<target>, with its own node
 // id and xDS client.
@@ -125,10 +110,11 @@ func assertShare(t *testing.T, counts map[string]int, cluster string, lo, hi flo
 }
 
 // TestProxylessGRPCClientFollowsThePolicy is the article's story for a
-// proxyless grpc-go client in cluster-2, on a flat network: httpbin runs in
-// cluster-1 and cluster-3 (gRPC backends on pod addresses, Pods kept true,
-// EndpointSlices by the real controller), and the client's calls land where
-// each policy says, switching as the policy object changes, without
+// proxyless grpc-go client in cluster-2: httpbin runs in cluster-1 (same
+// network: pod to pod) and cluster-3 (its own network: through its Envoy
+// gateway, HTTP/2 end to end) as gRPC backends on pod addresses (Pods kept
+// true, EndpointSlices by the real controller), and the client's calls land
+// where each policy says, switching as the policy object changes, without
 // restarting the client.
 func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -136,9 +122,9 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 	c1, c2, c3 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2"), fleet.Cluster("cluster-3")
 	const ns, name = "grpcbin", "httpbin"
 
-	mirrorClusters(ctx, t, c2, "flat")
 	for _, c := range []*testenv.Cluster{c1, c3} {
 		createService(ctx, t, c, ns, name, "grpc", 8080)
+		exportService(ctx, t, c, ns, name)
 		if _, err := c.RunPod(ctx, testenv.PodOptions{
 			Namespace: ns, Name: name + "-1", Labels: map[string]string{"app": name},
 			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &grpcBackend{Cluster: c.Name, Port: 8080},
@@ -147,9 +133,9 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 		}
 	}
 	createService(ctx, t, c2, ns, name, "grpc", 8080) // selects no pod yet
-	importService(ctx, t, c2, ns, name, "grpc", 8080, true, c1, c3)
+	importService(ctx, t, c2, ns, name, "grpc", 8080, c1, c3)
 
-	run := startControlPlane(ctx, t, c2)
+	run := controlPlanes["cluster-2"]
 	client := xdsClient(t, run.XDSAddress.String(), "cluster-2", "grpc-client-1", name+"."+ns+".svc.cluster.local:8080")
 
 	t.Run("Locality without a local backend: calls fail UNAVAILABLE", func(t *testing.T) {

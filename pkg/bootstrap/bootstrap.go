@@ -1,0 +1,164 @@
+// Package bootstrap writes the Envoy bootstrap that points a sidecar or a
+// gateway at fleetmesh's ADS server, with the node identity (id and
+// metadata: role, namespace, pod, serviceAccount, cluster) the server
+// reads. Injection puts it in the sidecar; tests and the demo start Envoy
+// with it.
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Options describe one proxy.
+type Options struct {
+	// NodeID is unique per proxy, e.g. <pod>.<namespace>.
+	NodeID string
+	// Role is sidecar or gateway.
+	Role           string
+	Namespace      string
+	Pod            string
+	ServiceAccount string
+	Cluster        string
+	// IP and AppIP are optional node metadata: the address to bind
+	// listeners to when the proxy has no Pod, and where a sidecar's
+	// inbound traffic goes.
+	IP    string
+	AppIP string
+	// XDSAddress is fleetmesh's ADS server, host:port.
+	XDSAddress string
+	// AdminAddress is Envoy's admin listener, host:port (keep it on
+	// localhost).
+	AdminAddress string
+	// Delta selects incremental xDS.
+	Delta bool
+}
+
+const xdsCluster = "fleetmesh-xds"
+
+// Build returns the bootstrap.
+func Build(o Options) (*bootstrapv3.Bootstrap, error) {
+	if o.NodeID == "" {
+		return nil, errors.New("bootstrap: NodeID is required")
+	}
+	if o.Role != "sidecar" && o.Role != "gateway" {
+		return nil, fmt.Errorf("bootstrap: role %q is not sidecar or gateway", o.Role)
+	}
+	xdsHost, xdsPort, err := splitHostPort(o.XDSAddress)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: XDSAddress: %w", err)
+	}
+	adminHost, adminPort, err := splitHostPort(o.AdminAddress)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: AdminAddress: %w", err)
+	}
+	md := map[string]any{"role": o.Role}
+	for k, v := range map[string]string{
+		"namespace": o.Namespace, "pod": o.Pod, "serviceAccount": o.ServiceAccount,
+		"cluster": o.Cluster, "ip": o.IP, "appIP": o.AppIP,
+	} {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	metadata, err := structpb.NewStruct(md)
+	if err != nil {
+		return nil, err
+	}
+	apiType := corev3.ApiConfigSource_GRPC
+	if o.Delta {
+		apiType = corev3.ApiConfigSource_DELTA_GRPC
+	}
+	ads := &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+	discovery := clusterv3.Cluster_STATIC
+	if _, err := netip.ParseAddr(xdsHost); err != nil {
+		discovery = clusterv3.Cluster_STRICT_DNS // a Service name in a real cluster
+	}
+	h2, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Id: o.NodeID, Cluster: o.Cluster, Metadata: metadata},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:                   apiType,
+				TransportApiVersion:       corev3.ApiVersion_V3,
+				SetNodeOnFirstMessageOnly: true,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: xdsCluster},
+				}}},
+			},
+			LdsConfig: ads,
+			CdsConfig: ads,
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{
+			Name:                          xdsCluster,
+			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
+			ConnectTimeout:                durationpb.New(2 * time.Second),
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{
+				ClusterName: xdsCluster,
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socket(xdsHost, xdsPort)}},
+				}}}},
+			},
+		}}},
+		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
+	}, nil
+}
+
+// JSON returns the bootstrap as Envoy reads it from -c.
+func JSON(o Options) ([]byte, error) {
+	b, err := Build(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return protojson.Marshal(b)
+}
+
+func socket(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func splitHostPort(addr string) (string, uint32, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return "", 0, fmt.Errorf("%q: port must be 1-65535", addr)
+	}
+	return host, uint32(p), nil
+}

@@ -1,0 +1,58 @@
+package bootstrap
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+// TestBootstrapLoadsInEnvoy checks the bootstrap with Envoy's proto
+// validation (JSON does) and the real Envoy's --mode validate.
+func TestBootstrapLoadsInEnvoy(t *testing.T) {
+	for name, o := range map[string]Options{
+		"sidecar over delta, xDS by IP": {
+			NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", ServiceAccount: "curl", Cluster: "cluster-2",
+			XDSAddress: "10.244.0.2:15010", AdminAddress: "127.0.0.1:15000", Delta: true,
+		},
+		"gateway over sotw, xDS by Service name": {
+			NodeID: "gw-1.fleetmesh", Role: "gateway", Cluster: "cluster-1", IP: "10.244.0.81",
+			XDSAddress: "fleetmesh.fleetmesh-system.svc:15010", AdminAddress: "127.0.0.1:15001",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := JSON(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "bootstrap.json")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(testenv.EnvoyBinary(), "--mode", "validate", "--use-dynamic-base-id", "-c", path).CombinedOutput()
+			if err != nil {
+				t.Fatalf("Envoy refused the bootstrap: %v\n%s", err, out)
+			}
+			for _, want := range []string{`"role":"` + o.Role + `"`, `"id":"` + o.NodeID + `"`} {
+				if !strings.Contains(string(data), want) {
+					t.Errorf("bootstrap lacks %s", want)
+				}
+			}
+		})
+	}
+}
+
+func TestBadOptionsAreRefused(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no node id":   {Role: "sidecar", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000"},
+		"unknown role": {NodeID: "x", Role: "grpc", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000"},
+		"no xds port":  {NodeID: "x", Role: "sidecar", XDSAddress: "127.0.0.1", AdminAddress: "127.0.0.1:15000"},
+	} {
+		if _, err := JSON(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
