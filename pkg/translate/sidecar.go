@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
@@ -120,6 +122,9 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		if proto.IsHTTP() {
 			routes := &routev3.RouteConfiguration{
 				Name: name,
+				// The inbound cluster comes over CDS; a listener that
+				// arrives first must not be refused for it.
+				ValidateClusters: wrapperspb.Bool(false),
 				VirtualHosts: []*routev3.VirtualHost{{
 					Name:    name,
 					Domains: []string{"*"},

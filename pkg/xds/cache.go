@@ -117,8 +117,19 @@ func (c *Cache) DeleteLayer(name string) {
 	}, name)
 }
 
+// pushOrder is the order in which a change is pushed across types, as the
+// xDS protocol advises (make before break): clusters, then their
+// endpoints, then the listeners and routes that refer to them.
+var pushOrder = map[string]int{
+	resource.ClusterType: 0, resource.EndpointType: 1, resource.ListenerType: 2, resource.RouteType: 3,
+}
+
 func (c *Cache) update(apply func() (changedTypes []string), layerName string) {
-	var sends []func()
+	type pending struct {
+		order int
+		send  func()
+	}
+	var sends []pending
 	c.mu.Lock()
 	changed := apply()
 	if len(changed) > 0 {
@@ -127,14 +138,15 @@ func (c *Cache) update(apply func() (changedTypes []string), layerName string) {
 			if slices.Contains(changed, w.typeURL) && slices.Contains(w.layers, layerName) {
 				if send := c.respond(w, false); send != nil {
 					delete(c.watches, w)
-					sends = append(sends, send)
+					sends = append(sends, pending{pushOrder[w.typeURL], send})
 				}
 			}
 		}
 	}
 	c.mu.Unlock()
-	for _, send := range sends {
-		send()
+	slices.SortStableFunc(sends, func(a, b pending) int { return a.order - b.order })
+	for _, p := range sends {
+		p.send()
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +87,7 @@ func (e *Envoy) Get(path string) (string, error) {
 
 // Stat reads one counter or gauge from /stats.
 func (e *Envoy) Stat(name string) (int, error) {
-	body, err := e.Get("/stats?filter=^" + strings.ReplaceAll(name, ".", "\\.") + "$")
+	body, err := e.Get("/stats?filter=" + url.QueryEscape("^"+regexp.QuoteMeta(name)+"$"))
 	if err != nil {
 		return 0, err
 	}
