@@ -8,6 +8,7 @@ SHELL := /usr/bin/env bash
 # Pinned tool versions.
 CONTROLLER_GEN ?= go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 GOLANGCI_LINT  ?= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+GOFUMPT        ?= go run mvdan.cc/gofumpt@v0.12.0
 ENVOY_VERSION  ?= 1.40.0
 
 # Real API-server binaries for envtest, built from source (DESIGN.md).
@@ -39,6 +40,10 @@ check-generate: generate ## Fail when generated files differ from what is commit
 .PHONY: testdata
 testdata: ## Regenerate golden test outputs.
 	go test ./pkg/translate -run 'Golden' -update
+
+.PHONY: fmt
+fmt: ## Format the Go code (gofumpt, as lint checks it).
+	$(GOFUMPT) -w $$(git ls-files '*.go')
 
 .PHONY: lint
 lint: ## Run golangci-lint.

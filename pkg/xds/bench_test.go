@@ -26,11 +26,13 @@ import (
 type wireCounter struct{ out atomic.Int64 }
 
 func (w *wireCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+
 func (w *wireCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 	if p, ok := s.(*stats.OutPayload); ok {
 		w.out.Add(int64(p.WireLength))
 	}
 }
+
 func (w *wireCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (w *wireCounter) HandleConn(context.Context, stats.ConnStats)                       {}
 

@@ -34,18 +34,23 @@ func (c callbackFuncs) OnStreamRequest(id int64, req *discoveryv3.DiscoveryReque
 	c.sotwRequest(id, req)
 	return nil
 }
+
 func (c callbackFuncs) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	c.sotwResponse(id, resp)
 }
+
 func (c callbackFuncs) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	c.deltaRequest(id, req)
 	return nil
 }
+
 func (c callbackFuncs) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	c.deltaResponse(id, resp)
 }
+
 func (c callbackFuncs) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
 	return nil
 }
+
 func (c callbackFuncs) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
 }

@@ -28,7 +28,7 @@ func gatewayPort(c *testenv.Cluster) int32 { return int32(81 + c.Index) }
 
 // exportService writes the ServiceExport a user writes in an exporting
 // cluster.
-func exportService(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name string, rules ...fmv1alpha1.ServiceExportRule) {
+func exportService(ctx context.Context, t testing.TB, c *testenv.Cluster, ns, name string, rules ...fmv1alpha1.ServiceExportRule) {
 	t.Helper()
 	exp := &fmv1alpha1.ServiceExport{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -40,7 +40,7 @@ func exportService(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, na
 }
 
 // createService creates a Service selecting app=<name> with one port.
-func createService(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name, portName string, port int32) {
+func createService(ctx context.Context, t testing.TB, c *testenv.Cluster, ns, name, portName string, port int32) {
 	t.Helper()
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func createService(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, na
 // readySliceAddresses waits until the cluster's EndpointSlices for the
 // service (written by the real EndpointSlice controller) list n ready
 // addresses, and returns the slices.
-func readySlices(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name string, n int) []discoveryv1.EndpointSlice {
+func readySlices(ctx context.Context, t testing.TB, c *testenv.Cluster, ns, name string, n int) []discoveryv1.EndpointSlice {
 	t.Helper()
 	var out []discoveryv1.EndpointSlice
 	err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
@@ -88,7 +88,7 @@ func readySlices(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name
 // importService writes, into the consumer, the ServiceImport of ns/name
 // exported by the exporters and, for exporters on the consumer's network,
 // copies of their EndpointSlices labelled as the MCS API does.
-func importService(ctx context.Context, t *testing.T, consumer *testenv.Cluster, ns, name, portName string, port int32, exporters ...*testenv.Cluster) {
+func importService(ctx context.Context, t testing.TB, consumer *testenv.Cluster, ns, name, portName string, port int32, exporters ...*testenv.Cluster) {
 	t.Helper()
 	if err := consumer.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func importService(ctx context.Context, t *testing.T, consumer *testenv.Cluster,
 }
 
 // applyPolicy creates or replaces the consumer's GlobalTrafficPolicy.
-func applyPolicy(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
+func applyPolicy(ctx context.Context, t testing.TB, c *testenv.Cluster, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
 	t.Helper()
 	p := &fmv1alpha1.GlobalTrafficPolicy{}
 	err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p)

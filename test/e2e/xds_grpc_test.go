@@ -28,7 +28,7 @@ const shareCalls = 600
 
 // xdsClient is a real grpc-go client of xds:///<target>, with its own node
 // id and xDS client.
-func xdsClient(t *testing.T, xdsAddr, cluster, nodeID, target string) testgrpc.TestServiceClient {
+func xdsClient(t testing.TB, xdsAddr, cluster, nodeID, target string) testgrpc.TestServiceClient {
 	t.Helper()
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
@@ -231,7 +231,7 @@ func ackedEndpoints(run *controller.Running, id string) string {
 // changePolicy applies a policy and waits until the control plane has read
 // it and the client has acknowledged endpoints newer than before, so calls
 // counted afterwards see the new policy.
-func changePolicy(ctx context.Context, t *testing.T, run *controller.Running, c *testenv.Cluster, id, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
+func changePolicy(ctx context.Context, t testing.TB, run *controller.Running, c *testenv.Cluster, id, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
 	t.Helper()
 	before := ackedEndpoints(run, id)
 	applyPolicy(ctx, t, c, ns, name, lbType, targets...)
@@ -250,7 +250,7 @@ func changePolicy(ctx context.Context, t *testing.T, run *controller.Running, c 
 }
 
 // waitAcked waits until the proxy has acknowledged its endpoints.
-func waitAcked(ctx context.Context, t *testing.T, run *controller.Running, id string) {
+func waitAcked(ctx context.Context, t testing.TB, run *controller.Running, id string) {
 	t.Helper()
 	err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
 		for _, p := range run.XDS.Proxies() {
@@ -267,7 +267,7 @@ func waitAcked(ctx context.Context, t *testing.T, run *controller.Running, id st
 
 // waitPolicyStatus waits until the control plane has read the policy's
 // current generation.
-func waitPolicyStatus(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name string) {
+func waitPolicyStatus(ctx context.Context, t testing.TB, c *testenv.Cluster, ns, name string) {
 	t.Helper()
 	err := testenv.Eventually(ctx, 10*time.Second, func(ctx context.Context) (bool, error) {
 		p := &fmv1alpha1.GlobalTrafficPolicy{}
