@@ -144,6 +144,18 @@ func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Everything received passes Envoy's own validation.
+	for typ, resp := range got {
+		for _, r := range resp.GetResources() {
+			m, err := r.GetResource().UnmarshalNew()
+			if err != nil {
+				t.Fatalf("%s %s: %v", typ, r.GetName(), err)
+			}
+			if v, ok := m.(interface{ ValidateAll() error }); !ok || v.ValidateAll() != nil {
+				t.Fatalf("%s %s does not validate: %v", typ, r.GetName(), v.ValidateAll())
+			}
+		}
+	}
 	var clusterNames []string
 	for _, r := range got[resource.ClusterType].GetResources() {
 		// EDS clusters only: the inbound one (the curl pod's own port 80)

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -182,6 +185,56 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 		eventuallyHTTP(ctx, t, "calls come back to cluster-2", to, host, func(c map[string]int) bool { return c["cluster-2"] == 20 })
 	})
 
+	t.Run("the control plane's config dump shows what the sidecar holds", func(t *testing.T) {
+		debug := "http://" + cp.DebugAddress.String()
+		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/syncz"} {
+			if _, err := httpGetBody(debug + path); err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+		}
+		body, err := httpGetBody(debug + "/debug/config_dump?proxy=" + sidecarID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump := &adminv3.ConfigDump{}
+		if err := protojson.Unmarshal([]byte(body), dump); err != nil {
+			t.Fatalf("the dump is not Envoy's ConfigDump: %v", err)
+		}
+		eds := &adminv3.EndpointsConfigDump{}
+		for _, c := range dump.GetConfigs() {
+			if c.MessageIs(eds) {
+				if err := c.UnmarshalTo(eds); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var localities []string
+		for _, e := range eds.GetDynamicEndpointConfigs() {
+			cla := &endpointv3.ClusterLoadAssignment{}
+			if err := e.GetEndpointConfig().UnmarshalTo(cla); err != nil {
+				t.Fatal(err)
+			}
+			if cla.GetClusterName() != "outbound|8080||httpbin.httpbin.svc.cluster.local" {
+				continue
+			}
+			for _, l := range cla.GetEndpoints() {
+				localities = append(localities, fmt.Sprintf("%s@%d", l.GetLocality().GetSubZone(), l.GetPriority()))
+				for _, lb := range l.GetLbEndpoints() {
+					via := lb.GetEndpoint().GetHostname() != ""
+					if want := l.GetLocality().GetSubZone() == "cluster-3"; via != want {
+						t.Errorf("%s endpoint %v: through a gateway = %v, want %v", l.GetLocality().GetSubZone(), lb.GetEndpoint().GetAddress(), via, want)
+					}
+				}
+			}
+		}
+		if want := []string{"cluster-2@0", "cluster-1@1", "cluster-3@1"}; fmt.Sprint(localities) != fmt.Sprint(want) {
+			t.Errorf("FailOver localities in the dump = %v, want %v", localities, want)
+		}
+		if _, err := httpGetBody(debug + "/debug/config_dump?proxy=nobody"); err == nil {
+			t.Error("a dump of an unknown proxy did not fail")
+		}
+	})
+
 	t.Run("ActiveActive: calls spread over all three clusters", func(t *testing.T) {
 		changePolicy(ctx, t, cp, c2, sidecarID, ns, name, fmv1alpha1.ActiveActiveLbType, target(c1, 0), target(c3, 0))
 		counts := httpCalls(ctx, to, host, "/", envoyCalls)
@@ -197,6 +250,19 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 		assertShare(t, counts, "cluster-2", 0.15, 0.35)
 		assertShare(t, counts, "cluster-3", 0.15, 0.35)
 	})
+}
+
+func httpGetBody(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("%s: %s: %s", url, resp.Status, body)
+	}
+	return string(body), err
 }
 
 // waitSynced waits until the proxy has acknowledged everything it was sent.
