@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
@@ -23,6 +25,7 @@ type Objects struct {
 	Imports        []fmv1alpha1.ServiceImport       `json:"serviceImports,omitempty"`
 	Exports        []fmv1alpha1.ServiceExport       `json:"serviceExports,omitempty"`
 	Policies       []fmv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
+	Ingresses      []networkingv1.Ingress           `json:"ingresses,omitempty"`
 	Pods           []corev1.Pod                     `json:"pods,omitempty"`
 }
 
@@ -39,6 +42,9 @@ type Objects struct {
 //     from it; any other contributes its gateway.
 //   - The policy is the GlobalTrafficPolicy of the same namespace and name,
 //     the export the local ServiceExport of a local service.
+//   - Ingresses of class fleetmesh (the federation writes one per export
+//     with rules; users may write their own) add their paths to the
+//     gateway's north-south routes of the services they name.
 func Build(in *Objects) (*model.Mesh, map[string]string) {
 	m := &model.Mesh{LocalCluster: in.ClusterName}
 	byKey := map[string]*model.Cluster{}
@@ -205,6 +211,47 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 		svc.Export = me
 	}
 
+	for i := range in.Ingresses {
+		ing := &in.Ingresses[i]
+		if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != IngressClass {
+			continue
+		}
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				b := p.Backend.Service
+				if b == nil || !hasLocalService(in.Services, ing.Namespace, b.Name) {
+					continue
+				}
+				svc := services[ing.Namespace+"/"+b.Name]
+				number := uint32(b.Port.Number)
+				if b.Port.Name != "" {
+					number = 0
+					for _, port := range svc.Ports {
+						if port.Name == b.Port.Name {
+							number = port.Port
+						}
+					}
+				}
+				if !findPort(svc, number) || !strings.HasPrefix(p.Path, "/") {
+					continue
+				}
+				pathType := model.PathPrefix
+				if p.PathType != nil && *p.PathType == networkingv1.PathTypeExact {
+					pathType = model.PathExact
+				}
+				if svc.Export == nil {
+					svc.Export = &model.Export{}
+				}
+				if !slices.ContainsFunc(svc.Export.Rules, func(r model.ExportRule) bool { return r.Path == p.Path }) {
+					svc.Export.Rules = append(svc.Export.Rules, model.ExportRule{Port: number, Path: p.Path, PathType: pathType})
+				}
+			}
+		}
+	}
+
 	for _, svc := range services {
 		if len(svc.Ports) == 0 {
 			continue
@@ -232,6 +279,10 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 	}
 	return m, pods
 }
+
+// IngressClass is the Ingress class whose Ingresses fleetmesh's gateways
+// serve.
+const IngressClass = "fleetmesh"
 
 // gatewayIP is the Cluster's gateway address: status.gatewayIP, which the
 // federation resolves, else spec.gatewayHost when it is an IP already.

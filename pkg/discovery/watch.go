@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,6 +49,7 @@ type Watcher struct {
 var watched = []client.Object{
 	&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{},
 	&fmv1alpha1.Cluster{}, &fmv1alpha1.ServiceImport{}, &fmv1alpha1.ServiceExport{}, &fmv1alpha1.GlobalTrafficPolicy{},
+	&networkingv1.Ingress{},
 }
 
 // New registers a Watcher with the manager; it runs when the manager starts.
@@ -126,8 +128,9 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		exports  fmv1alpha1.ServiceExportList
 		policies fmv1alpha1.GlobalTrafficPolicyList
 		pods     corev1.PodList
+		ingress  networkingv1.IngressList
 	)
-	for _, l := range []client.ObjectList{&clusters, &services, &epSlices, &imports, &exports, &policies, &pods} {
+	for _, l := range []client.ObjectList{&clusters, &services, &epSlices, &imports, &exports, &policies, &pods, &ingress} {
 		if err := w.cache.List(ctx, l); err != nil {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
@@ -136,6 +139,7 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		ClusterName: w.opts.ClusterName,
 		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items,
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
+		Ingresses: ingress.Items,
 	})
 	if err := mesh.Validate(); err != nil {
 		return fmt.Errorf("the mesh built from cluster %s is inconsistent: %w", w.opts.ClusterName, err)
