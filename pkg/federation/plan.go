@@ -1,0 +1,500 @@
+package federation
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+)
+
+// IngressClass is the class of the Ingresses the federation writes for
+// export rules; fleetmesh's gateways serve it.
+const IngressClass = "fleetmesh"
+
+// Member is what the federation knows of one member cluster.
+type Member struct {
+	// Cluster is the member's Cluster object in the control-plane cluster.
+	Cluster fmv1alpha1.Cluster
+	// GatewayIP is the Cluster's gatewayHost resolved to an address.
+	GatewayIP string
+	// Known is true when the objects below are the member's current ones.
+	// An unknown member (unreachable, not yet synced) contributes to the
+	// fleet what the other members' imports last said it did, and is
+	// written nothing.
+	Known          bool
+	Namespaces     []corev1.Namespace
+	Services       []corev1.Service
+	Exports        []fmv1alpha1.ServiceExport
+	EndpointSlices []discoveryv1.EndpointSlice
+	Imports        []fmv1alpha1.ServiceImport
+	Ingresses      []networkingv1.Ingress
+}
+
+func (m *Member) name() string { return m.Cluster.Name }
+
+func (m *Member) key() string { return string(m.Cluster.Key()) }
+
+// Desired is what fleetmesh wants one member to hold, by namespace/name
+// (Clusters by name).
+type Desired struct {
+	Namespaces []string
+	Imports    map[string]*fmv1alpha1.ServiceImport
+	Services   map[string]*corev1.Service
+	Slices     map[string]*discoveryv1.EndpointSlice
+	Ingresses  map[string]*networkingv1.Ingress
+	Clusters   map[string]*fmv1alpha1.Cluster
+}
+
+// Plan is what every member should hold, and the conditions of every
+// export, by member and namespace/name.
+type Plan struct {
+	Members map[string]*Desired
+	Exports map[string]map[string][]metav1.Condition
+}
+
+// exporter is one valid export of a service by one member.
+type exporter struct {
+	member  *Member
+	export  *fmv1alpha1.ServiceExport
+	service *corev1.Service // nil for an unknown member's carried-over export
+	ports   []fmv1alpha1.ServicePort
+	typ     fmv1alpha1.ServiceImportType
+	created metav1.Time
+	// carried are an unknown member's last import endpoints, by port
+	// identity.
+	carried map[string]fmv1alpha1.Endpoint
+}
+
+// portID is how the MCS API matches ports across exporters: by name, else
+// by protocol and number.
+func portID(p fmv1alpha1.ServicePort) string {
+	if p.Name != "" {
+		return "name:" + p.Name
+	}
+	return fmt.Sprintf("%s/%d", cmp.Or(p.Protocol, corev1.ProtocolTCP), p.Port)
+}
+
+func samePort(a, b fmv1alpha1.ServicePort) bool {
+	return a.Port == b.Port && cmp.Or(a.Protocol, corev1.ProtocolTCP) == cmp.Or(b.Protocol, corev1.ProtocolTCP) &&
+		ptr.Deref(a.AppProtocol, "") == ptr.Deref(b.AppProtocol, "") && a.Name == b.Name
+}
+
+// isOurs reports whether fleetmesh wrote the object.
+func isOurs(labels map[string]string) bool {
+	return labels[fmv1alpha1.ManagedByLabel] == fmv1alpha1.ManagedByValue
+}
+
+func condition(typ string, ok bool, reason, message string, generation int64) metav1.Condition {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: generation}
+}
+
+// Compute is the federation's plan for the members, a pure function.
+func Compute(members []*Member) *Plan {
+	plan := &Plan{Members: map[string]*Desired{}, Exports: map[string]map[string][]metav1.Condition{}}
+	for _, m := range members {
+		plan.Members[m.name()] = &Desired{
+			Imports: map[string]*fmv1alpha1.ServiceImport{}, Services: map[string]*corev1.Service{},
+			Slices: map[string]*discoveryv1.EndpointSlice{}, Ingresses: map[string]*networkingv1.Ingress{},
+			Clusters: map[string]*fmv1alpha1.Cluster{},
+		}
+		plan.Exports[m.name()] = map[string][]metav1.Condition{}
+	}
+
+	// Exports, validated, grouped by service.
+	groups := map[string][]*exporter{}
+	for _, m := range members {
+		if !m.Known {
+			continue
+		}
+		for i := range m.Exports {
+			e := &m.Exports[i]
+			key := e.Namespace + "/" + e.Name
+			ex, conds := validate(m, e)
+			plan.Exports[m.name()][key] = conds
+			if ex != nil {
+				groups[key] = append(groups[key], ex)
+				if ing := exportIngress(m, e); ing != nil {
+					plan.Members[m.name()].Ingresses[key] = ing
+				}
+			}
+		}
+	}
+	carryOver(members, groups)
+
+	for key, exporters := range groups {
+		// The oldest export wins conflicts; an unreachable member's
+		// carried-over export (its age unknown) only when it is alone.
+		slices.SortFunc(exporters, func(a, b *exporter) int {
+			return cmp.Or(cmp.Compare(a.carried != nil, b.carried != nil), a.created.Compare(b.created.Time), cmp.Compare(a.member.name(), b.member.name()))
+		})
+		ports, typ, conflicts := merge(exporters)
+		for _, ex := range exporters {
+			if !ex.member.Known {
+				continue
+			}
+			c := conflicts[ex]
+			cond := condition(fmv1alpha1.ConditionConflict, c != "", fmv1alpha1.ReasonNoConflict, "no conflict with the other exporters", ex.export.Generation)
+			if c != "" {
+				cond.Reason, cond.Message = strings.SplitN(c, ":", 2)[0], strings.TrimSpace(strings.SplitN(c, ":", 2)[1])
+			}
+			plan.Exports[ex.member.name()][key] = append(plan.Exports[ex.member.name()][key], cond)
+		}
+		ns, name, _ := strings.Cut(key, "/")
+		for _, importer := range members {
+			planImport(plan.Members[importer.name()], importer, ns, name, exporters, ports, typ)
+		}
+	}
+
+	for _, m := range members {
+		d := plan.Members[m.name()]
+		for _, o := range members {
+			d.Clusters[o.name()] = mirror(o)
+		}
+		nsSet := map[string]bool{}
+		for _, imp := range d.Imports {
+			nsSet[imp.Namespace] = true
+		}
+		for ns := range nsSet {
+			d.Namespaces = append(d.Namespaces, ns)
+		}
+		slices.Sort(d.Namespaces)
+	}
+	return plan
+}
+
+// validate checks an export against its member's Service (MCS: Valid).
+func validate(m *Member, e *fmv1alpha1.ServiceExport) (*exporter, []metav1.Condition) {
+	gen := e.Generation
+	var svc *corev1.Service
+	for i := range m.Services {
+		s := &m.Services[i]
+		if s.Namespace == e.Namespace && s.Name == e.Name && !isOurs(s.Labels) {
+			svc = s
+		}
+	}
+	if svc == nil {
+		return nil, []metav1.Condition{condition(fmv1alpha1.ConditionValid, false, fmv1alpha1.ReasonNoService,
+			fmt.Sprintf("no Service %s/%s in %s", e.Namespace, e.Name, m.name()), gen)}
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil, []metav1.Condition{condition(fmv1alpha1.ConditionValid, false, fmv1alpha1.ReasonInvalidServiceType,
+			"an ExternalName Service cannot be exported", gen)}
+	}
+	for _, r := range e.Spec.Rules {
+		if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == r.PortNumber }) {
+			return nil, []metav1.Condition{condition(fmv1alpha1.ConditionValid, false, fmv1alpha1.ReasonInvalidRule,
+				fmt.Sprintf("rule %s: port %d is not a port of Service %s/%s", r.Path, r.PortNumber, e.Namespace, e.Name), gen)}
+		}
+		if owner := pathOwner(m, r.Path, e); owner != "" {
+			return nil, []metav1.Condition{condition(fmv1alpha1.ConditionValid, false, fmv1alpha1.ReasonPathCollision,
+				fmt.Sprintf("rule %s: the path is already served by Ingress %s", r.Path, owner), gen)}
+		}
+	}
+	ex := &exporter{member: m, export: e, service: svc, created: e.CreationTimestamp, typ: fmv1alpha1.ClusterSetIP}
+	if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		ex.typ = fmv1alpha1.Headless
+	}
+	for _, p := range svc.Spec.Ports {
+		ex.ports = append(ex.ports, fmv1alpha1.ServicePort{Name: p.Name, Protocol: cmp.Or(p.Protocol, corev1.ProtocolTCP), AppProtocol: p.AppProtocol, Port: p.Port})
+	}
+	return ex, []metav1.Condition{
+		condition(fmv1alpha1.ConditionValid, true, fmv1alpha1.ReasonExported, "the Service is exported", gen),
+		condition(fmv1alpha1.ConditionReady, true, fmv1alpha1.ReasonExported, "imports are written in the other members", gen),
+	}
+}
+
+// pathOwner names another Ingress of the gateway's class in the member that
+// already serves the path, if any.
+func pathOwner(m *Member, path string, e *fmv1alpha1.ServiceExport) string {
+	for _, ing := range m.Ingresses {
+		if ptr.Deref(ing.Spec.IngressClassName, "") != IngressClass || (ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels)) {
+			continue
+		}
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				if p.Path == path {
+					return ing.Namespace + "/" + ing.Name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// carryOver adds, for every member that is not known now, the exports its
+// peers' imports last listed for it, so an unreachable member keeps its
+// contributions.
+func carryOver(members []*Member, groups map[string][]*exporter) {
+	byKey := map[string]*Member{}
+	for _, m := range members {
+		byKey[m.key()] = m
+	}
+	for _, m := range members {
+		if !m.Known {
+			continue
+		}
+		for _, imp := range m.Imports {
+			if !isOurs(imp.Labels) {
+				continue
+			}
+			key := imp.Namespace + "/" + imp.Name
+			for _, p := range imp.Spec.Ports {
+				for _, ep := range p.Endpoints {
+					src := byKey[ep.ClusterKey]
+					if src == nil || src.Known {
+						continue
+					}
+					ex := findExporter(groups[key], src)
+					if ex == nil {
+						ex = &exporter{
+							member: src, typ: cmp.Or(imp.Spec.Type, fmv1alpha1.ClusterSetIP), carried: map[string]fmv1alpha1.Endpoint{},
+							export: &fmv1alpha1.ServiceExport{
+								ObjectMeta: metav1.ObjectMeta{Namespace: imp.Namespace, Name: imp.Name},
+								Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: imp.Spec.ServiceAccountName, LoadBalancer: imp.Spec.LoadBalancer},
+							},
+						}
+						groups[key] = append(groups[key], ex)
+					}
+					port := p
+					port.Endpoints = nil
+					if _, dup := ex.carried[portID(port)]; !dup {
+						ex.ports = append(ex.ports, port)
+						ex.carried[portID(port)] = ep
+					}
+				}
+			}
+		}
+	}
+}
+
+func findExporter(exs []*exporter, m *Member) *exporter {
+	for _, ex := range exs {
+		if ex.member == m {
+			return ex
+		}
+	}
+	return nil
+}
+
+// merge unites the exporters' ports as the MCS API says: by name (else
+// protocol and number); the oldest exporter's definition wins a conflict,
+// and every exporter of a conflicting service is told why.
+func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceImportType, map[*exporter]string) {
+	conflicts := map[*exporter]string{}
+	winner := exporters[0]
+	var ports []fmv1alpha1.ServicePort
+	byID := map[string]int{}
+	for _, ex := range exporters {
+		if ex.typ != winner.typ {
+			for _, o := range exporters {
+				conflicts[o] = fmt.Sprintf("%s: %s exports it as %s, %s as %s; the oldest export (%s) wins",
+					fmv1alpha1.ReasonTypeConflict, winner.member.name(), winner.typ, ex.member.name(), ex.typ, winner.member.name())
+			}
+		}
+		for _, p := range ex.ports {
+			id := portID(p)
+			i, ok := byID[id]
+			if !ok {
+				byID[id] = len(ports)
+				ports = append(ports, p)
+				continue
+			}
+			if !samePort(ports[i], p) {
+				for _, o := range exporters {
+					if _, typeConflict := conflicts[o]; !typeConflict || !strings.HasPrefix(conflicts[o], fmv1alpha1.ReasonTypeConflict) {
+						conflicts[o] = fmt.Sprintf("%s: port %s is %d/%s in one exporter and %d/%s in %s; the oldest export's definition wins",
+							fmv1alpha1.ReasonPortConflict, strings.TrimPrefix(id, "name:"), ports[i].Port, ports[i].Protocol, p.Port, p.Protocol, ex.member.name())
+					}
+				}
+			}
+		}
+	}
+	slices.SortFunc(ports, func(a, b fmv1alpha1.ServicePort) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Name, b.Name))
+	})
+	return ports, winner.typ, conflicts
+}
+
+// planImport adds to one importer its import of ns/name, the derived
+// Service it needs, and the exporters' pod addresses on its network.
+func planImport(d *Desired, importer *Member, ns, name string, exporters []*exporter, ports []fmv1alpha1.ServicePort, typ fmv1alpha1.ServiceImportType) {
+	var from []*exporter
+	for _, ex := range exporters {
+		if ex.member == importer {
+			continue
+		}
+		if targets := ex.export.Spec.TargetClusters; len(targets) > 0 && !slices.Contains(targets, importer.Cluster.Key()) {
+			continue
+		}
+		from = append(from, ex)
+	}
+	if len(from) == 0 {
+		return
+	}
+	winner := from[0]
+	// Endpoints are listed by cluster name, whatever the exporters' ages.
+	from = slices.Clone(from)
+	slices.SortFunc(from, func(a, b *exporter) int { return cmp.Compare(a.member.name(), b.member.name()) })
+	imp := &fmv1alpha1.ServiceImport{
+		TypeMeta:   metav1.TypeMeta{APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "ServiceImport"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+		Spec: fmv1alpha1.ServiceImportSpec{
+			Type: typ, ServiceAccountName: winner.export.Spec.ServiceAccountName,
+			LoadBalancer: cmp.Or(winner.export.Spec.LoadBalancer, fmv1alpha1.RoundRobinLoadBalancer),
+		},
+	}
+	for _, p := range ports {
+		ip := p
+		ip.Endpoints = nil
+		for _, ex := range from {
+			if ep, ok := ex.carried[portID(p)]; ok {
+				ip.Endpoints = append(ip.Endpoints, ep)
+				continue
+			}
+			if !slices.ContainsFunc(ex.ports, func(q fmv1alpha1.ServicePort) bool { return portID(q) == portID(p) }) || ex.service == nil {
+				continue
+			}
+			target := fmv1alpha1.Target{Host: ex.member.Cluster.Spec.GatewayHost, IP: ex.member.GatewayIP, Port: gatewayPort(ex.member)}
+			for _, r := range ex.export.Spec.Rules {
+				if r.PortNumber == p.Port {
+					target.Path = r.Path
+					break
+				}
+			}
+			ip.Endpoints = append(ip.Endpoints, fmv1alpha1.Endpoint{ClusterKey: ex.member.key(), Target: target})
+		}
+		if len(ip.Endpoints) > 0 {
+			imp.Spec.Ports = append(imp.Spec.Ports, ip)
+		}
+	}
+	if len(imp.Spec.Ports) == 0 {
+		return
+	}
+	for _, ex := range from {
+		imp.Status.Clusters = append(imp.Status.Clusters, fmv1alpha1.ClusterStatusRef{Cluster: ex.member.name()})
+	}
+	d.Imports[ns+"/"+name] = imp
+
+	derived := !slices.ContainsFunc(importer.Services, func(s corev1.Service) bool {
+		return s.Namespace == ns && s.Name == name && (!isOurs(s.Labels) || s.Spec.Selector != nil)
+	})
+	if derived {
+		svc := &corev1.Service{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+		}
+		if typ == fmv1alpha1.Headless {
+			svc.Spec.ClusterIP = corev1.ClusterIPNone
+		}
+		for _, p := range imp.Spec.Ports {
+			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port})
+		}
+		d.Services[ns+"/"+name] = svc
+	}
+
+	for _, ex := range from {
+		if !ex.member.Known || ex.member.Cluster.Spec.Network == "" || ex.member.Cluster.Spec.Network != importer.Cluster.Spec.Network {
+			continue
+		}
+		for _, s := range ex.member.EndpointSlices {
+			if s.Namespace != ns || s.Labels[discoveryv1.LabelServiceName] != name || s.Labels[fmv1alpha1.LabelSourceCluster] != "" {
+				continue
+			}
+			cp := &discoveryv1.EndpointSlice{
+				TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sliceName(name, ex.member.name(), s.Name), Labels: map[string]string{
+					fmv1alpha1.LabelServiceName:   name,
+					fmv1alpha1.LabelSourceCluster: ex.member.name(),
+					discoveryv1.LabelManagedBy:    fmv1alpha1.EndpointSliceManagedByFederation,
+					fmv1alpha1.ManagedByLabel:     fmv1alpha1.ManagedByValue,
+				}},
+				AddressType: s.AddressType, Ports: s.Ports,
+			}
+			if derived {
+				// The importer's own DNS and service proxy then reach
+				// the pods through the derived Service.
+				cp.Labels[discoveryv1.LabelServiceName] = name
+			}
+			for _, e := range s.Endpoints {
+				e.NodeName, e.TargetRef, e.Hints, e.Zone = nil, nil, nil, nil
+				cp.Endpoints = append(cp.Endpoints, e)
+			}
+			d.Slices[ns+"/"+cp.Name] = cp
+		}
+	}
+}
+
+// sliceName is the name of the copy of an exporter's slice.
+func sliceName(svc, cluster, slice string) string {
+	suffix := slice[strings.LastIndexByte(slice, '-')+1:]
+	name := fmt.Sprintf("%s-%s-%s", svc, cluster, suffix)
+	if len(name) > 253 {
+		name = name[:253]
+	}
+	return name
+}
+
+func gatewayPort(m *Member) int32 {
+	return cmp.Or(m.Cluster.Spec.GatewayPort, 80)
+}
+
+// exportIngress is the Ingress of an export's rules, owned by the export.
+func exportIngress(m *Member, e *fmv1alpha1.ServiceExport) *networkingv1.Ingress {
+	if len(e.Spec.Rules) == 0 {
+		return nil
+	}
+	ing := &networkingv1.Ingress{
+		TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: e.Namespace, Name: e.Name,
+			Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "ServiceExport", Name: e.Name, UID: e.UID,
+			}},
+		},
+		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{
+			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}},
+		}}},
+	}
+	for _, r := range e.Spec.Rules {
+		pt := networkingv1.PathTypePrefix
+		if r.PathType == fmv1alpha1.PathTypeExact {
+			pt = networkingv1.PathTypeExact
+		}
+		ing.Spec.Rules[0].HTTP.Paths = append(ing.Spec.Rules[0].HTTP.Paths, networkingv1.HTTPIngressPath{
+			Path: r.Path, PathType: &pt,
+			Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+				Name: e.Name, Port: networkingv1.ServiceBackendPort{Number: r.PortNumber},
+			}},
+		})
+	}
+	return ing
+}
+
+// mirror is a member's Cluster as copied into every member: no
+// credentials, marked mirrored, with the resolved gateway address.
+func mirror(m *Member) *fmv1alpha1.Cluster {
+	spec := m.Cluster.Spec
+	spec.Kubeconfig, spec.KubeconfigSecretRef, spec.Mirrored = "", nil, true
+	return &fmv1alpha1.Cluster{
+		TypeMeta:   metav1.TypeMeta{APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "Cluster"},
+		ObjectMeta: metav1.ObjectMeta{Name: m.name(), Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+		Spec:       spec,
+		Status:     fmv1alpha1.ClusterStatus{ClusterKey: m.key(), GatewayIP: m.GatewayIP},
+	}
+}
