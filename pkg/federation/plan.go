@@ -137,7 +137,7 @@ func Compute(members []*Member) *Plan {
 		// The oldest export wins conflicts; an unreachable member's
 		// carried-over export (its age unknown) only when it is alone.
 		slices.SortFunc(exporters, func(a, b *exporter) int {
-			return cmp.Or(cmp.Compare(a.carried != nil, b.carried != nil), a.created.Compare(b.created.Time), cmp.Compare(a.member.name(), b.member.name()))
+			return cmp.Or(cmp.Compare(carriedRank(a), carriedRank(b)), a.created.Compare(b.created.Time), cmp.Compare(a.member.name(), b.member.name()))
 		})
 		ports, typ, conflicts := merge(exporters)
 		for _, ex := range exporters {
@@ -172,6 +172,13 @@ func Compute(members []*Member) *Plan {
 		slices.Sort(d.Namespaces)
 	}
 	return plan
+}
+
+func carriedRank(e *exporter) int {
+	if e.carried != nil {
+		return 1
+	}
+	return 0
 }
 
 // validate checks an export against its member's Service (MCS: Valid).
