@@ -26,6 +26,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
 )
@@ -33,14 +34,15 @@ import (
 // Options are fleetmesh-controller's settings (DESIGN.md, "Interfaces
 // others rely on").
 type Options struct {
-	Kubeconfig    string
-	ClusterName   string
-	XDSAddress    string
-	DebugAddress  string
-	Federation    bool
-	DebounceAfter time.Duration
-	DebounceMax   time.Duration
-	LogDev        bool
+	Kubeconfig     string
+	ClusterName    string
+	XDSAddress     string
+	DebugAddress   string
+	Federation     bool
+	LeaderElection bool
+	DebounceAfter  time.Duration
+	DebounceMax    time.Duration
+	LogDev         bool
 }
 
 // BindFlags registers the options' flags.
@@ -50,6 +52,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the ADS server (gRPC)")
 	fs.StringVar(&o.DebugAddress, "debug-address", ":15014", "address of /debug/config_dump, /debug/syncz, /metrics, /healthz and /readyz")
 	fs.BoolVar(&o.Federation, "federation", false, "also run the federation for the Cluster objects in this API server")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "with --federation: elect one federation among replicas (needs a namespace to hold the lease)")
 	fs.DurationVar(&o.DebounceAfter, "debounce-after", 100*time.Millisecond, "quiet period after a change before the mesh is rebuilt")
 	fs.DurationVar(&o.DebounceMax, "debounce-max", time.Second, "longest a burst of changes may delay a rebuild")
 	fs.BoolVar(&o.LogDev, "log-development", false, "human-readable logs instead of JSON")
@@ -86,9 +89,6 @@ func Run(ctx context.Context, o Options) (*Running, error) {
 	if o.ClusterName == "" {
 		return nil, errors.New("--cluster-name is required: this cluster's name, as in its Cluster object")
 	}
-	if o.Federation {
-		return nil, errors.New("--federation: the federation is not built yet; run without it")
-	}
 	cfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -121,7 +121,10 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Logger:                 log,
+		// One federation writes at a time; discovery and xDS need no lock.
+		LeaderElection:   o.Federation && o.LeaderElection,
+		LeaderElectionID: "fleetmesh-federation",
+		Logger:           log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to the API server: %w", err)
@@ -141,6 +144,12 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 		},
 	}); err != nil {
 		return nil, err
+	}
+
+	if o.Federation {
+		if _, err := federation.New(ctx, mgr, federation.Options{Log: log.WithName("federation")}); err != nil {
+			return nil, fmt.Errorf("start the federation: %w", err)
+		}
 	}
 
 	xdsLis, err := net.Listen("tcp", o.XDSAddress)

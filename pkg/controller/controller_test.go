@@ -13,7 +13,6 @@ func TestRunRefusesOptionsItCannotServe(t *testing.T) {
 		want string
 	}{
 		{"no cluster name", Options{}, "--cluster-name is required"},
-		{"federation not built yet", Options{ClusterName: "cluster-1", Federation: true}, "--federation"},
 		{"unreadable kubeconfig", Options{ClusterName: "cluster-1", Kubeconfig: "/nonexistent/kubeconfig"}, "read --kubeconfig /nonexistent/kubeconfig"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,456 @@
+package federation
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+)
+
+// Options configure the federation.
+type Options struct {
+	Scheme *runtime.Scheme
+	Log    logr.Logger
+	// Debounce is the quiet period before a sync after a change.
+	Debounce time.Duration
+	// ProbeInterval is how often every member's API server is probed.
+	ProbeInterval time.Duration
+	// Resolve turns a gateway host into an IP (net.DefaultResolver when
+	// nil).
+	Resolve func(ctx context.Context, host string) (string, error)
+}
+
+// Federation keeps the members of the control-plane cluster's Cluster
+// objects in sync.
+type Federation struct {
+	opts    Options
+	hub     client.Client
+	trigger chan struct{}
+
+	mu      sync.Mutex
+	members map[string]*memberConn
+}
+
+// memberConn is the federation's connection to one member.
+type memberConn struct {
+	name       string
+	configHash [32]byte
+	client     client.Client
+	cluster    cluster.Cluster
+	cancel     context.CancelFunc
+	probe      func(ctx context.Context) error
+	synced     bool
+	reachable  bool
+	reason     string
+	message    string
+	staleSince *metav1.Time
+}
+
+// watchedInMembers are the kinds the federation reads in every member.
+var watchedInMembers = []client.Object{
+	&corev1.Namespace{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &networkingv1.Ingress{},
+	&fmv1alpha1.ServiceExport{}, &fmv1alpha1.ServiceImport{}, &fmv1alpha1.Cluster{},
+}
+
+// New registers the federation with the control-plane cluster's manager.
+func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, error) {
+	if opts.Scheme == nil {
+		opts.Scheme = mgr.GetScheme()
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = 2 * time.Second
+	}
+	if opts.Resolve == nil {
+		opts.Resolve = resolve
+	}
+	f := &Federation{opts: opts, hub: mgr.GetClient(), trigger: make(chan struct{}, 1), members: map[string]*memberConn{}}
+	for _, obj := range []client.Object{&fmv1alpha1.Cluster{}, &corev1.Secret{}} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := inf.AddEventHandler(f.handler()); err != nil {
+			return nil, err
+		}
+	}
+	return f, mgr.Add(f)
+}
+
+func (f *Federation) handler() toolscache.ResourceEventHandlerFuncs {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { f.poke() }, UpdateFunc: func(any, any) { f.poke() }, DeleteFunc: func(any) { f.poke() },
+	}
+}
+
+func (f *Federation) poke() {
+	select {
+	case f.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// NeedLeaderElection is true: one federation writes at a time.
+func (f *Federation) NeedLeaderElection() bool { return true }
+
+// Start runs the sync loop until ctx ends.
+func (f *Federation) Start(ctx context.Context) error {
+	defer f.disconnectAll()
+	probe := time.NewTicker(f.opts.ProbeInterval)
+	defer probe.Stop()
+	f.poke()
+	var quiet <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.trigger:
+			quiet = time.After(f.opts.Debounce)
+			continue
+		case <-probe.C:
+			if f.probeAll(ctx) {
+				f.poke()
+			}
+			continue
+		case <-quiet:
+		}
+		quiet = nil
+		if err := f.sync(ctx); err != nil {
+			f.opts.Log.Error(err, "federation sync")
+			quiet = time.After(time.Second) // try again
+		}
+	}
+}
+
+// sync connects to the members, computes the plan and applies it.
+func (f *Federation) sync(ctx context.Context) error {
+	var clusters fmv1alpha1.ClusterList
+	if err := f.hub.List(ctx, &clusters); err != nil {
+		return fmt.Errorf("list Clusters in the control plane: %w", err)
+	}
+	var members []*Member
+	var errs []error
+	seen := map[string]bool{}
+	for i := range clusters.Items {
+		c := &clusters.Items[i]
+		if c.Spec.Mirrored {
+			continue // a copy the federation wrote, not a member
+		}
+		seen[c.Name] = true
+		conn := f.connect(ctx, c)
+		m := &Member{Cluster: *c}
+		ip, err := f.opts.Resolve(ctx, c.Spec.GatewayHost)
+		gatewayCond := condition("GatewayResolved", err == nil, "Resolved", "gateway host resolved to "+ip, c.Generation)
+		if err != nil {
+			gatewayCond.Reason, gatewayCond.Message = fmv1alpha1.ReasonUnresolvableHost, err.Error()
+		}
+		m.GatewayIP = ip
+		if conn.reachable && conn.synced {
+			if err := readMember(ctx, conn.cluster.GetCache(), m); err != nil {
+				errs = append(errs, err)
+			} else {
+				m.Known = true
+			}
+		}
+		members = append(members, m)
+		errs = append(errs, f.writeClusterStatus(ctx, c, conn, gatewayCond, ip, m.Known))
+	}
+	f.disconnectGone(seen)
+
+	plan := Compute(members)
+	unknown := map[string]bool{}
+	for _, m := range members {
+		if !m.Known {
+			unknown[m.name()] = true
+		}
+	}
+	for _, m := range members {
+		if !m.Known {
+			continue
+		}
+		conn := f.member(m.name())
+		errs = append(errs, applyMember(ctx, conn.client, m, plan.Members[m.name()], plan.Exports[m.name()], unknown))
+	}
+	return errors.Join(errs...)
+}
+
+func (f *Federation) member(name string) *memberConn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.members[name]
+}
+
+// readMember lists the member's objects from its cache.
+func readMember(ctx context.Context, r client.Reader, m *Member) error {
+	var (
+		ns  corev1.NamespaceList
+		svc corev1.ServiceList
+		eps discoveryv1.EndpointSliceList
+		ing networkingv1.IngressList
+		exp fmv1alpha1.ServiceExportList
+		imp fmv1alpha1.ServiceImportList
+	)
+	for _, l := range []client.ObjectList{&ns, &svc, &eps, &ing, &exp, &imp} {
+		if err := r.List(ctx, l); err != nil {
+			return fmt.Errorf("list %T in %s: %w", l, m.name(), err)
+		}
+	}
+	m.Namespaces, m.Services, m.EndpointSlices, m.Ingresses, m.Exports, m.Imports = ns.Items, svc.Items, eps.Items, ing.Items, exp.Items, imp.Items
+	return nil
+}
+
+// kubeconfig returns a Cluster's kubeconfig, inline or from its Secret.
+func (f *Federation) kubeconfig(ctx context.Context, c *fmv1alpha1.Cluster) ([]byte, error) {
+	if c.Spec.Kubeconfig != "" {
+		return []byte(c.Spec.Kubeconfig), nil
+	}
+	ref := c.Spec.KubeconfigSecretRef
+	if ref == nil {
+		return nil, errors.New("spec.kubeconfig and spec.kubeconfigSecretRef are both empty")
+	}
+	var s corev1.Secret
+	if err := f.hub.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+		return nil, fmt.Errorf("spec.kubeconfigSecretRef: get Secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	key := ref.Key
+	if key == "" {
+		key = "kubeconfig"
+	}
+	data, ok := s.Data[key]
+	if !ok {
+		return nil, fmt.Errorf("spec.kubeconfigSecretRef: Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+	}
+	return data, nil
+}
+
+// connect returns the member's connection, (re)connecting when its
+// kubeconfig changed or it has none.
+func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *memberConn {
+	data, err := f.kubeconfig(ctx, c)
+	hash := sha256.Sum256(data)
+	f.mu.Lock()
+	cur := f.members[c.Name]
+	f.mu.Unlock()
+	if err == nil && cur != nil && cur.configHash == hash && cur.cluster != nil {
+		return cur
+	}
+	if cur != nil {
+		f.disconnect(cur)
+	}
+	conn := &memberConn{name: c.Name, configHash: hash}
+	f.mu.Lock()
+	f.members[c.Name] = conn
+	f.mu.Unlock()
+	if err != nil {
+		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
+		return conn
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, "spec.kubeconfig: "+err.Error()
+		return conn
+	}
+	cfg.Timeout = 10 * time.Second
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
+		return conn
+	}
+	conn.probe = func(ctx context.Context) error { _, err := dc.ServerVersion(); return err }
+	if err := conn.probe(ctx); err != nil {
+		conn.reason, conn.message = probeReason(err)
+		// Retry the connection at the next sync.
+		conn.configHash = [32]byte{}
+		return conn
+	}
+	if conn.client, err = client.New(cfg, client.Options{Scheme: f.opts.Scheme}); err != nil {
+		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
+		return conn
+	}
+	cl, err := cluster.New(cfg, func(o *cluster.Options) { o.Scheme = f.opts.Scheme })
+	if err != nil {
+		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
+		return conn
+	}
+	for _, obj := range watchedInMembers {
+		inf, err := cl.GetCache().GetInformer(ctx, obj)
+		if err == nil {
+			_, err = inf.AddEventHandler(f.handler())
+		}
+		if err != nil {
+			conn.reason, conn.message = fmv1alpha1.ReasonUnreachable, fmt.Sprintf("watch %T: %v", obj, err)
+			return conn
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	conn.cluster, conn.cancel = cl, cancel
+	go func() { _ = cl.Start(cctx) }()
+	syncCtx, done := context.WithTimeout(ctx, 30*time.Second)
+	defer done()
+	conn.synced = cl.GetCache().WaitForCacheSync(syncCtx)
+	conn.reachable = conn.synced
+	if !conn.synced {
+		conn.reason, conn.message = fmv1alpha1.ReasonUnreachable, "the member's objects could not be read within 30s"
+	}
+	f.opts.Log.Info("member connected", "member", c.Name, "synced", conn.synced)
+	return conn
+}
+
+func probeReason(err error) (string, string) {
+	switch {
+	case apierrors.IsUnauthorized(err), apierrors.IsForbidden(err):
+		return fmv1alpha1.ReasonUnauthorized, "the API server refused the kubeconfig's credentials: " + err.Error()
+	default:
+		return fmv1alpha1.ReasonUnreachable, "the API server cannot be reached: " + err.Error()
+	}
+}
+
+// probeAll checks every connected member; it reports whether one became
+// reachable or unreachable.
+func (f *Federation) probeAll(ctx context.Context) bool {
+	f.mu.Lock()
+	conns := make([]*memberConn, 0, len(f.members))
+	for _, c := range f.members {
+		conns = append(conns, c)
+	}
+	f.mu.Unlock()
+	changed := false
+	for _, c := range conns {
+		if c.probe == nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := c.probe(pctx)
+		cancel()
+		f.mu.Lock()
+		was := c.reachable
+		c.reachable = err == nil && c.synced
+		if err != nil {
+			c.reason, c.message = probeReason(err)
+			if c.staleSince == nil {
+				c.staleSince = &metav1.Time{Time: time.Now()}
+			}
+		} else {
+			c.staleSince = nil
+		}
+		if was != c.reachable {
+			changed = true
+			f.opts.Log.Info("member reachability changed", "member", c.name, "reachable", c.reachable)
+		}
+		f.mu.Unlock()
+	}
+	return changed
+}
+
+func (f *Federation) disconnect(c *memberConn) {
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+func (f *Federation) disconnectGone(seen map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, c := range f.members {
+		if !seen[name] {
+			f.disconnect(c)
+			delete(f.members, name)
+			f.opts.Log.Info("member left", "member", name)
+		}
+	}
+}
+
+func (f *Federation) disconnectAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.members {
+		f.disconnect(c)
+	}
+}
+
+// writeClusterStatus reports a member's conditions on its Cluster object.
+func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Cluster, conn *memberConn, gateway metav1.Condition, ip string, known bool) error {
+	f.mu.Lock()
+	reachable, reason, message, stale := conn.reachable, conn.reason, conn.message, conn.staleSince
+	f.mu.Unlock()
+	next := c.DeepCopy()
+	ready := condition(fmv1alpha1.ConditionReady, reachable, "Reachable", "the member's API server answers with these credentials", c.Generation)
+	if !reachable {
+		ready.Reason, ready.Message = reason, message
+	}
+	joined := condition(fmv1alpha1.ConditionJoined, known, "Joined", "the member takes part in the federation", c.Generation)
+	if !known {
+		joined.Reason, joined.Message = "NotSynced", "the member's objects are not read now; its last contributions are kept"
+	}
+	meta.SetStatusCondition(&next.Status.Conditions, ready)
+	meta.SetStatusCondition(&next.Status.Conditions, joined)
+	meta.SetStatusCondition(&next.Status.Conditions, gateway)
+	next.Status.ClusterKey = string(c.Key())
+	next.Status.GatewayIP = ip
+	next.Status.StaleSince = stale
+	// lastSyncTime moves with every other change, and at most every 30s
+	// otherwise: each status write wakes the federation up again.
+	changed := !equality.Semantic.DeepEqual(withoutTimes(c.Status), withoutTimes(next.Status))
+	if known && (changed || c.Status.LastSyncTime == nil || time.Since(c.Status.LastSyncTime.Time) > 30*time.Second) {
+		now := metav1.Now()
+		next.Status.LastSyncTime = &now
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := f.hub.Status().Patch(ctx, next, client.MergeFrom(c), client.FieldOwner(FieldOwner)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("write status of Cluster %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// withoutTimes is a status without the times that change on their own.
+func withoutTimes(st fmv1alpha1.ClusterStatus) fmv1alpha1.ClusterStatus {
+	st = *st.DeepCopy()
+	st.LastSyncTime = nil
+	for i := range st.Conditions {
+		st.Conditions[i].LastTransitionTime = metav1.Time{}
+	}
+	return st
+}
+
+// resolve turns a host into an IP (an IP stays as it is).
+func resolve(ctx context.Context, host string) (string, error) {
+	if host == "" {
+		return "", errors.New("spec.gatewayHost is empty: the member is reachable only on a shared network")
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String(), nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIP(rctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return "", fmt.Errorf("spec.gatewayHost %q does not resolve: %v", host, err)
+	}
+	return addrs[0].String(), nil
+}
