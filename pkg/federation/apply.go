@@ -75,7 +75,8 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 	var errs []error
 	try := func(what string, err error) {
 		// A delete of what is already gone is done.
-		if err != nil && !(apierrors.IsNotFound(err) && strings.HasPrefix(what, "delete ")) {
+		gone := apierrors.IsNotFound(err) && strings.HasPrefix(what, "delete ")
+		if err != nil && !gone {
 			errs = append(errs, fmt.Errorf("%s in %s: %w", what, m.name(), err))
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -62,10 +63,16 @@ type memberConn struct {
 	probe      func(ctx context.Context) error
 	synced     bool
 	reachable  bool
+	// retryAt is when a failed connection may be tried again.
+	retryAt    time.Time
 	reason     string
 	message    string
 	staleSince *metav1.Time
 }
+
+// retryAfter is how long a member that could not be connected to waits
+// before the next try.
+const retryAfter = 10 * time.Second
 
 // watchedInMembers are the kinds the federation reads in every member.
 var watchedInMembers = []client.Object{
@@ -138,7 +145,7 @@ func (f *Federation) Start(ctx context.Context) error {
 		case <-quiet:
 		}
 		quiet = nil
-		if err := f.sync(ctx); err != nil {
+		if err := f.sync(ctx); err != nil && ctx.Err() == nil {
 			f.opts.Log.Error(err, "federation sync")
 			quiet = time.After(time.Second) // try again
 		}
@@ -254,13 +261,13 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 	f.mu.Lock()
 	cur := f.members[c.Name]
 	f.mu.Unlock()
-	if err == nil && cur != nil && cur.configHash == hash && cur.cluster != nil {
-		return cur
+	if cur != nil && cur.configHash == hash && (cur.cluster != nil || time.Now().Before(cur.retryAt)) {
+		return cur // connected, or failed a moment ago: an unreachable member must not stall the others
 	}
 	if cur != nil {
 		f.disconnect(cur)
 	}
-	conn := &memberConn{name: c.Name, configHash: hash}
+	conn := &memberConn{name: c.Name, configHash: hash, retryAt: time.Now().Add(retryAfter)}
 	f.mu.Lock()
 	f.members[c.Name] = conn
 	f.mu.Unlock()
@@ -274,18 +281,18 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 		return conn
 	}
 	cfg.Timeout = 10 * time.Second
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	probeCfg := rest.CopyConfig(cfg)
+	probeCfg.Timeout = 3 * time.Second
+	pc, err := discovery.NewDiscoveryClientForConfig(probeCfg)
 	if err != nil {
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn
 	}
-	conn.probe = func(ctx context.Context) error { _, err := dc.ServerVersion(); return err }
-	if err := conn.probe(ctx); err != nil {
+	if _, err := pc.ServerVersion(); err != nil {
 		conn.reason, conn.message = probeReason(err)
-		// Retry the connection at the next sync.
-		conn.configHash = [32]byte{}
-		return conn
+		return conn // tried again after retryAfter
 	}
+	conn.probe = func(context.Context) error { _, err := pc.ServerVersion(); return err }
 	if conn.client, err = client.New(cfg, client.Options{Scheme: f.opts.Scheme}); err != nil {
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn
@@ -340,6 +347,9 @@ func (f *Federation) probeAll(ctx context.Context) bool {
 	changed := false
 	for _, c := range conns {
 		if c.probe == nil {
+			if c.cluster == nil && !c.retryAt.IsZero() && time.Now().After(c.retryAt) {
+				changed = true // time to try connecting again
+			}
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -449,8 +459,11 @@ func resolve(ctx context.Context, host string) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	addrs, err := net.DefaultResolver.LookupIP(rctx, "ip", host)
-	if err != nil || len(addrs) == 0 {
-		return "", fmt.Errorf("spec.gatewayHost %q does not resolve: %v", host, err)
+	if err != nil {
+		return "", fmt.Errorf("spec.gatewayHost %q does not resolve: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return "", fmt.Errorf("spec.gatewayHost %q resolves to no address", host)
 	}
 	return addrs[0].String(), nil
 }

@@ -171,7 +171,7 @@ func articleProblems(ctx context.Context, c1, c2, c3 *testenv.Cluster) []string 
 	}
 	svc := &corev1.Service{}
 	if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, svc); err != nil || svc.Spec.Selector != nil || svc.Labels[fmv1alpha1.ManagedByLabel] != "fleetmesh" {
-		bad("derived Service httpbin in cluster-2: %v %+v", err, svc.ObjectMeta.Labels)
+		bad("derived Service httpbin in cluster-2: %v %+v", err, svc.Labels)
 	}
 	for _, c := range []*testenv.Cluster{c1, c3} {
 		ing := &networkingv1.Ingress{}

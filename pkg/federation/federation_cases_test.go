@@ -1,0 +1,303 @@
+package federation_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+func members(ctx context.Context, t *testing.T) (c1, c2, c3 *testenv.Cluster) {
+	t.Helper()
+	c1, c2, c3 = fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2"), fleet.Cluster("cluster-3")
+	for _, c := range []*testenv.Cluster{c1, c2, c3} {
+		join(ctx, t, c)
+	}
+	return c1, c2, c3
+}
+
+func importedFrom(ctx context.Context, c *testenv.Cluster, ns, name string) ([]string, error) {
+	imp, err := getImport(ctx, c, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range imp.Spec.Ports {
+		for _, e := range p.Endpoints {
+			if !slices.Contains(out, e.ClusterKey) {
+				out = append(out, e.ClusterKey)
+			}
+		}
+	}
+	return out, nil
+}
+
+// TestConflictingExportsAreMarkedAndTheOldestWins: the same service with a
+// port "http" of different numbers in two clusters is Conflict=True on
+// both; the import carries the older export's definition, and ports of
+// other names are merged.
+func TestConflictingExportsAreMarkedAndTheOldestWins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, c3 := members(ctx, t)
+	// Both Services exist before either export, as the user writes them
+	// (otherwise cluster-3 would first get a derived one).
+	createService(ctx, t, c1, "conflict", "api", corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})
+	createService(ctx, t, c3, "conflict", "api",
+		corev1.ServicePort{Name: "http", Port: 9090, Protocol: corev1.ProtocolTCP},
+		corev1.ServicePort{Name: "metrics", Port: 9100, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "conflict", "api")
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have a second's resolution
+	createExport(ctx, t, c3, "conflict", "api")
+
+	eventually(ctx, t, "both exports are Conflict=True", func(ctx context.Context) (bool, error) {
+		for _, c := range []*testenv.Cluster{c1, c3} {
+			e := &fmv1alpha1.ServiceExport{}
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "conflict", Name: "api"}, e); err != nil {
+				return false, err
+			}
+			cond := meta.FindStatusCondition(e.Status.Conditions, fmv1alpha1.ConditionConflict)
+			if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != fmv1alpha1.ReasonPortConflict {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	imp, err := getImport(ctx, c2, "conflict", "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []string
+	for _, p := range imp.Spec.Ports {
+		ports = append(ports, fmt.Sprintf("%s:%d", p.Name, p.Port))
+	}
+	if !slices.Equal(ports, []string{"http:8080", "metrics:9100"}) {
+		t.Errorf("import ports = %v, want the older http:8080 and the merged metrics:9100", ports)
+	}
+}
+
+// TestUnexportingRemovesExactlyWhatItContributed: unexport from one
+// cluster removes only its endpoints; unexport from the last removes the
+// import and the derived Service.
+func TestUnexportingRemovesExactlyWhatItContributed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, c3 := members(ctx, t)
+	for _, c := range []*testenv.Cluster{c1, c3} {
+		createService(ctx, t, c, "unexport", "web", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP})
+		createExport(ctx, t, c, "unexport", "web")
+	}
+	want := func(keys ...string) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			got, err := importedFrom(ctx, c2, "unexport", "web")
+			if apierrors.IsNotFound(err) {
+				return len(keys) == 0, nil
+			}
+			return slices.Equal(got, keys), err
+		}
+	}
+	eventually(ctx, t, "cluster-2 imports web from both", want("default/default/default/cluster-1", "default/default/default/cluster-3"))
+	if err := c1.Client.Delete(ctx, &fmv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "unexport", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "only cluster-3's endpoint stays", want("default/default/default/cluster-3"))
+	if err := c3.Client.Delete(ctx, &fmv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "unexport", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the import is gone", want())
+	eventually(ctx, t, "the derived Service is gone", func(ctx context.Context) (bool, error) {
+		err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "unexport", Name: "web"}, &corev1.Service{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	// The exporters' own Services are untouched.
+	for _, c := range []*testenv.Cluster{c1, c3} {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "unexport", Name: "web"}, &corev1.Service{}); err != nil {
+			t.Errorf("%s's own Service: %v", c.Name, err)
+		}
+	}
+}
+
+// TestADerivedServiceAUserTakesOverIsReleased is the article's step 4: a
+// user deploys httpbin into cluster-2 by giving the derived Service a
+// selector; fleetmesh releases it and never deletes it, and the import
+// stays.
+func TestADerivedServiceAUserTakesOverIsReleased(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	createService(ctx, t, c1, "takeover", "app", corev1.ServicePort{Port: 8080, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "takeover", "app")
+	svc := &corev1.Service{}
+	eventually(ctx, t, "cluster-2 has the derived Service", func(ctx context.Context) (bool, error) {
+		err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "takeover", Name: "app"}, svc)
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	svc.Spec.Selector = map[string]string{"app": "app"}
+	if err := c2.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the Service is released", func(ctx context.Context) (bool, error) {
+		err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "takeover", Name: "app"}, svc)
+		return err == nil && svc.Labels[fmv1alpha1.ManagedByLabel] == "", err
+	})
+	time.Sleep(time.Second) // a few syncs
+	if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "takeover", Name: "app"}, svc); err != nil || svc.Spec.Selector["app"] != "app" {
+		t.Fatalf("the user's Service was changed or deleted: %v %+v", err, svc.Spec.Selector)
+	}
+	if _, err := getImport(ctx, c2, "takeover", "app"); err != nil {
+		t.Fatalf("the import went away: %v", err)
+	}
+}
+
+// TestABrokenMemberSaysWhyAndDisturbsNoOther: a Cluster whose kubeconfig
+// does not parse, and one whose API server cannot be reached, report it;
+// the other members stay Ready and keep their imports.
+func TestABrokenMemberSaysWhyAndDisturbsNoOther(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	createService(ctx, t, c1, "broken", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "broken", "svc")
+	eventually(ctx, t, "cluster-2 imports svc", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c2, "broken", "svc")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	unreachable, err := testenv.KubeconfigFor(c1.Config, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable = []byte(string(unreachable[:0]) + replaceServer(string(unreachable), "https://10.244.0.99:6443"))
+	bad := map[string]string{"bad-kubeconfig": "this is not a kubeconfig", "unreachable": string(unreachable)}
+	for name, kc := range bad {
+		obj := &fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: fmv1alpha1.ClusterSpec{GatewayHost: "10.244.0.1", Kubeconfig: kc}}
+		if err := hub.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = hub.Client.Delete(context.Background(), obj) }()
+	}
+	for name, reason := range map[string]string{"bad-kubeconfig": fmv1alpha1.ReasonBadKubeconfig, "unreachable": fmv1alpha1.ReasonUnreachable} {
+		eventually(ctx, t, name+" reports "+reason, func(ctx context.Context) (bool, error) {
+			c := &fmv1alpha1.Cluster{}
+			if err := hub.Client.Get(ctx, client.ObjectKey{Name: name}, c); err != nil {
+				return false, err
+			}
+			cond := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady)
+			return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == reason, nil
+		})
+	}
+	c := &fmv1alpha1.Cluster{}
+	if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-1"}, c); err != nil || !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) {
+		t.Errorf("cluster-1 is disturbed: %v %+v", err, c.Status.Conditions)
+	}
+	if _, err := getImport(ctx, c2, "broken", "svc"); err != nil {
+		t.Errorf("cluster-2's import went away: %v", err)
+	}
+}
+
+func replaceServer(kubeconfig, server string) string {
+	out := ""
+	for _, line := range splitLines(kubeconfig) {
+		if trimmed := trimLeft(line); len(trimmed) > 7 && trimmed[:7] == "server:" {
+			line = line[:len(line)-len(trimmed)] + "server: " + server
+		}
+		out += line + "\n"
+	}
+	return out
+}
+
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := range len(s) {
+		if s[i] == '\n' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+func trimLeft(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	return s
+}
+
+// TestARestartedFederationChangesNothingThatIsRight: after a restart the
+// federation converges without rewriting unchanged imports (their
+// resourceVersions stay).
+func TestARestartedFederationChangesNothingThatIsRight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	c1, c2, _ := members(ctx, t)
+	createService(ctx, t, c1, "restart", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "restart", "svc")
+	eventually(ctx, t, "cluster-2 imports svc", func(ctx context.Context) (bool, error) {
+		imp, err := getImport(ctx, c2, "restart", "svc")
+		return err == nil && len(imp.Status.Clusters) == 1, client.IgnoreNotFound(err)
+	})
+	time.Sleep(time.Second)
+	versions := func() map[string]string {
+		out := map[string]string{}
+		var list fmv1alpha1.ServiceImportList
+		if err := c2.Client.List(ctx, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range list.Items {
+			out[imp.Namespace+"/"+imp.Name] = imp.ResourceVersion
+		}
+		var svcs corev1.ServiceList
+		if err := c2.Client.List(ctx, &svcs, client.MatchingLabels{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range svcs.Items {
+			out["service "+s.Namespace+"/"+s.Name] = s.ResourceVersion
+		}
+		return out
+	}
+	before := versions()
+	if before["restart/svc"] == "" || before["service restart/svc"] == "" {
+		t.Fatalf("nothing to compare: %v", before)
+	}
+	stop()
+	stop = startFederation(t)
+	defer stop()
+	// A new export's import appearing proves the restarted federation has
+	// run a whole sync since.
+	createService(ctx, t, c1, "restart", "probe", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "restart", "probe")
+	eventually(ctx, t, "the restarted federation syncs", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c2, "restart", "probe")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	time.Sleep(time.Second)
+	after := versions()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s was rewritten by the restart: resourceVersion %s → %s", k, v, after[k])
+		}
+	}
+}
