@@ -63,12 +63,18 @@ type memberConn struct {
 	probe      func(ctx context.Context) error
 	synced     bool
 	reachable  bool
+	// stopApply cancels the writes of a sync under way to this member, when
+	// a probe finds it gone.
+	stopApply context.CancelFunc
 	// retryAt is when a failed connection may be tried again.
 	retryAt    time.Time
 	reason     string
 	message    string
 	staleSince *metav1.Time
 }
+
+// applyTimeout bounds the writes to one member in one sync.
+const applyTimeout = 20 * time.Second
 
 // retryAfter is how long a member that could not be connected to waits
 // before the next try.
@@ -126,8 +132,22 @@ func (f *Federation) NeedLeaderElection() bool { return true }
 // Start runs the sync loop until ctx ends.
 func (f *Federation) Start(ctx context.Context) error {
 	defer f.disconnectAll()
-	probe := time.NewTicker(f.opts.ProbeInterval)
-	defer probe.Stop()
+	// Probes run apart from syncs: a sync stuck on a member that stopped
+	// answering must not keep the federation from noticing.
+	go func() {
+		probe := time.NewTicker(f.opts.ProbeInterval)
+		defer probe.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-probe.C:
+				if f.probeAll(ctx) {
+					f.poke()
+				}
+			}
+		}
+	}()
 	f.poke()
 	var quiet <-chan time.Time
 	for {
@@ -136,11 +156,6 @@ func (f *Federation) Start(ctx context.Context) error {
 			return nil
 		case <-f.trigger:
 			quiet = time.After(f.opts.Debounce)
-			continue
-		case <-probe.C:
-			if f.probeAll(ctx) {
-				f.poke()
-			}
 			continue
 		case <-quiet:
 		}
@@ -175,7 +190,10 @@ func (f *Federation) sync(ctx context.Context) error {
 			gatewayCond.Reason, gatewayCond.Message = fmv1alpha1.ReasonUnresolvableHost, err.Error()
 		}
 		m.GatewayIP = ip
-		if conn.reachable && conn.synced {
+		f.mu.Lock()
+		usable := conn.reachable && conn.synced
+		f.mu.Unlock()
+		if usable {
 			if err := readMember(ctx, conn.cluster.GetCache(), m); err != nil {
 				errs = append(errs, err)
 			} else {
@@ -194,14 +212,29 @@ func (f *Federation) sync(ctx context.Context) error {
 			unknown[m.name()] = true
 		}
 	}
-	for _, m := range members {
+	// Members are written side by side, each within a deadline, so a
+	// member that stops answering mid-sync delays no other.
+	var wg sync.WaitGroup
+	applyErrs := make([]error, len(members))
+	for i, m := range members {
 		if !m.Known {
 			continue
 		}
 		conn := f.member(m.name())
-		errs = append(errs, applyMember(ctx, conn.client, m, plan.Members[m.name()], plan.Exports[m.name()], unknown))
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, applyTimeout)
+			defer cancel()
+			f.mu.Lock()
+			conn.stopApply = cancel
+			f.mu.Unlock()
+			applyErrs[i] = applyMember(actx, conn.client, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
+			f.mu.Lock()
+			conn.stopApply = nil
+			f.mu.Unlock()
+		})
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(append(errs, applyErrs...)...)
 }
 
 func (f *Federation) member(name string) *memberConn {
@@ -280,7 +313,7 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, "spec.kubeconfig: "+err.Error()
 		return conn
 	}
-	cfg.Timeout = 10 * time.Second
+	cfg.Timeout = 5 * time.Second
 	probeCfg := rest.CopyConfig(cfg)
 	probeCfg.Timeout = 3 * time.Second
 	pc, err := discovery.NewDiscoveryClientForConfig(probeCfg)
@@ -365,6 +398,9 @@ func (f *Federation) probeAll(ctx context.Context) bool {
 			}
 		} else {
 			c.staleSince = nil
+		}
+		if was && !c.reachable && c.stopApply != nil {
+			c.stopApply()
 		}
 		if was != c.reachable {
 			changed = true

@@ -301,3 +301,77 @@ func TestARestartedFederationChangesNothingThatIsRight(t *testing.T) {
 		}
 	}
 }
+
+// TestAnUnreachableMemberKeepsItsImportsAndConverges freezes cluster-3's
+// API server: its Cluster turns not Ready (stale since then), what it
+// exported stays imported in cluster-2, the rest of the fleet goes on; it
+// comes back Ready and the imports converge without duplicates.
+func TestAnUnreachableMemberKeepsItsImportsAndConverges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, c3 := members(ctx, t)
+	for _, c := range []*testenv.Cluster{c1, c3} {
+		createService(ctx, t, c, "outage", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+		createExport(ctx, t, c, "outage", "svc")
+	}
+	createService(ctx, t, c3, "outage", "only3", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c3, "outage", "only3")
+	both := []string{"default/default/default/cluster-1", "default/default/default/cluster-3"}
+	eventually(ctx, t, "cluster-2 imports svc from both", func(ctx context.Context) (bool, error) {
+		got, err := importedFrom(ctx, c2, "outage", "svc")
+		return slices.Equal(got, both), client.IgnoreNotFound(err)
+	})
+
+	if err := c3.FreezeAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			_ = c3.ThawAPIServer()
+		}
+	}()
+	eventually(ctx, t, "cluster-3 turns not Ready", func(ctx context.Context) (bool, error) {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-3"}, c); err != nil {
+			return false, err
+		}
+		cond := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady)
+		return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == fmv1alpha1.ReasonUnreachable && c.Status.StaleSince != nil, nil
+	})
+	// The fleet goes on without it...
+	createService(ctx, t, c1, "outage", "during", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "outage", "during")
+	eventually(ctx, t, "an export made during the outage is imported", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c2, "outage", "during")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	// ...and what cluster-3 exported stays.
+	if got, err := importedFrom(ctx, c2, "outage", "svc"); err != nil || !slices.Equal(got, both) {
+		t.Errorf("during the outage cluster-2 imports svc from %v (%v), want %v", got, err, both)
+	}
+	if _, err := getImport(ctx, c2, "outage", "only3"); err != nil {
+		t.Errorf("during the outage the import only cluster-3 exports went away: %v", err)
+	}
+
+	if err := c3.ThawAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	eventually(ctx, t, "cluster-3 is Ready again", func(ctx context.Context) (bool, error) {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-3"}, c); err != nil {
+			return false, err
+		}
+		return meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) && c.Status.StaleSince == nil, nil
+	})
+	eventually(ctx, t, "cluster-3 gets the export made during the outage", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c3, "outage", "during")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if got, err := importedFrom(ctx, c2, "outage", "svc"); err != nil || !slices.Equal(got, both) {
+		t.Errorf("after the outage cluster-2 imports svc from %v (%v), want %v once each", got, err, both)
+	}
+}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -47,7 +47,7 @@ func startFederation(t *testing.T) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	run, err := controller.RunWithConfig(ctx, controller.Options{
 		ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-	}, hub.Config, testr.New(t))
+	}, hub.Config, logr.Discard())
 	if err != nil {
 		cancel()
 		t.Fatal(err)
