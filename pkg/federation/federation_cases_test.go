@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -374,4 +375,108 @@ func TestAnUnreachableMemberKeepsItsImportsAndConverges(t *testing.T) {
 	if got, err := importedFrom(ctx, c2, "outage", "svc"); err != nil || !slices.Equal(got, both) {
 		t.Errorf("after the outage cluster-2 imports svc from %v (%v), want %v once each", got, err, both)
 	}
+}
+
+// setCluster changes a member's Cluster object in the control plane and
+// returns a function that restores it.
+func setCluster(ctx context.Context, t *testing.T, name string, change func(*fmv1alpha1.ClusterSpec)) func() {
+	t.Helper()
+	c := &fmv1alpha1.Cluster{}
+	if err := hub.Client.Get(ctx, client.ObjectKey{Name: name}, c); err != nil {
+		t.Fatal(err)
+	}
+	saved := c.Spec
+	change(&c.Spec)
+	if err := hub.Client.Update(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(context.Background(), client.ObjectKey{Name: name}, c); err == nil {
+			c.Spec = saved
+			_ = hub.Client.Update(context.Background(), c)
+		}
+	}
+}
+
+// TestAKubeconfigInASecretJoinsTheMember moves cluster-2's kubeconfig into
+// a Secret (kubeconfigSecretRef): the member stays joined and keeps
+// receiving imports, without a restart.
+func TestAKubeconfigInASecretJoinsTheMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	if err := hub.EnsureNamespace(ctx, "fleetmesh"); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fleetmesh", Name: "cluster-2"}, Data: map[string][]byte{"kubeconfig": c2.Kubeconfig}}
+	if err := hub.Client.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	restore := setCluster(ctx, t, "cluster-2", func(s *fmv1alpha1.ClusterSpec) {
+		s.Kubeconfig = ""
+		s.KubeconfigSecretRef = &fmv1alpha1.SecretKeyRef{Namespace: "fleetmesh", Name: "cluster-2", Key: "kubeconfig"}
+	})
+	defer restore()
+	createService(ctx, t, c1, "secretref", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "secretref", "svc")
+	eventually(ctx, t, "cluster-2 imports svc", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c2, "secretref", "svc")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	c := &fmv1alpha1.Cluster{}
+	if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-2"}, c); err != nil || !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) {
+		t.Errorf("cluster-2 with a Secret: %v %+v", err, c.Status.Conditions)
+	}
+}
+
+// TestMembersOnOneNetworkShareThePodAddresses puts cluster-1 and cluster-2
+// on one network: cluster-1's pods appear in cluster-2 as MCS
+// EndpointSlices, and follow as a pod becomes not ready and goes away.
+func TestMembersOnOneNetworkShareThePodAddresses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	for _, name := range []string{"cluster-1", "cluster-2"} {
+		defer setCluster(ctx, t, name, func(s *fmv1alpha1.ClusterSpec) { s.Network = "east" })()
+	}
+	createService(ctx, t, c1, "flat", "web", corev1.ServicePort{Port: 8080, Protocol: corev1.ProtocolTCP})
+	pod, err := c1.RunPod(ctx, testenv.PodOptions{Namespace: "flat", Name: "web-1", Labels: map[string]string{"app": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createExport(ctx, t, c1, "flat", "web")
+	readiness := func(ctx context.Context) (map[string]bool, error) {
+		var slices discoveryv1.EndpointSliceList
+		err := c2.Client.List(ctx, &slices, client.InNamespace("flat"), client.MatchingLabels{fmv1alpha1.LabelSourceCluster: "cluster-1", fmv1alpha1.LabelServiceName: "web"})
+		out := map[string]bool{}
+		for _, s := range slices.Items {
+			if s.Labels[discoveryv1.LabelManagedBy] != fmv1alpha1.EndpointSliceManagedByFederation {
+				continue
+			}
+			for _, e := range s.Endpoints {
+				out[e.Addresses[0]] = e.Conditions.Ready == nil || *e.Conditions.Ready
+			}
+		}
+		return out, err
+	}
+	want := func(expect map[string]bool) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			got, err := readiness(ctx)
+			return fmt.Sprint(got) == fmt.Sprint(expect), err
+		}
+	}
+	eventually(ctx, t, "cluster-2 has cluster-1's pod, ready", want(map[string]bool{pod.IP: true}))
+	if err := pod.SetReady(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the copy follows the pod to not ready", want(map[string]bool{pod.IP: false}))
+	if err := pod.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the copy loses the deleted pod", want(map[string]bool{}))
 }
