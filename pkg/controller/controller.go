@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -129,7 +130,8 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("connect to the API server: %w", err)
 	}
-	xdsServer := xds.NewServer(ctx, xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds")})
+	registry := prometheus.NewRegistry()
+	xdsServer := xds.NewServer(ctx, xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry})
 	if _, err := discovery.New(ctx, mgr, discovery.Options{
 		ClusterName:   o.ClusterName,
 		DebounceAfter: o.DebounceAfter,
@@ -147,7 +149,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	}
 
 	if o.Federation {
-		if _, err := federation.New(ctx, mgr, federation.Options{Log: log.WithName("federation")}); err != nil {
+		if _, err := federation.New(ctx, mgr, federation.Options{Log: log.WithName("federation"), Registry: registry}); err != nil {
 			return nil, fmt.Errorf("start the federation: %w", err)
 		}
 	}

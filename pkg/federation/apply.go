@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,36 @@ import (
 
 // FieldOwner is the field manager of every write the federation makes.
 const FieldOwner = "fleetmesh-federation"
+
+// writer writes to one member, counting and recording what it does.
+type writer struct {
+	client  client.Client
+	metrics *metrics
+	events  events.EventRecorder
+}
+
+func (w *writer) apply(ctx context.Context, obj client.Object) error {
+	w.metrics.writes.WithLabelValues(kindOf(obj), "apply").Inc()
+	return applyObject(ctx, w.client, obj)
+}
+
+func (w *writer) applyStatus(ctx context.Context, obj client.Object) error {
+	w.metrics.writes.WithLabelValues(kindOf(obj), "apply-status").Inc()
+	return applyStatus(ctx, w.client, obj)
+}
+
+func (w *writer) delete(ctx context.Context, obj client.Object) error {
+	w.metrics.writes.WithLabelValues(kindOf(obj), "delete").Inc()
+	return w.client.Delete(ctx, obj)
+}
+
+func kindOf(obj client.Object) string {
+	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return k
+	}
+	t := fmt.Sprintf("%T", obj)
+	return t[strings.LastIndexByte(t, '.')+1:]
+}
 
 // applyObject writes obj by server-side apply: only the fields the
 // federation sets, owned by FieldOwner.
@@ -71,7 +102,8 @@ func hasLabels(have, want map[string]string) bool {
 // only what differs, and deletes what fleetmesh wrote there before and no
 // longer wants, except what came from a member that cannot be reached
 // now. It returns every error, having tried every write.
-func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, exports map[string][]metav1.Condition, unknown map[string]bool) error {
+func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports map[string][]metav1.Condition, unknown map[string]bool) error {
+	c := w.client
 	var errs []error
 	try := func(what string, err error) {
 		// A delete of what is already gone is done.
@@ -110,16 +142,16 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 			continue // this member holds the real Cluster (it is also the control plane)
 		}
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
-			try("apply cluster "+name, applyObject(ctx, c, want))
+			try("apply cluster "+name, w.apply(ctx, want))
 		}
 		if cur == nil || cur.Status.GatewayIP != want.Status.GatewayIP || cur.Status.ClusterKey != want.Status.ClusterKey {
-			try("apply cluster status "+name, applyStatus(ctx, c, want))
+			try("apply cluster status "+name, w.applyStatus(ctx, want))
 		}
 	}
 	for i := range existingClusters.Items {
 		cur := &existingClusters.Items[i]
 		if cur.Spec.Mirrored && isOurs(cur.Labels) && d.Clusters[cur.Name] == nil {
-			try("delete cluster "+cur.Name, c.Delete(ctx, cur))
+			try("delete cluster "+cur.Name, w.delete(ctx, cur))
 		}
 	}
 
@@ -131,15 +163,15 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 	for key, want := range d.Imports {
 		cur := existingImports[key]
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
-			try("apply import "+key, applyObject(ctx, c, want))
+			try("apply import "+key, w.apply(ctx, want))
 		}
 		if cur == nil || !equality.Semantic.DeepEqual(cur.Status, want.Status) {
-			try("apply import status "+key, applyStatus(ctx, c, want))
+			try("apply import status "+key, w.applyStatus(ctx, want))
 		}
 	}
 	for key, cur := range existingImports {
 		if isOurs(cur.Labels) && d.Imports[key] == nil && !fromUnknown(cur, unknown) {
-			try("delete import "+key, c.Delete(ctx, cur))
+			try("delete import "+key, w.delete(ctx, cur))
 		}
 	}
 
@@ -158,7 +190,7 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 			continue
 		}
 		if isOurs(cur.Labels) && d.Services[key] == nil && !importedFromUnknown(key, m, unknown) {
-			try("delete service "+key, c.Delete(ctx, cur))
+			try("delete service "+key, w.delete(ctx, cur))
 		}
 	}
 	for key, want := range d.Services {
@@ -167,7 +199,7 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 			continue
 		}
 		if cur == nil || !samePorts(cur.Spec.Ports, want.Spec.Ports) || (cur.Spec.ClusterIP == corev1.ClusterIPNone) != (want.Spec.ClusterIP == corev1.ClusterIPNone) {
-			try("apply service "+key, applyObject(ctx, c, want))
+			try("apply service "+key, w.apply(ctx, want))
 		}
 	}
 
@@ -182,12 +214,12 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 	for key, want := range d.Slices {
 		cur := existingSlices[key]
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) || !equality.Semantic.DeepEqual(cur.Ports, want.Ports) {
-			try("apply endpointslice "+key, applyObject(ctx, c, want))
+			try("apply endpointslice "+key, w.apply(ctx, want))
 		}
 	}
 	for key, cur := range existingSlices {
 		if d.Slices[key] == nil && !unknown[cur.Labels[fmv1alpha1.LabelSourceCluster]] {
-			try("delete endpointslice "+key, c.Delete(ctx, cur))
+			try("delete endpointslice "+key, w.delete(ctx, cur))
 		}
 	}
 
@@ -201,12 +233,12 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 	for key, want := range d.Ingresses {
 		cur := existingIngresses[key]
 		if cur == nil || !equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules) {
-			try("apply ingress "+key, applyObject(ctx, c, want))
+			try("apply ingress "+key, w.apply(ctx, want))
 		}
 	}
 	for key, cur := range existingIngresses {
 		if d.Ingresses[key] == nil {
-			try("delete ingress "+key, c.Delete(ctx, cur))
+			try("delete ingress "+key, w.delete(ctx, cur))
 		}
 	}
 
@@ -216,6 +248,13 @@ func applyMember(ctx context.Context, c client.Client, m *Member, d *Desired, ex
 		conds := exports[e.Namespace+"/"+e.Name]
 		next := e.DeepCopy()
 		for _, cond := range conds {
+			prev := meta.FindStatusCondition(e.Status.Conditions, cond.Type)
+			changed := prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason
+			bad := (cond.Type == fmv1alpha1.ConditionValid && cond.Status == metav1.ConditionFalse) ||
+				(cond.Type == fmv1alpha1.ConditionConflict && cond.Status == metav1.ConditionTrue)
+			if changed && bad {
+				w.events.Eventf(e, nil, corev1.EventTypeWarning, cond.Reason, "Export", "%s", cond.Message)
+			}
 			meta.SetStatusCondition(&next.Status.Conditions, cond)
 		}
 		if !equality.Semantic.DeepEqual(e.Status, next.Status) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
@@ -40,6 +42,8 @@ type Options struct {
 	// Resolve turns a gateway host into an IP (net.DefaultResolver when
 	// nil).
 	Resolve func(ctx context.Context, host string) (string, error)
+	// Registry receives the federation's metrics; nil keeps them unexposed.
+	Registry prometheus.Registerer
 }
 
 // Federation keeps the members of the control-plane cluster's Cluster
@@ -47,6 +51,8 @@ type Options struct {
 type Federation struct {
 	opts    Options
 	hub     client.Client
+	events  events.EventRecorder
+	metrics *metrics
 	trigger chan struct{}
 
 	mu      sync.Mutex
@@ -100,7 +106,10 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 	if opts.Resolve == nil {
 		opts.Resolve = resolve
 	}
-	f := &Federation{opts: opts, hub: mgr.GetClient(), trigger: make(chan struct{}, 1), members: map[string]*memberConn{}}
+	f := &Federation{
+		opts: opts, hub: mgr.GetClient(), events: mgr.GetEventRecorder("fleetmesh-federation"), metrics: newMetrics(opts.Registry),
+		trigger: make(chan struct{}, 1), members: map[string]*memberConn{},
+	}
 	for _, obj := range []client.Object{&fmv1alpha1.Cluster{}, &corev1.Secret{}} {
 		inf, err := mgr.GetCache().GetInformer(ctx, obj)
 		if err != nil {
@@ -160,7 +169,12 @@ func (f *Federation) Start(ctx context.Context) error {
 		case <-quiet:
 		}
 		quiet = nil
-		if err := f.sync(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := f.sync(ctx)
+		f.metrics.syncs.Inc()
+		f.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		if err != nil && ctx.Err() == nil {
+			f.metrics.syncErrors.Inc()
 			f.opts.Log.Error(err, "federation sync")
 			quiet = time.After(time.Second) // try again
 		}
@@ -206,6 +220,7 @@ func (f *Federation) sync(ctx context.Context) error {
 	f.disconnectGone(seen)
 
 	plan := Compute(members)
+	f.count(members, plan)
 	unknown := map[string]bool{}
 	for _, m := range members {
 		if !m.Known {
@@ -227,7 +242,8 @@ func (f *Federation) sync(ctx context.Context) error {
 			f.mu.Lock()
 			conn.stopApply = cancel
 			f.mu.Unlock()
-			applyErrs[i] = applyMember(actx, conn.client, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
+			w := &writer{client: conn.client, metrics: f.metrics, events: conn.cluster.GetEventRecorder("fleetmesh-federation")}
+			applyErrs[i] = applyMember(actx, w, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
 			f.mu.Lock()
 			conn.stopApply = nil
 			f.mu.Unlock()
@@ -451,6 +467,13 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 	if !known {
 		joined.Reason, joined.Message = "NotSynced", "the member's objects are not read now; its last contributions are kept"
 	}
+	if prev := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady); prev == nil || prev.Status != ready.Status || prev.Reason != ready.Reason {
+		if reachable {
+			f.events.Eventf(c, nil, corev1.EventTypeNormal, "Joined", "Join", "the member's API server answers; it takes part in the federation")
+		} else {
+			f.events.Eventf(c, nil, corev1.EventTypeWarning, ready.Reason, "Connect", "%s", ready.Message)
+		}
+	}
 	meta.SetStatusCondition(&next.Status.Conditions, ready)
 	meta.SetStatusCondition(&next.Status.Conditions, joined)
 	meta.SetStatusCondition(&next.Status.Conditions, gateway)
@@ -472,6 +495,43 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 		return fmt.Errorf("write status of Cluster %s: %w", c.Name, err)
 	}
 	return nil
+}
+
+// count updates the membership and export gauges.
+func (f *Federation) count(members []*Member, plan *Plan) {
+	f.mu.Lock()
+	states := map[string]float64{"joined": 0, "unreachable": 0, "failed": 0}
+	for _, m := range members {
+		conn := f.members[m.name()]
+		switch {
+		case m.Known:
+			states["joined"]++
+		case conn != nil && conn.cluster != nil:
+			states["unreachable"]++
+		default:
+			states["failed"]++
+		}
+	}
+	f.mu.Unlock()
+	for state, n := range states {
+		f.metrics.members.WithLabelValues(state).Set(n)
+	}
+	exports := map[string]float64{"valid": 0, "invalid": 0, "conflict": 0}
+	for _, byKey := range plan.Exports {
+		for _, conds := range byKey {
+			switch {
+			case !meta.IsStatusConditionTrue(conds, fmv1alpha1.ConditionValid):
+				exports["invalid"]++
+			case meta.IsStatusConditionTrue(conds, fmv1alpha1.ConditionConflict):
+				exports["conflict"]++
+			default:
+				exports["valid"]++
+			}
+		}
+	}
+	for state, n := range exports {
+		f.metrics.exports.WithLabelValues(state).Set(n)
+	}
 }
 
 // withoutTimes is a status without the times that change on their own.

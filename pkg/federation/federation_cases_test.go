@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,6 +77,7 @@ func TestConflictingExportsAreMarkedAndTheOldestWins(t *testing.T) {
 		}
 		return true, nil
 	})
+	eventually(ctx, t, "an event tells cluster-1's user of the conflict", hasEvent(c1, "conflict", "api", fmv1alpha1.ReasonPortConflict))
 	imp, err := getImport(ctx, c2, "conflict", "api")
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +206,7 @@ func TestABrokenMemberSaysWhyAndDisturbsNoOther(t *testing.T) {
 			return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == reason, nil
 		})
 	}
+	eventually(ctx, t, "an event on the Cluster says the kubeconfig is bad", hasEvent(hub, "default", "bad-kubeconfig", fmv1alpha1.ReasonBadKubeconfig))
 	c := &fmv1alpha1.Cluster{}
 	if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-1"}, c); err != nil || !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) {
 		t.Errorf("cluster-1 is disturbed: %v %+v", err, c.Status.Conditions)
@@ -374,6 +377,23 @@ func TestAnUnreachableMemberKeepsItsImportsAndConverges(t *testing.T) {
 	})
 	if got, err := importedFrom(ctx, c2, "outage", "svc"); err != nil || !slices.Equal(got, both) {
 		t.Errorf("after the outage cluster-2 imports svc from %v (%v), want %v once each", got, err, both)
+	}
+}
+
+// hasEvent looks for an events.k8s.io Event about the named object with
+// that reason (events about cluster-scoped objects land in "default").
+func hasEvent(c *testenv.Cluster, ns, name, reason string) func(ctx context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == name && e.Reason == reason {
+				return true, nil
+			}
+		}
+		return false, nil
 	}
 }
 

@@ -3,7 +3,10 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +46,11 @@ func TestMain(m *testing.M) {
 // startFederation runs fleetmesh-controller --federation against the
 // control-plane cluster, in this process.
 func startFederation(t *testing.T) (stop func()) {
+	stop, _ = startFederationRun(t)
+	return stop
+}
+
+func startFederationRun(t *testing.T) (stop func(), run *controller.Running) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	run, err := controller.RunWithConfig(ctx, controller.Options{
@@ -52,7 +60,7 @@ func startFederation(t *testing.T) (stop func()) {
 		cancel()
 		t.Fatal(err)
 	}
-	return func() { cancel(); _ = run.Wait() }
+	return func() { cancel(); _ = run.Wait() }, run
 }
 
 func gatewayPort(c *testenv.Cluster) int32 { return int32(80 + c.Index) }
@@ -114,7 +122,7 @@ func getImport(ctx context.Context, c *testenv.Cluster, ns, name string) (*fmv1a
 func TestTheArticlesFlow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	stop := startFederation(t)
+	stop, run := startFederationRun(t)
 	defer stop()
 	c1, c2, c3 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2"), fleet.Cluster("cluster-3")
 	for _, c := range []*testenv.Cluster{c1, c2, c3} {
@@ -158,6 +166,17 @@ func TestTheArticlesFlow(t *testing.T) {
 	if err != nil {
 		for _, p := range problems {
 			t.Error(p)
+		}
+	}
+	resp, err := http.Get("http://" + run.DebugAddress.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`fleetmesh_federation_members{state="joined"} 3`, "fleetmesh_federation_syncs_total", `fleetmesh_federation_writes_total{kind="ServiceImport",op="apply"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }
