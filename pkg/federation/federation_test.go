@@ -45,12 +45,12 @@ func TestMain(m *testing.M) {
 
 // startFederation runs fleetmesh-controller --federation against the
 // control-plane cluster, in this process.
-func startFederation(t *testing.T) (stop func()) {
+func startFederation(t testing.TB) (stop func()) {
 	stop, _ = startFederationRun(t)
 	return stop
 }
 
-func startFederationRun(t *testing.T) (stop func(), run *controller.Running) {
+func startFederationRun(t testing.TB) (stop func(), run *controller.Running) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	run, err := controller.RunWithConfig(ctx, controller.Options{
