@@ -99,6 +99,7 @@ func Run(ctx context.Context, o Options) (*Running, error) {
 
 // RunWithConfig is Run against a given REST config (tests).
 func RunWithConfig(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*Running, error) {
+	ctrl.SetLogger(log)
 	return start(ctx, o, cfg, log)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -104,13 +105,34 @@ func hasLabels(have, want map[string]string) bool {
 // now. It returns every error, having tried every write.
 func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports map[string][]metav1.Condition, unknown map[string]bool) error {
 	c := w.client
-	var errs []error
-	try := func(what string, err error) {
+	// Writes run in phases (namespaces; objects; statuses; deletes), each
+	// phase's writes side by side: a member's writes are bound by the API
+	// server's latency, not by work here.
+	var (
+		mu     sync.Mutex
+		errs   []error
+		phases [4][]func()
+		phase  = 1
+	)
+	record := func(what string, err error) {
 		// A delete of what is already gone is done.
 		gone := apierrors.IsNotFound(err) && strings.HasPrefix(what, "delete ")
 		if err != nil && !gone {
+			mu.Lock()
 			errs = append(errs, fmt.Errorf("%s in %s: %w", what, m.name(), err))
+			mu.Unlock()
 		}
+	}
+	// try queues a write in the current phase; what names it for errors.
+	try := func(what string, write func() error) {
+		p := phase
+		switch {
+		case strings.HasPrefix(what, "delete "), strings.HasPrefix(what, "release "):
+			p = 3
+		case strings.Contains(what, " status "), strings.HasPrefix(what, "write status"):
+			p = 2
+		}
+		phases[p] = append(phases[p], func() { record(what, write()) })
 	}
 
 	have := map[string]bool{}
@@ -120,16 +142,18 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 	for _, ns := range d.Namespaces {
 		if !have[ns] {
 			obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}}}
-			if err := c.Create(ctx, obj); !apierrors.IsAlreadyExists(err) {
-				try("create namespace "+ns, err)
-			}
+			phases[0] = append(phases[0], func() {
+				if err := c.Create(ctx, obj); !apierrors.IsAlreadyExists(err) {
+					record("create namespace "+ns, err)
+				}
+			})
 		}
 	}
 
 	// Mirrored Clusters.
 	var existingClusters fmv1alpha1.ClusterList
 	if err := c.List(ctx, &existingClusters); err != nil {
-		try("list clusters", err)
+		record("list clusters", err)
 	}
 	for name, want := range d.Clusters {
 		var cur *fmv1alpha1.Cluster
@@ -142,16 +166,16 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 			continue // this member holds the real Cluster (it is also the control plane)
 		}
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
-			try("apply cluster "+name, w.apply(ctx, want))
+			try("apply cluster "+name, func() error { return w.apply(ctx, want) })
 		}
 		if cur == nil || cur.Status.GatewayIP != want.Status.GatewayIP || cur.Status.ClusterKey != want.Status.ClusterKey {
-			try("apply cluster status "+name, w.applyStatus(ctx, want))
+			try("apply cluster status "+name, func() error { return w.applyStatus(ctx, want) })
 		}
 	}
 	for i := range existingClusters.Items {
 		cur := &existingClusters.Items[i]
 		if cur.Spec.Mirrored && isOurs(cur.Labels) && d.Clusters[cur.Name] == nil {
-			try("delete cluster "+cur.Name, w.delete(ctx, cur))
+			try("delete cluster "+cur.Name, func() error { return w.delete(ctx, cur) })
 		}
 	}
 
@@ -163,15 +187,15 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 	for key, want := range d.Imports {
 		cur := existingImports[key]
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
-			try("apply import "+key, w.apply(ctx, want))
+			try("apply import "+key, func() error { return w.apply(ctx, want) })
 		}
 		if cur == nil || !equality.Semantic.DeepEqual(cur.Status, want.Status) {
-			try("apply import status "+key, w.applyStatus(ctx, want))
+			try("apply import status "+key, func() error { return w.applyStatus(ctx, want) })
 		}
 	}
 	for key, cur := range existingImports {
 		if isOurs(cur.Labels) && d.Imports[key] == nil && !fromUnknown(cur, unknown) {
-			try("delete import "+key, w.delete(ctx, cur))
+			try("delete import "+key, func() error { return w.delete(ctx, cur) })
 		}
 	}
 
@@ -186,11 +210,11 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 			patch := client.MergeFrom(cur.DeepCopy())
 			released := cur.DeepCopy()
 			delete(released.Labels, fmv1alpha1.ManagedByLabel)
-			try("release service "+key, c.Patch(ctx, released, patch))
+			try("release service "+key, func() error { return c.Patch(ctx, released, patch) })
 			continue
 		}
 		if isOurs(cur.Labels) && d.Services[key] == nil && !importedFromUnknown(key, m, unknown) {
-			try("delete service "+key, w.delete(ctx, cur))
+			try("delete service "+key, func() error { return w.delete(ctx, cur) })
 		}
 	}
 	for key, want := range d.Services {
@@ -199,7 +223,7 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 			continue
 		}
 		if cur == nil || !samePorts(cur.Spec.Ports, want.Spec.Ports) || (cur.Spec.ClusterIP == corev1.ClusterIPNone) != (want.Spec.ClusterIP == corev1.ClusterIPNone) {
-			try("apply service "+key, w.apply(ctx, want))
+			try("apply service "+key, func() error { return w.apply(ctx, want) })
 		}
 	}
 
@@ -214,12 +238,12 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 	for key, want := range d.Slices {
 		cur := existingSlices[key]
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) || !equality.Semantic.DeepEqual(cur.Ports, want.Ports) {
-			try("apply endpointslice "+key, w.apply(ctx, want))
+			try("apply endpointslice "+key, func() error { return w.apply(ctx, want) })
 		}
 	}
 	for key, cur := range existingSlices {
 		if d.Slices[key] == nil && !unknown[cur.Labels[fmv1alpha1.LabelSourceCluster]] {
-			try("delete endpointslice "+key, w.delete(ctx, cur))
+			try("delete endpointslice "+key, func() error { return w.delete(ctx, cur) })
 		}
 	}
 
@@ -233,12 +257,12 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 	for key, want := range d.Ingresses {
 		cur := existingIngresses[key]
 		if cur == nil || !equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules) {
-			try("apply ingress "+key, w.apply(ctx, want))
+			try("apply ingress "+key, func() error { return w.apply(ctx, want) })
 		}
 	}
 	for key, cur := range existingIngresses {
 		if d.Ingresses[key] == nil {
-			try("delete ingress "+key, w.delete(ctx, cur))
+			try("delete ingress "+key, func() error { return w.delete(ctx, cur) })
 		}
 	}
 
@@ -258,11 +282,32 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 			meta.SetStatusCondition(&next.Status.Conditions, cond)
 		}
 		if !equality.Semantic.DeepEqual(e.Status, next.Status) {
-			try("write status of export "+e.Namespace+"/"+e.Name, c.Status().Patch(ctx, next, client.MergeFrom(e), client.FieldOwner(FieldOwner)))
+			try("write status of export "+e.Namespace+"/"+e.Name, func() error { return c.Status().Patch(ctx, next, client.MergeFrom(e), client.FieldOwner(FieldOwner)) })
 		}
+	}
+	for _, ops := range phases {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, writeWorkers)
+		for _, op := range ops {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				op()
+			})
+		}
+		wg.Wait()
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("writing to %s: %w", m.name(), err))
 	}
 	return errors.Join(errs...)
 }
+
+// writeWorkers is how many writes to one member run at once.
+const writeWorkers = 8
 
 // fromUnknown reports whether an import lists an unreachable member: it
 // stays until that member is heard from.

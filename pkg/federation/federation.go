@@ -80,7 +80,7 @@ type memberConn struct {
 }
 
 // applyTimeout bounds the writes to one member in one sync.
-const applyTimeout = 20 * time.Second
+const applyTimeout = 2 * time.Minute
 
 // retryAfter is how long a member that could not be connected to waits
 // before the next try.
@@ -346,7 +346,7 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn
 	}
-	cl, err := cluster.New(cfg, func(o *cluster.Options) { o.Scheme = f.opts.Scheme })
+	cl, err := cluster.New(cfg, func(o *cluster.Options) { o.Scheme, o.Logger = f.opts.Scheme, f.opts.Log.WithValues("member", c.Name) })
 	if err != nil {
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn

@@ -500,3 +500,56 @@ func TestMembersOnOneNetworkShareThePodAddresses(t *testing.T) {
 	}
 	eventually(ctx, t, "the copy loses the deleted pod", want(map[string]bool{}))
 }
+
+// TestAnExistingImportIsAdoptedAndFollowsTheServicesPorts: a ServiceImport
+// a user wrote under the name is adopted (labelled and rewritten), and the
+// import follows the exporter's Service when its ports change.
+func TestAnExistingImportIsAdoptedAndFollowsTheServicesPorts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	if err := c2.EnsureNamespace(ctx, "adopt"); err != nil {
+		t.Fatal(err)
+	}
+	mine := &fmv1alpha1.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "adopt", Name: "api"},
+		Spec:       fmv1alpha1.ServiceImportSpec{Ports: []fmv1alpha1.ServicePort{{Port: 1234}}},
+	}
+	if err := c2.Client.Create(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	createService(ctx, t, c1, "adopt", "api", corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "adopt", "api")
+	ports := func(want ...int32) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			imp, err := getImport(ctx, c2, "adopt", "api")
+			if err != nil {
+				return false, err
+			}
+			var got []int32
+			for _, p := range imp.Spec.Ports {
+				got = append(got, p.Port)
+			}
+			return slices.Equal(got, want) && imp.Labels[fmv1alpha1.ManagedByLabel] == fmv1alpha1.ManagedByValue, nil
+		}
+	}
+	eventually(ctx, t, "the user's import is adopted and rewritten", ports(8080))
+	svc := &corev1.Service{}
+	if err := c1.Client.Get(ctx, client.ObjectKey{Namespace: "adopt", Name: "api"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "grpc", Port: 9090, Protocol: corev1.ProtocolTCP})
+	if err := c1.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the import follows the new port", ports(8080, 9090))
+	eventually(ctx, t, "so does the derived Service", func(ctx context.Context) (bool, error) {
+		d := &corev1.Service{}
+		if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "adopt", Name: "api"}, d); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return len(d.Spec.Ports) == 2, nil
+	})
+}

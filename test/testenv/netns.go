@@ -6,12 +6,40 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
 // insideEnv marks a process that already runs inside the test network.
 const insideEnv = "FLEETMESH_TEST_NETWORK"
+
+// netnsFileEnv names the file where the test binary writes its network
+// namespace for the wrapper outside it.
+const netnsFileEnv = "FLEETMESH_TEST_NETNS_FILE"
+
+// killNetNS kills every process left in the network namespace named in
+// the file (e.g. "net:[4026532290]").
+func killNetNS(file string) {
+	data, err := os.ReadFile(file)
+	ns := strings.TrimSpace(string(data))
+	if err != nil || ns == "" {
+		return
+	}
+	if own, _ := os.Readlink("/proc/self/ns/net"); own == ns {
+		return // never the namespace the wrapper itself lives in
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if link, err := os.Readlink(filepath.Join(d, "ns", "net")); err == nil && link == ns {
+			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
 
 // RouterAddress is the test network's own address; its default route points
 // at it, so kube-apiserver finds an advertise address and nothing can leave.
@@ -24,6 +52,11 @@ const RouterAddress = "10.244.0.1"
 func Main(m *testing.M, run func() int) {
 	if os.Getenv(insideEnv) != "1" {
 		os.Exit(reexecInNetNS())
+	}
+	if f := os.Getenv(netnsFileEnv); f != "" {
+		if ns, err := os.Readlink("/proc/self/ns/net"); err == nil {
+			_ = os.WriteFile(f, []byte(ns), 0o600)
+		}
 	}
 	if err := setupLoopback(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: set up the test network: %v\n", err)
@@ -50,9 +83,20 @@ func reexecInNetNS() int {
 		// namespace to an unprivileged user.
 		flags = "-rn"
 	}
+	// The test binary tells which network namespace it made, so that
+	// whatever it leaves running there (API servers, Envoys), also after a
+	// crash, is ended when it exits.
+	nsFile, err := os.CreateTemp("", "fleetmesh-netns-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		return 1
+	}
+	nsFile.Close()
+	defer os.Remove(nsFile.Name())
+	defer killNetNS(nsFile.Name())
 	cmd := exec.Command("unshare", append([]string{flags, "--", self}, os.Args[1:]...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), insideEnv+"=1")
+	cmd.Env = append(os.Environ(), insideEnv+"=1", netnsFileEnv+"="+nsFile.Name())
 	if err := cmd.Run(); err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
