@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -89,10 +90,40 @@ func BenchmarkFederation1000Services(b *testing.B) {
 	start := time.Now()
 	stop, _ := startFederationRun(b)
 	defer stop()
+	// Converged: every member holds every import and derived Service it
+	// should, and every export's status is written.
+	countDerived := func(c *testenv.Cluster) int {
+		var list corev1.ServiceList
+		if err := c.Client.List(ctx, &list, client.MatchingLabels{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}); err != nil {
+			return -1
+		}
+		return len(list.Items)
+	}
+	countValid := func(c *testenv.Cluster) int {
+		var list fmv1alpha1.ServiceExportList
+		if err := c.Client.List(ctx, &list); err != nil {
+			return -1
+		}
+		n := 0
+		for _, e := range list.Items {
+			if meta.IsStatusConditionTrue(e.Status.Conditions, fmv1alpha1.ConditionValid) {
+				n++
+			}
+		}
+		return n
+	}
 	for _, c := range all {
-		for countImports(c) < wantImports(c) {
+		for countImports(c) < wantImports(c) || countDerived(c) < wantImports(c) {
 			if ctx.Err() != nil {
-				b.Fatalf("%s has %d of %d imports", c.Name, countImports(c), wantImports(c))
+				b.Fatalf("%s has %d of %d imports, %d derived Services", c.Name, countImports(c), wantImports(c), countDerived(c))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for _, c := range exporters {
+		for countValid(c) < services/len(exporters) {
+			if ctx.Err() != nil {
+				b.Fatalf("%s has %d valid exports", c.Name, countValid(c))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}

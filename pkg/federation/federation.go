@@ -79,6 +79,9 @@ type memberConn struct {
 	staleSince *metav1.Time
 }
 
+// memberQPS is the request rate the federation allows itself per member.
+const memberQPS = 200
+
 // applyTimeout bounds the writes to one member in one sync.
 const applyTimeout = 2 * time.Minute
 
@@ -330,6 +333,9 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 		return conn
 	}
 	cfg.Timeout = 5 * time.Second
+	// client-go's default of 5 requests a second would make a fleet of a
+	// thousand services take minutes to write.
+	cfg.QPS, cfg.Burst = memberQPS, 2*memberQPS
 	probeCfg := rest.CopyConfig(cfg)
 	probeCfg.Timeout = 3 * time.Second
 	pc, err := discovery.NewDiscoveryClientForConfig(probeCfg)
