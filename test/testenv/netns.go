@@ -50,8 +50,18 @@ const RouterAddress = "10.244.0.1"
 // RouterAddress and a default route on it, and then calls run (which
 // normally starts shared fixtures and calls m.Run). It exits with run's code.
 func Main(m *testing.M, run func() int) {
+	if run == nil {
+		run = m.Run
+	}
+	os.Exit(RunInTestNetwork(run))
+}
+
+// RunInTestNetwork is Main for a program (the demo): it re-executes the
+// program in a new network namespace, where it calls run, and returns
+// run's exit code.
+func RunInTestNetwork(run func() int) int {
 	if os.Getenv(insideEnv) != "1" {
-		os.Exit(reexecInNetNS())
+		return reexecInNetNS()
 	}
 	if f := os.Getenv(netnsFileEnv); f != "" {
 		if ns, err := os.Readlink("/proc/self/ns/net"); err == nil {
@@ -60,12 +70,9 @@ func Main(m *testing.M, run func() int) {
 	}
 	if err := setupLoopback(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: set up the test network: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
-	if run == nil {
-		run = m.Run
-	}
-	os.Exit(run())
+	return run()
 }
 
 // InTestNetwork reports whether this process runs inside the test network.

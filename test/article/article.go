@@ -1,0 +1,330 @@
+// Package article builds the reference article's fleet on this machine and
+// replays its steps: a control-plane cluster running the real federation
+// over cluster-1, cluster-2 and cluster-3, each a real API server with its
+// own fleetmesh control plane and Envoy gateway; httpbin in cluster-1 and
+// cluster-3 behind inbound Envoy sidecars; a curl pod in cluster-2 whose
+// Envoy sidecar carries the article's requests. The e2e test (test/e2e/
+// article) and the demo (test/demo, `make demo`) both run it. It must run
+// inside the test network (testenv.RunInTestNetwork).
+package article
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/pkg/controller"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+// Members are the article's application clusters.
+var Members = []string{"cluster-1", "cluster-2", "cluster-3"}
+
+// Options shape the fleet.
+type Options struct {
+	// Flat puts the members on one network: remote traffic then goes pod
+	// to pod instead of through the remote gateway.
+	Flat bool
+}
+
+// Fleet is the running article fleet.
+type Fleet struct {
+	*testenv.Fleet
+	// Planes are the fleetmesh control planes, by cluster (the
+	// control-plane cluster's runs the federation).
+	Planes map[string]*controller.Running
+	// Curl is the curl pod in cluster-2, set by StartCurl.
+	Curl *testenv.Pod
+
+	envoys []*testenv.Envoy
+	cancel context.CancelFunc
+}
+
+// GatewayAddress is a member's gateway, host:port (10.244.0.8N:8N).
+func GatewayAddress(c *testenv.Cluster) string {
+	return net.JoinHostPort(gatewayIP(c), strconv.Itoa(int(gatewayPort(c))))
+}
+
+func gatewayIP(c *testenv.Cluster) string  { return fmt.Sprintf("10.244.0.%d", 80+c.Index) }
+func gatewayPort(c *testenv.Cluster) int32 { return int32(80 + c.Index) }
+
+// Start starts four API servers (control-plane and the members), the
+// federation, and each member's control plane and gateway, and joins the
+// members as the article does: a Cluster with an inline kubeconfig and its
+// gateway host and port.
+func Start(ctx context.Context, o Options) (*Fleet, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	tf, err := testenv.StartFleet(ctx, testenv.FleetOptions{Clusters: append([]string{"control-plane"}, Members...)})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	f := &Fleet{Fleet: tf, Planes: map[string]*controller.Running{}, cancel: cancel}
+	if err := f.start(ctx, o); err != nil {
+		f.Stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Fleet) start(ctx context.Context, o Options) error {
+	hub := f.Cluster("control-plane")
+	run, err := controller.RunWithConfig(ctx, controller.Options{
+		ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+	}, hub.Config, logr.Discard())
+	if err != nil {
+		return err
+	}
+	f.Planes["control-plane"] = run
+	for _, name := range Members {
+		c := f.Cluster(name)
+		spec := fmv1alpha1.ClusterSpec{GatewayHost: gatewayIP(c), GatewayPort: gatewayPort(c), Kubeconfig: string(c.Kubeconfig)}
+		if o.Flat {
+			spec.Network = "flat"
+		}
+		if err := hub.Client.Create(ctx, &fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}); err != nil {
+			return err
+		}
+		cp, err := controller.RunWithConfig(ctx, controller.Options{
+			ClusterName: name, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+			DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
+		}, c.Config, logr.Discard())
+		if err != nil {
+			return err
+		}
+		f.Planes[name] = cp
+		if err := testenv.AddAddress(gatewayIP(c)); err != nil {
+			return err
+		}
+		if _, err := f.Envoy(ctx, bootstrap.Options{NodeID: "gateway." + name, Role: "gateway", Namespace: "fleetmesh", Cluster: name, IP: gatewayIP(c)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops every Envoy, control plane and API server.
+func (f *Fleet) Stop() {
+	for _, e := range f.envoys {
+		_ = e.Stop()
+	}
+	f.cancel()
+	for _, p := range f.Planes {
+		_ = p.Wait()
+	}
+	_ = f.Fleet.Stop()
+}
+
+// Envoy starts a real Envoy bootstrapped to the control plane of o.Cluster
+// and waits until it has its first configuration.
+func (f *Fleet) Envoy(ctx context.Context, o bootstrap.Options) (*testenv.Envoy, error) {
+	port, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	o.XDSAddress, o.AdminAddress = f.Planes[o.Cluster].XDSAddress.String(), fmt.Sprintf("127.0.0.1:%d", port)
+	cfg, err := bootstrap.JSON(o)
+	if err != nil {
+		return nil, err
+	}
+	e, err := testenv.StartEnvoy(o.NodeID, cfg, port)
+	if err != nil {
+		return nil, err
+	}
+	f.envoys = append(f.envoys, e)
+	if err := e.WaitReady(ctx, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("envoy %s: %w\n%s", o.NodeID, err, e.Log())
+	}
+	return e, nil
+}
+
+// appBackend is the app of a pod with an inbound sidecar: it listens on the
+// pod's loopback address, the sidecar on the pod IP.
+type appBackend struct {
+	testenv.HTTPBackend
+	appIP string
+}
+
+func (b *appBackend) Start(string) error { return b.HTTPBackend.Start(b.appIP) }
+
+// DeployMeshedHTTPBin is the article's httpbin Deployment and Services in a
+// mesh-managed namespace of a member: pipy answers body behind the pod's
+// inbound sidecar.
+func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) error {
+	c := f.Cluster(cluster)
+	if err := c.EnsureNamespace(ctx, "httpbin"); err != nil {
+		return err
+	}
+	for _, name := range []string{"httpbin", "httpbin-" + cluster} {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: name},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "pipy"}, Ports: []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolTCP}}},
+		}
+		if err := c.Client.Create(ctx, svc); err != nil {
+			return err
+		}
+	}
+	appIP := fmt.Sprintf("127.0.%d.10", c.Index)
+	if _, err := c.RunPod(ctx, testenv.PodOptions{
+		Namespace: "httpbin", Name: "httpbin-1", Labels: map[string]string{"app": "pipy"},
+		Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
+		Backend: &appBackend{HTTPBackend: testenv.HTTPBackend{Port: 8080, Body: body}, appIP: appIP},
+	}); err != nil {
+		return err
+	}
+	_, err := f.Envoy(ctx, bootstrap.Options{
+		NodeID: "httpbin-1.httpbin", Role: "sidecar", Namespace: "httpbin", Pod: "httpbin-1", Cluster: cluster, AppIP: appIP, Delta: true,
+	})
+	return err
+}
+
+// Export writes the article's two ServiceExports of a member.
+func (f *Fleet) Export(ctx context.Context, cluster string) error {
+	c := f.Cluster(cluster)
+	for _, name := range []string{"httpbin", "httpbin-" + cluster} {
+		path := "/" + cluster + "/httpbin-mesh"
+		if name != "httpbin" {
+			path += "-" + cluster
+		}
+		if err := c.Client.Create(ctx, &fmv1alpha1.ServiceExport{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: name},
+			Spec: fmv1alpha1.ServiceExportSpec{ServiceAccountName: "*", Rules: []fmv1alpha1.ServiceExportRule{
+				{PortNumber: 8080, Path: path, PathType: fmv1alpha1.PathTypePrefix},
+			}},
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartCurl runs the curl pod in cluster-2 with its sidecar.
+func (f *Fleet) StartCurl(ctx context.Context) error {
+	c2 := f.Cluster("cluster-2")
+	pod, err := c2.RunPod(ctx, testenv.PodOptions{Namespace: "curl", Name: "curl-1", Labels: map[string]string{"app": "curl"}})
+	if err != nil {
+		return err
+	}
+	f.Curl = pod
+	_, err = f.Envoy(ctx, bootstrap.Options{NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", Cluster: "cluster-2", Delta: true})
+	return err
+}
+
+// Imports lists cluster-2's ServiceImports in namespace httpbin.
+func (f *Fleet) Imports(ctx context.Context) ([]string, error) {
+	var list fmv1alpha1.ServiceImportList
+	if err := f.Cluster("cluster-2").Client.List(ctx, &list, client.InNamespace("httpbin")); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, imp := range list.Items {
+		out = append(out, imp.Namespace+"/"+imp.Name)
+	}
+	return out, nil
+}
+
+// Policy applies cluster-2's GlobalTrafficPolicy for httpbin with the
+// article's targets (cluster-1 and cluster-3).
+func (f *Fleet) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
+	c := f.Cluster("cluster-2")
+	p := &fmv1alpha1.GlobalTrafficPolicy{}
+	err := c.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, p)
+	p.Namespace, p.Name = "httpbin", "httpbin"
+	p.Spec = fmv1alpha1.GlobalTrafficPolicySpec{LbType: lb, Targets: []fmv1alpha1.TrafficTarget{
+		{ClusterKey: "default/default/default/cluster-1"}, {ClusterKey: "default/default/default/cluster-3"},
+	}}
+	switch {
+	case err == nil:
+		return c.Client.Update(ctx, p)
+	case apierrors.IsNotFound(err):
+		return c.Client.Create(ctx, p)
+	}
+	return err
+}
+
+// DeployLocalHTTPBin is the article's step 4: the user applies httpbin's
+// Service with a selector in cluster-2 (over the one fleetmesh derived, which
+// fleetmesh then lets go) and runs its pod.
+func (f *Fleet) DeployLocalHTTPBin(ctx context.Context) (*testenv.Pod, error) {
+	c2 := f.Cluster("cluster-2")
+	svc := &corev1.Service{}
+	if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, svc); err != nil {
+		return nil, err
+	}
+	svc.Spec.Selector = map[string]string{"app": "pipy"}
+	if err := c2.Client.Update(ctx, svc); err != nil {
+		return nil, err
+	}
+	return c2.RunPod(ctx, testenv.PodOptions{
+		Namespace: "httpbin", Name: "httpbin-1", Labels: map[string]string{"app": "pipy"},
+		Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.HTTPBackend{Port: 8080, Body: "Hi, I am from cluster-2!\n"},
+	})
+}
+
+var fromCluster = regexp.MustCompile(`Hi, I am from (cluster-\d)`)
+
+// Get sends one GET with the Host header host; a non-2xx answer is an error
+// carrying its status.
+func Get(ctx context.Context, addr, host, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return string(body), errors.New(resp.Status)
+	}
+	return string(body), nil
+}
+
+// Curl is the article's `curl http://httpbin.httpbin:8080/` from the curl
+// pod, n times: the count of answers by cluster, and "failed" for non-2xx
+// answers and connection errors.
+func (f *Fleet) CurlHTTPBin(ctx context.Context, n int) map[string]int {
+	counts := map[string]int{}
+	for range n {
+		body, err := Get(ctx, net.JoinHostPort(f.Curl.IP, "8080"), "httpbin.httpbin:8080", "/")
+		if m := fromCluster.FindStringSubmatch(body); err == nil && m != nil {
+			counts[m[1]]++
+		} else {
+			counts["failed"]++
+		}
+	}
+	return counts
+}
+
+// Within repeats 30 calls until ok holds for them or the timeout passes,
+// and returns the last counts.
+func (f *Fleet) Within(ctx context.Context, timeout time.Duration, ok func(map[string]int) bool) (map[string]int, error) {
+	deadline := time.Now().Add(timeout)
+	var last map[string]int
+	for {
+		if last = f.CurlHTTPBin(ctx, 30); ok(last) {
+			return last, nil
+		}
+		if time.Now().After(deadline) {
+			return last, fmt.Errorf("not within %s; last 30 calls: %v", timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
