@@ -297,7 +297,7 @@ func Get(ctx context.Context, addr, host, path string) (string, error) {
 	return string(body), nil
 }
 
-// Curl is the article's `curl http://httpbin.httpbin:8080/` from the curl
+// CurlHTTPBin is the article's `curl http://httpbin.httpbin:8080/` from the curl
 // pod, n times: the count of answers by cluster, and "failed" for non-2xx
 // answers and connection errors.
 func (f *Fleet) CurlHTTPBin(ctx context.Context, n int) map[string]int {
