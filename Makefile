@@ -62,11 +62,8 @@ bench: envtest-assets envoy ## Run the benchmarks.
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: demo
-demo: ## Run the article's demo on a local fleet (not built yet: says what it will do).
-	@echo "make demo will start a local fleet of four real API servers (control-plane,"
-	@echo "cluster-1..3), join them through Cluster objects, run fleetmesh and real Envoy"
-	@echo "sidecars and gateways, and replay the article: Locality, FailOver, ActiveActive."
-	@echo "It is being built (issue: the article's demo, end to end). Until then: make test."
+demo: envtest-assets envoy ## Replay the article on a local fleet: real API servers, federation, Envoy (DEMO_FLAGS=--flat, --keep).
+	go run ./test/demo $(DEMO_FLAGS)
 
 .PHONY: envtest-assets
 envtest-assets: $(K8S_ASSETS)/kube-apiserver $(K8S_ASSETS)/kube-controller-manager $(K8S_ASSETS)/etcd $(K8S_ASSETS)/kubectl ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/k8s.

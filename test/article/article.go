@@ -313,6 +313,16 @@ func (f *Fleet) CurlHTTPBin(ctx context.Context, n int) map[string]int {
 	return counts
 }
 
+// WaitRouted waits until the curl pod's sidecar routes httpbin: without a
+// local endpoint it then answers 503 (no healthy upstream), which tells a
+// failure by policy from a sidecar not configured yet.
+func (f *Fleet) WaitRouted(ctx context.Context) error {
+	return testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+		_, err := Get(ctx, net.JoinHostPort(f.Curl.IP, "8080"), "httpbin.httpbin:8080", "/")
+		return err != nil && err.Error() == "503 Service Unavailable", nil
+	})
+}
+
 // Within repeats 30 calls until ok holds for them or the timeout passes,
 // and returns the last counts.
 func (f *Fleet) Within(ctx context.Context, timeout time.Duration, ok func(map[string]int) bool) (map[string]int, error) {

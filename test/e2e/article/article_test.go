@@ -80,11 +80,7 @@ func TestTheArticle(t *testing.T) {
 	t.Run("Locality: calls fail", func(t *testing.T) {
 		// Failing because the sidecar has httpbin's route and no local
 		// endpoint (503), not because it is not configured yet.
-		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
-			_, err := article.Get(ctx, fleet.Curl.IP+":8080", "httpbin.httpbin:8080", "/")
-			return err != nil && err.Error() == "503 Service Unavailable", nil
-		})
-		if err != nil {
+		if err := fleet.WaitRouted(ctx); err != nil {
 			t.Fatalf("the sidecar never answered 503 for httpbin: %v", err)
 		}
 		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
