@@ -240,10 +240,22 @@ func (f *Fleet) Imports(ctx context.Context) ([]string, error) {
 // Policy applies cluster-2's GlobalTrafficPolicy for httpbin with the
 // article's targets (cluster-1 and cluster-3).
 func (f *Fleet) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
+	return f.PolicyFor(ctx, "httpbin", lb)
+}
+
+// DeletePolicy removes cluster-2's policy for a service (back to Locality).
+func (f *Fleet) DeletePolicy(ctx context.Context, service string) error {
+	p := &fmv1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: service}}
+	return client.IgnoreNotFound(f.Cluster("cluster-2").Client.Delete(ctx, p))
+}
+
+// PolicyFor applies cluster-2's GlobalTrafficPolicy for a service of the
+// httpbin namespace, with targets cluster-1 and cluster-3.
+func (f *Fleet) PolicyFor(ctx context.Context, service string, lb fmv1alpha1.LbType) error {
 	c := f.Cluster("cluster-2")
 	p := &fmv1alpha1.GlobalTrafficPolicy{}
-	err := c.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, p)
-	p.Namespace, p.Name = "httpbin", "httpbin"
+	err := c.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: service}, p)
+	p.Namespace, p.Name = "httpbin", service
 	p.Spec = fmv1alpha1.GlobalTrafficPolicySpec{LbType: lb, Targets: []fmv1alpha1.TrafficTarget{
 		{ClusterKey: "default/default/default/cluster-1"}, {ClusterKey: "default/default/default/cluster-3"},
 	}}
@@ -301,9 +313,15 @@ func Get(ctx context.Context, addr, host, path string) (string, error) {
 // pod, n times: the count of answers by cluster, and "failed" for non-2xx
 // answers and connection errors.
 func (f *Fleet) CurlHTTPBin(ctx context.Context, n int) map[string]int {
+	return f.CurlService(ctx, "httpbin", n)
+}
+
+// CurlService is CurlHTTPBin for another service of the httpbin namespace
+// (httpbin-cluster-1, ...).
+func (f *Fleet) CurlService(ctx context.Context, service string, n int) map[string]int {
 	counts := map[string]int{}
 	for range n {
-		body, err := Get(ctx, net.JoinHostPort(f.Curl.IP, "8080"), "httpbin.httpbin:8080", "/")
+		body, err := Get(ctx, net.JoinHostPort(f.Curl.IP, "8080"), service+".httpbin:8080", "/")
 		if m := fromCluster.FindStringSubmatch(body); err == nil && m != nil {
 			counts[m[1]]++
 		} else {

@@ -10,6 +10,12 @@ import (
 	"testing"
 	"time"
 
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -107,6 +113,94 @@ func TestTheArticle(t *testing.T) {
 			return c["cluster-1"] == 10 && c["cluster-2"] == 10 && c["cluster-3"] == 10
 		})
 	})
+	t.Run("the per-cluster imports reach only their own cluster", func(t *testing.T) {
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			// Both clusters are targets; the one that does not export
+			// httpbin-<c> is ignored.
+			if err := fleet.PolicyFor(ctx, "httpbin-"+c, fmv1alpha1.ActiveActiveLbType); err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]int
+			err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+				got = fleet.CurlService(ctx, "httpbin-"+c, 30)
+				return got[c] == 30, nil
+			})
+			if err != nil {
+				t.Fatalf("httpbin-%s: %v", c, got)
+			}
+		}
+	})
+	t.Run("remote endpoints are the remote gateways, in the config dump", func(t *testing.T) {
+		body, err := article.Get(ctx, fleet.Planes["cluster-2"].DebugAddress.String(), "x", "/debug/config_dump?proxy=curl-1.curl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump := &adminv3.ConfigDump{}
+		if err := protojson.Unmarshal([]byte(body), dump); err != nil {
+			t.Fatal(err)
+		}
+		eds := &adminv3.EndpointsConfigDump{}
+		for _, c := range dump.GetConfigs() {
+			if c.MessageIs(eds) {
+				if err := c.UnmarshalTo(eds); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		got := map[string]string{}
+		for _, e := range eds.GetDynamicEndpointConfigs() {
+			cla := &endpointv3.ClusterLoadAssignment{}
+			if err := e.GetEndpointConfig().UnmarshalTo(cla); err != nil {
+				t.Fatal(err)
+			}
+			if cla.GetClusterName() != "outbound|8080||httpbin.httpbin.svc.cluster.local" {
+				continue
+			}
+			for _, l := range cla.GetEndpoints() {
+				for _, lb := range l.GetLbEndpoints() {
+					sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+					got[l.GetLocality().GetSubZone()] = fmt.Sprintf("%s:%d %s", sa.GetAddress(), sa.GetPortValue(), lb.GetEndpoint().GetHostname())
+				}
+			}
+		}
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			want := article.GatewayAddress(fleet.Cluster(c)) + " httpbin.httpbin.svc.cluster.local:8080"
+			if got[c] != want {
+				t.Errorf("%s's endpoint in cluster-2's dump = %q, want its gateway %q", c, got[c], want)
+			}
+		}
+	})
+	t.Run("ActiveActive keeps serving while cluster-3's API server is down", func(t *testing.T) {
+		c3 := fleet.Cluster("cluster-3")
+		if err := c3.FreezeAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c3.ThawAPIServer() }()
+		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			c := &fmv1alpha1.Cluster{}
+			if err := fleet.Cluster("control-plane").Client.Get(ctx, client.ObjectKey{Name: "cluster-3"}, c); err != nil {
+				return false, err
+			}
+			return meta.IsStatusConditionFalse(c.Status.Conditions, fmv1alpha1.ConditionReady), nil
+		})
+		if err != nil {
+			t.Fatalf("the federation never saw cluster-3 go: %v", err)
+		}
+		got := fleet.CurlHTTPBin(ctx, 30)
+		if got["cluster-1"] != 10 || got["cluster-2"] != 10 || got["cluster-3"] != 10 {
+			t.Errorf("with cluster-3's API server down: %v", got)
+		}
+		imports, err := fleet.Imports(ctx)
+		if err != nil || len(imports) != 3 {
+			t.Errorf("imports in cluster-2 with cluster-3 down: %v %v", imports, err)
+		}
+		if err := c3.ThawAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool {
+			return c["cluster-1"] == 10 && c["cluster-2"] == 10 && c["cluster-3"] == 10
+		})
+	})
 	t.Run("FailOver with cluster-2's httpbin killed: calls move without failing", func(t *testing.T) {
 		if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
 			t.Fatal(err)
@@ -119,5 +213,11 @@ func TestTheArticle(t *testing.T) {
 		if got["failed"] != 0 {
 			t.Fatalf("calls failed after the switch: %v", got)
 		}
+	})
+	t.Run("removing the policy returns to Locality", func(t *testing.T) {
+		if err := fleet.DeletePolicy(ctx, "httpbin"); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
 	})
 }
