@@ -167,6 +167,9 @@ func run(flat, keep bool) int {
 		for _, name := range article.Members {
 			say("  %s control plane: xDS %s, debug http://%s/debug/syncz", name, fleet.Planes[name].XDSAddress, fleet.Planes[name].DebugAddress)
 		}
+		say("enter the namespace from another terminal (as root), e.g.:")
+		say("  nsenter -t %d -n bin/k8s/kubectl --kubeconfig %s get serviceimports -A", os.Getpid(), fleet.Cluster("cluster-2").KubeconfigPath)
+		say("  nsenter -t %d -n curl -s 'http://%s/debug/config_dump?proxy=curl-1.curl'", os.Getpid(), fleet.Planes["cluster-2"].DebugAddress)
 		<-ctx.Done()
 	}
 	if !ok {
