@@ -33,6 +33,7 @@ traffic stays local (Locality), fails over (FailOver) or spreads (ActiveActive).
 			return err
 		},
 	})
+	root.AddCommand(newDemoCommand())
 	return root
 }
 

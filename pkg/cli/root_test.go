@@ -24,3 +24,12 @@ func TestAnUnknownCommandIsAnError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestDemoWithoutTheAPIServerBinariesSaysWhatToRun(t *testing.T) {
+	t.Setenv("KUBEBUILDER_ASSETS", t.TempDir())
+	var out bytes.Buffer
+	err := Execute(context.Background(), &out, []string{"demo"})
+	if err == nil || !strings.Contains(err.Error(), "make envtest-assets envoy") {
+		t.Fatalf("got %v", err)
+	}
+}

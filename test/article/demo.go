@@ -1,0 +1,206 @@
+package article
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+type result struct {
+	step, want, got string
+	ok              bool
+}
+
+// RunDemo replays the article on a new fleet, printing each step and a
+// summary to out; with keep it leaves the fleet running until ctx ends.
+// It returns the exit code: 0 when every step behaved as the article says.
+// It must run inside the test network (testenv.RunInTestNetwork).
+func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	start := time.Now()
+	say("fleetmesh demo: the Flomesh multi-cluster article, on one machine")
+	say("starting 4 real API servers (control-plane, cluster-1..3), the federation, 3 control planes and 3 Envoy gateways ...")
+	fleet, err := Start(ctx, Options{Flat: flat})
+	if err != nil {
+		say("demo: %v", err)
+		return 1
+	}
+	defer fleet.Stop()
+	say("  ready in %s", time.Since(start).Round(100*time.Millisecond))
+	var results []result
+	check := func(step, want string, got map[string]int, ok bool) {
+		mark := "ok"
+		if !ok {
+			mark = "UNEXPECTED"
+		}
+		say("  30 calls from cluster-2: %s   [%s]", counts(got), mark)
+		results = append(results, result{step, want, counts(got), ok})
+	}
+	fail := func(err error) int {
+		say("demo: %v", err)
+		return 1
+	}
+
+	say("\nstep 1: httpbin runs in cluster-1 and cluster-3 (behind inbound sidecars) and is exported from both")
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if err := fleet.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
+			return fail(err)
+		}
+		if err := fleet.Export(ctx, c); err != nil {
+			return fail(err)
+		}
+	}
+	if err := fleet.StartCurl(ctx); err != nil {
+		return fail(err)
+	}
+	var imports []string
+	_ = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		imports, err = fleet.Imports(ctx)
+		return len(imports) == 3, err
+	})
+	sort.Strings(imports)
+	say("  $ kubectl --context cluster-2 get serviceimports -A")
+	say("  NAMESPACE   NAME")
+	for _, i := range imports {
+		ns, name, _ := strings.Cut(i, "/")
+		say("  %-11s %s", ns, name)
+	}
+	results = append(results, result{"1 imports in cluster-2", "httpbin, httpbin-cluster-1, httpbin-cluster-3", strings.Join(imports, " "), len(imports) == 3})
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		addr := GatewayAddress(fleet.Cluster(c))
+		var body string
+		_ = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			body, err = Get(ctx, addr, addr, "/"+c+"/httpbin-mesh")
+			return err == nil, nil
+		})
+		say("  $ curl http://%s/%s/httpbin-mesh  →  %s", addr, c, strings.TrimSpace(body))
+		results = append(results, result{"1 north-south via " + c + "'s gateway", "Hi, I am from " + c + " and controlled by mesh!", strings.TrimSpace(body), strings.Contains(body, c)})
+	}
+
+	say("\nstep 2: no GlobalTrafficPolicy (Locality): cluster-2 has no httpbin, so calls fail (the article: exit code 7)")
+	routed := fleet.WaitRouted(ctx) // failing for the policy, not for want of configuration
+	got, err := fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["failed"] == 30 })
+	check("2 Locality", "failed=30 (503: no local endpoint)", got, err == nil && routed == nil)
+
+	say("\nstep 3: FailOver to cluster-1 and cluster-3: calls alternate between them")
+	if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
+		return fail(err)
+	}
+	got, err = fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["cluster-1"] >= 8 && c["cluster-3"] >= 8 && c["failed"] == 0 })
+	check("3 FailOver", "cluster-1 and cluster-3 alternate", got, err == nil)
+
+	say("\nstep 4: httpbin deployed in cluster-2: every call stays local")
+	local, err := fleet.DeployLocalHTTPBin(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	got, err = fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["cluster-2"] == 30 })
+	check("4 local httpbin", "cluster-2=30", got, err == nil)
+
+	say("\nstep 5: ActiveActive: calls spread over all three clusters")
+	if err := fleet.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
+		return fail(err)
+	}
+	got, err = fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool {
+		return c["cluster-1"] >= 8 && c["cluster-2"] >= 8 && c["cluster-3"] >= 8
+	})
+	check("5 ActiveActive", "each cluster >= 8 (25 %)", got, err == nil)
+
+	say("\nstep 6 (beyond the article): FailOver again, then cluster-2's httpbin dies")
+	if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
+		return fail(err)
+	}
+	if _, err := fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["cluster-2"] == 30 }); err != nil {
+		return fail(err)
+	}
+	if err := local.Stop(ctx); err != nil {
+		return fail(err)
+	}
+	killed := time.Now()
+	var moved time.Duration
+	for moved == 0 && time.Since(killed) < 20*time.Second {
+		if c := fleet.CurlHTTPBin(ctx, 1); c["cluster-1"]+c["cluster-3"] == 1 {
+			moved = time.Since(killed)
+		}
+	}
+	got = fleet.CurlHTTPBin(ctx, 30)
+	say("  calls moved to the other clusters %s after the kill", moved.Round(time.Millisecond))
+	check("6 local httpbin killed", "cluster-1 + cluster-3 = 30, failed=0", got, moved > 0 && got["failed"] == 0 && got["cluster-1"]+got["cluster-3"] == 30)
+
+	say("\nsummary")
+	say("  %-38s %-46s %s", "STEP", "EXPECTED", "GOT")
+	ok := true
+	for _, r := range results {
+		mark := " "
+		if !r.ok {
+			mark, ok = "✗", false
+		}
+		say("%s %-38s %-46s %s", mark, r.step, r.want, r.got)
+	}
+	say("\nwall time %s; memory of the fleet (RSS of every process): %d MiB", time.Since(start).Round(100*time.Millisecond), fleetRSS()/1024)
+	if keep {
+		say("\nthe fleet keeps running (Ctrl-C stops it). kubeconfigs, usable inside this network namespace:")
+		for _, c := range fleet.Clusters {
+			say("  %-14s %s", c.Name, c.KubeconfigPath)
+		}
+		for _, name := range Members {
+			say("  %s control plane: xDS %s, debug http://%s/debug/syncz", name, fleet.Planes[name].XDSAddress, fleet.Planes[name].DebugAddress)
+		}
+		say("enter the namespace from another terminal (as root), e.g.:")
+		say("  nsenter -t %d -n bin/k8s/kubectl --kubeconfig %s get serviceimports -A", os.Getpid(), fleet.Cluster("cluster-2").KubeconfigPath)
+		say("  nsenter -t %d -n curl -s 'http://%s/debug/config_dump?proxy=curl-1.curl'", os.Getpid(), fleet.Planes["cluster-2"].DebugAddress)
+		<-ctx.Done()
+	}
+	if !ok {
+		say("\nsome steps did not behave as the article says")
+		return 1
+	}
+	return 0
+}
+
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// fleetRSS adds up the resident memory of every process in this network
+// namespace (API servers, etcds, controller managers, Envoys, this one), KiB.
+func fleetRSS() int {
+	own, _ := os.Readlink("/proc/self/ns/net")
+	total := 0
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if ns, err := os.Readlink(filepath.Join(d, "ns", "net")); err != nil || ns != own {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(d, "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				if n, err := strconv.Atoi(strings.Fields(line)[1]); err == nil {
+					total += n
+				}
+			}
+		}
+	}
+	return total
+}
