@@ -16,10 +16,13 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,8 +53,10 @@ type Fleet struct {
 	// Curl is the curl pod in cluster-2, set by StartCurl.
 	Curl *testenv.Pod
 
-	envoys []*testenv.Envoy
-	cancel context.CancelFunc
+	envoys   []*testenv.Envoy
+	cancel   context.CancelFunc
+	grpcConn *grpc.ClientConn
+	grpc     testgrpc.TestServiceClient
 }
 
 // GatewayAddress is a member's gateway, host:port (10.244.0.8N:8N).
@@ -119,6 +124,9 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 
 // Stop stops every Envoy, control plane and API server.
 func (f *Fleet) Stop() {
+	if f.grpcConn != nil {
+		_ = f.grpcConn.Close()
+	}
 	for _, e := range f.envoys {
 		_ = e.Stop()
 	}
@@ -234,12 +242,17 @@ func (f *Fleet) Imports(ctx context.Context) ([]string, error) {
 	for _, imp := range list.Items {
 		out = append(out, imp.Namespace+"/"+imp.Name)
 	}
+	slices.Sort(out)
 	return out, nil
 }
 
 // Policy applies cluster-2's GlobalTrafficPolicy for httpbin with the
 // article's targets (cluster-1 and cluster-3).
+// The same policy governs grpcbin, which the proxyless client calls.
 func (f *Fleet) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
+	if err := f.PolicyFor(ctx, "grpcbin", lb); err != nil {
+		return err
+	}
 	return f.PolicyFor(ctx, "httpbin", lb)
 }
 

@@ -62,10 +62,33 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	if err := fleet.StartCurl(ctx); err != nil {
 		return fail(err)
 	}
+	// Beside curl, a proxyless grpc-go client in cluster-2 calls grpcbin,
+	// which follows httpbin through every step.
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if _, err := fleet.DeployGRPCBin(ctx, c, true); err != nil {
+			return fail(err)
+		}
+	}
+	if err := fleet.StartGRPCClient(); err != nil {
+		return fail(err)
+	}
+	grpcStep := func(step, want string, ok func(map[string]int) bool, shares map[string]float64) {
+		got, err := fleet.WithinGRPC(ctx, 20*time.Second, 600, ok)
+		pass := err == nil
+		for c, min := range shares {
+			pass = pass && float64(got[c])/600 >= min
+		}
+		mark := "ok"
+		if !pass {
+			mark = "UNEXPECTED"
+		}
+		say("  600 gRPC calls (proxyless grpc-go): %s   [%s]", counts(got), mark)
+		results = append(results, result{step + " (gRPC)", want, counts(got), pass})
+	}
 	var imports []string
 	_ = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
 		imports, err = fleet.Imports(ctx)
-		return len(imports) == 3, err
+		return len(imports) == 4, err
 	})
 	sort.Strings(imports)
 	say("  $ kubectl --context cluster-2 get serviceimports -A")
@@ -74,7 +97,7 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 		ns, name, _ := strings.Cut(i, "/")
 		say("  %-11s %s", ns, name)
 	}
-	results = append(results, result{"1 imports in cluster-2", "httpbin, httpbin-cluster-1, httpbin-cluster-3", strings.Join(imports, " "), len(imports) == 3})
+	results = append(results, result{"1 imports in cluster-2", "grpcbin, httpbin, httpbin-cluster-1, httpbin-cluster-3", strings.Join(imports, " "), len(imports) == 4})
 	for _, c := range []string{"cluster-1", "cluster-3"} {
 		addr := GatewayAddress(fleet.Cluster(c))
 		var body string
@@ -90,6 +113,7 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	routed := fleet.WaitRouted(ctx) // failing for the policy, not for want of configuration
 	got, err := fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["failed"] == 30 })
 	check("2 Locality", "failed=30 (503: no local endpoint)", got, err == nil && routed == nil)
+	grpcStep("2 Locality", "UNAVAILABLE=600", func(c map[string]int) bool { return c["UNAVAILABLE"] == 20 }, nil)
 
 	say("\nstep 3: FailOver to cluster-1 and cluster-3: calls alternate between them")
 	if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
@@ -97,14 +121,21 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	}
 	got, err = fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["cluster-1"] >= 8 && c["cluster-3"] >= 8 && c["failed"] == 0 })
 	check("3 FailOver", "cluster-1 and cluster-3 alternate", got, err == nil)
+	grpcStep("3 FailOver", "cluster-1, cluster-3 >= 25 %", func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 },
+		map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 
 	say("\nstep 4: httpbin deployed in cluster-2: every call stays local")
 	local, err := fleet.DeployLocalHTTPBin(ctx)
 	if err != nil {
 		return fail(err)
 	}
+	localGRPC, err := fleet.DeployGRPCBin(ctx, "cluster-2", false)
+	if err != nil {
+		return fail(err)
+	}
 	got, err = fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["cluster-2"] == 30 })
 	check("4 local httpbin", "cluster-2=30", got, err == nil)
+	grpcStep("4 local httpbin", "cluster-2=600", func(c map[string]int) bool { return c["cluster-2"] == 20 }, map[string]float64{"cluster-2": 1})
 
 	say("\nstep 5: ActiveActive: calls spread over all three clusters")
 	if err := fleet.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
@@ -114,6 +145,8 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 		return c["cluster-1"] >= 8 && c["cluster-2"] >= 8 && c["cluster-3"] >= 8
 	})
 	check("5 ActiveActive", "each cluster >= 8 (25 %)", got, err == nil)
+	grpcStep("5 ActiveActive", "each cluster >= 25 %", func(c map[string]int) bool { return c["cluster-1"] > 0 && c["cluster-2"] > 0 && c["cluster-3"] > 0 },
+		map[string]float64{"cluster-1": 0.25, "cluster-2": 0.25, "cluster-3": 0.25})
 
 	say("\nstep 6 (beyond the article): FailOver again, then cluster-2's httpbin dies")
 	if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
@@ -123,6 +156,9 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 		return fail(err)
 	}
 	if err := local.Stop(ctx); err != nil {
+		return fail(err)
+	}
+	if err := localGRPC.Stop(ctx); err != nil {
 		return fail(err)
 	}
 	killed := time.Now()
@@ -135,16 +171,18 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	got = fleet.CurlHTTPBin(ctx, 30)
 	say("  calls moved to the other clusters %s after the kill", moved.Round(time.Millisecond))
 	check("6 local httpbin killed", "cluster-1 + cluster-3 = 30, failed=0", got, moved > 0 && got["failed"] == 0 && got["cluster-1"]+got["cluster-3"] == 30)
+	grpcStep("6 local httpbin killed", "cluster-1 + cluster-3 = 600", func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 },
+		map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 
 	say("\nsummary")
-	say("  %-38s %-46s %s", "STEP", "EXPECTED", "GOT")
+	say("  %-38s %-54s %s", "STEP", "EXPECTED", "GOT")
 	ok := true
 	for _, r := range results {
 		mark := " "
 		if !r.ok {
 			mark, ok = "✗", false
 		}
-		say("%s %-38s %-46s %s", mark, r.step, r.want, r.got)
+		say("%s %-38s %-54s %s", mark, r.step, r.want, r.got)
 	}
 	say("\nwall time %s; memory of the fleet (RSS of every process): %d MiB", time.Since(start).Round(100*time.Millisecond), fleetRSS()/1024)
 	if keep {

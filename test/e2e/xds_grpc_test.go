@@ -127,7 +127,7 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 		exportService(ctx, t, c, ns, name)
 		if _, err := c.RunPod(ctx, testenv.PodOptions{
 			Namespace: ns, Name: name + "-1", Labels: map[string]string{"app": name},
-			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &grpcBackend{Cluster: c.Name, Port: 8080},
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.GRPCBackend{Cluster: c.Name, Port: 8080},
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 		var err error
 		local, err = c2.RunPod(ctx, testenv.PodOptions{
 			Namespace: ns, Name: name + "-1", Labels: map[string]string{"app": name},
-			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &grpcBackend{Cluster: "cluster-2", Port: 8080},
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.GRPCBackend{Cluster: "cluster-2", Port: 8080},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -194,7 +194,7 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 		var err error
 		local, err = c2.RunPod(ctx, testenv.PodOptions{
 			Namespace: ns, Name: name + "-2", Labels: map[string]string{"app": name},
-			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &grpcBackend{Cluster: "cluster-2", Port: 8080},
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.GRPCBackend{Cluster: "cluster-2", Port: 8080},
 		})
 		if err != nil {
 			t.Fatal(err)

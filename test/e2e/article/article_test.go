@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,6 +23,10 @@ import (
 )
 
 var fleet *article.Fleet
+
+// wantImports are cluster-2's imports: the article's three, and grpcbin for
+// the proxyless client.
+var wantImports = []string{"httpbin/grpcbin", "httpbin/httpbin", "httpbin/httpbin-cluster-1", "httpbin/httpbin-cluster-3"}
 
 func TestMain(m *testing.M) {
 	testenv.Main(m, func() int {
@@ -50,6 +55,28 @@ func TestTheArticle(t *testing.T) {
 	if err := fleet.StartCurl(ctx); err != nil {
 		t.Fatal(err)
 	}
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if _, err := fleet.DeployGRPCBin(ctx, c, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fleet.StartGRPCClient(); err != nil {
+		t.Fatal(err)
+	}
+	// grpc checks the proxyless client's share of 600 calls beside curl.
+	grpc := func(t *testing.T, ok func(map[string]int) bool, shares map[string]float64) {
+		t.Helper()
+		got, err := fleet.WithinGRPC(ctx, 20*time.Second, 600, ok)
+		if err != nil {
+			t.Fatalf("grpc-go client: %v", err)
+		}
+		t.Logf("600 gRPC calls: %v", got)
+		for c, min := range shares {
+			if share := float64(got[c]) / 600; share < min {
+				t.Errorf("grpc-go client: %s got %.0f%%, want at least %.0f%%", c, 100*share, 100*min)
+			}
+		}
+	}
 	within := func(t *testing.T, ok func(map[string]int) bool) map[string]int {
 		t.Helper()
 		got, err := fleet.Within(ctx, 20*time.Second, ok)
@@ -63,7 +90,7 @@ func TestTheArticle(t *testing.T) {
 	t.Run("exports become imports in cluster-2", func(t *testing.T) {
 		err := testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
 			imports, err := fleet.Imports(ctx)
-			return len(imports) == 3, err
+			return slices.Equal(imports, wantImports), err
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -90,20 +117,26 @@ func TestTheArticle(t *testing.T) {
 			t.Fatalf("the sidecar never answered 503 for httpbin: %v", err)
 		}
 		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
+		grpc(t, func(c map[string]int) bool { return c["UNAVAILABLE"] == 20 }, nil)
 	})
 	t.Run("FailOver: calls alternate between cluster-1 and cluster-3", func(t *testing.T) {
 		if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
 			t.Fatal(err)
 		}
 		within(t, func(c map[string]int) bool { return c["cluster-1"] == 15 && c["cluster-3"] == 15 })
+		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 	})
-	var local *testenv.Pod
+	var local, localGRPC *testenv.Pod
 	t.Run("httpbin deployed in cluster-2: every call stays local", func(t *testing.T) {
 		var err error
 		if local, err = fleet.DeployLocalHTTPBin(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if localGRPC, err = fleet.DeployGRPCBin(ctx, "cluster-2", false); err != nil {
+			t.Fatal(err)
+		}
 		within(t, func(c map[string]int) bool { return c["cluster-2"] == 30 })
+		grpc(t, func(c map[string]int) bool { return c["cluster-2"] == 20 }, map[string]float64{"cluster-2": 1})
 	})
 	t.Run("ActiveActive: calls spread over all three", func(t *testing.T) {
 		if err := fleet.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
@@ -112,6 +145,8 @@ func TestTheArticle(t *testing.T) {
 		within(t, func(c map[string]int) bool {
 			return c["cluster-1"] == 10 && c["cluster-2"] == 10 && c["cluster-3"] == 10
 		})
+		grpc(t, func(c map[string]int) bool { return c["cluster-1"] > 0 && c["cluster-2"] > 0 && c["cluster-3"] > 0 },
+			map[string]float64{"cluster-1": 0.25, "cluster-2": 0.25, "cluster-3": 0.25})
 	})
 	t.Run("the per-cluster imports reach only their own cluster", func(t *testing.T) {
 		for _, c := range []string{"cluster-1", "cluster-3"} {
@@ -191,7 +226,7 @@ func TestTheArticle(t *testing.T) {
 			t.Errorf("with cluster-3's API server down: %v", got)
 		}
 		imports, err := fleet.Imports(ctx)
-		if err != nil || len(imports) != 3 {
+		if err != nil || !slices.Equal(imports, wantImports) {
 			t.Errorf("imports in cluster-2 with cluster-3 down: %v %v", imports, err)
 		}
 		if err := c3.ThawAPIServer(); err != nil {
@@ -209,10 +244,14 @@ func TestTheArticle(t *testing.T) {
 		if err := local.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if err := localGRPC.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
 		got := within(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 30 })
 		if got["failed"] != 0 {
 			t.Fatalf("calls failed after the switch: %v", got)
 		}
+		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 	})
 	t.Run("removing the policy returns to Locality", func(t *testing.T) {
 		if err := fleet.DeletePolicy(ctx, "httpbin"); err != nil {

@@ -1,4 +1,4 @@
-package e2e
+package testenv
 
 import (
 	"context"
@@ -9,20 +9,23 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
-// grpcBackend is a gRPC server that answers UnaryCall with its cluster's
-// name ("I am from cluster-1"), standing for a pod of that cluster.
-type grpcBackend struct {
+// GRPCBackend is a gRPC server that answers UnaryCall with its cluster's
+// name (in the response's hostname), standing for a pod of that cluster.
+type GRPCBackend struct {
 	testgrpc.UnimplementedTestServiceServer
 	Cluster string
 	Port    int
-	srv     *grpc.Server
+
+	srv *grpc.Server
 }
 
-func (b *grpcBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+// UnaryCall answers "I am from <cluster>".
+func (b *GRPCBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	return &testgrpc.SimpleResponse{Hostname: b.Cluster, ServerId: "I am from " + b.Cluster}, nil
 }
 
-func (b *grpcBackend) Start(ip string) error {
+// Start serves on ip:Port.
+func (b *GRPCBackend) Start(ip string) error {
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(b.Port)))
 	if err != nil {
 		return err
@@ -33,7 +36,8 @@ func (b *grpcBackend) Start(ip string) error {
 	return nil
 }
 
-func (b *grpcBackend) Stop() error {
+// Stop stops serving.
+func (b *GRPCBackend) Stop() error {
 	if b.srv != nil {
 		b.srv.Stop()
 		b.srv = nil

@@ -1,0 +1,106 @@
+package article
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/xds"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+// The gRPC side of the demo: grpcbin (port 9090, "grpc") follows httpbin
+// through every step, called by a proxyless grpc-go client in cluster-2
+// that dials xds:///grpcbin.httpbin.svc.cluster.local:9090.
+const grpcTarget = "grpcbin.httpbin.svc.cluster.local:9090"
+
+// DeployGRPCBin runs grpcbin in a member: its Service and a pod answering
+// "I am from <cluster>"; exported when export is set. In cluster-2, where
+// fleetmesh derived the Service, the user takes it over, as with httpbin.
+func (f *Fleet) DeployGRPCBin(ctx context.Context, cluster string, export bool) (*testenv.Pod, error) {
+	c := f.Cluster(cluster)
+	if err := c.EnsureNamespace(ctx, "httpbin"); err != nil {
+		return nil, err
+	}
+	svc := &corev1.Service{}
+	err := c.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "grpcbin"}, svc)
+	svc.Namespace, svc.Name = "httpbin", "grpcbin"
+	svc.Spec.Selector = map[string]string{"app": "grpcbin"}
+	svc.Spec.Ports = []corev1.ServicePort{{Name: "grpc", Port: 9090, Protocol: corev1.ProtocolTCP}}
+	if err == nil {
+		err = c.Client.Update(ctx, svc)
+	} else {
+		err = c.Client.Create(ctx, svc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pod, err := c.RunPod(ctx, testenv.PodOptions{
+		Namespace: "httpbin", Name: "grpcbin-1", Labels: map[string]string{"app": "grpcbin"},
+		Ports: []corev1.ContainerPort{{ContainerPort: 9090}}, Backend: &testenv.GRPCBackend{Cluster: cluster, Port: 9090},
+	})
+	if err != nil || !export {
+		return pod, err
+	}
+	return pod, c.Client.Create(ctx, &fmv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "grpcbin"}})
+}
+
+// StartGRPCClient starts the proxyless grpc-go client in cluster-2.
+func (f *Fleet) StartGRPCClient() error {
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "grpc-client-1.client", "metadata": {"role": "grpc", "namespace": "client", "cluster": "cluster-2"}}
+	}`, f.Planes["cluster-2"].XDSAddress.String())
+	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient("xds:///"+grpcTarget, grpc.WithResolvers(builder), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	conn.Connect()
+	f.grpcConn, f.grpc = conn, testgrpc.NewTestServiceClient(conn)
+	return nil
+}
+
+// GRPCCalls makes n calls from the proxyless client and counts the
+// answering cluster, or the status code of a failed call.
+func (f *Fleet) GRPCCalls(ctx context.Context, n int) map[string]int {
+	counts := map[string]int{}
+	for range n {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := f.grpc.UnaryCall(cctx, &testgrpc.SimpleRequest{})
+		cancel()
+		if err != nil {
+			counts[strings.ToUpper(status.Code(err).String())]++
+			continue
+		}
+		counts[resp.GetHostname()]++
+	}
+	return counts
+}
+
+// WithinGRPC repeats batches of 20 calls until ok holds for one, then
+// counts n calls.
+func (f *Fleet) WithinGRPC(ctx context.Context, timeout time.Duration, n int, ok func(map[string]int) bool) (map[string]int, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if last := f.GRPCCalls(ctx, 20); ok(last) {
+			return f.GRPCCalls(ctx, n), nil
+		} else if time.Now().After(deadline) {
+			return last, fmt.Errorf("not within %s; last 20 calls: %v", timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
