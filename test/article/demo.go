@@ -124,6 +124,20 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	grpcStep("3 FailOver", "cluster-1, cluster-3 >= 25 %", func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 },
 		map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 
+	say("  the per-cluster imports reach only their own cluster (a policy may name both; the one not exporting is ignored):")
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if err := fleet.PolicyFor(ctx, "httpbin-"+c, fmv1alpha1.ActiveActiveLbType); err != nil {
+			return fail(err)
+		}
+		var got map[string]int
+		_ = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			got = fleet.CurlService(ctx, "httpbin-"+c, 30)
+			return got[c] == 30, nil
+		})
+		say("  curl http://httpbin-%s.httpbin:8080/ x30: %s", c, counts(got))
+		results = append(results, result{"3 httpbin-" + c + " only", c + "=30", counts(got), got[c] == 30})
+	}
+
 	say("\nstep 4: httpbin deployed in cluster-2: every call stays local")
 	local, err := fleet.DeployLocalHTTPBin(ctx)
 	if err != nil {
