@@ -55,7 +55,7 @@ test: envtest-assets envoy ## Run every test against real API servers and real E
 
 .PHONY: e2e
 e2e: envtest-assets envoy ## Run the end-to-end suite only.
-	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./test/e2e/...
+	go test -count=1 $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
 .PHONY: bench
 bench: envtest-assets envoy ## Run the benchmarks.
