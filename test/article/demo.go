@@ -219,18 +219,7 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	return 0
 }
 
-func counts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
-	}
-	return strings.Join(parts, " ")
-}
+func counts(m map[string]int) string { return testenv.Describe(m) }
 
 // fleetRSS adds up the resident memory of every process in this network
 // namespace (API servers, etcds, controller managers, Envoys, this one), KiB.

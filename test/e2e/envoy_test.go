@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -196,34 +193,17 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dump := &adminv3.ConfigDump{}
-		if err := protojson.Unmarshal([]byte(body), dump); err != nil {
-			t.Fatalf("the dump is not Envoy's ConfigDump: %v", err)
-		}
-		eds := &adminv3.EndpointsConfigDump{}
-		for _, c := range dump.GetConfigs() {
-			if c.MessageIs(eds) {
-				if err := c.UnmarshalTo(eds); err != nil {
-					t.Fatal(err)
-				}
-			}
+		cla, err := testenv.DumpedAssignment([]byte(body), "outbound|8080||httpbin.httpbin.svc.cluster.local")
+		if err != nil {
+			t.Fatal(err)
 		}
 		var localities []string
-		for _, e := range eds.GetDynamicEndpointConfigs() {
-			cla := &endpointv3.ClusterLoadAssignment{}
-			if err := e.GetEndpointConfig().UnmarshalTo(cla); err != nil {
-				t.Fatal(err)
-			}
-			if cla.GetClusterName() != "outbound|8080||httpbin.httpbin.svc.cluster.local" {
-				continue
-			}
-			for _, l := range cla.GetEndpoints() {
-				localities = append(localities, fmt.Sprintf("%s@%d", l.GetLocality().GetSubZone(), l.GetPriority()))
-				for _, lb := range l.GetLbEndpoints() {
-					via := lb.GetEndpoint().GetHostname() != ""
-					if want := l.GetLocality().GetSubZone() == "cluster-3"; via != want {
-						t.Errorf("%s endpoint %v: through a gateway = %v, want %v", l.GetLocality().GetSubZone(), lb.GetEndpoint().GetAddress(), via, want)
-					}
+		for _, l := range cla.GetEndpoints() {
+			localities = append(localities, fmt.Sprintf("%s@%d", l.GetLocality().GetSubZone(), l.GetPriority()))
+			for _, lb := range l.GetLbEndpoints() {
+				via := lb.GetEndpoint().GetHostname() != ""
+				if want := l.GetLocality().GetSubZone() == "cluster-3"; via != want {
+					t.Errorf("%s endpoint %v: through a gateway = %v, want %v", l.GetLocality().GetSubZone(), lb.GetEndpoint().GetAddress(), via, want)
 				}
 			}
 		}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -64,18 +63,7 @@ func calls(ctx context.Context, c testgrpc.TestServiceClient, n int) map[string]
 	return counts
 }
 
-func describe(counts map[string]int) string {
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, counts[k]))
-	}
-	return strings.Join(parts, " ")
-}
+func describe(counts map[string]int) string { return testenv.Describe(counts) }
 
 // eventually polls batches of 20 calls until ok holds for one (10 s).
 func eventually(ctx context.Context, t *testing.T, what string, c testgrpc.TestServiceClient, ok func(map[string]int) bool) {

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -170,32 +167,15 @@ func TestTheArticle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dump := &adminv3.ConfigDump{}
-		if err := protojson.Unmarshal([]byte(body), dump); err != nil {
+		cla, err := testenv.DumpedAssignment([]byte(body), "outbound|8080||httpbin.httpbin.svc.cluster.local")
+		if err != nil {
 			t.Fatal(err)
 		}
-		eds := &adminv3.EndpointsConfigDump{}
-		for _, c := range dump.GetConfigs() {
-			if c.MessageIs(eds) {
-				if err := c.UnmarshalTo(eds); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
 		got := map[string]string{}
-		for _, e := range eds.GetDynamicEndpointConfigs() {
-			cla := &endpointv3.ClusterLoadAssignment{}
-			if err := e.GetEndpointConfig().UnmarshalTo(cla); err != nil {
-				t.Fatal(err)
-			}
-			if cla.GetClusterName() != "outbound|8080||httpbin.httpbin.svc.cluster.local" {
-				continue
-			}
-			for _, l := range cla.GetEndpoints() {
-				for _, lb := range l.GetLbEndpoints() {
-					sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-					got[l.GetLocality().GetSubZone()] = fmt.Sprintf("%s:%d %s", sa.GetAddress(), sa.GetPortValue(), lb.GetEndpoint().GetHostname())
-				}
+		for _, l := range cla.GetEndpoints() {
+			for _, lb := range l.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				got[l.GetLocality().GetSubZone()] = fmt.Sprintf("%s:%d %s", sa.GetAddress(), sa.GetPortValue(), lb.GetEndpoint().GetHostname())
 			}
 		}
 		for _, c := range []string{"cluster-1", "cluster-3"} {
