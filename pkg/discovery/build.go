@@ -108,10 +108,16 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 		return &svc.Ports[len(svc.Ports)-1]
 	}
 
+	// The Services a user made (not derived by fleetmesh): they are
+	// exported and served by the gateway.
+	localServices := map[string]bool{}
 	for i := range in.Services {
 		s := &in.Services[i]
 		if s.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
+		}
+		if s.Labels[fmv1alpha1.ManagedByLabel] != fmv1alpha1.ManagedByValue {
+			localServices[s.Namespace+"/"+s.Name] = true
 		}
 		svc := get(s.Namespace, s.Name)
 		for _, ip := range s.Spec.ClusterIPs {
@@ -199,12 +205,12 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 	for i := range in.Exports {
 		e := &in.Exports[i]
 		svc := services[e.Namespace+"/"+e.Name]
-		if svc == nil || !hasLocalService(in.Services, e.Namespace, e.Name) {
+		if svc == nil || !localServices[e.Namespace+"/"+e.Name] {
 			continue
 		}
 		me := &model.Export{PathRewrite: e.Spec.PathRewrite, LoadBalancer: string(e.Spec.LoadBalancer)}
 		for _, r := range e.Spec.Rules {
-			if findPort(svc, uint32(r.PortNumber)) {
+			if svc.Port(uint32(r.PortNumber)) != nil {
 				me.Rules = append(me.Rules, model.ExportRule{Port: uint32(r.PortNumber), Path: r.Path, PathType: model.PathType(r.PathType)})
 			}
 		}
@@ -222,7 +228,7 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 			}
 			for _, p := range rule.HTTP.Paths {
 				b := p.Backend.Service
-				if b == nil || !hasLocalService(in.Services, ing.Namespace, b.Name) {
+				if b == nil || !localServices[ing.Namespace+"/"+b.Name] {
 					continue
 				}
 				svc := services[ing.Namespace+"/"+b.Name]
@@ -235,7 +241,7 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 						}
 					}
 				}
-				if !findPort(svc, number) || !strings.HasPrefix(p.Path, "/") {
+				if svc.Port(number) == nil || !strings.HasPrefix(p.Path, "/") {
 					continue
 				}
 				pathType := model.PathPrefix
@@ -328,23 +334,4 @@ func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName, cluster strin
 		}
 	}
 	return out
-}
-
-func hasLocalService(services []corev1.Service, ns, name string) bool {
-	for i := range services {
-		s := &services[i]
-		if s.Namespace == ns && s.Name == name && s.Labels[fmv1alpha1.ManagedByLabel] != fmv1alpha1.ManagedByValue {
-			return true
-		}
-	}
-	return false
-}
-
-func findPort(svc *model.Service, number uint32) bool {
-	for _, p := range svc.Ports {
-		if p.Port == number {
-			return true
-		}
-	}
-	return false
 }

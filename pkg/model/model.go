@@ -149,6 +149,16 @@ func (s *Service) FQDN() string {
 // Key returns namespace/name.
 func (s *Service) Key() string { return s.Namespace + "/" + s.Name }
 
+// Port returns the service's port of that number, or nil.
+func (s *Service) Port(number uint32) *Port {
+	for i := range s.Ports {
+		if s.Ports[i].Port == number {
+			return &s.Ports[i]
+		}
+	}
+	return nil
+}
+
 // Port is one port of a service with its endpoints in every cluster.
 type Port struct {
 	Name     string   `json:"name,omitempty"`

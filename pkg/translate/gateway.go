@@ -74,7 +74,7 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 		for _, rule := range svc.Export.Rules {
-			port := findPort(svc, rule.Port)
+			port := svc.Port(rule.Port)
 			if port == nil || !port.Protocol.IsHTTP() {
 				continue
 			}
@@ -106,13 +106,4 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	r.Listeners = append(r.Listeners, listener(name, ip, listenPort, hcmFilter(name, name, nil)))
 	r.sort()
 	return r, nil
-}
-
-func findPort(svc *model.Service, number uint32) *model.Port {
-	for i := range svc.Ports {
-		if svc.Ports[i].Port == number {
-			return &svc.Ports[i]
-		}
-	}
-	return nil
 }
