@@ -19,11 +19,28 @@ func NewRootCommand(out io.Writer) *cobra.Command {
 		Short: "Schedule service traffic across a fleet of Kubernetes clusters",
 		Long: `fleetmesh schedules service traffic across a fleet of Kubernetes clusters:
 register clusters, export Services, and choose per consumer cluster whether
-traffic stays local (Locality), fails over (FailOver) or spreads (ActiveActive).`,
+traffic stays local (Locality), fails over (FailOver) or spreads (ActiveActive).
+
+Commands read the kubeconfig as kubectl does (--kubeconfig, $KUBECONFIG,
+--context, -n). 'cluster' commands talk to the control-plane cluster; the
+proxy commands to the cluster whose proxies you look at, reaching its
+fleetmesh-controller through the API server.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(out)
+	k, planes := &kubeFlags{}, &planeFlags{}
+	k.bind(root)
+	planes.bind(root)
+	root.AddGroup(&cobra.Group{ID: "fleet", Title: "The fleet:"}, &cobra.Group{ID: "proxies", Title: "Proxies and traffic:"})
+	for _, c := range []*cobra.Command{newClusterCommand(k), newExplainCommand(k)} {
+		c.GroupID = "fleet"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{newProxyStatusCommand(k, planes), newProxyConfigCommand(k, planes)} {
+		c.GroupID = "proxies"
+		root.AddCommand(c)
+	}
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the fleetmesh version",

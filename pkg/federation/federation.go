@@ -283,6 +283,13 @@ func readMember(ctx context.Context, r client.Reader, m *Member) error {
 
 // kubeconfig returns a Cluster's kubeconfig, inline or from its Secret.
 func (f *Federation) kubeconfig(ctx context.Context, c *fmv1alpha1.Cluster) ([]byte, error) {
+	return Kubeconfig(ctx, f.hub, c)
+}
+
+// Kubeconfig returns a Cluster's kubeconfig, inline or from the Secret of
+// spec.kubeconfigSecretRef (key "kubeconfig" by default), read from the
+// control-plane cluster r.
+func Kubeconfig(ctx context.Context, r client.Reader, c *fmv1alpha1.Cluster) ([]byte, error) {
 	if c.Spec.Kubeconfig != "" {
 		return []byte(c.Spec.Kubeconfig), nil
 	}
@@ -291,7 +298,7 @@ func (f *Federation) kubeconfig(ctx context.Context, c *fmv1alpha1.Cluster) ([]b
 		return nil, errors.New("spec.kubeconfig and spec.kubeconfigSecretRef are both empty")
 	}
 	var s corev1.Secret
-	if err := f.hub.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
 		return nil, fmt.Errorf("spec.kubeconfigSecretRef: get Secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
 	key := ref.Key

@@ -52,6 +52,8 @@ type Fleet struct {
 	Planes map[string]*controller.Running
 	// Curl is the curl pod in cluster-2, set by StartCurl.
 	Curl *testenv.Pod
+	// CurlEnvoy is the curl pod's sidecar, set by StartCurl.
+	CurlEnvoy *testenv.Envoy
 
 	envoys   []*testenv.Envoy
 	cancel   context.CancelFunc
@@ -88,9 +90,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 
 func (f *Fleet) start(ctx context.Context, o Options) error {
 	hub := f.Cluster("control-plane")
-	run, err := controller.RunWithConfig(ctx, controller.Options{
-		ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-	}, hub.Config, logr.Discard())
+	run, err := f.runControlPlane(ctx, hub, controller.Options{ClusterName: "control-plane", Federation: true})
 	if err != nil {
 		return err
 	}
@@ -104,10 +104,9 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 		if err := hub.Client.Create(ctx, &fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}); err != nil {
 			return err
 		}
-		cp, err := controller.RunWithConfig(ctx, controller.Options{
-			ClusterName: name, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-			DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
-		}, c.Config, logr.Discard())
+		cp, err := f.runControlPlane(ctx, c, controller.Options{
+			ClusterName: name, DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
+		})
 		if err != nil {
 			return err
 		}
@@ -120,6 +119,32 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 		}
 	}
 	return nil
+}
+
+// ControlPlaneIP is the address of a cluster's fleetmesh-controller pod;
+// its debug API listens on port 15014 there.
+func ControlPlaneIP(c *testenv.Cluster) string { return c.PodIP(2) }
+
+// runControlPlane runs a fleetmesh control plane as the cluster's
+// fleetmesh-controller pod: a Pod object in fleetmesh-system whose address
+// carries the debug API, so the CLI reaches it through the API server as
+// it would in a real cluster. Its xDS server listens on localhost.
+func (f *Fleet) runControlPlane(ctx context.Context, c *testenv.Cluster, o controller.Options) (*controller.Running, error) {
+	ip := ControlPlaneIP(c)
+	if err := testenv.AddAddress(ip); err != nil {
+		return nil, err
+	}
+	o.XDSAddress, o.DebugAddress = "127.0.0.1:0", net.JoinHostPort(ip, "15014")
+	run, err := controller.RunWithConfig(ctx, o, c.Config, logr.Discard())
+	if err != nil {
+		return nil, err
+	}
+	_, err = c.RunPod(ctx, testenv.PodOptions{
+		Namespace: "fleetmesh-system", Name: "fleetmesh-controller-0", IP: ip,
+		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
+		Ports:  []corev1.ContainerPort{{Name: "xds", ContainerPort: 15010}, {Name: "debug", ContainerPort: 15014}},
+	})
+	return run, err
 }
 
 // Stop stops every Envoy, control plane and API server.
@@ -228,7 +253,7 @@ func (f *Fleet) StartCurl(ctx context.Context) error {
 		return err
 	}
 	f.Curl = pod
-	_, err = f.Envoy(ctx, bootstrap.Options{NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", Cluster: "cluster-2", Delta: true})
+	f.CurlEnvoy, err = f.Envoy(ctx, bootstrap.Options{NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", Cluster: "cluster-2", Delta: true})
 	return err
 }
 

@@ -156,7 +156,7 @@ func AddAddress(addr string) error {
 		bits = "/128"
 	}
 	err := ip("addr", "add", addr+bits, "dev", "lo")
-	if err != nil && strings.Contains(err.Error(), "File exists") {
+	if err != nil && (strings.Contains(err.Error(), "File exists") || strings.Contains(err.Error(), "already assigned")) {
 		return nil
 	}
 	return err

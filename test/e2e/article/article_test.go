@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -115,6 +117,14 @@ func TestTheArticle(t *testing.T) {
 		}
 		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
 		grpc(t, func(c map[string]int) bool { return c["UNAVAILABLE"] == 20 }, nil)
+
+		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		if ex.LbType != "Locality" || len(ex.Ports) != 1 || len(ex.Ports[0].Serving) != 0 || len(ex.Ports[0].Unused) != 2 {
+			t.Errorf("explain under Locality: %+v", ex)
+		}
+		if out := fleetmesh(t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2"); !strings.Contains(out, "calls fail") {
+			t.Errorf("explain under Locality does not say calls fail:\n%s", out)
+		}
 	})
 	t.Run("FailOver: calls alternate between cluster-1 and cluster-3", func(t *testing.T) {
 		if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
@@ -134,6 +144,36 @@ func TestTheArticle(t *testing.T) {
 		}
 		within(t, func(c map[string]int) bool { return c["cluster-2"] == 30 })
 		grpc(t, func(c map[string]int) bool { return c["cluster-2"] == 20 }, map[string]float64{"cluster-2": 1})
+
+		// Still FailOver: cluster-2 is priority 0, the exporters wait at 1.
+		rows := fleetmeshJSON[[]cli.EndpointRow](t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1.curl", "--fqdn", "httpbin.httpbin")
+		want := []string{
+			"cluster-1 default/default priority=1 weight=1",
+			"cluster-2 default/default priority=0 weight=1",
+			"cluster-3 default/default priority=1 weight=1",
+		}
+		if got := endpointsOf(rows); !slices.Equal(got, want) {
+			t.Errorf("proxy-config endpoints under FailOver:\n got %q\nwant %q", got, want)
+		}
+		table := fleetmesh(t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1", "-n", "curl")
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			if len(tableLines(table, c, "default/default", "outbound|8080||httpbin.httpbin")) != 1 {
+				t.Errorf("the endpoints table has no row for %s's httpbin:\n%s", c, table)
+			}
+		}
+		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		var tiers []string
+		for _, s := range ex.Ports[0].Serving {
+			tiers = append(tiers, fmt.Sprintf("%d %s %.0f%% %s", s.Priority, s.Cluster, s.Percent, s.Via))
+		}
+		wantTiers := []string{
+			"0 cluster-2 100% local pods",
+			"1 cluster-1 0% gateway " + article.GatewayAddress(fleet.Cluster("cluster-1")),
+			"1 cluster-3 0% gateway " + article.GatewayAddress(fleet.Cluster("cluster-3")),
+		}
+		if !slices.Equal(tiers, wantTiers) {
+			t.Errorf("explain under FailOver:\n got %q\nwant %q", tiers, wantTiers)
+		}
 	})
 	t.Run("ActiveActive: calls spread over all three", func(t *testing.T) {
 		if err := fleet.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
@@ -144,6 +184,58 @@ func TestTheArticle(t *testing.T) {
 		})
 		grpc(t, func(c map[string]int) bool { return c["cluster-1"] > 0 && c["cluster-2"] > 0 && c["cluster-3"] > 0 },
 			map[string]float64{"cluster-1": 0.25, "cluster-2": 0.25, "cluster-3": 0.25})
+	})
+	t.Run("the CLI shows the ActiveActive spread: proxy-config, Envoy's own view, explain, proxy-status", func(t *testing.T) {
+		want := []string{
+			"cluster-1 default/default priority=0 weight=1",
+			"cluster-2 default/default priority=0 weight=1",
+			"cluster-3 default/default priority=0 weight=1",
+		}
+		sent := fleetmeshJSON[[]cli.EndpointRow](t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1.curl")
+		if got := endpointsOf(sent); !slices.Equal(got, want) {
+			t.Errorf("proxy-config endpoints under ActiveActive:\n got %q\nwant %q", got, want)
+		}
+		held := fleetmeshJSON[[]cli.EndpointRow](t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1.curl", "--envoy-admin-url", fleet.CurlEnvoy.Admin)
+		if got := endpointsOf(held); !slices.Equal(got, want) {
+			t.Errorf("what curl's Envoy holds under ActiveActive:\n got %q\nwant %q", got, want)
+		}
+		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		for _, s := range ex.Ports[0].Serving {
+			if s.Priority != 0 || s.Percent < 33 || s.Percent > 34 {
+				t.Errorf("explain under ActiveActive: %+v", s)
+			}
+		}
+		if len(ex.Ports[0].Serving) != 3 {
+			t.Errorf("explain under ActiveActive serves from %+v", ex.Ports[0].Serving)
+		}
+
+		status := fleetmesh(t, ctx, "cluster-2", "proxy-status")
+		for _, want := range [][]string{
+			{"curl-1.curl", "cluster-2", "sidecar", "fleetmesh-controller-0"},
+			{"gateway.cluster-2", "gateway", "SYNCED"},
+			{"grpc-client-1.client", "grpc", "SYNCED"},
+		} {
+			lines := tableLines(status, want...)
+			if len(lines) != 1 || strings.Count(lines[0], "SYNCED")+strings.Count(lines[0], "NOT SENT") != 4 {
+				t.Errorf("proxy-status has no line with %q and every type SYNCED:\n%s", want, status)
+			}
+		}
+		for kind, want := range map[string][]string{
+			"clusters":  {"httpbin.httpbin.svc.cluster.local", "8080", "outbound", "EDS", "ROUND_ROBIN", "yes"},
+			"listeners": {"outbound|8080", "HTTP", "route outbound|8080|curl"},
+			"routes":    {"outbound|8080|curl", "httpbin.httpbin", "outbound|8080||httpbin.httpbin.svc.cluster.local"},
+		} {
+			out := fleetmesh(t, ctx, "cluster-2", "proxy-config", kind, "curl-1.curl")
+			if len(tableLines(out, want...)) == 0 {
+				t.Errorf("proxy-config %s has no line with %q:\n%s", kind, want, out)
+			}
+		}
+		t.Logf("fleetmesh proxy-config endpoints curl-1.curl --fqdn httpbin.httpbin\n%s", fleetmesh(t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1.curl", "--fqdn", "httpbin.httpbin"))
+		t.Logf("fleetmesh explain httpbin.httpbin --from-cluster cluster-2\n%s", fleetmesh(t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2"))
+		all := fleetmesh(t, ctx, "cluster-2", "proxy-config", "all", "curl-1.curl", "-o", "json")
+		if _, err := cli.ParseConfigDump([]byte(all)); err != nil || !strings.Contains(all, "envoy.admin.v3.ClustersConfigDump") {
+			t.Errorf("proxy-config all -o json is not a config dump: %v", err)
+		}
 	})
 	t.Run("the per-cluster imports reach only their own cluster", func(t *testing.T) {
 		for _, c := range []string{"cluster-1", "cluster-3"} {

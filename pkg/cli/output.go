@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+)
+
+// outputFlag is -o table|yaml|json.
+type outputFlag struct{ format string }
+
+func (o *outputFlag) bind(cmd *cobra.Command, formats ...string) {
+	if len(formats) == 0 {
+		formats = []string{"table", "yaml", "json"}
+	}
+	cmd.Flags().StringVarP(&o.format, "output", "o", formats[0], "output format: "+strings.Join(formats, "|"))
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// print writes v as JSON or YAML, or calls table for the table format.
+func (o *outputFlag) print(out io.Writer, v any, table func(*tabwriter.Writer)) error {
+	switch o.format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		data, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(data)
+		return err
+	case "table", "":
+		if table == nil {
+			return fmt.Errorf("-o table is not available here: use -o json or -o yaml")
+		}
+		w := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
+		table(w)
+		return w.Flush()
+	}
+	return fmt.Errorf("unknown output format %q (-o): use table, yaml or json", o.format)
+}
+
+// row writes one tab-separated table row.
+func row(w io.Writer, cells ...any) {
+	for i, c := range cells {
+		if i > 0 {
+			_, _ = io.WriteString(w, "\t")
+		}
+		_, _ = fmt.Fprint(w, c)
+	}
+	_, _ = io.WriteString(w, "\n")
+}
+
+// age prints a duration the way kubectl does: 5s, 3m, 2h, 4d.
+func age(since time.Time, now time.Time) string {
+	if since.IsZero() {
+		return "<never>"
+	}
+	d := now.Sub(since)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 3*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+	streamhttp "k8s.io/streaming/pkg/httpstream"
+)
+
+// envoyConfigDump reads a sidecar's own Envoy admin /config_dump through a
+// port-forward to the pod, as kubectl port-forward and istioctl do: the
+// admin listener is on the pod's localhost, out of reach otherwise.
+func envoyConfigDump(ctx context.Context, k *kubeFlags, namespace, pod string, adminPort int) ([]byte, error) {
+	cs, err := k.clients()
+	if err != nil {
+		return nil, err
+	}
+	p, err := cs.core.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s: %w", namespace, pod, err)
+	}
+	if !podReady(p) {
+		return nil, fmt.Errorf("pod %s/%s is not running and ready: its Envoy cannot be reached", namespace, pod)
+	}
+	u := cs.core.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(cs.config)
+	if err != nil {
+		return nil, err
+	}
+	dialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	tunneling, err := portforward.NewSPDYOverWebsocketDialerForStreaming(u, cs.config)
+	if err != nil {
+		return nil, err
+	}
+	dialer = portforward.NewFallbackDialerForStreaming(tunneling, dialer, func(err error) bool {
+		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
+	})
+	stop, ready := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	var errOut bytes.Buffer
+	fw, err := portforward.NewOnAddressesForStreaming(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(adminPort)}, stop, ready, io.Discard, &errOut)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- fw.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-done:
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: %w %s", namespace, pod, adminPort, err, errOut.String())
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ports, err := fw.GetPorts()
+	if err != nil || len(ports) == 0 {
+		return nil, fmt.Errorf("port-forward to %s/%s:%d: no local port: %w", namespace, pod, adminPort, err)
+	}
+	data, err := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/config_dump?include_eds", ports[0].Local))
+	if err != nil {
+		return nil, fmt.Errorf("Envoy admin of %s/%s (port %d): %w %s", namespace, pod, adminPort, err, errOut.String())
+	}
+	return data, nil
+}

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newProxyStatusCommand(k *kubeFlags, p *planeFlags) *cobra.Command {
+	var o outputFlag
+	cmd := &cobra.Command{
+		Use:     "proxy-status [POD[.NAMESPACE]]",
+		Aliases: []string{"ps"},
+		Short:   "List the proxies connected to fleetmesh and whether each holds its configuration",
+		Long: `List every proxy connected to the cluster's fleetmesh control plane — Envoy
+sidecars, Envoy gateways and proxyless gRPC clients — with its role and, per
+xDS type, whether it holds what it was last sent:
+
+  SYNCED    the proxy acknowledged the last configuration sent
+  STALE     sent, not acknowledged yet (a slow or stuck proxy)
+  NACKED    the proxy refused it (-o json shows the proxy's error)
+  NOT SENT  nothing of that type was sent to this proxy yet`,
+		Example: `  fleetmesh --context cluster-2 proxy-status
+  fleetmesh proxy-status curl-1.curl -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			planes, err := p.controlPlanes(cmd.Context(), k)
+			if err != nil {
+				return err
+			}
+			all, err := proxies(cmd.Context(), planes)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				one, err := findProxy(all, args[0], k.ns())
+				if err != nil {
+					return err
+				}
+				all = []connectedProxy{*one}
+			}
+			return o.print(cmd.OutOrStdout(), all, func(w *tabwriter.Writer) {
+				now := time.Now()
+				header := []any{"NAME", "CLUSTER", "ROLE"}
+				for _, t := range xdsTypes {
+					header = append(header, t.column)
+				}
+				row(w, append(header, "CONTROL PLANE", "CONNECTED")...)
+				for _, px := range all {
+					cells := []any{px.displayName(), orNone(px.Cluster), px.Role}
+					for _, t := range xdsTypes {
+						cells = append(cells, syncState(px.Types[t.short]))
+					}
+					row(w, append(cells, px.ControlPlane, age(px.ConnectedAt, now)+" ago")...)
+				}
+				for _, px := range all {
+					for _, t := range xdsTypes {
+						if ts := px.Types[t.short]; ts != nil && syncState(ts) == "NACKED" {
+							_, _ = fmt.Fprintf(w, "\n%s refused %s version %s: %s", px.displayName(), t.column, ts.Nacked, ts.NackError)
+						}
+					}
+				}
+			})
+		},
+	}
+	o.bind(cmd)
+	return cmd
+}
