@@ -62,7 +62,7 @@ bench: envtest-assets envoy ## Run the benchmarks.
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: demo
-demo: envtest-assets envoy ## Replay the article on a local fleet: real API servers, federation, Envoy (DEMO_FLAGS=--flat, --keep).
+demo: envtest-assets envoy build ## Replay the article on a local fleet: real API servers, federation, Envoy (DEMO_FLAGS=--flat, --keep).
 	go run ./test/demo $(DEMO_FLAGS)
 
 .PHONY: envtest-assets

@@ -175,7 +175,7 @@ func splitClusterName(name string) (direction, port, service string) {
 	return parts[0], parts[1], parts[3]
 }
 
-// ClusterRows turns the dump's clusters into table rows.
+// EnvoyClusterRows turns the dump's clusters into table rows.
 func (d *ConfigDump) EnvoyClusterRows() []EnvoyClusterRow {
 	var rows []EnvoyClusterRow
 	for _, c := range d.Clusters {

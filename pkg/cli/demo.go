@@ -31,7 +31,7 @@ envoy), found through KUBEBUILDER_ASSETS and ENVOY_BIN or under bin/.`,
 				}
 			}
 			code := testenv.RunInTestNetwork(func() int {
-				return article.RunDemo(cmd.Context(), cmd.OutOrStdout(), flat, keep)
+				return article.RunDemo(cmd.Context(), cmd.OutOrStdout(), article.DemoOptions{Flat: flat, Keep: keep, CLI: Execute})
 			})
 			if code != 0 {
 				return errors.New("the demo did not behave as the article says (see above)")

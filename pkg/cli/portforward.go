@@ -64,7 +64,7 @@ func envoyConfigDump(ctx context.Context, k *kubeFlags, namespace, pod string, a
 	}
 	data, err := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/config_dump?include_eds", ports[0].Local))
 	if err != nil {
-		return nil, fmt.Errorf("Envoy admin of %s/%s (port %d): %w %s", namespace, pod, adminPort, err, errOut.String())
+		return nil, fmt.Errorf("the Envoy admin API of %s/%s (port %d): %w %s", namespace, pod, adminPort, err, errOut.String())
 	}
 	return data, nil
 }

@@ -20,11 +20,23 @@ type result struct {
 	ok              bool
 }
 
+// DemoOptions shape the demo.
+type DemoOptions struct {
+	// Flat puts the members on one network.
+	Flat bool
+	// Keep leaves the fleet running after the steps until ctx ends.
+	Keep bool
+	// CLI runs the fleetmesh command line (cli.Execute); the demo then
+	// shows what 'fleetmesh proxy-config' and 'explain' say at some steps.
+	CLI func(ctx context.Context, out io.Writer, args []string) error
+}
+
 // RunDemo replays the article on a new fleet, printing each step and a
-// summary to out; with keep it leaves the fleet running until ctx ends.
-// It returns the exit code: 0 when every step behaved as the article says.
-// It must run inside the test network (testenv.RunInTestNetwork).
-func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
+// summary to out. It returns the exit code: 0 when every step behaved as
+// the article says. It must run inside the test network
+// (testenv.RunInTestNetwork).
+func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
+	flat, keep := o.Flat, o.Keep
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	start := time.Now()
 	say("fleetmesh demo: the Flomesh multi-cluster article, on one machine")
@@ -35,8 +47,23 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 		return 1
 	}
 	defer fleet.Stop()
-	say("  ready in %s", time.Since(start).Round(100*time.Millisecond))
 	var results []result
+	say("  ready in %s", time.Since(start).Round(100*time.Millisecond))
+	// fleetmesh shows a CLI command (its context first) and its output.
+	fleetmesh := func(args ...string) {
+		if o.CLI == nil {
+			return
+		}
+		say("  $ fleetmesh --context %s", strings.Join(args, " "))
+		var buf strings.Builder
+		if err := o.CLI(ctx, &buf, append([]string{"--kubeconfig", fleet.KubeconfigPath, "--context"}, args...)); err != nil {
+			say("  fleetmesh: %v", err)
+			results = append(results, result{"fleetmesh " + strings.Join(args, " "), "runs", err.Error(), false})
+		}
+		for line := range strings.Lines(buf.String()) {
+			say("    %s", strings.TrimRight(line, "\n"))
+		}
+	}
 	check := func(step, want string, got map[string]int, ok bool) {
 		mark := "ok"
 		if !ok {
@@ -150,6 +177,8 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	got, err = fleet.Within(ctx, 20*time.Second, func(c map[string]int) bool { return c["cluster-2"] == 30 })
 	check("4 local httpbin", "cluster-2=30", got, err == nil)
 	grpcStep("4 local httpbin", "cluster-2=600", func(c map[string]int) bool { return c["cluster-2"] == 20 }, map[string]float64{"cluster-2": 1})
+	say("  the policy is still FailOver: cluster-2 at priority 0, the exporters wait at priority 1")
+	fleetmesh("control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 
 	say("\nstep 5: ActiveActive: calls spread over all three clusters")
 	if err := fleet.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
@@ -161,6 +190,8 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	check("5 ActiveActive", "each cluster >= 8 (25 %)", got, err == nil)
 	grpcStep("5 ActiveActive", "each cluster >= 25 %", func(c map[string]int) bool { return c["cluster-1"] > 0 && c["cluster-2"] > 0 && c["cluster-3"] > 0 },
 		map[string]float64{"cluster-1": 0.25, "cluster-2": 0.25, "cluster-3": 0.25})
+	say("  what cluster-2's curl sidecar was sent for httpbin: one locality per cluster, equal weights")
+	fleetmesh("cluster-2", "proxy-config", "endpoints", "curl-1.curl", "--fqdn", "httpbin.httpbin")
 
 	say("\nstep 6 (beyond the article): FailOver again, then cluster-2's httpbin dies")
 	if err := fleet.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
@@ -200,16 +231,22 @@ func RunDemo(ctx context.Context, out io.Writer, flat, keep bool) int {
 	}
 	say("\nwall time %s; memory of the fleet (RSS of every process): %d MiB", time.Since(start).Round(100*time.Millisecond), fleetRSS()/1024)
 	if keep {
-		say("\nthe fleet keeps running (Ctrl-C stops it). kubeconfigs, usable inside this network namespace:")
-		for _, c := range fleet.Clusters {
-			say("  %-14s %s", c.Name, c.KubeconfigPath)
-		}
+		say("\nthe fleet keeps running (Ctrl-C stops it). One kubeconfig has a context per cluster:")
+		say("  export KUBECONFIG=%s", fleet.KubeconfigPath)
 		for _, name := range Members {
-			say("  %s control plane: xDS %s, debug http://%s/debug/syncz", name, fleet.Planes[name].XDSAddress, fleet.Planes[name].DebugAddress)
+			say("  %s control plane: xDS %s, debug http://%s/debug/syncz (pod fleetmesh-system/fleetmesh-controller-0)", name, fleet.Planes[name].XDSAddress, fleet.Planes[name].DebugAddress)
 		}
-		say("enter the namespace from another terminal (as root), e.g.:")
-		say("  nsenter -t %d -n bin/k8s/kubectl --kubeconfig %s get serviceimports -A", os.Getpid(), fleet.Cluster("cluster-2").KubeconfigPath)
-		say("  nsenter -t %d -n curl -s 'http://%s/debug/config_dump?proxy=curl-1.curl'", os.Getpid(), fleet.Planes["cluster-2"].DebugAddress)
+		ns := "-n"
+		if os.Geteuid() != 0 {
+			ns = "-U -n --preserve-credentials"
+		}
+		enter := fmt.Sprintf("nsenter -t %d %s env KUBECONFIG=%s", os.Getpid(), ns, fleet.KubeconfigPath)
+		say("enter the namespace from another terminal, e.g.:")
+		say("  %s bin/fleetmesh --context cluster-2 proxy-status", enter)
+		say("  %s bin/fleetmesh --context cluster-2 proxy-config endpoints curl-1.curl", enter)
+		say("  %s bin/fleetmesh --context control-plane cluster list", enter)
+		say("  %s bin/fleetmesh --context control-plane explain httpbin.httpbin --from-cluster cluster-2", enter)
+		say("  %s bin/k8s/kubectl --context cluster-2 get serviceimports -A", enter)
 		<-ctx.Done()
 	}
 	if !ok {

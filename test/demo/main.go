@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -23,6 +24,6 @@ func main() {
 	os.Exit(testenv.RunInTestNetwork(func() int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return article.RunDemo(ctx, os.Stdout, *flat, *keep)
+		return article.RunDemo(ctx, os.Stdout, article.DemoOptions{Flat: *flat, Keep: *keep, CLI: cli.Execute})
 	}))
 }

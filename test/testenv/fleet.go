@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -40,6 +44,9 @@ type FleetOptions struct {
 // Fleet is a set of running clusters.
 type Fleet struct {
 	Clusters []*Cluster
+	// KubeconfigPath is one kubeconfig with a context per cluster, named
+	// after it; its current context is the first cluster's.
+	KubeconfigPath string
 }
 
 // Cluster is one running API server with its controller manager and node.
@@ -64,6 +71,7 @@ type Cluster struct {
 	env     *envtest.Environment
 	kcm     *exec.Cmd
 	kcmDone chan struct{}
+	kubelet *httptest.Server
 	dir     string
 
 	mu      sync.Mutex
@@ -114,7 +122,28 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 		_ = f.Stop()
 		return nil, err
 	}
+	if err := f.writeKubeconfig(); err != nil {
+		_ = f.Stop()
+		return nil, err
+	}
 	return f, nil
+}
+
+// writeKubeconfig merges the clusters' kubeconfigs into one file.
+func (f *Fleet) writeKubeconfig() error {
+	merged := clientcmdapi.NewConfig()
+	for _, c := range f.Clusters {
+		kc, err := clientcmd.Load(c.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		maps.Copy(merged.Clusters, kc.Clusters)
+		maps.Copy(merged.AuthInfos, kc.AuthInfos)
+		maps.Copy(merged.Contexts, kc.Contexts)
+	}
+	merged.CurrentContext = f.Clusters[0].Name
+	f.KubeconfigPath = filepath.Join(f.Clusters[0].dir, "fleet.kubeconfig")
+	return clientcmd.WriteToFile(*merged, f.KubeconfigPath)
 }
 
 // Cluster returns the cluster of that name, or nil.
@@ -184,6 +213,9 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	if err := c.createNode(ctx); err != nil {
 		return c, err
 	}
+	if err := c.startKubelet(ctx); err != nil {
+		return c, err
+	}
 	if !opts.NoControllerManager {
 		if err := c.startControllerManager(opts.Output); err != nil {
 			return c, err
@@ -200,6 +232,9 @@ func (c *Cluster) Stop() error {
 		_ = c.kcm.Process.Kill()
 		<-c.kcmDone
 		c.kcm = nil
+	}
+	if c.kubelet != nil {
+		c.kubelet.Close()
 	}
 	if c.env != nil {
 		errs = append(errs, c.env.Stop())

@@ -195,9 +195,15 @@ func TestTheArticle(t *testing.T) {
 		if got := endpointsOf(sent); !slices.Equal(got, want) {
 			t.Errorf("proxy-config endpoints under ActiveActive:\n got %q\nwant %q", got, want)
 		}
-		held := fleetmeshJSON[[]cli.EndpointRow](t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1.curl", "--envoy-admin-url", fleet.CurlEnvoy.Admin)
-		if got := endpointsOf(held); !slices.Equal(got, want) {
-			t.Errorf("what curl's Envoy holds under ActiveActive:\n got %q\nwant %q", got, want)
+		// What curl's Envoy holds, read from its admin API: directly, and
+		// port-forwarded through the API server (and the node's kubelet)
+		// as an operator would.
+		_, adminPort, _ := strings.Cut(strings.TrimPrefix(fleet.CurlEnvoy.Admin, "http://"), ":")
+		for _, how := range [][]string{{"--envoy-admin-url", fleet.CurlEnvoy.Admin}, {"--from-envoy", "--envoy-admin-port", adminPort}} {
+			held := fleetmeshJSON[[]cli.EndpointRow](t, ctx, "cluster-2", append([]string{"proxy-config", "endpoints", "curl-1.curl"}, how...)...)
+			if got := endpointsOf(held); !slices.Equal(got, want) {
+				t.Errorf("what curl's Envoy holds under ActiveActive (%s):\n got %q\nwant %q", how[0], got, want)
+			}
 		}
 		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 		for _, s := range ex.Ports[0].Serving {
