@@ -46,6 +46,9 @@ type Options struct {
 	AdminAddress string
 	// Delta selects incremental xDS.
 	Delta bool
+	// Intercept marks a sidecar whose pod's traffic is redirected to it by
+	// iptables (metadata interception: iptables).
+	Intercept bool
 }
 
 const xdsCluster = "fleetmesh-xds"
@@ -74,6 +77,9 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 		if v != "" {
 			md[k] = v
 		}
+	}
+	if o.Intercept {
+		md["interception"] = "iptables"
 	}
 	metadata, err := structpb.NewStruct(md)
 	if err != nil {

@@ -271,4 +271,9 @@ type Proxy struct {
 	// AppIP is where a sidecar sends inbound traffic for its own pod's
 	// app; 127.0.0.1 when empty.
 	AppIP string `json:"appIP,omitempty"`
+	// Intercept says the pod's traffic reaches the sidecar through
+	// iptables redirection (an injected sidecar): its listeners do not
+	// bind, the capture ports hand connections to them by their original
+	// destination.
+	Intercept bool `json:"intercept,omitempty"`
 }

@@ -161,6 +161,18 @@ func edsCluster(name string, o clusterOptions) *clusterv3.Cluster {
 	return c
 }
 
+// passthroughCluster sends a connection on to where it was headed: the
+// intercepting sidecar's traffic for destinations outside the mesh. The
+// proxy's own connections are not redirected, so nothing loops.
+func passthroughCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 PassthroughClusterName,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       durationpb.New(connectTimeout),
+	}
+}
+
 // staticCluster is a cluster of one fixed address: a sidecar's own app.
 func staticCluster(name, ip string, port uint32, http2 bool) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{

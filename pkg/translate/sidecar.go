@@ -9,9 +9,11 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/redirect"
 )
 
 // Sidecar builds a sidecar's resources: the outbound clusters and endpoints
@@ -79,7 +81,7 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	}
 
 	for _, portNumber := range slices.Sorted(maps.Keys(byPort)) {
-		if _, taken := inbound[portNumber]; taken {
+		if _, taken := inbound[portNumber]; taken && !p.Intercept {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("outbound port %d: the pod itself serves on %s:%d; outbound traffic to that port is not proxied", portNumber, ip, portNumber))
 			continue
 		}
@@ -95,14 +97,14 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		switch {
 		case len(httpPorts) > 0:
 			routeName := outboundRouteName(portNumber, p.Namespace)
-			r.Listeners = append(r.Listeners, listener(name, ip, portNumber, hcmFilter(name, routeName, nil)))
+			r.Listeners = append(r.Listeners, outboundListener(p, name, ip, portNumber, hcmFilter(name, routeName, nil)))
 			r.Routes = append(r.Routes, outboundRoutes(routeName, httpPorts, p.Namespace, r))
 			for _, sp := range tcpPorts {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("service %s port %d: TCP shares the port with HTTP services; it is not proxied", sp.svc.Key(), portNumber))
 			}
 		case len(tcpPorts) == 1:
 			sp := tcpPorts[0]
-			r.Listeners = append(r.Listeners, listener(name, ip, portNumber, tcpProxyFilter(name, OutboundClusterName(sp.svc, portNumber))))
+			r.Listeners = append(r.Listeners, outboundListener(p, name, ip, portNumber, tcpProxyFilter(name, OutboundClusterName(sp.svc, portNumber))))
 		default:
 			for _, sp := range tcpPorts {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("service %s port %d: several TCP services share the port and TCP has no name to tell them apart; it is not proxied", sp.svc.Key(), portNumber))
@@ -113,6 +115,16 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	appIP := p.AppIP
 	if appIP == "" {
 		appIP = "127.0.0.1"
+	}
+	var virtualInbound *listenerv3.Listener
+	if p.Intercept {
+		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName))
+		virtualOutbound.UseOriginalDst = wrapperspb.Bool(true)
+		virtualInbound = listener(VirtualInboundName, "0.0.0.0", redirect.DefaultInboundPort, tcpProxyFilter(VirtualInboundName, PassthroughClusterName))
+		virtualInbound.ListenerFilters = []*listenerv3.ListenerFilter{originalDstFilter()}
+		virtualInbound.DefaultFilterChain, virtualInbound.FilterChains = virtualInbound.FilterChains[0], nil
+		r.Listeners = append(r.Listeners, virtualOutbound, virtualInbound)
+		r.Clusters = append(r.Clusters, passthroughCluster())
 	}
 	for _, portNumber := range slices.Sorted(maps.Keys(inbound)) {
 		proto := inbound[portNumber]
@@ -135,7 +147,19 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		} else {
 			filter = tcpProxyFilter(name, cluster)
 		}
-		r.Listeners = append(r.Listeners, listener(name, ip, portNumber, filter))
+		if p.Intercept {
+			// The inbound capture port serves the app's ports by the
+			// connection's original destination port; the default chain
+			// passes anything else through.
+			chain := &listenerv3.FilterChain{
+				Name:             name,
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(portNumber)},
+				Filters:          []*listenerv3.Filter{filter},
+			}
+			virtualInbound.FilterChains = append(virtualInbound.FilterChains, chain)
+		} else {
+			r.Listeners = append(r.Listeners, listener(name, ip, portNumber, filter))
+		}
 		r.Clusters = append(r.Clusters, staticCluster(cluster, appIP, portNumber, proto.IsHTTP2()))
 	}
 	r.sort()
@@ -168,4 +192,31 @@ func outboundRoutes(name string, ports []servicePort, namespace string, r *Resou
 	}
 	slices.SortFunc(rc.VirtualHosts, func(a, b *routev3.VirtualHost) int { return cmp.Compare(a.Name, b.Name) })
 	return rc
+}
+
+// Names of an intercepting sidecar's capture listeners and of the cluster
+// that passes connections to their original destination.
+const (
+	VirtualOutboundName    = "virtualOutbound"
+	VirtualInboundName     = "virtualInbound"
+	PassthroughClusterName = "PassthroughCluster"
+)
+
+// outboundListener is bound to the pod's address, or, for an intercepting
+// sidecar, not bound at all: the outbound capture port hands it the
+// connections whose original destination port is its own.
+func outboundListener(p *model.Proxy, name, ip string, port uint32, filter *listenerv3.Filter) *listenerv3.Listener {
+	if !p.Intercept {
+		return listener(name, ip, port, filter)
+	}
+	l := listener(name, "0.0.0.0", port, filter)
+	l.BindToPort = wrapperspb.Bool(false)
+	return l
+}
+
+func originalDstFilter() *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{
+		Name:       "envoy.filters.listener.original_dst",
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&origdstv3.OriginalDst{})},
+	}
 }

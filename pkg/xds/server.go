@@ -99,13 +99,16 @@ func (s *Server) Cache() *Cache { return s.cache }
 // metadata keys role (sidecar, gateway or grpc), namespace, pod,
 // serviceAccount and cluster (DESIGN.md), plus the optional ip (the
 // address to bind listeners to, when the proxy has no Pod) and appIP
-// (where a sidecar's inbound traffic goes; 127.0.0.1 by default).
+// (where a sidecar's inbound traffic goes; 127.0.0.1 by default), and
+// interception ("iptables" for an injected sidecar whose traffic is
+// redirected to it).
 func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
 	md := node.GetMetadata().GetFields()
 	str := func(k string) string { return md[k].GetStringValue() }
 	p := model.Proxy{
 		ID: node.GetId(), Role: model.Role(str("role")), Namespace: str("namespace"), Pod: str("pod"),
 		ServiceAccount: str("serviceAccount"), Cluster: str("cluster"), IP: str("ip"), AppIP: str("appIP"),
+		Intercept: str("interception") == "iptables",
 	}
 	if p.ID == "" {
 		return p, errors.New("node.id is empty: every proxy needs an id unique to it")
