@@ -90,6 +90,11 @@ const (
 	ReasonUnknownTargets     = "UnknownTargets"
 )
 
+// LocalClusterLabel marks, among the Cluster copies the federation writes
+// into a member, the member's own (value "true"): a control plane started
+// without --cluster-name learns its name from it.
+const LocalClusterLabel = "fleetmesh.io/local"
+
 // ManagedByLabel marks objects fleetmesh owns; its value is ManagedByValue.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"

@@ -11,24 +11,33 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
+	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/version"
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
 )
 
@@ -44,6 +53,30 @@ type Options struct {
 	DebounceAfter  time.Duration
 	DebounceMax    time.Duration
 	LogDev         bool
+
+	// Namespace is where fleetmesh runs: its Secrets and Service.
+	Namespace string
+	// Inject serves the sidecar injection webhook.
+	Inject bool
+	// WebhookAddress is where the webhook server listens (TLS).
+	WebhookAddress string
+	// WebhookCertDir holds tls.crt and tls.key for the webhook server.
+	WebhookCertDir string
+	// ManageWebhookCerts issues and renews the webhook's certificate and
+	// patches the webhook configuration's caBundle.
+	ManageWebhookCerts bool
+	// WebhookService and WebhookConfigName name the Service in front of
+	// the webhook and the MutatingWebhookConfiguration.
+	WebhookService    string
+	WebhookConfigName string
+	// CertCheckEvery is how often the webhook certificate is checked.
+	CertCheckEvery time.Duration
+	// KubeconfigSecretNamespace, when set, is the one namespace whose
+	// Secrets the federation reads (and may read: RBAC grants no more).
+	KubeconfigSecretNamespace string
+	// Injection configures the injected sidecar (cluster name, xDS
+	// address and version are filled in when empty).
+	Injection inject.Config
 }
 
 // BindFlags registers the options' flags.
@@ -57,6 +90,43 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DebounceAfter, "debounce-after", 100*time.Millisecond, "quiet period after a change before the mesh is rebuilt")
 	fs.DurationVar(&o.DebounceMax, "debounce-max", time.Second, "longest a burst of changes may delay a rebuild")
 	fs.BoolVar(&o.LogDev, "log-development", false, "human-readable logs instead of JSON")
+
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "fleetmesh-system"
+	}
+	fs.StringVar(&o.Namespace, "namespace", ns, "the namespace fleetmesh runs in (default: $POD_NAMESPACE, else fleetmesh-system)")
+	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
+	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
+	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "fleetmesh-webhook"), "directory of the webhook's tls.crt and tls.key")
+	fs.BoolVar(&o.ManageWebhookCerts, "manage-webhook-certs", true, "issue and renew the webhook certificate (Secret fleetmesh-webhook-cert) and patch the webhook configuration's caBundle")
+	fs.StringVar(&o.WebhookService, "webhook-service", "fleetmesh-controller", "the Service in front of the webhook (names in its certificate)")
+	fs.StringVar(&o.WebhookConfigName, "webhook-config", "fleetmesh-sidecar-injector", "the MutatingWebhookConfiguration whose caBundle is kept current")
+	fs.StringVar(&o.Injection.ProxyImage, "proxy-image", "docker.io/envoyproxy/envoy:v1.40.0", "the injected sidecar's Envoy image")
+	fs.StringVar(&o.Injection.InitImage, "init-image", "ghcr.io/fleetmesh/fleetmesh-init:"+version.Version, "the injected init container's image (fleetmesh-init and iptables)")
+	fs.StringVar(&o.Injection.XDSAddress, "proxy-xds-address", "", "the ADS address injected sidecars dial (default: <webhook-service>.<namespace>.svc:15010)")
+	fs.StringVar(&o.Injection.LogLevel, "proxy-log-level", "warning", "the injected sidecar's Envoy --log-level")
+	fs.IntVar(&o.Injection.Concurrency, "proxy-concurrency", 2, "the injected sidecar's Envoy worker threads")
+	fs.Var(&pullPolicy{&o.Injection.ImagePullPolicy}, "proxy-image-pull-policy", "image pull policy of the injected containers (Always, IfNotPresent, Never; default: Kubernetes')")
+}
+
+type pullPolicy struct{ p *corev1.PullPolicy }
+
+func (p *pullPolicy) String() string {
+	if p.p == nil {
+		return ""
+	}
+	return string(*p.p)
+}
+
+func (p *pullPolicy) Set(s string) error {
+	switch corev1.PullPolicy(s) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+		*p.p = corev1.PullPolicy(s)
+		return nil
+	}
+	return fmt.Errorf("%q is not Always, IfNotPresent or Never", s)
 }
 
 // Scheme has the Kubernetes types and the fleetmesh API.
@@ -85,22 +155,57 @@ func (r *Running) Wait() error { return <-r.done }
 // Run starts the control plane and returns once it serves; it stops when
 // ctx ends.
 func Run(ctx context.Context, o Options) (*Running, error) {
-	log := zap.New(zap.UseDevMode(o.LogDev)).WithValues("cluster", o.ClusterName)
+	log := zap.New(zap.UseDevMode(o.LogDev))
 	ctrl.SetLogger(log)
-	if o.ClusterName == "" {
-		return nil, errors.New("--cluster-name is required: this cluster's name, as in its Cluster object")
-	}
 	cfg, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return nil, err
 	}
-	return start(ctx, o, cfg, log)
+	return RunWithConfig(ctx, o, cfg, log)
 }
 
 // RunWithConfig is Run against a given REST config (tests).
 func RunWithConfig(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*Running, error) {
 	ctrl.SetLogger(log)
-	return start(ctx, o, cfg, log)
+	if o.ClusterName == "" {
+		name, err := learnClusterName(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		o.ClusterName = name
+	}
+	return start(ctx, o, cfg, log.WithValues("cluster", o.ClusterName))
+}
+
+// learnClusterName waits for the federation to join this cluster: its
+// copy of the cluster's own Cluster object is labelled local.
+func learnClusterName(ctx context.Context, cfg *rest.Config, log logr.Logger) (string, error) {
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return "", fmt.Errorf("connect to the API server: %w", err)
+	}
+	said := false
+	for {
+		var list fmv1alpha1.ClusterList
+		err := c.List(ctx, &list, client.MatchingLabels{fmv1alpha1.LocalClusterLabel: "true"})
+		switch {
+		case err != nil && !said:
+			log.Error(err, "list Clusters to learn this cluster's name")
+		case len(list.Items) == 1:
+			log.Info("this cluster's name, from the federation", "cluster", list.Items[0].Name)
+			return list.Items[0].Name, nil
+		case len(list.Items) > 1:
+			return "", fmt.Errorf("%d Clusters are labelled %s=true: set --cluster-name", len(list.Items), fmv1alpha1.LocalClusterLabel)
+		case !said:
+			log.Info("no --cluster-name: waiting for the federation to join this cluster (fleetmesh cluster join)")
+		}
+		said = true
+		select {
+		case <-ctx.Done():
+			return "", errors.New("no --cluster-name, and the federation has not joined this cluster")
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -119,17 +224,41 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*Running, error) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// One federation writes at a time; discovery and xDS need no lock.
-		LeaderElection:   o.Federation && o.LeaderElection,
-		LeaderElectionID: "fleetmesh-federation",
-		Logger:           log,
-	})
+		LeaderElection:          o.Federation && o.LeaderElection,
+		LeaderElectionID:        "fleetmesh-federation",
+		LeaderElectionNamespace: o.Namespace,
+		Logger:                  log,
+	}
+	if o.KubeconfigSecretNamespace != "" {
+		mgrOpts.Cache.ByObject = map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.KubeconfigSecretNamespace: {}}},
+		}
+	}
+	var certs *inject.CertManager
+	if o.Inject {
+		var err error
+		if mgrOpts.WebhookServer, certs, err = webhookServer(ctx, &o, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the API server: %w", err)
+	}
+	if o.Inject {
+		mgr.GetWebhookServer().Register(inject.Path, &webhook.Admission{
+			Handler: inject.NewWebhook(&o.Injection, mgr.GetScheme(), mgr.GetEventRecorder("fleetmesh-injector"), log.WithName("inject")),
+		})
+		if certs != nil {
+			if err := mgr.Add(certs); err != nil {
+				return nil, err
+			}
+		}
 	}
 	registry := prometheus.NewRegistry()
 	xdsServer := xds.NewServer(ctx, xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry})
@@ -150,7 +279,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	}
 
 	if o.Federation {
-		if _, err := federation.New(ctx, mgr, federation.Options{Log: log.WithName("federation"), Registry: registry}); err != nil {
+		if _, err := federation.New(ctx, mgr, federation.Options{Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace}); err != nil {
 			return nil, fmt.Errorf("start the federation: %w", err)
 		}
 	}
@@ -198,4 +327,56 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	}()
 	log.Info("fleetmesh control plane serving", "xds", r.XDSAddress.String(), "debug", r.DebugAddress.String())
 	return r, nil
+}
+
+// webhookServer checks the injection settings, makes sure the serving
+// certificate exists (issuing it when fleetmesh manages it) and returns
+// the webhook server.
+func webhookServer(ctx context.Context, o *Options, cfg *rest.Config, log logr.Logger) (webhook.Server, *inject.CertManager, error) {
+	if o.Injection.ClusterName == "" {
+		o.Injection.ClusterName = o.ClusterName
+	}
+	if o.Injection.XDSAddress == "" {
+		o.Injection.XDSAddress = fmt.Sprintf("%s.%s.svc:15010", o.WebhookService, o.Namespace)
+	}
+	if o.Injection.Version == "" {
+		o.Injection.Version = version.Version
+	}
+	if o.Injection.Resources.Requests == nil && o.Injection.Resources.Limits == nil {
+		o.Injection.Resources = inject.DefaultResources()
+	}
+	if err := o.Injection.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("--inject: %w", err)
+	}
+	host, port, err := net.SplitHostPort(o.WebhookAddress)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--webhook-address %s: %w", o.WebhookAddress, err)
+	}
+	portNumber, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--webhook-address %s: %w", o.WebhookAddress, err)
+	}
+	var certs *inject.CertManager
+	if o.ManageWebhookCerts {
+		// Read through to the API server: the controller may get its own
+		// Secret and webhook configuration, not list all Secrets.
+		direct, err := client.New(cfg, client.Options{Scheme: Scheme()})
+		if err != nil {
+			return nil, nil, err
+		}
+		certs = inject.NewCertManager(direct, inject.CertOptions{
+			Namespace: o.Namespace, SecretName: "fleetmesh-webhook-cert", ServiceName: o.WebhookService,
+			WebhookConfigName: o.WebhookConfigName, CertDir: o.WebhookCertDir, CheckEvery: o.CertCheckEvery,
+			Log: log.WithName("webhook-cert"),
+		})
+		if err := certs.Ensure(ctx); err != nil {
+			// The server can start once the files exist; the caBundle is
+			// retried on every check.
+			if _, statErr := os.Stat(filepath.Join(o.WebhookCertDir, "tls.crt")); statErr != nil {
+				return nil, nil, fmt.Errorf("webhook certificate: %w", err)
+			}
+			log.Error(err, "webhook certificate")
+		}
+	}
+	return webhook.NewServer(webhook.Options{Host: host, Port: portNumber, CertDir: o.WebhookCertDir}), certs, nil
 }

@@ -44,6 +44,9 @@ type Options struct {
 	Resolve func(ctx context.Context, host string) (string, error)
 	// Registry receives the federation's metrics; nil keeps them unexposed.
 	Registry prometheus.Registerer
+	// SecretNamespace, when set, is the only namespace a
+	// kubeconfigSecretRef may name.
+	SecretNamespace string
 }
 
 // Federation keeps the members of the control-plane cluster's Cluster
@@ -283,6 +286,9 @@ func readMember(ctx context.Context, r client.Reader, m *Member) error {
 
 // kubeconfig returns a Cluster's kubeconfig, inline or from its Secret.
 func (f *Federation) kubeconfig(ctx context.Context, c *fmv1alpha1.Cluster) ([]byte, error) {
+	if ref := c.Spec.KubeconfigSecretRef; ref != nil && f.opts.SecretNamespace != "" && ref.Namespace != f.opts.SecretNamespace {
+		return nil, fmt.Errorf("spec.kubeconfigSecretRef.namespace %q: fleetmesh reads member credentials only from namespace %s", ref.Namespace, f.opts.SecretNamespace)
+	}
 	return Kubeconfig(ctx, f.hub, c)
 }
 

@@ -214,6 +214,10 @@ func articleProblems(ctx context.Context, c1, c2, c3 *testenv.Cluster) []string 
 			if !mc.Spec.Mirrored || mc.Spec.Kubeconfig != "" || mc.Status.GatewayIP != "10.244.0.1" {
 				bad("%s's copy of %s: mirrored=%v kubeconfig=%d bytes gatewayIP=%q", c.Name, mc.Name, mc.Spec.Mirrored, len(mc.Spec.Kubeconfig), mc.Status.GatewayIP)
 			}
+			// The member's own copy says so: its control plane learns its name.
+			if local := mc.Labels[fmv1alpha1.LocalClusterLabel] == "true"; local != (mc.Name == c.Name) {
+				bad("%s's copy of %s is labelled local=%v", c.Name, mc.Name, local)
+			}
 		}
 		hc := &fmv1alpha1.Cluster{}
 		if err := hub.Client.Get(ctx, client.ObjectKey{Name: c.Name}, hc); err != nil || !meta.IsStatusConditionTrue(hc.Status.Conditions, fmv1alpha1.ConditionReady) ||

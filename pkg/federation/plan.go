@@ -160,7 +160,7 @@ func Compute(members []*Member) *Plan {
 	for _, m := range members {
 		d := plan.Members[m.name()]
 		for _, o := range members {
-			d.Clusters[o.name()] = mirror(o)
+			d.Clusters[o.name()] = mirror(o, o == m)
 		}
 		nsSet := map[string]bool{}
 		for _, imp := range d.Imports {
@@ -494,13 +494,18 @@ func exportIngress(m *Member, e *fmv1alpha1.ServiceExport) *networkingv1.Ingress
 }
 
 // mirror is a member's Cluster as copied into every member: no
-// credentials, marked mirrored, with the resolved gateway address.
-func mirror(m *Member) *fmv1alpha1.Cluster {
+// credentials, marked mirrored, with the resolved gateway address; the
+// copy in the member itself is labelled local.
+func mirror(m *Member, local bool) *fmv1alpha1.Cluster {
 	spec := m.Cluster.Spec
 	spec.Kubeconfig, spec.KubeconfigSecretRef, spec.Mirrored = "", nil, true
+	labels := map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+	if local {
+		labels[fmv1alpha1.LocalClusterLabel] = "true"
+	}
 	return &fmv1alpha1.Cluster{
 		TypeMeta:   metav1.TypeMeta{APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "Cluster"},
-		ObjectMeta: metav1.ObjectMeta{Name: m.name(), Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: m.name(), Labels: labels},
 		Spec:       spec,
 		Status:     fmv1alpha1.ClusterStatus{ClusterKey: m.key(), GatewayIP: m.GatewayIP},
 	}

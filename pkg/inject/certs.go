@@ -1,0 +1,366 @@
+package inject
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+)
+
+// CertOptions say where the webhook's serving certificate lives and who
+// must trust it.
+type CertOptions struct {
+	// Namespace and SecretName hold the CA and the serving certificate,
+	// shared by every replica.
+	Namespace  string
+	SecretName string
+	// ServiceName is the webhook's Service: the certificate names
+	// <service>.<namespace>.svc (and its longer forms).
+	ServiceName string
+	// WebhookConfigName is the MutatingWebhookConfiguration whose
+	// caBundle is kept pointing at the CA.
+	WebhookConfigName string
+	// CertDir receives tls.crt and tls.key for the webhook server.
+	CertDir string
+	// Validity of the serving certificate; it is renewed when a third of
+	// it is left. The CA lives ten times as long.
+	Validity time.Duration
+	// CheckEvery is how often the certificate is checked.
+	CheckEvery time.Duration
+	Log        logr.Logger
+}
+
+// Secret keys.
+const (
+	keyCACert = "ca.crt"
+	keyCAKey  = "ca.key"
+	keyCert   = "tls.crt"
+	keyKey    = "tls.key"
+)
+
+// CertManager issues the webhook's serving certificate from a CA of its
+// own, keeps it in a Secret, writes it where the webhook server reads it,
+// patches the caBundle of the webhook configuration, and renews both
+// before they expire. No cert-manager needed.
+type CertManager struct {
+	client client.Client
+	opts   CertOptions
+	now    func() time.Time
+}
+
+// NewCertManager needs a client that reads through to the API server: the
+// controller is allowed to get its own Secret and webhook configuration,
+// not to list every Secret.
+func NewCertManager(c client.Client, o CertOptions) *CertManager {
+	if o.Validity == 0 {
+		o.Validity = 365 * 24 * time.Hour
+	}
+	if o.CheckEvery == 0 {
+		o.CheckEvery = time.Hour
+	}
+	return &CertManager{client: c, opts: o, now: time.Now}
+}
+
+// NeedLeaderElection is false: every replica serves the webhook and needs
+// the files.
+func (m *CertManager) NeedLeaderElection() bool { return false }
+
+// Start keeps the certificate fresh until ctx ends.
+func (m *CertManager) Start(ctx context.Context) error {
+	t := time.NewTicker(m.opts.CheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := m.Ensure(ctx); err != nil {
+				m.opts.Log.Error(err, "webhook certificate")
+			}
+		}
+	}
+}
+
+// hosts are the names the serving certificate carries.
+func (m *CertManager) hosts() []string {
+	s, ns := m.opts.ServiceName, m.opts.Namespace
+	return []string{s, s + "." + ns, s + "." + ns + ".svc", s + "." + ns + ".svc.cluster.local"}
+}
+
+// Ensure makes the Secret, the files and the caBundle current, issuing a
+// new certificate (and a new CA when it nears its end) where needed.
+func (m *CertManager) Ensure(ctx context.Context) error {
+	key := client.ObjectKey{Namespace: m.opts.Namespace, Name: m.opts.SecretName}
+	secret := &corev1.Secret{}
+	err := m.client.Get(ctx, key, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+			Namespace: key.Namespace, Name: key.Name,
+			Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue},
+		}, Type: corev1.SecretTypeOpaque}
+	case err != nil:
+		return fmt.Errorf("get Secret %s: %w", key, err)
+	}
+	data, changed, err := m.renew(secret.Data)
+	if err != nil {
+		return err
+	}
+	if changed {
+		secret.Data = data
+		if secret.ResourceVersion == "" {
+			err = m.client.Create(ctx, secret)
+		} else {
+			err = m.client.Update(ctx, secret)
+		}
+		if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+			// Another replica renewed it first: use theirs.
+			if err := m.client.Get(ctx, key, secret); err != nil {
+				return fmt.Errorf("get Secret %s: %w", key, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("write Secret %s: %w", key, err)
+		}
+		m.opts.Log.Info("webhook serving certificate issued", "secret", key.String())
+	}
+	if err := m.writeFiles(secret.Data); err != nil {
+		return err
+	}
+	return m.patchCABundle(ctx, secret.Data[keyCACert])
+}
+
+// renew returns the Secret's data with a valid CA and serving
+// certificate, and whether anything changed.
+func (m *CertManager) renew(data map[string][]byte) (map[string][]byte, bool, error) {
+	now := m.now()
+	out := map[string][]byte{}
+	for k, v := range data {
+		out[k] = v
+	}
+	caCerts, caKey := parseCA(data)
+	var ca *x509.Certificate
+	if len(caCerts) > 0 {
+		ca = caCerts[len(caCerts)-1] // the newest signs
+	}
+	changed := false
+	if ca == nil || caKey == nil || fresh(ca, now) < 1.0/3 {
+		newCA, newKey, err := issueCA(now, 10*m.opts.Validity)
+		if err != nil {
+			return nil, false, err
+		}
+		// The bundle keeps the old CA until it expires, so a replica
+		// still serving the old certificate stays trusted.
+		var bundle []byte
+		for _, c := range caCerts {
+			if c.NotAfter.After(now) {
+				bundle = append(bundle, pemCert(c.Raw)...)
+			}
+		}
+		out[keyCACert] = append(bundle, pemCert(newCA.Raw)...)
+		out[keyCAKey] = pemKey(newKey)
+		ca, caKey, changed = newCA, newKey, true
+	}
+	leaf := parseCert(data[keyCert])
+	if changed || leaf == nil || fresh(leaf, now) < 1.0/3 || !slices.Equal(leaf.DNSNames, m.hosts()) || leaf.CheckSignatureFrom(ca) != nil {
+		cert, key, err := issueServing(now, m.opts.Validity, ca, caKey, m.hosts())
+		if err != nil {
+			return nil, false, err
+		}
+		out[keyCert], out[keyKey], changed = pemCert(cert), pemKey(key), true
+	}
+	return out, changed, nil
+}
+
+// fresh is the share of a certificate's validity still ahead.
+func fresh(c *x509.Certificate, now time.Time) float64 {
+	total := c.NotAfter.Sub(c.NotBefore)
+	if total <= 0 {
+		return 0
+	}
+	return float64(c.NotAfter.Sub(now)) / float64(total)
+}
+
+func (m *CertManager) writeFiles(data map[string][]byte) error {
+	if m.opts.CertDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(m.opts.CertDir, 0o700); err != nil {
+		return err
+	}
+	for _, k := range []string{keyKey, keyCert} { // the key first: the watcher reloads on the certificate
+		path := filepath.Join(m.opts.CertDir, k)
+		if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data[k]) {
+			continue
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, data[k], 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
+	if m.opts.WebhookConfigName == "" {
+		return nil
+	}
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := m.client.Get(ctx, client.ObjectKey{Name: m.opts.WebhookConfigName}, cfg); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("MutatingWebhookConfiguration %s does not exist: apply the install manifests", m.opts.WebhookConfigName)
+		}
+		return fmt.Errorf("get MutatingWebhookConfiguration %s: %w", m.opts.WebhookConfigName, err)
+	}
+	before := cfg.DeepCopy()
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].ClientConfig.CABundle = bundle
+	}
+	if equalBundles(before, cfg) {
+		return nil
+	}
+	if err := m.client.Patch(ctx, cfg, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("patch the caBundle of MutatingWebhookConfiguration %s: %w", m.opts.WebhookConfigName, err)
+	}
+	return nil
+}
+
+func equalBundles(a, b *admissionregistrationv1.MutatingWebhookConfiguration) bool {
+	for i := range a.Webhooks {
+		if !bytes.Equal(a.Webhooks[i].ClientConfig.CABundle, b.Webhooks[i].ClientConfig.CABundle) {
+			return false
+		}
+	}
+	return true
+}
+
+func issueCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "fleetmesh-webhook-ca", Organization: []string{"fleetmesh"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	return c, key, err
+}
+
+func issueServing(now time.Time, validity time.Duration, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: hosts[len(hosts)-2]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	return der, key, err
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return n
+}
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func pemKey(k *ecdsa.PrivateKey) []byte {
+	der, _ := x509.MarshalECPrivateKey(k)
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
+func parseCert(data []byte) *x509.Certificate {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// parseCA reads the CA bundle (oldest first) and the newest CA's key.
+func parseCA(data map[string][]byte) ([]*x509.Certificate, *ecdsa.PrivateKey) {
+	var certs []*x509.Certificate
+	rest := data[keyCACert]
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			certs = append(certs, c)
+		}
+	}
+	block, _ := pem.Decode(data[keyCAKey])
+	if block == nil {
+		return certs, nil
+	}
+	key, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return certs, nil
+	}
+	if pub, ok := lastPublicKey(certs); !ok || !pub.Equal(&key.PublicKey) {
+		return certs, nil
+	}
+	return certs, key
+}
+
+
+func lastPublicKey(certs []*x509.Certificate) (*ecdsa.PublicKey, bool) {
+	if len(certs) == 0 {
+		return nil, false
+	}
+	pub, ok := certs[len(certs)-1].PublicKey.(*ecdsa.PublicKey)
+	return pub, ok
+}
