@@ -356,7 +356,6 @@ func parseCA(data map[string][]byte) ([]*x509.Certificate, *ecdsa.PrivateKey) {
 	return certs, key
 }
 
-
 func lastPublicKey(certs []*x509.Certificate) (*ecdsa.PublicKey, bool) {
 	if len(certs) == 0 {
 		return nil, false

@@ -39,6 +39,10 @@ type FleetOptions struct {
 	// Output receives the API servers' and controller managers' logs; nil
 	// discards them.
 	Output *os.File
+	// APIServerFlags are extra kube-apiserver flags, e.g.
+	// enable-aggregator-routing=true so webhooks behind a Service reach
+	// the Service's endpoints (there is no kube-proxy here).
+	APIServerFlags map[string]string
 }
 
 // Fleet is a set of running clusters.
@@ -192,6 +196,9 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		// The default /24 runs out at 254 Services.
 		Set("service-cluster-ip-range", "10.96.0.0/16").
 		Set("advertise-address", RouterAddress)
+	for k, v := range opts.APIServerFlags {
+		api.Configure().Set(k, v)
+	}
 	cfg, err := c.env.Start()
 	if err != nil {
 		// envtest leaves a half-started control plane running.

@@ -1,0 +1,494 @@
+package install
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"github.com/go-logr/logr"
+	"google.golang.org/protobuf/encoding/protojson"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/pkg/controller"
+	"github.com/fleetmesh/fleetmesh/pkg/inject"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+const ns = "fleetmesh-system"
+
+func TestTheOverlaysApplyWithServerSideDryRun(t *testing.T) {
+	// A server-side dry run creates nothing, so the objects in
+	// fleetmesh-system need the namespace to exist already: in a cluster
+	// where fleetmesh is not installed yet, create it first.
+	if _, err := kubectl(fleet.Cluster("hub"), "create", "namespace", ns); err != nil {
+		t.Fatal(err)
+	}
+	for _, overlay := range []string{"member", "control-plane"} {
+		out, err := kubectl(fleet.Cluster("hub"), "apply", "--dry-run=server", "-k", "manifests/"+overlay)
+		if err != nil {
+			t.Errorf("kubectl apply --dry-run=server -k manifests/%s: %v\n%s", overlay, err, out)
+		}
+	}
+}
+
+// warnings collects the warnings the API server returns (admission
+// warnings, as kubectl prints them).
+type warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, text)
+}
+
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.list
+	w.list = nil
+	return out
+}
+
+func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	member := fleet.Cluster("member-1")
+	if out, err := kubectl(member, "apply", "--server-side", "-k", "manifests/member"); err != nil {
+		t.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
+	}
+	// The federation's copy of the member's own Cluster, from which a
+	// controller without --cluster-name learns its name.
+	if err := member.Client.Create(ctx, &fmv1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "member-1", Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
+		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The controller runs as the manifests' ServiceAccount, its webhook on
+	// the address of a pod of the manifests' Deployment: the API server
+	// reaches it through the manifests' Service and webhook configuration.
+	a := newAudit()
+	ip := member.PodIP(3)
+	if err := testenv.AddAddress(ip); err != nil {
+		t.Fatal(err)
+	}
+	certDir := t.TempDir()
+	runCtx, stop := context.WithCancel(ctx)
+	run, err := controller.RunWithConfig(runCtx, controller.Options{
+		XDSAddress: "127.0.0.1:0", DebugAddress: ip + ":15014",
+		Namespace: ns, Inject: true, WebhookAddress: ip + ":9443", WebhookCertDir: certDir,
+		ManageWebhookCerts: true, WebhookService: "fleetmesh-controller", WebhookConfigName: "fleetmesh-sidecar-injector",
+		CertCheckEvery: 500 * time.Millisecond,
+		Injection:      inject.Config{ProxyImage: "envoyproxy/envoy:test", InitImage: "fleetmesh-init:test", LogLevel: "info"},
+	}, asServiceAccount(member, ns, "fleetmesh-controller", a), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); _ = run.Wait() }()
+	if _, err := member.RunPod(ctx, testenv.PodOptions{
+		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
+		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
+		Ports: []corev1.ContainerPort{
+			{Name: "xds", ContainerPort: 15010}, {Name: "webhook", ContainerPort: 9443}, {Name: "debug", ContainerPort: 15014},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	warn := &warnings{}
+	cfg := rest.CopyConfig(member.Config)
+	cfg.WarningHandler = warn
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, labels := range map[string]map[string]string{"app": {inject.NamespaceLabel: "enabled"}, "plain": nil} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := func(namespace, name string, annotations map[string]string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "httpbin", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+		}
+	}
+	// The webhook answers once the Service has the pod's endpoint and the
+	// caBundle is in place: until then pods are refused (failurePolicy
+	// Fail), never admitted unmeshed.
+	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		p := pod("app", "probe", nil)
+		if err := c.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, nil
+		}
+		return len(p.Spec.Containers) == 2, nil
+	})
+	if err != nil {
+		t.Fatalf("the webhook never injected a pod: %v (forbidden: %v)", err, a.Forbidden())
+	}
+
+	t.Run("a pod in a labelled namespace gets the sidecar and the init container", func(t *testing.T) {
+		p := pod("app", "httpbin", nil)
+		if err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if names := containerNames(p.Spec.Containers); !slices.Equal(names, []string{"app", inject.ProxyContainer}) {
+			t.Errorf("containers %v", names)
+		}
+		if names := containerNames(p.Spec.InitContainers); !slices.Equal(names, []string{inject.InitContainer}) {
+			t.Errorf("init containers %v", names)
+		}
+		if p.Annotations[inject.AnnotationStatus] == "" {
+			t.Errorf("annotations %v", p.Annotations)
+		}
+		init := p.Spec.InitContainers[0]
+		caps := init.SecurityContext.Capabilities.Add
+		if !slices.Contains(caps, "NET_ADMIN") || !slices.Contains(init.Args, "--proxy-uid=1337") {
+			t.Errorf("init container %+v", init)
+		}
+
+		// A second pass changes nothing: the injected pod, created again
+		// (dry run), comes back as it went in.
+		again := pod("app", "httpbin-2", nil)
+		again.Spec = *p.Spec.DeepCopy()
+		again.Annotations = p.Annotations
+		if err := c.Create(ctx, again, client.DryRunAll); err != nil {
+			t.Fatal(err)
+		}
+		if len(again.Spec.Containers) != 2 || len(again.Spec.InitContainers) != 1 {
+			t.Errorf("re-injection changed the pod: %v / %v", containerNames(again.Spec.Containers), containerNames(again.Spec.InitContainers))
+		}
+		checkBootstrap(t, p)
+	})
+	t.Run("opted-out and unlabelled pods are untouched", func(t *testing.T) {
+		for _, p := range []*corev1.Pod{
+			pod("app", "opted-out", map[string]string{inject.AnnotationInject: "false"}),
+			pod("plain", "unlabelled", nil),
+		} {
+			if err := c.Create(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Spec.Containers) != 1 || len(p.Spec.InitContainers) != 0 {
+				t.Errorf("%s/%s was injected: %v", p.Namespace, p.Name, containerNames(p.Spec.Containers))
+			}
+		}
+		if w := warn.take(); len(w) != 0 {
+			t.Errorf("warnings for pods that opted out: %q", w)
+		}
+	})
+	t.Run("a pod with an annotation the injector does not understand is untouched, with a warning and an event", func(t *testing.T) {
+		for name, ann := range map[string]map[string]string{
+			"bad-inject":   {inject.AnnotationInject: "maybe"},
+			"bad-excludes": {inject.AnnotationExcludeOutboundPorts: "postgres"},
+		} {
+			p := pod("app", name, ann)
+			if err := c.Create(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Spec.Containers) != 1 {
+				t.Errorf("%s was injected", name)
+			}
+			w := warn.take()
+			if len(w) != 1 || !strings.Contains(w[0], "the pod is not injected") {
+				t.Errorf("%s: warnings %q", name, w)
+			}
+			err := testenv.Eventually(ctx, 10*time.Second, func(ctx context.Context) (bool, error) {
+				var list eventsv1.EventList
+				if err := c.List(ctx, &list, client.InNamespace("app")); err != nil {
+					return false, err
+				}
+				return slices.ContainsFunc(list.Items, func(e eventsv1.Event) bool {
+					return e.Regarding.Name == name && e.Reason == "SidecarNotInjected"
+				}), nil
+			})
+			if err != nil {
+				t.Errorf("no SidecarNotInjected event for %s: %v", name, err)
+			}
+		}
+	})
+	t.Run("discovery reports on a policy", func(t *testing.T) {
+		if err := c.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "httpbin"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			gtp := &fmv1alpha1.GlobalTrafficPolicy{}
+			err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "httpbin"}, gtp)
+			return err == nil && meta.FindStatusCondition(gtp.Status.Conditions, fmv1alpha1.ConditionAccepted) != nil, err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("the serving certificate is renewed and the webhook keeps injecting", func(t *testing.T) {
+		secret := &corev1.Secret{}
+		key := client.ObjectKey{Namespace: ns, Name: "fleetmesh-webhook-cert"}
+		if err := c.Get(ctx, key, secret); err != nil {
+			t.Fatal(err)
+		}
+		old := secret.Data["tls.crt"]
+		// A certificate that no longer names the Service must be replaced.
+		delete(secret.Data, "tls.crt")
+		if err := c.Update(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			served, err := os.ReadFile(filepath.Join(certDir, "tls.crt"))
+			if err != nil || len(served) == 0 || string(served) == string(old) {
+				return false, nil
+			}
+			p := pod("app", "after-renewal", nil)
+			if err := c.Create(ctx, p, client.DryRunAll); err != nil {
+				return false, nil
+			}
+			return len(p.Spec.Containers) == 2, nil
+		})
+		if err != nil {
+			t.Errorf("after renewal: %v", err)
+		}
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := c.Get(ctx, client.ObjectKey{Name: "fleetmesh-sidecar-injector"}, cfg); err != nil || len(cfg.Webhooks[0].ClientConfig.CABundle) == 0 {
+			t.Errorf("caBundle: %v", err)
+		}
+	})
+
+	// Every request the controller made was allowed, and every permission
+	// the manifests grant was used: one verb fewer and it would fail.
+	if f := a.Forbidden(); len(f) > 0 {
+		t.Errorf("the controller was refused: %q", f)
+	}
+	checkLeastPrivilege(t, granted(t, "member"), a.Used(), perm{"patch", "events.k8s.io", "events"})
+}
+
+// checkLeastPrivilege says which granted permissions went unused (except
+// those only rare paths need, e.g. patching an event series). "list" is
+// needed wherever "watch" is: this API server streams an informer's
+// initial list over the watch, an older one answers a list request.
+func checkLeastPrivilege(t *testing.T, grantedPerms, used sets.Set[perm], rare ...perm) {
+	t.Helper()
+	for p := range used {
+		if p.Verb == "watch" {
+			rare = append(rare, perm{"list", p.Group, p.Resource})
+		}
+	}
+	sorted := func(s sets.Set[perm]) []string {
+		var out []string
+		for p := range s {
+			out = append(out, p.String())
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, p := range sorted(grantedPerms.Difference(used).Delete(rare...)) {
+		t.Errorf("the manifests grant %s, which the controller never used", p)
+	}
+	for _, p := range sorted(used.Difference(grantedPerms)) {
+		t.Errorf("the controller used %s, which the manifests do not grant", p)
+	}
+}
+
+func containerNames(cs []corev1.Container) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// checkBootstrap expands the sidecar's arguments as the kubelet would and
+// checks the bootstrap: proto validation, the real Envoy's --mode
+// validate, the xDS address and the node identity.
+func checkBootstrap(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	var proxy corev1.Container
+	for _, c := range p.Spec.Containers {
+		if c.Name == inject.ProxyContainer {
+			proxy = c
+		}
+	}
+	i := slices.Index(proxy.Args, "--config-yaml")
+	if i < 0 || i+1 >= len(proxy.Args) {
+		t.Fatalf("the sidecar has no --config-yaml: %v", proxy.Args)
+	}
+	env := map[string]string{"POD_NAME": p.Name, "POD_NAMESPACE": p.Namespace, "SERVICE_ACCOUNT": "default", "POD_IP": "10.0.0.7"}
+	for _, e := range proxy.Env {
+		if _, ok := env[e.Name]; !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
+			t.Errorf("env %s is not from the downward API", e.Name)
+		}
+	}
+	raw := proxy.Args[i+1]
+	for k, v := range env {
+		raw = strings.ReplaceAll(raw, "$("+k+")", v)
+	}
+	b := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal([]byte(raw), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Errorf("bootstrap: %v", err)
+	}
+	md := b.GetNode().GetMetadata().GetFields()
+	if b.GetNode().GetId() != "httpbin.app" || md["role"].GetStringValue() != "sidecar" || md["pod"].GetStringValue() != "httpbin" ||
+		md["namespace"].GetStringValue() != "app" || md["cluster"].GetStringValue() != "member-1" || md["interception"].GetStringValue() != "iptables" {
+		t.Errorf("node %v", b.GetNode())
+	}
+	xds := b.GetStaticResources().GetClusters()[0].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+	if xds.GetAddress() != "fleetmesh-controller.fleetmesh-system.svc" || xds.GetPortValue() != 15010 {
+		t.Errorf("xDS address %v", xds)
+	}
+	data, _ := json.Marshal(json.RawMessage(raw))
+	out, err := exec.Command(testenv.EnvoyBinary(), "--mode", "validate", "--config-yaml", string(data), "--disable-hot-restart").CombinedOutput()
+	if err != nil {
+		t.Errorf("envoy --mode validate: %v\n%s", err, out)
+	}
+}
+
+func TestOneVerbFewerIsForbidden(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	member := fleet.Cluster("member-1")
+	// The manifests' ClusterRole without "patch" on globaltrafficpolicies/status.
+	out, err := kubectl(member, "get", "clusterrole", "fleetmesh-controller", "-o", "json")
+	if err != nil {
+		// The member overlay is applied by the test above; apply it here
+		// when this test runs alone.
+		if out, err := kubectl(member, "apply", "--server-side", "-k", "manifests/member"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		out, err = kubectl(member, "get", "clusterrole", "fleetmesh-controller", "-o", "json")
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	_ = out
+	var role struct {
+		Rules []map[string]any `json:"rules"`
+	}
+	if err := json.Unmarshal([]byte(out), &role); err != nil {
+		t.Fatal(err)
+	}
+	var rules []map[string]any
+	for _, r := range role.Rules {
+		if res, _ := r["resources"].([]any); len(res) == 1 && res[0] == "globaltrafficpolicies/status" {
+			continue
+		}
+		rules = append(rules, r)
+	}
+	manifest, _ := json.Marshal(map[string]any{
+		"apiVersion": "v1", "kind": "List", "items": []any{
+			map[string]any{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": map[string]any{"name": "fewer", "namespace": ns}},
+			map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": map[string]any{"name": "fleetmesh-fewer"}, "rules": rules},
+			map[string]any{
+				"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": map[string]any{"name": "fleetmesh-fewer"},
+				"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "fleetmesh-fewer"},
+				"subjects": []any{map[string]any{"kind": "ServiceAccount", "name": "fewer", "namespace": ns}},
+			},
+		},
+	})
+	path := filepath.Join(t.TempDir(), "fewer.json")
+	if err := os.WriteFile(path, manifest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(member, "apply", "-f", path); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := member.EnsureNamespace(ctx, "fewer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Client.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "fewer", Name: "web"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := newAudit()
+	runCtx, stop := context.WithCancel(ctx)
+	run, err := controller.RunWithConfig(runCtx, controller.Options{
+		ClusterName: "member-1", XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", Namespace: ns,
+	}, asServiceAccount(member, ns, "fewer", a), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); _ = run.Wait() }()
+	err = testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
+		return slices.ContainsFunc(a.Forbidden(), func(s string) bool { return strings.HasPrefix(s, "patch fleetmesh.io/globaltrafficpolicies/status") }), nil
+	})
+	if err != nil {
+		t.Errorf("without patch on globaltrafficpolicies/status the controller was not refused: %v (refused: %q)", err, a.Forbidden())
+	}
+}
+
+func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hub := fleet.Cluster("hub")
+	if out, err := kubectl(hub, "apply", "--server-side", "-k", "manifests/control-plane"); err != nil {
+		t.Fatalf("kubectl apply -k manifests/control-plane: %v\n%s", err, out)
+	}
+	a := newAudit()
+	runCtx, stop := context.WithCancel(ctx)
+	run, err := controller.RunWithConfig(runCtx, controller.Options{
+		ClusterName: "control-plane", Federation: true, LeaderElection: true, Namespace: ns,
+		KubeconfigSecretNamespace: ns, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+	}, asServiceAccount(hub, ns, "fleetmesh-controller", a), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); _ = run.Wait() }()
+
+	// Discovery runs here too and reports on policies.
+	if err := hub.EnsureNamespace(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Client.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "httpbin"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The operator joins the member with the CLI.
+	var out strings.Builder
+	if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "hub", "cluster", "join", "member-1", "--member-context", "member-1"}); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(ctx, client.ObjectKey{Name: "member-1"}, c); err != nil {
+			return false, err
+		}
+		return meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady), nil
+	})
+	if err != nil {
+		t.Fatalf("the federation never reported member-1 Ready: %v (refused: %q)", err, a.Forbidden())
+	}
+	// Leader election renews its lease (an update) every few seconds.
+	err = testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
+		return a.Used().Has(perm{"update", "coordination.k8s.io", "leases"}), nil
+	})
+	if err != nil {
+		t.Errorf("the lease was never renewed: %v", err)
+	}
+	if f := a.Forbidden(); len(f) > 0 {
+		t.Errorf("the controller was refused: %q", f)
+	}
+	checkLeastPrivilege(t, granted(t, "control-plane"), a.Used(),
+		perm{"patch", "events.k8s.io", "events"}, perm{"patch", "", "events"})
+}
