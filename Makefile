@@ -27,6 +27,16 @@ help: ## Show the targets.
 build: ## Build every fleetmesh binary into bin/.
 	go build -o bin/ ./cmd/...
 
+IMAGE_REGISTRY ?= ghcr.io/fleetmesh
+VERSION ?= dev
+CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+.PHONY: images
+images: ## Build the container images fleetmesh and fleetmesh-init (docker or podman; IMAGE_REGISTRY, VERSION).
+	@test -n "$(CONTAINER_TOOL)" || { echo "make images needs docker or podman (CONTAINER_TOOL=...)"; exit 1; }
+	$(CONTAINER_TOOL) build --target fleetmesh --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/fleetmesh:$(VERSION) .
+	$(CONTAINER_TOOL) build --target fleetmesh-init --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/fleetmesh-init:$(VERSION) .
+
 .PHONY: generate
 generate: ## Generate deepcopy code and CRD manifests from api/.
 	$(CONTROLLER_GEN) object paths=./api/...

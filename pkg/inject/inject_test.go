@@ -1,0 +1,119 @@
+package inject
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+func testConfig() *Config {
+	return &Config{
+		ProxyImage: "envoyproxy/envoy:v1.40.0", InitImage: "ghcr.io/fleetmesh/fleetmesh-init:v0.1.0",
+		XDSAddress: "fleetmesh-controller.fleetmesh-system.svc:15010", ClusterName: "cluster-1", LogLevel: "warning",
+		Resources: DefaultResources(), Version: "v0.1.0",
+	}
+}
+
+func appPod(annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin-1", Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "httpbin", Image: "kennethreitz/httpbin"}}},
+	}
+}
+
+func TestInjectAddsTheSidecarAndTheInitContainerOnce(t *testing.T) {
+	pod := appPod(nil)
+	if skip := Inject(pod, testConfig()); skip != nil {
+		t.Fatalf("skipped: %+v", skip)
+	}
+	if len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != ProxyContainer || len(pod.Spec.InitContainers) != 1 {
+		t.Fatalf("containers %+v", pod.Spec)
+	}
+	if pod.Annotations[AnnotationStatus] != "v0.1.0" || pod.Annotations["kubectl.kubernetes.io/default-container"] != "httpbin" {
+		t.Errorf("annotations %v", pod.Annotations)
+	}
+	proxy := pod.Spec.Containers[1]
+	if *proxy.SecurityContext.RunAsUser != 1337 || !*proxy.SecurityContext.ReadOnlyRootFilesystem {
+		t.Errorf("the proxy must run as uid 1337 on a read-only root: %+v", proxy.SecurityContext)
+	}
+	injected := pod.DeepCopy()
+	if skip := Inject(pod, testConfig()); skip == nil || skip.Reason != "AlreadyInjected" || skip.Warn {
+		t.Errorf("second pass: %+v", skip)
+	}
+	if !equality.Semantic.DeepEqual(pod, injected) {
+		t.Error("a second pass changed the pod")
+	}
+}
+
+func TestExclusionAnnotationsReachTheInitContainer(t *testing.T) {
+	pod := appPod(map[string]string{
+		AnnotationExcludeInboundPorts:     "9100, 8081",
+		AnnotationExcludeOutboundPorts:    "5432",
+		AnnotationExcludeOutboundIPRanges: "169.254.169.254/32,10.96.0.0/12",
+	})
+	if skip := Inject(pod, testConfig()); skip != nil {
+		t.Fatalf("skipped: %+v", skip)
+	}
+	args := pod.Spec.InitContainers[0].Args
+	for _, want := range []string{
+		"--exclude-inbound-ports=15000,9100,8081",
+		"--exclude-outbound-ports=15010,5432",
+		"--exclude-outbound-ip-ranges=169.254.169.254/32,10.96.0.0/12",
+		"--proxy-uid=1337",
+	} {
+		if !slices.Contains(args, want) {
+			t.Errorf("init args %q lack %q", args, want)
+		}
+	}
+}
+
+func TestPodsInjectLeavesAloneSayWhy(t *testing.T) {
+	hostNet := appPod(nil)
+	hostNet.Spec.HostNetwork = true
+	for _, tc := range []struct {
+		name   string
+		pod    *corev1.Pod
+		reason string
+		warn   bool
+		says   string
+	}{
+		{"opted out", appPod(map[string]string{AnnotationInject: "false"}), "OptedOut", false, "is false"},
+		{"an inject value it does not understand", appPod(map[string]string{AnnotationInject: "yes please"}), "InvalidAnnotation", true, `"yes please" is not "true" or "false"`},
+		{"a port that is not a port", appPod(map[string]string{AnnotationExcludeInboundPorts: "http"}), "InvalidAnnotation", true, AnnotationExcludeInboundPorts},
+		{"a range that is not a range", appPod(map[string]string{AnnotationExcludeOutboundIPRanges: "10.0.0.0/40"}), "InvalidAnnotation", true, AnnotationExcludeOutboundIPRanges},
+		{"excluding the capture port", appPod(map[string]string{AnnotationExcludeInboundPorts: "15006"}), "InvalidAnnotation", true, "inbound capture port"},
+		{"host network", hostNet, "HostNetwork", true, "host's network"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.pod.DeepCopy()
+			skip := Inject(tc.pod, testConfig())
+			if skip == nil || skip.Reason != tc.reason || skip.Warn != tc.warn || !strings.Contains(skip.Message, tc.says) {
+				t.Fatalf("got %+v, want reason %s mentioning %q", skip, tc.reason, tc.says)
+			}
+			if !equality.Semantic.DeepEqual(tc.pod, before) {
+				t.Error("the pod was changed")
+			}
+		})
+	}
+}
+
+func TestConfigValidateNamesTheSetting(t *testing.T) {
+	for field, edit := range map[string]func(*Config){
+		"proxy image":     func(c *Config) { c.ProxyImage = "" },
+		"init image":      func(c *Config) { c.InitImage = "" },
+		"xDS address":     func(c *Config) { c.XDSAddress = "" },
+		"cluster name":    func(c *Config) { c.ClusterName = "" },
+		"proxy log level": func(c *Config) { c.LogLevel = "loud" },
+		"XDSAddress":      func(c *Config) { c.XDSAddress = "no-port" },
+	} {
+		c := testConfig()
+		edit(c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: got %v", field, err)
+		}
+	}
+}
