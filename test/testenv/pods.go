@@ -38,6 +38,9 @@ type PodOptions struct {
 	Ports []corev1.ContainerPort
 	// Backend serves the pod; nil runs the Pod object alone.
 	Backend Backend
+	// Elsewhere says IP lives in another network namespace (one a test
+	// made for the pod): it is not put on the test network's loopback.
+	Elsewhere bool
 }
 
 // Pod is a running pod: a Pod object bound to the cluster's node, its
@@ -82,8 +85,10 @@ func (c *Cluster) RunPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 	if err := c.EnsureNamespace(ctx, opts.Namespace); err != nil {
 		return nil, err
 	}
-	if err := AddAddress(opts.IP); err != nil {
-		return nil, err
+	if !opts.Elsewhere {
+		if err := AddAddress(opts.IP); err != nil {
+			return nil, err
+		}
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name, Labels: opts.Labels},
