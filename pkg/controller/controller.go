@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -108,7 +109,36 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Injection.XDSAddress, "proxy-xds-address", "", "the ADS address injected sidecars dial (default: <webhook-service>.<namespace>.svc:15010)")
 	fs.StringVar(&o.Injection.LogLevel, "proxy-log-level", "warning", "the injected sidecar's Envoy --log-level")
 	fs.IntVar(&o.Injection.Concurrency, "proxy-concurrency", 2, "the injected sidecar's Envoy worker threads")
+	fs.Var(&quantity{&o.Injection.Resources, "requests", corev1.ResourceCPU}, "proxy-cpu-request", "the injected sidecar's CPU request (default 50m)")
+	fs.Var(&quantity{&o.Injection.Resources, "requests", corev1.ResourceMemory}, "proxy-memory-request", "the injected sidecar's memory request (default 64Mi)")
+	fs.Var(&quantity{&o.Injection.Resources, "limits", corev1.ResourceMemory}, "proxy-memory-limit", "the injected sidecar's memory limit (default 512Mi)")
 	fs.Var(&pullPolicy{&o.Injection.ImagePullPolicy}, "proxy-image-pull-policy", "image pull policy of the injected containers (Always, IfNotPresent, Never; default: Kubernetes')")
+}
+
+// quantity is a flag setting one resource of the sidecar; the others keep
+// inject.DefaultResources.
+type quantity struct {
+	r    *corev1.ResourceRequirements
+	kind string
+	name corev1.ResourceName
+}
+
+func (q *quantity) String() string { return "" }
+
+func (q *quantity) Set(s string) error {
+	v, err := resource.ParseQuantity(s)
+	if err != nil {
+		return err
+	}
+	if q.r.Requests == nil && q.r.Limits == nil {
+		*q.r = inject.DefaultResources()
+	}
+	if q.kind == "limits" {
+		q.r.Limits[q.name] = v
+	} else {
+		q.r.Requests[q.name] = v
+	}
+	return nil
 }
 
 type pullPolicy struct{ p *corev1.PullPolicy }

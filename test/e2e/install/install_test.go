@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/encoding/protojson"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
@@ -317,9 +319,8 @@ func containerNames(cs []corev1.Container) []string {
 	return out
 }
 
-// checkBootstrap expands the sidecar's arguments as the kubelet would and
-// checks the bootstrap: proto validation, the real Envoy's --mode
-// validate, the xDS address and the node identity.
+// checkBootstrap checks the injected sidecar's bootstrap: its node
+// identity from the downward API, interception, and the xDS address.
 func checkBootstrap(t *testing.T, p *corev1.Pod) {
 	t.Helper()
 	var proxy corev1.Container
@@ -328,41 +329,73 @@ func checkBootstrap(t *testing.T, p *corev1.Pod) {
 			proxy = c
 		}
 	}
-	i := slices.Index(proxy.Args, "--config-yaml")
-	if i < 0 || i+1 >= len(proxy.Args) {
-		t.Fatalf("the sidecar has no --config-yaml: %v", proxy.Args)
-	}
-	env := map[string]string{"POD_NAME": p.Name, "POD_NAMESPACE": p.Namespace, "SERVICE_ACCOUNT": "default", "POD_IP": "10.0.0.7"}
-	for _, e := range proxy.Env {
-		if _, ok := env[e.Name]; !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
-			t.Errorf("env %s is not from the downward API", e.Name)
-		}
-	}
-	raw := proxy.Args[i+1]
-	for k, v := range env {
-		raw = strings.ReplaceAll(raw, "$("+k+")", v)
-	}
-	b := &bootstrapv3.Bootstrap{}
-	if err := protojson.Unmarshal([]byte(raw), b); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.ValidateAll(); err != nil {
-		t.Errorf("bootstrap: %v", err)
-	}
+	b := loadBootstrap(t, proxy, map[string]string{"POD_NAME": p.Name, "POD_NAMESPACE": p.Namespace, "SERVICE_ACCOUNT": "default", "POD_IP": "10.0.0.7"})
 	md := b.GetNode().GetMetadata().GetFields()
 	if b.GetNode().GetId() != "httpbin.app" || md["role"].GetStringValue() != "sidecar" || md["pod"].GetStringValue() != "httpbin" ||
 		md["namespace"].GetStringValue() != "app" || md["cluster"].GetStringValue() != "member-1" || md["interception"].GetStringValue() != "iptables" {
 		t.Errorf("node %v", b.GetNode())
 	}
+}
+
+// loadBootstrap expands a container's --config-yaml as the kubelet would
+// (its $(VAR)s from the downward API) and checks the bootstrap: proto
+// validation, the real Envoy's --mode validate, the xDS address.
+func loadBootstrap(t *testing.T, c corev1.Container, env map[string]string) *bootstrapv3.Bootstrap {
+	t.Helper()
+	i := slices.Index(c.Args, "--config-yaml")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("container %s has no --config-yaml: %v", c.Name, c.Args)
+	}
+	for _, e := range c.Env {
+		if _, ok := env[e.Name]; !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
+			t.Errorf("container %s: env %s is not from the downward API", c.Name, e.Name)
+		}
+	}
+	raw := c.Args[i+1]
+	for k, v := range env {
+		raw = strings.ReplaceAll(raw, "$("+k+")", v)
+	}
+	if strings.Contains(raw, "$(") {
+		t.Errorf("container %s: the bootstrap refers to a variable the container does not define: %s", c.Name, raw)
+	}
+	b := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal([]byte(raw), b); err != nil {
+		t.Fatalf("container %s: %v", c.Name, err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Errorf("container %s: bootstrap: %v", c.Name, err)
+	}
 	xds := b.GetStaticResources().GetClusters()[0].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
 	if xds.GetAddress() != "fleetmesh-controller.fleetmesh-system.svc" || xds.GetPortValue() != 15010 {
-		t.Errorf("xDS address %v", xds)
+		t.Errorf("container %s: xDS address %v", c.Name, xds)
 	}
-	data, _ := json.Marshal(json.RawMessage(raw))
-	out, err := exec.Command(testenv.EnvoyBinary(), "--mode", "validate", "--config-yaml", string(data), "--disable-hot-restart").CombinedOutput()
+	out, err := exec.Command(testenv.EnvoyBinary(), "--mode", "validate", "--config-yaml", raw, "--disable-hot-restart").CombinedOutput()
 	if err != nil {
-		t.Errorf("envoy --mode validate: %v\n%s", err, out)
+		t.Errorf("container %s: envoy --mode validate: %v\n%s", c.Name, err, out)
 	}
+	return b
+}
+
+func TestTheGatewayBootstrapLoadsInEnvoy(t *testing.T) {
+	out, err := kubectl(fleet.Cluster("hub"), "kustomize", "manifests/member")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Kind != "Deployment" || d.Name != "fleetmesh-gateway" {
+			continue
+		}
+		b := loadBootstrap(t, d.Spec.Template.Spec.Containers[0], map[string]string{"POD_NAME": "fleetmesh-gateway-7d9", "POD_NAMESPACE": ns})
+		if md := b.GetNode().GetMetadata().GetFields(); md["role"].GetStringValue() != "gateway" || b.GetNode().GetId() != "fleetmesh-gateway-7d9.fleetmesh-system" {
+			t.Errorf("gateway node %v", b.GetNode())
+		}
+		return
+	}
+	t.Fatal("manifests/member has no fleetmesh-gateway Deployment")
 }
 
 func TestOneVerbFewerIsForbidden(t *testing.T) {
