@@ -126,7 +126,7 @@ func TestJoinFromAKubeconfigContextMakesAMemberTheFederationReportsReady(t *test
 	}
 
 	table := mustRun(t, kubeconfig, "cluster", "list")
-	if lines := tableLines(table, "member-a", "eu/eu-1/default/member-a", "10.244.9.1:81", "net-a", "True", "ago"); len(lines) != 1 {
+	if lines := testenv.TableLines(table, "member-a", "eu/eu-1/default/member-a", "10.244.9.1:81", "net-a", "True", "ago"); len(lines) != 1 {
 		t.Errorf("cluster list table:\n%s", table)
 	}
 
@@ -297,19 +297,4 @@ func TestMemberKubeconfigInlinesCertificateFiles(t *testing.T) {
 	if c.Server != "https://10.0.0.5:6443" || c.TLSServerName != "0.0.0.0" || len(notes) != 1 {
 		t.Errorf("server %q, TLS name %q, notes %q", c.Server, c.TLSServerName, notes)
 	}
-}
-
-// tableLines returns the table's rows that contain every word.
-func tableLines(table string, words ...string) []string {
-	var out []string
-	for _, line := range strings.Split(table, "\n") {
-		ok := true
-		for _, w := range words {
-			ok = ok && strings.Contains(line, w)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 )
 
 // outputFlag is -o table|yaml|json.
@@ -26,17 +25,6 @@ func (o *outputFlag) bind(cmd *cobra.Command, formats ...string) {
 // print writes v as JSON or YAML, or calls table for the table format.
 func (o *outputFlag) print(out io.Writer, v any, table func(*tabwriter.Writer)) error {
 	switch o.format {
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		data, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(data)
-		return err
 	case "table", "":
 		if table == nil {
 			return fmt.Errorf("-o table is not available here: use -o json or -o yaml")
@@ -45,7 +33,11 @@ func (o *outputFlag) print(out io.Writer, v any, table func(*tabwriter.Writer)) 
 		table(w)
 		return w.Flush()
 	}
-	return fmt.Errorf("unknown output format %q (-o): use table, yaml or json", o.format)
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return printRaw(out, o.format, data)
 }
 
 // row writes one tab-separated table row.

@@ -52,3 +52,19 @@ func DumpedAssignment(dump []byte, cluster string) (*endpointv3.ClusterLoadAssig
 	}
 	return nil, fmt.Errorf("no endpoints of %s in the dump", cluster)
 }
+
+// TableLines returns the lines of a printed table that contain every one
+// of words.
+func TableLines(table string, words ...string) []string {
+	var out []string
+	for _, line := range strings.Split(table, "\n") {
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(line, w)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}

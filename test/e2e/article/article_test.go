@@ -157,7 +157,7 @@ func TestTheArticle(t *testing.T) {
 		}
 		table := fleetmesh(t, ctx, "cluster-2", "proxy-config", "endpoints", "curl-1", "-n", "curl")
 		for _, c := range []string{"cluster-1", "cluster-3"} {
-			if len(tableLines(table, c, "default/default", "outbound|8080||httpbin.httpbin")) != 1 {
+			if len(testenv.TableLines(table, c, "default/default", "outbound|8080||httpbin.httpbin")) != 1 {
 				t.Errorf("the endpoints table has no row for %s's httpbin:\n%s", c, table)
 			}
 		}
@@ -221,7 +221,7 @@ func TestTheArticle(t *testing.T) {
 			{"gateway.cluster-2", "gateway", "SYNCED"},
 			{"grpc-client-1.client", "grpc", "SYNCED"},
 		} {
-			lines := tableLines(status, want...)
+			lines := testenv.TableLines(status, want...)
 			if len(lines) != 1 || strings.Count(lines[0], "SYNCED")+strings.Count(lines[0], "NOT SENT") != 4 {
 				t.Errorf("proxy-status has no line with %q and every type SYNCED:\n%s", want, status)
 			}
@@ -232,7 +232,7 @@ func TestTheArticle(t *testing.T) {
 			"routes":    {"outbound|8080|curl", "httpbin.httpbin", "outbound|8080||httpbin.httpbin.svc.cluster.local"},
 		} {
 			out := fleetmesh(t, ctx, "cluster-2", "proxy-config", kind, "curl-1.curl")
-			if len(tableLines(out, want...)) == 0 {
+			if len(testenv.TableLines(out, want...)) == 0 {
 				t.Errorf("proxy-config %s has no line with %q:\n%s", kind, want, out)
 			}
 		}

@@ -47,18 +47,3 @@ func endpointsOf(rows []cli.EndpointRow) []string {
 	slices.Sort(out)
 	return out
 }
-
-// tableLines returns the table's rows that contain every word.
-func tableLines(table string, words ...string) []string {
-	var out []string
-	for _, line := range strings.Split(table, "\n") {
-		ok := true
-		for _, w := range words {
-			ok = ok && strings.Contains(line, w)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
-}
