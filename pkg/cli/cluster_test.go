@@ -147,6 +147,11 @@ func TestJoinFromAKubeconfigContextMakesAMemberTheFederationReportsReady(t *test
 		t.Errorf("the federation never mirrored member-a into itself: %v", err)
 	}
 
+	// Shell completion offers the fleet's members, read from the API server.
+	if out := mustRun(t, kubeconfig, "__complete", "cluster", "leave", ""); !strings.Contains(out, "member-a\n") {
+		t.Errorf("completion of cluster leave offered:\n%s", out)
+	}
+
 	// Leaving removes the Cluster and the Secret join wrote.
 	if out := mustRun(t, kubeconfig, "cluster", "leave", "member-a"); !strings.Contains(out, "cluster member-a left the fleet") {
 		t.Errorf("leave printed %q", out)

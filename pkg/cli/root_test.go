@@ -33,3 +33,12 @@ func TestDemoWithoutTheAPIServerBinariesSaysWhatToRun(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestCompletionScriptsAreGenerated(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		var out bytes.Buffer
+		if err := Execute(context.Background(), &out, []string{"completion", shell}); err != nil || !strings.Contains(out.String(), "fleetmesh") {
+			t.Errorf("completion %s: %v (%d bytes)", shell, err, out.Len())
+		}
+	}
+}
