@@ -117,3 +117,14 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkInject is the injector's own work per pod (the webhook adds the
+// admission round trip: see test/e2e/install's BenchmarkPodCreate).
+func BenchmarkInject(b *testing.B) {
+	c := testConfig()
+	for b.Loop() {
+		if skip := Inject(appPod(nil), c); skip != nil {
+			b.Fatal(skip)
+		}
+	}
+}

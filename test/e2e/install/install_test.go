@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,84 +72,100 @@ func (w *warnings) take() []string {
 	return out
 }
 
-func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	member := fleet.Cluster("member-1")
-	if out, err := kubectl(member, "apply", "--server-side", "-k", "manifests/member"); err != nil {
-		t.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
+// member is member-1 with the member overlay applied and the controller
+// running as its ServiceAccount.
+type member struct {
+	c       client.Client
+	warn    *warnings
+	audit   *audit
+	certDir string
+}
+
+func testPod(namespace, name string, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "httpbin", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+	}
+}
+
+// installMember applies manifests/member to member-1 and runs the
+// controller as the manifests' ServiceAccount, its webhook on the address
+// of a pod of the manifests' Deployment: the API server reaches it through
+// the manifests' Service and webhook configuration. It returns once the
+// webhook injects.
+func installMember(tb testing.TB, ctx context.Context) *member {
+	tb.Helper()
+	mc := fleet.Cluster("member-1")
+	if out, err := kubectl(mc, "apply", "--server-side", "-k", "manifests/member"); err != nil {
+		tb.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
 	}
 	// The federation's copy of the member's own Cluster, from which a
 	// controller without --cluster-name learns its name.
-	if err := member.Client.Create(ctx, &fmv1alpha1.Cluster{
+	if err := mc.Client.Create(ctx, &fmv1alpha1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "member-1", Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
 		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
 	}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-
-	// The controller runs as the manifests' ServiceAccount, its webhook on
-	// the address of a pod of the manifests' Deployment: the API server
-	// reaches it through the manifests' Service and webhook configuration.
-	a := newAudit()
-	ip := member.PodIP(3)
+	m := &member{audit: newAudit(), warn: &warnings{}, certDir: tb.TempDir()}
+	ip := mc.PodIP(3)
 	if err := testenv.AddAddress(ip); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	certDir := t.TempDir()
 	runCtx, stop := context.WithCancel(ctx)
 	run, err := controller.RunWithConfig(runCtx, controller.Options{
 		XDSAddress: "127.0.0.1:0", DebugAddress: ip + ":15014",
-		Namespace: ns, Inject: true, WebhookAddress: ip + ":9443", WebhookCertDir: certDir,
+		Namespace: ns, Inject: true, WebhookAddress: ip + ":9443", WebhookCertDir: m.certDir,
 		ManageWebhookCerts: true, WebhookService: "fleetmesh-controller", WebhookConfigName: "fleetmesh-sidecar-injector",
 		CertCheckEvery: 500 * time.Millisecond,
 		Injection:      inject.Config{ProxyImage: "envoyproxy/envoy:test", InitImage: "fleetmesh-init:test", LogLevel: "info"},
-	}, asServiceAccount(member, ns, "fleetmesh-controller", a), logr.Discard())
+	}, asServiceAccount(mc, ns, "fleetmesh-controller", m.audit), logr.Discard())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer func() { stop(); _ = run.Wait() }()
-	if _, err := member.RunPod(ctx, testenv.PodOptions{
+	tb.Cleanup(func() { stop(); _ = run.Wait() })
+	if _, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
 		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
 		Ports: []corev1.ContainerPort{
 			{Name: "xds", ContainerPort: 15010}, {Name: "webhook", ContainerPort: 9443}, {Name: "debug", ContainerPort: 15014},
 		},
 	}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-
-	warn := &warnings{}
-	cfg := rest.CopyConfig(member.Config)
-	cfg.WarningHandler = warn
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
-	if err != nil {
-		t.Fatal(err)
+	cfg := rest.CopyConfig(mc.Config)
+	cfg.WarningHandler = m.warn
+	cfg.QPS, cfg.Burst = 1000, 1000
+	if m.c, err = client.New(cfg, client.Options{Scheme: testenv.Scheme}); err != nil {
+		tb.Fatal(err)
 	}
 	for name, labels := range map[string]map[string]string{"app": {inject.NamespaceLabel: "enabled"}, "plain": nil} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pod := func(namespace, name string, annotations map[string]string) *corev1.Pod {
-		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "httpbin", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+		if err := m.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+			tb.Fatal(err)
 		}
 	}
 	// The webhook answers once the Service has the pod's endpoint and the
 	// caBundle is in place: until then pods are refused (failurePolicy
 	// Fail), never admitted unmeshed.
 	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
-		p := pod("app", "probe", nil)
-		if err := c.Create(ctx, p, client.DryRunAll); err != nil {
+		p := testPod("app", "probe", nil)
+		if err := m.c.Create(ctx, p, client.DryRunAll); err != nil {
 			return false, nil
 		}
 		return len(p.Spec.Containers) == 2, nil
 	})
 	if err != nil {
-		t.Fatalf("the webhook never injected a pod: %v (forbidden: %v)", err, a.Forbidden())
+		tb.Fatalf("the webhook never injected a pod: %v (forbidden: %v)", err, m.audit.Forbidden())
 	}
+	return m
+}
+
+func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := installMember(t, ctx)
+	c, warn, a, certDir := m.c, m.warn, m.audit, m.certDir
+	pod := testPod
 
 	t.Run("a pod in a labelled namespace gets the sidecar and the init container", func(t *testing.T) {
 		p := pod("app", "httpbin", nil)
@@ -524,4 +541,23 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	}
 	checkLeastPrivilege(t, granted(t, "control-plane"), a.Used(),
 		perm{"patch", "events.k8s.io", "events"}, perm{"patch", "", "events"})
+}
+
+// BenchmarkPodCreate measures what injection adds to creating a pod: the
+// API server's round trip to the webhook (through the Service, TLS) and
+// the patch (server-side dry run: nothing is stored).
+func BenchmarkPodCreate(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	m := installMember(b, ctx)
+	for _, tc := range []struct{ name, namespace string }{{"injected", "app"}, {"not-injected", "plain"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				p := testPod(tc.namespace, fmt.Sprintf("bench-%d", i), nil)
+				if err := m.c.Create(ctx, p, client.DryRunAll); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
