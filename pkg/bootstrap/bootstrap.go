@@ -17,6 +17,10 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -49,7 +53,14 @@ type Options struct {
 	// Intercept marks a sidecar whose pod's traffic is redirected to it by
 	// iptables (metadata interception: iptables).
 	Intercept bool
+	// HealthPort, when set, serves GET /healthz/ready on all addresses:
+	// Envoy's admin /ready, 200 once Envoy has its first configuration.
+	// Kubelet probes reach it; the admin API stays on localhost.
+	HealthPort uint32
 }
+
+// HealthPath is what the health port answers.
+const HealthPath = "/healthz/ready"
 
 const xdsCluster = "fleetmesh-xds"
 
@@ -109,7 +120,7 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bootstrapv3.Bootstrap{
+	b := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.NodeID, Cluster: o.Cluster, Metadata: metadata},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
@@ -136,7 +147,63 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 			},
 		}}},
 		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
-	}, nil
+	}
+	if o.HealthPort != 0 {
+		if err := addHealth(b, o.HealthPort, adminHost, adminPort); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+const adminCluster = "fleetmesh-admin"
+
+// addHealth adds the listener that answers kubelet probes from Envoy's
+// admin /ready.
+func addHealth(b *bootstrapv3.Bootstrap, port uint32, adminHost string, adminPort uint32) error {
+	router, err := anypb.New(&routerv3.Router{})
+	if err != nil {
+		return err
+	}
+	hcm, err := anypb.New(&hcmv3.HttpConnectionManager{
+		StatPrefix: "fleetmesh-health",
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: "fleetmesh-health",
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name: "fleetmesh-health", Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: HealthPath}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: adminCluster},
+						PrefixRewrite:    "/ready",
+					}},
+				}},
+			}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}}},
+	})
+	if err != nil {
+		return err
+	}
+	b.StaticResources.Listeners = append(b.StaticResources.Listeners, &listenerv3.Listener{
+		Name:    "fleetmesh-health",
+		Address: socket("0.0.0.0", port),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+		}}}},
+	})
+	b.StaticResources.Clusters = append(b.StaticResources.Clusters, &clusterv3.Cluster{
+		Name:                 adminCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: adminCluster,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socket(adminHost, adminPort)}},
+			}}}},
+		},
+	})
+	return nil
 }
 
 // JSON returns the bootstrap as Envoy reads it from -c.

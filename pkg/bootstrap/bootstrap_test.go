@@ -18,6 +18,10 @@ func TestBootstrapLoadsInEnvoy(t *testing.T) {
 			NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", ServiceAccount: "curl", Cluster: "cluster-2",
 			XDSAddress: "10.244.0.2:15010", AdminAddress: "127.0.0.1:15000", Delta: true,
 		},
+		"injected sidecar with a health port": {
+			NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", Cluster: "cluster-2", Intercept: true,
+			XDSAddress: "fleetmesh-controller.fleetmesh-system.svc:15010", AdminAddress: "127.0.0.1:15000", Delta: true, HealthPort: 15021,
+		},
 		"gateway over sotw, xDS by Service name": {
 			NodeID: "gw-1.fleetmesh", Role: "gateway", Cluster: "cluster-1", IP: "10.244.0.81",
 			XDSAddress: "fleetmesh.fleetmesh-system.svc:15010", AdminAddress: "127.0.0.1:15001",

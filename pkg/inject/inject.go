@@ -4,8 +4,9 @@
 // part: the pod in, the pod with the sidecar and its init container out.
 // The sidecar's bootstrap is written into its arguments, with the pod's
 // identity filled in by the kubelet from the downward API, so no agent
-// runs beside Envoy. The init container (fleetmesh-init, pkg/redirect)
-// redirects the pod's traffic to it.
+// runs beside Envoy. The proxy is a native sidecar (an init container with
+// restartPolicy Always, Kubernetes 1.29+); the init container before it
+// (fleetmesh-init, pkg/redirect) redirects the pod's traffic to it.
 package inject
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
@@ -107,7 +109,7 @@ func (c *Config) bootstrap() ([]byte, error) {
 		Namespace: "$(POD_NAMESPACE)", Pod: "$(POD_NAME)", ServiceAccount: "$(SERVICE_ACCOUNT)",
 		Cluster: c.ClusterName, XDSAddress: c.XDSAddress,
 		AdminAddress: fmt.Sprintf("127.0.0.1:%d", redirect.DefaultAdminPort),
-		Delta:        true, Intercept: true,
+		Delta:        true, Intercept: true, HealthPort: redirect.DefaultHealthPort,
 	})
 }
 
@@ -137,7 +139,7 @@ func Inject(pod *corev1.Pod, c *Config) *Skip {
 	default:
 		return &Skip{Reason: "InvalidAnnotation", Message: fmt.Sprintf(`annotation %s: %q is not "true" or "false"; the pod is not injected`, AnnotationInject, v), Warn: true}
 	}
-	if hasContainer(pod.Spec.Containers, ProxyContainer) || hasContainer(pod.Spec.InitContainers, InitContainer) {
+	if ProxyOf(pod) != nil || hasContainer(pod.Spec.InitContainers, InitContainer) {
 		return &Skip{Reason: "AlreadyInjected", Message: "the pod already has the fleetmesh sidecar"}
 	}
 	rc := redirect.DefaultConfig()
@@ -175,15 +177,26 @@ func Inject(pod *corev1.Pod, c *Config) *Skip {
 		return &Skip{Reason: "InjectorMisconfigured", Message: err.Error(), Warn: true}
 	}
 
-	pod.Spec.InitContainers = append([]corev1.Container{initContainer(c, rc)}, pod.Spec.InitContainers...)
-	pod.Spec.Containers = append(pod.Spec.Containers, proxyContainer(c, boot))
+	// The redirection first, then the proxy as a native sidecar (an init
+	// container that keeps running): it starts, and is ready, before the
+	// app and the pod's own init containers, and a Job's pod completes
+	// when its app does.
+	pod.Spec.InitContainers = append([]corev1.Container{initContainer(c, rc), proxyContainer(c, boot)}, pod.Spec.InitContainers...)
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[AnnotationStatus] = orDefault(c.Version, "true")
-	// kubectl logs and exec pick the app, not the sidecar.
-	if _, ok := pod.Annotations["kubectl.kubernetes.io/default-container"]; !ok && len(pod.Spec.Containers) > 1 {
-		pod.Annotations["kubectl.kubernetes.io/default-container"] = pod.Spec.Containers[0].Name
+	return nil
+}
+
+// ProxyOf returns the pod's fleetmesh sidecar, or nil.
+func ProxyOf(pod *corev1.Pod) *corev1.Container {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == ProxyContainer {
+				return &cs[i]
+			}
+		}
 	}
 	return nil
 }
@@ -237,10 +250,22 @@ func proxyContainer(c *Config, boot []byte) corev1.Container {
 	if concurrency <= 0 {
 		concurrency = 2
 	}
+	health := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: bootstrap.HealthPath, Port: intstr.FromInt32(redirect.DefaultHealthPort),
+	}}}
+	startup, ready := health.DeepCopy(), health.DeepCopy()
+	// Until Envoy has its first configuration (its xDS fetch gives up
+	// after 15 s): the app starts after that.
+	startup.PeriodSeconds, startup.FailureThreshold = 1, 120
+	ready.PeriodSeconds = 5
 	return corev1.Container{
 		Name:            ProxyContainer,
 		Image:           c.ProxyImage,
 		ImagePullPolicy: c.ImagePullPolicy,
+		RestartPolicy:   ptr.To(corev1.ContainerRestartPolicyAlways),
+		Ports:           []corev1.ContainerPort{{Name: "fm-health", ContainerPort: redirect.DefaultHealthPort}},
+		StartupProbe:    startup,
+		ReadinessProbe:  ready,
 		Command:         []string{"envoy"},
 		Args: []string{
 			"--config-yaml", string(boot),

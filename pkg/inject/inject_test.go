@@ -30,13 +30,22 @@ func TestInjectAddsTheSidecarAndTheInitContainerOnce(t *testing.T) {
 	if skip := Inject(pod, testConfig()); skip != nil {
 		t.Fatalf("skipped: %+v", skip)
 	}
-	if len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != ProxyContainer || len(pod.Spec.InitContainers) != 1 {
+	// The redirection, then the proxy as a native sidecar; the app alone
+	// among the containers.
+	if len(pod.Spec.Containers) != 1 || len(pod.Spec.InitContainers) != 2 ||
+		pod.Spec.InitContainers[0].Name != InitContainer || pod.Spec.InitContainers[1].Name != ProxyContainer {
 		t.Fatalf("containers %+v", pod.Spec)
 	}
-	if pod.Annotations[AnnotationStatus] != "v0.1.0" || pod.Annotations["kubectl.kubernetes.io/default-container"] != "httpbin" {
+	if pod.Annotations[AnnotationStatus] != "v0.1.0" {
 		t.Errorf("annotations %v", pod.Annotations)
 	}
-	proxy := pod.Spec.Containers[1]
+	proxy := ProxyOf(pod)
+	if proxy.RestartPolicy == nil || *proxy.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Error("the proxy is not a native sidecar (restartPolicy Always)")
+	}
+	if proxy.StartupProbe == nil || proxy.StartupProbe.HTTPGet.Port.IntValue() != 15021 {
+		t.Errorf("the proxy's startup probe %+v", proxy.StartupProbe)
+	}
 	if *proxy.SecurityContext.RunAsUser != 1337 || !*proxy.SecurityContext.ReadOnlyRootFilesystem {
 		t.Errorf("the proxy must run as uid 1337 on a read-only root: %+v", proxy.SecurityContext)
 	}
@@ -60,7 +69,7 @@ func TestExclusionAnnotationsReachTheInitContainer(t *testing.T) {
 	}
 	args := pod.Spec.InitContainers[0].Args
 	for _, want := range []string{
-		"--exclude-inbound-ports=15000,9100,8081",
+		"--exclude-inbound-ports=15000,15021,9100,8081",
 		"--exclude-outbound-ports=15010,5432",
 		"--exclude-outbound-ip-ranges=169.254.169.254/32,10.96.0.0/12",
 		"--proxy-uid=1337",

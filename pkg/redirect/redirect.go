@@ -28,6 +28,8 @@ const (
 	DefaultAdminPort = 15000
 	// DefaultXDSPort is fleetmesh's ADS port.
 	DefaultXDSPort = 15010
+	// DefaultHealthPort is where the sidecar answers kubelet probes.
+	DefaultHealthPort = 15021
 )
 
 // Config says what to capture.
@@ -51,12 +53,12 @@ type Config struct {
 	CaptureInbound bool
 }
 
-// DefaultConfig captures both directions, excluding Envoy's admin port
-// inbound and fleetmesh's xDS port outbound.
+// DefaultConfig captures both directions, excluding Envoy's admin and
+// health ports inbound and fleetmesh's xDS port outbound.
 func DefaultConfig() Config {
 	return Config{
 		OutboundPort: DefaultOutboundPort, InboundPort: DefaultInboundPort, ProxyUID: DefaultProxyUID,
-		ExcludeInboundPorts:  []uint16{DefaultAdminPort},
+		ExcludeInboundPorts:  []uint16{DefaultAdminPort, DefaultHealthPort},
 		ExcludeOutboundPorts: []uint16{DefaultXDSPort},
 		CaptureInbound:       true,
 	}

@@ -147,15 +147,16 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 	// The webhook answers once the Service has the pod's endpoint and the
 	// caBundle is in place: until then pods are refused (failurePolicy
 	// Fail), never admitted unmeshed.
+	var last error
 	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
 		p := testPod("app", "probe", nil)
-		if err := m.c.Create(ctx, p, client.DryRunAll); err != nil {
+		if last = m.c.Create(ctx, p, client.DryRunAll); last != nil {
 			return false, nil
 		}
-		return len(p.Spec.Containers) == 2, nil
+		return inject.ProxyOf(p) != nil, nil
 	})
 	if err != nil {
-		tb.Fatalf("the webhook never injected a pod: %v (forbidden: %v)", err, m.audit.Forbidden())
+		tb.Fatalf("the webhook never injected a pod: %v (last error: %v; forbidden: %v)", err, last, m.audit.Forbidden())
 	}
 	return m
 }
@@ -172,11 +173,16 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		if err := c.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		if names := containerNames(p.Spec.Containers); !slices.Equal(names, []string{"app", inject.ProxyContainer}) {
+		if names := containerNames(p.Spec.Containers); !slices.Equal(names, []string{"app"}) {
 			t.Errorf("containers %v", names)
 		}
-		if names := containerNames(p.Spec.InitContainers); !slices.Equal(names, []string{inject.InitContainer}) {
+		// The proxy is a native sidecar: the API server kept its
+		// restartPolicy (it drops fields it does not know).
+		if names := containerNames(p.Spec.InitContainers); !slices.Equal(names, []string{inject.InitContainer, inject.ProxyContainer}) {
 			t.Errorf("init containers %v", names)
+		}
+		if rp := inject.ProxyOf(p).RestartPolicy; rp == nil || *rp != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("the sidecar's restartPolicy is %v, want Always", rp)
 		}
 		if p.Annotations[inject.AnnotationStatus] == "" {
 			t.Errorf("annotations %v", p.Annotations)
@@ -195,7 +201,7 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		if err := c.Create(ctx, again, client.DryRunAll); err != nil {
 			t.Fatal(err)
 		}
-		if len(again.Spec.Containers) != 2 || len(again.Spec.InitContainers) != 1 {
+		if len(again.Spec.Containers) != 1 || len(again.Spec.InitContainers) != 2 {
 			t.Errorf("re-injection changed the pod: %v / %v", containerNames(again.Spec.Containers), containerNames(again.Spec.InitContainers))
 		}
 		checkBootstrap(t, p)
@@ -208,7 +214,7 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			if err := c.Create(ctx, p); err != nil {
 				t.Fatal(err)
 			}
-			if len(p.Spec.Containers) != 1 || len(p.Spec.InitContainers) != 0 {
+			if inject.ProxyOf(p) != nil || len(p.Spec.InitContainers) != 0 {
 				t.Errorf("%s/%s was injected: %v", p.Namespace, p.Name, containerNames(p.Spec.Containers))
 			}
 		}
@@ -225,7 +231,7 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			if err := c.Create(ctx, p); err != nil {
 				t.Fatal(err)
 			}
-			if len(p.Spec.Containers) != 1 {
+			if inject.ProxyOf(p) != nil {
 				t.Errorf("%s was injected", name)
 			}
 			w := warn.take()
@@ -282,7 +288,7 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			if err := c.Create(ctx, p, client.DryRunAll); err != nil {
 				return false, nil
 			}
-			return len(p.Spec.Containers) == 2, nil
+			return inject.ProxyOf(p) != nil, nil
 		})
 		if err != nil {
 			t.Errorf("after renewal: %v", err)
@@ -340,13 +346,7 @@ func containerNames(cs []corev1.Container) []string {
 // identity from the downward API, interception, and the xDS address.
 func checkBootstrap(t *testing.T, p *corev1.Pod) {
 	t.Helper()
-	var proxy corev1.Container
-	for _, c := range p.Spec.Containers {
-		if c.Name == inject.ProxyContainer {
-			proxy = c
-		}
-	}
-	b := loadBootstrap(t, proxy, map[string]string{"POD_NAME": p.Name, "POD_NAMESPACE": p.Namespace, "SERVICE_ACCOUNT": "default", "POD_IP": "10.0.0.7"})
+	b := loadBootstrap(t, *inject.ProxyOf(p), map[string]string{"POD_NAME": p.Name, "POD_NAMESPACE": p.Namespace, "SERVICE_ACCOUNT": "default", "POD_IP": "10.0.0.7"})
 	md := b.GetNode().GetMetadata().GetFields()
 	if b.GetNode().GetId() != "httpbin.app" || md["role"].GetStringValue() != "sidecar" || md["pod"].GetStringValue() != "httpbin" ||
 		md["namespace"].GetStringValue() != "app" || md["cluster"].GetStringValue() != "member-1" || md["interception"].GetStringValue() != "iptables" {

@@ -257,6 +257,17 @@ func TestAnInjectedPodsTrafficGoesThroughItsSidecar(t *testing.T) {
 			t.Error("the connection did not go through the sidecar's passthrough cluster")
 		}
 	})
+	t.Run("the kubelet's probe of the sidecar's health port answers ready", func(t *testing.T) {
+		resp, err := http.Get("http://10.251.0.2:15021/healthz/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "LIVE" {
+			t.Errorf("GET :15021/healthz/ready: %d %q", resp.StatusCode, body)
+		}
+	})
 	t.Run("a call into the pod reaches the app through the sidecar's inbound side", func(t *testing.T) {
 		var body string
 		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
@@ -301,12 +312,7 @@ type sidecar struct {
 // downward API values the kubelet fills in.
 func startSidecar(t *testing.T, pod *podNetns, p *corev1.Pod) *sidecar {
 	t.Helper()
-	var proxy corev1.Container
-	for _, c := range p.Spec.Containers {
-		if c.Name == inject.ProxyContainer {
-			proxy = c
-		}
-	}
+	proxy := inject.ProxyOf(p)
 	env := map[string]string{"POD_NAME": p.Name, "POD_NAMESPACE": p.Namespace, "SERVICE_ACCOUNT": "default", "POD_IP": "10.251.0.2"}
 	args := make([]string, 0, len(proxy.Args))
 	for _, a := range proxy.Args {
