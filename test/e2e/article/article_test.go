@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -213,6 +214,11 @@ func TestTheArticle(t *testing.T) {
 		}
 		if len(ex.Ports[0].Serving) != 3 {
 			t.Errorf("explain under ActiveActive serves from %+v", ex.Ports[0].Serving)
+		}
+		// From cluster-2's own context (its Cluster is the federation's
+		// mirrored copy) the answer is the same.
+		if own := fleetmeshJSON[cli.Explanation](t, ctx, "cluster-2", "explain", "httpbin", "-n", "httpbin", "--from-cluster", "cluster-2"); !reflect.DeepEqual(own, ex) {
+			t.Errorf("explain from cluster-2's context:\n%+v\nfrom the control plane's:\n%+v", own, ex)
 		}
 
 		status := fleetmesh(t, ctx, "cluster-2", "proxy-status")
