@@ -87,6 +87,7 @@ const (
 	ReasonTypeConflict       = "TypeConflict"
 	ReasonNoConflict         = "NoConflict"
 	ReasonExported           = "Exported"
+	ReasonImportFailed       = "ImportFailed"
 	ReasonUnknownTargets     = "UnknownTargets"
 )
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,8 +22,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -60,8 +63,17 @@ type joinOptions struct {
 	apiHost          string
 	secretNamespace  string
 	skipCheck        bool
+	credentials      string
+	tokenTTL         time.Duration
 	spec             fmv1alpha1.ClusterSpec
 }
+
+// FederationServiceAccount is the member's identity for the federation
+// (manifests/member creates it with its least-privilege role).
+const FederationServiceAccount = "fleetmesh-federation"
+
+// AnnotationTokenExpires on a member's Secret says when its token expires.
+const AnnotationTokenExpires = "fleetmesh.io/token-expires"
 
 func newJoinCommand(k *kubeFlags) *cobra.Command {
 	o := joinOptions{}
@@ -73,6 +85,12 @@ that its API server answers, store the credentials in a Secret of the
 control-plane cluster, and create (or update) the Cluster object NAME
 pointing at it. The federation then connects to the member and reports it
 Ready in 'fleetmesh cluster list'.
+
+The federation acts in the member as the ServiceAccount
+fleetmesh-system/fleetmesh-federation that 'kubectl apply -k
+manifests/member' creates with only the rights it needs: join asks the
+member for a token of it (--token-ttl; join again before it expires).
+--credentials context stores the context's own credentials instead.
 
 A member whose kubeconfig says 127.0.0.1 or localhost (k3d, kind) is not
 reachable from the control plane's pods: --api-host names the address they
@@ -99,6 +117,8 @@ against the original name.`,
 	f.StringVar(&o.spec.Network, "network", "", "the member's network: members with the same network reach each other's pods directly")
 	f.StringVar(&o.secretNamespace, "secret-namespace", DefaultSystemNamespace, "namespace of the control-plane cluster that keeps the member's credentials")
 	f.BoolVar(&o.skipCheck, "skip-check", false, "do not check that the member's API server answers before joining it")
+	f.StringVar(&o.credentials, "credentials", "service-account", "what the federation uses in the member: service-account (a token of fleetmesh-system/fleetmesh-federation) or context (the context's own credentials)")
+	f.DurationVar(&o.tokenTTL, "token-ttl", 365*24*time.Hour, "with --credentials service-account: how long the token is valid")
 	_ = cmd.MarkFlagRequired("member-context")
 	_ = cmd.RegisterFlagCompletionFunc("member-context", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		raw, err := (&kubeFlags{kubeconfig: o.memberKubeconfig}).rawConfig()
@@ -137,6 +157,22 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 			return fmt.Errorf("the member's API server (context %s) does not answer: %w (--skip-check joins it anyway)", o.memberContext, err)
 		}
 	}
+	var expires time.Time
+	switch o.credentials {
+	case "context":
+	case "service-account":
+		// The token is asked for through the context as the operator
+		// reaches it (not through --api-host).
+		local, _, err := MemberKubeconfig(raw, o.memberContext, "")
+		if err != nil {
+			return err
+		}
+		if kubeconfig, expires, err = withServiceAccountToken(ctx, local, kubeconfig, o.tokenTTL); err != nil {
+			return fmt.Errorf("--member-context %s: %w", o.memberContext, err)
+		}
+	default:
+		return fmt.Errorf("--credentials %q: want service-account or context", o.credentials)
+	}
 
 	hub, err := k.clients()
 	if err != nil {
@@ -154,6 +190,9 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{"kubeconfig": kubeconfig},
+	}
+	if !expires.IsZero() {
+		secret.Annotations = map[string]string{AnnotationTokenExpires: expires.UTC().Format(time.RFC3339)}
 	}
 	if err := apply(ctx, hub.client, secret); err != nil {
 		return fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
@@ -178,7 +217,44 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 		return fmt.Errorf("write Cluster %s: %w", name, err)
 	}
 	_, err = fmt.Fprintf(out, "cluster %s joined: clusterKey %s, credentials in Secret %s/%s\n", name, cl.Key(), secret.Namespace, secret.Name)
+	if err == nil && !expires.IsZero() {
+		_, err = fmt.Fprintf(out, "the federation acts in %s as %s/%s; its token expires %s: join again before\n", name, DefaultSystemNamespace, FederationServiceAccount, expires.UTC().Format(time.RFC3339))
+	}
 	return err
+}
+
+// withServiceAccountToken asks the member (through local, a kubeconfig
+// the operator can use) for a token of the federation's ServiceAccount and
+// returns stored with its user's credentials replaced by that token.
+func withServiceAccountToken(ctx context.Context, local, stored []byte, ttl time.Duration) ([]byte, time.Time, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(local)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(DefaultSystemNamespace).CreateToken(ctx, FederationServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(ttl.Seconds()))},
+	}, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, time.Time{}, fmt.Errorf("the member has no ServiceAccount %s/%s: install fleetmesh there first (kubectl apply -k manifests/member), or join with --credentials context", DefaultSystemNamespace, FederationServiceAccount)
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("ask the member for a token of %s/%s: %w", DefaultSystemNamespace, FederationServiceAccount, err)
+	}
+	kc, err := clientcmd.Load(stored)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	user := "fleetmesh-federation"
+	kc.AuthInfos = map[string]*clientcmdapi.AuthInfo{user: {Token: tr.Status.Token}}
+	for _, c := range kc.Contexts {
+		c.AuthInfo = user
+	}
+	data, err := clientcmd.Write(*kc)
+	return data, tr.Status.ExpirationTimestamp.Time, err
 }
 
 // MemberKubeconfig extracts one context of a kubeconfig into a standalone

@@ -97,7 +97,7 @@ func waitReady(t *testing.T, kubeconfig, name string) MemberRow {
 func TestJoinFromAKubeconfigContextMakesAMemberTheFederationReportsReady(t *testing.T) {
 	kubeconfig := operatorKubeconfig(t)
 	hub := fleet.Cluster("control-plane").Client
-	out := mustRun(t, kubeconfig, "cluster", "join", "member-a", "--member-context", "member-a",
+	out := mustRun(t, kubeconfig, "cluster", "join", "member-a", "--member-context", "member-a", "--credentials", "context",
 		"--gateway-host", "10.244.9.1", "--gateway-port", "81", "--region", "eu", "--zone", "eu-1", "--network", "net-a")
 	if !strings.Contains(out, "cluster member-a joined: clusterKey eu/eu-1/default/member-a") {
 		t.Errorf("join printed %q", out)
@@ -131,7 +131,7 @@ func TestJoinFromAKubeconfigContextMakesAMemberTheFederationReportsReady(t *test
 	}
 
 	// Joining again updates the member: a changed gateway, nothing else.
-	mustRun(t, kubeconfig, "cluster", "join", "member-a", "--member-context", "member-a",
+	mustRun(t, kubeconfig, "cluster", "join", "member-a", "--member-context", "member-a", "--credentials", "context",
 		"--gateway-host", "10.244.9.2", "--gateway-port", "81", "--region", "eu", "--zone", "eu-1", "--network", "net-a")
 	if row := members(t, kubeconfig)["member-a"]; row.Gateway != "10.244.9.2:81" || row.ClusterKey != "eu/eu-1/default/member-a" {
 		t.Errorf("after a second join: %+v", row)
@@ -172,7 +172,7 @@ func TestJoinRewritesALoopbackAPIServerAndTLSStillChecksTheOriginalName(t *testi
 	// The test API servers listen on 127.0.0.1; "localhost" stands for the
 	// address a k3d user would give. The certificate does not name it by
 	// the IP the connection uses: the TLS server name keeps the check.
-	out, err := run(t, kubeconfig, "cluster", "join", "member-b", "--member-context", "member-b", "--api-host", "localhost")
+	out, err := run(t, kubeconfig, "cluster", "join", "member-b", "--member-context", "member-b", "--api-host", "localhost", "--credentials", "context")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -204,6 +204,8 @@ func TestJoinRefusesWhatCannotWorkAndWritesNothing(t *testing.T) {
 		{"a name Kubernetes refuses", []string{"cluster", "join", "Member_A", "--member-context", "member-a"}, `cluster name "Member_A"`},
 		{"no member context", []string{"cluster", "join", "member-x"}, `"member-context" not set`},
 		{"no name", []string{"cluster", "join", "--member-context", "member-a"}, "takes NAME"},
+		{"a member without fleetmesh installed, for its ServiceAccount", []string{"cluster", "join", "member-x", "--member-context", "member-a"}, "the member has no ServiceAccount fleetmesh-system/fleetmesh-federation: install fleetmesh there first"},
+		{"credentials of an unknown kind", []string{"cluster", "join", "member-x", "--member-context", "member-a", "--credentials", "password"}, `--credentials "password"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(t, kubeconfig, tc.args...)

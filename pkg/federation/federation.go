@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +59,10 @@ type Federation struct {
 	events  events.EventRecorder
 	metrics *metrics
 	trigger chan struct{}
+
+	// writeFailures are the members whose writes failed in the last sync:
+	// the exports importing into them are not Ready.
+	writeFailures map[string]error
 
 	mu      sync.Mutex
 	members map[string]*memberConn
@@ -226,6 +232,7 @@ func (f *Federation) sync(ctx context.Context) error {
 	f.disconnectGone(seen)
 
 	plan := Compute(members)
+	markFailedImports(plan, f.writeFailures)
 	f.count(members, plan)
 	unknown := map[string]bool{}
 	for _, m := range members {
@@ -256,7 +263,56 @@ func (f *Federation) sync(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	failures := map[string]error{}
+	for i, err := range applyErrs {
+		if err != nil {
+			failures[members[i].name()] = err
+		}
+	}
+	if len(f.writeFailures) > 0 && len(failures) == 0 {
+		f.poke() // once more, to write that the exports are Ready again
+	}
+	f.writeFailures = failures
 	return errors.Join(append(errs, applyErrs...)...)
+}
+
+// markFailedImports turns Ready false on every export whose import a
+// member failed to write in the last sync, naming the member and why: an
+// export must not say it is imported where it is not.
+func markFailedImports(plan *Plan, failures map[string]error) {
+	if len(failures) == 0 {
+		return
+	}
+	for exporter, exports := range plan.Exports {
+		for key, conds := range exports {
+			var failed []string
+			for importer, d := range plan.Members {
+				if err := failures[importer]; err != nil && importer != exporter && d.Imports[key] != nil {
+					failed = append(failed, fmt.Sprintf("%s (%s)", importer, firstLine(err)))
+				}
+			}
+			if len(failed) == 0 {
+				continue
+			}
+			slices.Sort(failed)
+			for i := range conds {
+				if conds[i].Type == fmv1alpha1.ConditionReady && conds[i].Status == metav1.ConditionTrue {
+					conds[i].Status, conds[i].Reason = metav1.ConditionFalse, fmv1alpha1.ReasonImportFailed
+					conds[i].Message = "imports could not be written in " + strings.Join(failed, ", ")
+				}
+			}
+		}
+	}
+}
+
+// firstLine is an error's first line, cut short: a condition message, not
+// a log.
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
 }
 
 func (f *Federation) member(name string) *memberConn {

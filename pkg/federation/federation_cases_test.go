@@ -4,15 +4,18 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -551,5 +554,77 @@ func TestAnExistingImportIsAdoptedAndFollowsTheServicesPorts(t *testing.T) {
 			return false, client.IgnoreNotFound(err)
 		}
 		return len(d.Spec.Ports) == 2, nil
+	})
+}
+
+// TestAnExportIsNotReadyWhereItsImportCannotBeWritten joins cluster-2 with
+// credentials that may read but not write: the export from cluster-1 says
+// Ready=False, ImportFailed, naming cluster-2 and the refusal, until the
+// rights are granted.
+func TestAnExportIsNotReadyWhereItsImportCannotBeWritten(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	// A user of cluster-2 that may read everything and write nothing.
+	reader := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "federation-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view-all"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: "federation-reader"}},
+	}
+	if err := c2.Client.Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "view-all"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Client.Create(ctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := clientcmd.Load(c2.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range kc.AuthInfos {
+		u.Impersonate = "federation-reader"
+	}
+	readOnly, err := clientcmd.Write(*kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := setCluster(ctx, t, "cluster-2", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = string(readOnly) })
+	defer restore()
+
+	createService(ctx, t, c1, "refused", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "refused", "svc")
+	ready := func(ctx context.Context) (*metav1.Condition, error) {
+		e := &fmv1alpha1.ServiceExport{}
+		if err := c1.Client.Get(ctx, client.ObjectKey{Namespace: "refused", Name: "svc"}, e); err != nil {
+			return nil, err
+		}
+		return meta.FindStatusCondition(e.Status.Conditions, fmv1alpha1.ConditionReady), nil
+	}
+	var cond *metav1.Condition
+	eventually(ctx, t, "the export says its import in cluster-2 failed", func(ctx context.Context) (bool, error) {
+		cond, err = ready(ctx)
+		return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == fmv1alpha1.ReasonImportFailed, err
+	})
+	if !strings.Contains(cond.Message, "cluster-2 (") || !strings.Contains(cond.Message, "forbidden") {
+		t.Errorf("the condition does not name the member and the refusal: %q", cond.Message)
+	}
+
+	// Granted the rights, the import is written and the export is Ready.
+	writer := reader.DeepCopy()
+	writer.Name, writer.RoleRef.Name, writer.ResourceVersion = "federation-writer", "cluster-admin", ""
+	if err := c2.Client.Create(ctx, writer); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the export is Ready once cluster-2 accepts its import", func(ctx context.Context) (bool, error) {
+		cond, err = ready(ctx)
+		if _, ierr := getImport(ctx, c2, "refused", "svc"); ierr != nil {
+			return false, client.IgnoreNotFound(ierr)
+		}
+		return cond != nil && cond.Status == metav1.ConditionTrue, err
 	})
 }

@@ -43,6 +43,9 @@ type FleetOptions struct {
 	// enable-aggregator-routing=true so webhooks behind a Service reach
 	// the Service's endpoints (there is no kube-proxy here).
 	APIServerFlags map[string]string
+	// AuditLog makes each API server write every request (metadata
+	// level, JSON) to its Cluster's AuditLogPath.
+	AuditLog bool
 }
 
 // Fleet is a set of running clusters.
@@ -71,6 +74,8 @@ type Cluster struct {
 	KubeconfigPath string
 	// NodeName is the node that RunPod binds pods to.
 	NodeName string
+	// AuditLogPath is the API server's audit log (FleetOptions.AuditLog).
+	AuditLogPath string
 
 	env     *envtest.Environment
 	kcm     *exec.Cmd
@@ -199,6 +204,14 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	for k, v := range opts.APIServerFlags {
 		api.Configure().Set(k, v)
 	}
+	if opts.AuditLog {
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return nil, err
+		}
+		c.AuditLogPath = filepath.Join(dir, "audit.log")
+		api.Configure().Set("audit-policy-file", policy).Set("audit-log-path", c.AuditLogPath).Set("audit-log-format", "json")
+	}
 	cfg, err := c.env.Start()
 	if err != nil {
 		// envtest leaves a half-started control plane running.
@@ -230,6 +243,15 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	}
 	return c, nil
 }
+
+// auditPolicy records every request once, when it completes, without
+// bodies.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+`
 
 // Stop stops the cluster's controller manager and API server and removes
 // its files.

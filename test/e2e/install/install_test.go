@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,10 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -304,7 +308,7 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 	if f := a.Forbidden(); len(f) > 0 {
 		t.Errorf("the controller was refused: %q", f)
 	}
-	checkLeastPrivilege(t, granted(t, "member"), a.Used(), perm{"patch", "events.k8s.io", "events"})
+	checkLeastPrivilege(t, granted(t, "member", "fleetmesh-controller"), a.Used(), perm{"patch", "events.k8s.io", "events"})
 }
 
 // checkLeastPrivilege says which granted permissions went unused (except
@@ -514,33 +518,210 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	if err := hub.Client.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "httpbin"}}); err != nil {
 		t.Fatal(err)
 	}
-	// The operator joins the member with the CLI.
-	var out strings.Builder
-	if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "hub", "cluster", "join", "member-1", "--member-context", "member-1"}); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
+	// The operator installs fleetmesh in two members and joins them with
+	// the CLI: the federation acts in them as their fleetmesh-federation
+	// ServiceAccount.
+	for _, m := range []string{"member-1", "member-2"} {
+		if out, err := kubectl(fleet.Cluster(m), "apply", "--server-side", "-k", "manifests/member"); err != nil {
+			t.Fatalf("kubectl apply -k manifests/member in %s: %v\n%s", m, err, out)
+		}
+		fleetmesh(t, ctx, "--context", "hub", "cluster", "join", m, "--member-context", m, "--network", "flat", "--gateway-host", "10.244.0.9")
 	}
+	waitFor(t, ctx, "the federation reports both members Ready", func(ctx context.Context) (bool, error) {
+		for _, m := range []string{"member-1", "member-2"} {
+			c := &fmv1alpha1.Cluster{}
+			if err := hub.Client.Get(ctx, client.ObjectKey{Name: m}, c); err != nil || !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) {
+				return false, client.IgnoreNotFound(err)
+			}
+		}
+		return true, nil
+	})
+	secret := &corev1.Secret{}
+	if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "fleetmesh-member-member-1"}, secret); err != nil || secret.Annotations[cli.AnnotationTokenExpires] == "" {
+		t.Errorf("member-1's credentials are not a ServiceAccount token: %v %v", err, secret.Annotations)
+	}
+
+	// An export from member-1 reaches member-2: import, derived Service,
+	// EndpointSlices (one network); an Ingress and the export's status in
+	// member-1.
+	m1, m2 := fleet.Cluster("member-1"), fleet.Cluster("member-2")
+	if _, err := m1.RunPod(ctx, testenv.PodOptions{Namespace: "web", Name: "web-1", Labels: map[string]string{"app": "web"}, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.Client.Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 8080}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	export := &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "web"},
+		Spec:       fmv1alpha1.ServiceExportSpec{Rules: []fmv1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/web", PathType: fmv1alpha1.PathTypePrefix}}},
+	}
+	if err := m1.Client.Create(ctx, export); err != nil {
+		t.Fatal(err)
+	}
+	webObjects := func(ctx context.Context) (imports, services, slices, ingresses int, err error) {
+		var imp fmv1alpha1.ServiceImportList
+		var svc corev1.ServiceList
+		var eps discoveryv1.EndpointSliceList
+		var ing networkingv1.IngressList
+		for _, l := range []struct {
+			c    *testenv.Cluster
+			list client.ObjectList
+		}{{m2, &imp}, {m2, &svc}, {m2, &eps}, {m1, &ing}} {
+			if err := l.c.Client.List(ctx, l.list, client.InNamespace("web")); err != nil {
+				return 0, 0, 0, 0, err
+			}
+		}
+		return len(imp.Items), len(svc.Items), len(eps.Items), len(ing.Items), nil
+	}
+	var state string
 	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
-		c := &fmv1alpha1.Cluster{}
-		if err := hub.Client.Get(ctx, client.ObjectKey{Name: "member-1"}, c); err != nil {
+		i, s, e, g, err := webObjects(ctx)
+		got := &fmv1alpha1.ServiceExport{}
+		if gerr := m1.Client.Get(ctx, client.ObjectKeyFromObject(export), got); gerr != nil {
+			return false, gerr
+		}
+		state = fmt.Sprintf("imports %d, services %d, slices %d in member-2; ingresses %d, export status %v in member-1", i, s, e, g, got.Status.Conditions)
+		return i == 1 && s == 1 && e == 1 && g == 1 && meta.IsStatusConditionTrue(got.Status.Conditions, fmv1alpha1.ConditionValid), err
+	})
+	if err != nil {
+		_, r1 := audited(t, m1.AuditLogPath, "system:serviceaccount:fleetmesh-system:fleetmesh-federation")
+		_, r2 := audited(t, m2.AuditLogPath, "system:serviceaccount:fleetmesh-system:fleetmesh-federation")
+		t.Fatalf("the export never reached member-2: %s; refused in member-1 %q, member-2 %q", state, r1, r2)
+	}
+	// Rules dropped: the Ingress goes (the export stays, so only the
+	// federation can delete it).
+	if err := m1.Client.Get(ctx, client.ObjectKeyFromObject(export), export); err != nil {
+		t.Fatal(err)
+	}
+	export.Spec.Rules = nil
+	if err := m1.Client.Update(ctx, export); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the Ingress of dropped rules goes", func(ctx context.Context) (bool, error) {
+		_, _, _, g, err := webObjects(ctx)
+		return g == 0, err
+	})
+	// An export of no Service is reported on the export and in an event.
+	ghost := &fmv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "ghost"}}
+	if err := m1.Client.Create(ctx, ghost); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "an event says the ghost export has no Service", func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := m1.Client.List(ctx, &list, client.InNamespace("web")); err != nil {
 			return false, err
 		}
-		return meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady), nil
+		return slices.ContainsFunc(list.Items, func(e eventsv1.Event) bool {
+			return e.Regarding.Name == "ghost" && e.Reason == fmv1alpha1.ReasonNoService
+		}), nil
 	})
-	if err != nil {
-		t.Fatalf("the federation never reported member-1 Ready: %v (refused: %q)", err, a.Forbidden())
+	// Withdrawn, and a member leaving: what they contributed goes.
+	for _, e := range []*fmv1alpha1.ServiceExport{export, ghost} {
+		if err := m1.Client.Delete(ctx, e); err != nil {
+			t.Fatal(err)
+		}
 	}
+	waitFor(t, ctx, "the withdrawn export leaves nothing behind", func(ctx context.Context) (bool, error) {
+		i, s, e, g, err := webObjects(ctx)
+		return i+s+e+g == 0, err
+	})
+	fleetmesh(t, ctx, "--context", "hub", "cluster", "leave", "member-2")
+	waitFor(t, ctx, "member-1 forgets member-2", func(ctx context.Context) (bool, error) {
+		err := m1.Client.Get(ctx, client.ObjectKey{Name: "member-2"}, &fmv1alpha1.Cluster{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+
 	// Leader election renews its lease (an update) every few seconds.
-	err = testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
+	waitFor(t, ctx, "the lease is renewed", func(context.Context) (bool, error) {
 		return a.Used().Has(perm{"update", "coordination.k8s.io", "leases"}), nil
 	})
-	if err != nil {
-		t.Errorf("the lease was never renewed: %v", err)
-	}
 	if f := a.Forbidden(); len(f) > 0 {
 		t.Errorf("the controller was refused: %q", f)
 	}
-	checkLeastPrivilege(t, granted(t, "control-plane"), a.Used(),
+	checkLeastPrivilege(t, granted(t, "control-plane", "fleetmesh-controller"), a.Used(),
 		perm{"patch", "events.k8s.io", "events"}, perm{"patch", "", "events"})
+
+	// In the members, the API servers' audit logs say what the federation
+	// did as its ServiceAccount.
+	used := sets.New[perm]()
+	for _, m := range []*testenv.Cluster{m1, m2} {
+		u, refused := audited(t, m.AuditLogPath, "system:serviceaccount:fleetmesh-system:fleetmesh-federation")
+		if len(refused) > 0 {
+			t.Errorf("the federation was refused in %s: %q", m.Name, refused)
+		}
+		used = used.Union(u)
+	}
+	// Server-side apply is a patch in the log, but one that creates the
+	// object is authorized for create as well (without it: refused).
+	rare := []perm{{"patch", "events.k8s.io", "events"}}
+	for p := range used {
+		if p.Verb == "patch" && !strings.Contains(p.Resource, "/") {
+			rare = append(rare, perm{"create", p.Group, p.Resource})
+		}
+	}
+	checkLeastPrivilege(t, granted(t, "member", "fleetmesh-federation"), used, rare...)
+}
+
+// fleetmesh runs the CLI with the fleet's kubeconfig.
+func fleetmesh(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	var out strings.Builder
+	if err := cli.Execute(ctx, &out, append([]string{"--kubeconfig", fleet.KubeconfigPath}, args...)); err != nil {
+		t.Fatalf("fleetmesh %v: %v\n%s", args, err, out.String())
+	}
+	return out.String()
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func(context.Context) (bool, error)) {
+	t.Helper()
+	if err := testenv.Eventually(ctx, 30*time.Second, cond); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// audited reads an API server's audit log: the permissions a user's
+// requests needed, and the ones refused.
+func audited(t *testing.T, path, user string) (sets.Set[perm], []string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := sets.New[perm]()
+	refusedSet := sets.New[string]()
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Verb string `json:"verb"`
+			User struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef *struct {
+				Resource, Subresource, APIGroup, Namespace, Name string
+			} `json:"objectRef"`
+			ResponseStatus struct {
+				Code int `json:"code"`
+			} `json:"responseStatus"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if ev.User.Username != user || ev.ObjectRef == nil {
+			continue
+		}
+		res := ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			res += "/" + ev.ObjectRef.Subresource
+		}
+		p := perm{Verb: ev.Verb, Group: ev.ObjectRef.APIGroup, Resource: res}
+		used.Insert(p)
+		if ev.ResponseStatus.Code == http.StatusForbidden {
+			refusedSet.Insert(p.String() + " " + ev.ObjectRef.Namespace + "/" + ev.ObjectRef.Name)
+		}
+	}
+	return used, sets.List(refusedSet)
 }
 
 // BenchmarkPodCreate measures what injection adds to creating a pod: the

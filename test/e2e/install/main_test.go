@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, func() int {
 		var err error
 		fleet, err = testenv.StartFleet(context.Background(), testenv.FleetOptions{
-			Clusters: []string{"hub", "member-1"},
+			Clusters: []string{"hub", "member-1", "member-2"},
+			// What the federation does in the members is read from their
+			// audit logs.
+			AuditLog: true,
 			// Webhooks reach the Service's endpoints: there is no kube-proxy.
 			APIServerFlags: map[string]string{"enable-aggregator-routing": "true"},
 		})
@@ -131,9 +134,9 @@ func asServiceAccount(c *testenv.Cluster, namespace, name string, a *audit) *res
 	return cfg
 }
 
-// granted reads what the overlay's Roles and ClusterRoles bound to the
-// controller's ServiceAccount allow.
-func granted(t *testing.T, overlay string) sets.Set[perm] {
+// granted reads what the overlay's Roles and ClusterRoles bound to a
+// ServiceAccount of fleetmesh-system allow.
+func granted(t *testing.T, overlay, serviceAccount string) sets.Set[perm] {
 	t.Helper()
 	out, err := kubectl(fleet.Clusters[0], "kustomize", "manifests/"+overlay)
 	if err != nil {
@@ -169,7 +172,7 @@ func granted(t *testing.T, overlay string) sets.Set[perm] {
 			roles[o.Kind+"/"+o.Metadata.Name] = o.Rules
 		case "ClusterRoleBinding", "RoleBinding":
 			for _, s := range o.Subjects {
-				if s.Kind == "ServiceAccount" && s.Name == "fleetmesh-controller" {
+				if s.Kind == "ServiceAccount" && s.Name == serviceAccount {
 					bound = append(bound, o.RoleRef.Kind+"/"+o.RoleRef.Name)
 				}
 			}
@@ -188,7 +191,7 @@ func granted(t *testing.T, overlay string) sets.Set[perm] {
 		}
 	}
 	if out2.Len() == 0 {
-		t.Fatalf("manifests/%s grants fleetmesh-controller nothing", overlay)
+		t.Fatalf("manifests/%s grants %s nothing", overlay, serviceAccount)
 	}
 	return out2
 }
