@@ -409,6 +409,9 @@ type MemberRow struct {
 	Reason     string       `json:"reason,omitempty"`
 	Message    string       `json:"message,omitempty"`
 	LastSync   *metav1.Time `json:"lastSyncTime,omitempty"`
+	// TokenExpires is when the federation's token for the member expires
+	// (members joined with --credentials service-account).
+	TokenExpires *metav1.Time `json:"tokenExpires,omitempty"`
 	StaleSince *metav1.Time `json:"staleSince,omitempty"`
 	Mirrored   bool         `json:"mirrored,omitempty"`
 }
@@ -431,7 +434,7 @@ func newListCommand(k *kubeFlags) *cobra.Command {
 			}
 			return o.print(cmd.OutOrStdout(), rows, func(w *tabwriter.Writer) {
 				now := time.Now()
-				row(w, "NAME", "CLUSTERKEY", "GATEWAY", "NETWORK", "READY", "REASON", "LAST SYNC")
+				row(w, "NAME", "CLUSTERKEY", "GATEWAY", "NETWORK", "READY", "REASON", "LAST SYNC", "TOKEN EXPIRES")
 				for _, r := range rows {
 					sync := "<never>"
 					if r.LastSync != nil {
@@ -440,7 +443,14 @@ func newListCommand(k *kubeFlags) *cobra.Command {
 					if r.StaleSince != nil {
 						sync += " (stale " + age(r.StaleSince.Time, now) + ")"
 					}
-					row(w, r.Name, r.ClusterKey, orNone(r.Gateway), orNone(r.Network), r.Ready, orNone(r.Reason), sync)
+					expires := "-"
+					if r.TokenExpires != nil {
+						expires = "in " + age(now, r.TokenExpires.Time)
+						if r.TokenExpires.Before(&metav1.Time{Time: now}) {
+							expires = "EXPIRED " + age(r.TokenExpires.Time, now) + " ago"
+						}
+					}
+					row(w, r.Name, r.ClusterKey, orNone(r.Gateway), orNone(r.Network), r.Ready, orNone(r.Reason), sync, expires)
 				}
 			})
 		},
@@ -473,6 +483,7 @@ func listClusters(ctx context.Context, c client.Client) ([]MemberRow, error) {
 		if cond := meta.FindStatusCondition(cl.Status.Conditions, fmv1alpha1.ConditionReady); cond != nil {
 			r.Ready, r.Reason, r.Message = string(cond.Status), cond.Reason, cond.Message
 		}
+		r.TokenExpires = tokenExpiry(ctx, c, &cl)
 		rows = append(rows, r)
 	}
 	slices.SortFunc(rows, func(a, b MemberRow) int { return strings.Compare(a.Name, b.Name) })
@@ -528,4 +539,22 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// tokenExpiry reads when the token in a member's Secret expires, from the
+// annotation join writes (nil when there is none or it cannot be read).
+func tokenExpiry(ctx context.Context, c client.Client, cl *fmv1alpha1.Cluster) *metav1.Time {
+	ref := cl.Spec.KubeconfigSecretRef
+	if ref == nil {
+		return nil
+	}
+	meta := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, meta); err != nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, meta.Annotations[AnnotationTokenExpires])
+	if err != nil {
+		return nil
+	}
+	return &metav1.Time{Time: t}
 }

@@ -536,9 +536,17 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		}
 		return true, nil
 	})
-	secret := &corev1.Secret{}
-	if err := hub.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "fleetmesh-member-member-1"}, secret); err != nil || secret.Annotations[cli.AnnotationTokenExpires] == "" {
-		t.Errorf("member-1's credentials are not a ServiceAccount token: %v %v", err, secret.Annotations)
+	var rows []cli.MemberRow
+	if err := json.Unmarshal([]byte(fleetmesh(t, ctx, "--context", "hub", "cluster", "list", "-o", "json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.TokenExpires == nil || time.Until(r.TokenExpires.Time) < 364*24*time.Hour {
+			t.Errorf("%s's credentials are not a ServiceAccount token valid for a year: %+v", r.Name, r)
+		}
+	}
+	if table := fleetmesh(t, ctx, "--context", "hub", "cluster", "list"); len(testenv.TableLines(table, "member-1", "True", "in 36")) != 1 {
+		t.Errorf("cluster list does not show the token's expiry:\n%s", table)
 	}
 
 	// An export from member-1 reaches member-2: import, derived Service,
