@@ -412,8 +412,8 @@ type MemberRow struct {
 	// TokenExpires is when the federation's token for the member expires
 	// (members joined with --credentials service-account).
 	TokenExpires *metav1.Time `json:"tokenExpires,omitempty"`
-	StaleSince *metav1.Time `json:"staleSince,omitempty"`
-	Mirrored   bool         `json:"mirrored,omitempty"`
+	StaleSince   *metav1.Time `json:"staleSince,omitempty"`
+	Mirrored     bool         `json:"mirrored,omitempty"`
 }
 
 func newListCommand(k *kubeFlags) *cobra.Command {
