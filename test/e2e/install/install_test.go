@@ -256,6 +256,30 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a Deployment's pod (no name yet) that is not injected gets the event on its ReplicaSet", func(t *testing.T) {
+		p := testPod("app", "", map[string]string{inject.AnnotationInject: "perhaps"})
+		p.GenerateName = "web-5d8f7-"
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f7", UID: "0d2c4a5e-1111-4222-8333-944455556666"}}
+		if err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if inject.ProxyOf(p) != nil {
+			t.Error("injected")
+		}
+		_ = warn.take()
+		err := testenv.Eventually(ctx, 10*time.Second, func(ctx context.Context) (bool, error) {
+			var list eventsv1.EventList
+			if err := c.List(ctx, &list, client.InNamespace("app")); err != nil {
+				return false, err
+			}
+			return slices.ContainsFunc(list.Items, func(e eventsv1.Event) bool {
+				return e.Regarding.Kind == "ReplicaSet" && e.Regarding.Name == "web-5d8f7" && e.Reason == "SidecarNotInjected"
+			}), nil
+		})
+		if err != nil {
+			t.Errorf("no SidecarNotInjected event on the ReplicaSet: %v", err)
+		}
+	})
 	t.Run("discovery reports on a policy", func(t *testing.T) {
 		if err := c.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "httpbin"},
