@@ -9,7 +9,6 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
-
 // explainMesh is cluster-2's view of a service exported by cluster-1
 // (through its gateway) and cluster-3 (on cluster-2's network), with an
 // HTTP and a TCP port.
@@ -74,7 +73,8 @@ func TestExplainSaysWhereEachPortGoesAndWhyAClusterIsLeftOut(t *testing.T) {
 		},
 		{
 			"FailOver with an unknown target", &model.Policy{LbType: model.FailOver, Targets: []model.Target{
-				{ClusterKey: "default/default/default/cluster-3"}, {ClusterKey: "default/default/default/cluster-1", Priority: 2},
+				{ClusterKey: "default/default/default/cluster-3"},
+				{ClusterKey: "default/default/default/cluster-1", Priority: 2},
 				{ClusterKey: "eu/x/y/nowhere"},
 			}},
 			"cluster-3@0 via pods (shared network); cluster-1@1 via gateway 10.0.0.81:81",
