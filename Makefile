@@ -53,7 +53,7 @@ testdata: ## Regenerate golden test outputs.
 
 .PHONY: fmt
 fmt: ## Format the Go code (gofumpt, as lint checks it).
-	$(GOFUMPT) -w $$(git ls-files '*.go')
+	$(GOFUMPT) -w $$(git ls-files --cached --others --exclude-standard '*.go')
 
 .PHONY: lint
 lint: ## Run golangci-lint.
