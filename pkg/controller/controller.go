@@ -198,13 +198,37 @@ func Run(ctx context.Context, o Options) (*Running, error) {
 func RunWithConfig(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*Running, error) {
 	ctrl.SetLogger(log)
 	if o.ClusterName == "" {
+		// While it waits, the process is alive but not ready: the
+		// kubelet's probes must not restart it.
+		stopWaiting, err := serveWaiting(o.DebugAddress)
+		if err != nil {
+			return nil, err
+		}
 		name, err := learnClusterName(ctx, cfg, log)
+		stopWaiting()
 		if err != nil {
 			return nil, err
 		}
 		o.ClusterName = name
 	}
 	return start(ctx, o, cfg, log.WithValues("cluster", o.ClusterName))
+}
+
+// serveWaiting answers /healthz (alive) and /readyz (not yet) on the
+// debug address until the returned function is called.
+func serveWaiting(addr string) (func(), error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "waiting for the federation to join this cluster (fleetmesh cluster join), or set --cluster-name", http.StatusServiceUnavailable)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 // learnClusterName waits for the federation to join this cluster: its

@@ -3,11 +3,19 @@ package controller
 import (
 	"context"
 	"flag"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
 func TestRunRefusesOptionsItCannotServe(t *testing.T) {
@@ -51,5 +59,67 @@ func TestInjectionFlagsAreReadAndCheckedBeforeServing(t *testing.T) {
 	_, err := RunWithConfig(context.Background(), o, &rest.Config{Host: "https://127.0.0.1:1"}, logr.Discard())
 	if err == nil || !strings.Contains(err.Error(), `--inject: proxy log level "loud"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestWithoutAClusterNameItWaitsAliveButNotReadyThenLearnsItsName(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := fleet.Cluster("member")
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug := fmt.Sprintf("127.0.0.1:%d", port)
+	type result struct {
+		run *Running
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		run, err := RunWithConfig(ctx, Options{XDSAddress: "127.0.0.1:0", DebugAddress: debug}, c.Config, logr.Discard())
+		done <- result{run, err}
+	}()
+	status := func(path string) (int, string) {
+		resp, err := http.Get("http://" + debug + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	err = testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		code, _ := status("/healthz")
+		return code == http.StatusOK, nil
+	})
+	if err != nil {
+		t.Fatalf("not alive while waiting: %v", err)
+	}
+	if code, body := status("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the federation to join this cluster") {
+		t.Errorf("/readyz while waiting: %d %q", code, body)
+	}
+
+	// The federation's copy of this cluster's own Cluster object.
+	if err := c.Client.Create(ctx, &fmv1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "member-7", Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
+		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer func() { cancel(); _ = r.run.Wait() }()
+	err = testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		code, _ := status("/readyz")
+		return code == http.StatusOK, nil
+	})
+	if err != nil {
+		t.Errorf("never ready once the name was known: %v", err)
+	}
+	if r.run.XDS == nil || r.run.DebugAddress.String() != debug {
+		t.Errorf("running %+v", r.run)
 	}
 }
