@@ -109,38 +109,38 @@ credentials of its Cluster object.`,
 
 // consumerClient reaches cluster from: through its Cluster object's
 // credentials when the context is the control-plane cluster, else the
-// context itself.
-func consumerClient(ctx context.Context, k *kubeFlags, from string) (client.Client, error) {
+// context itself. through says which: "" or the Cluster's name.
+func consumerClient(ctx context.Context, k *kubeFlags, from string) (c client.Client, through string, err error) {
 	cs, err := k.clients()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cl := &fmv1alpha1.Cluster{}
 	switch err := cs.client.Get(ctx, client.ObjectKey{Name: from}, cl); {
 	case apierrors.IsNotFound(err):
-		return cs.client, nil // a standalone cluster, or the context is the consumer
+		return cs.client, "", nil // a standalone cluster, or the context is the consumer
 	case err != nil:
-		return nil, fmt.Errorf("get Cluster %s: %w", from, err)
+		return nil, "", fmt.Errorf("get Cluster %s: %w", from, err)
 	case cl.Spec.Mirrored:
-		return cs.client, nil // a member's copy: the context is a member
+		return cs.client, "", nil // a member's copy: the context is a member
 	}
 	data, err := federation.Kubeconfig(ctx, cs.client, cl)
 	if err != nil {
-		return nil, fmt.Errorf("reach cluster %s through its Cluster object: %w", from, err)
+		return nil, "", fmt.Errorf("reach cluster %s through its Cluster object: %w", from, err)
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("reach cluster %s: its kubeconfig: %w", from, err)
+		return nil, "", fmt.Errorf("reach cluster %s: its kubeconfig: %w", from, err)
 	}
 	member, err := newClients(cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return member.client, nil
+	return member.client, from, nil
 }
 
 func explain(ctx context.Context, k *kubeFlags, from, ns, name string) (*Explanation, error) {
-	c, err := consumerClient(ctx, k, from)
+	c, through, err := consumerClient(ctx, k, from)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +156,10 @@ func explain(ctx context.Context, k *kubeFlags, from, ns, name string) (*Explana
 	}
 	for _, l := range []client.ObjectList{&services, &slices, &imports, &policies} {
 		if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
+			if apierrors.IsForbidden(err) && through != "" {
+				// The federation's own identity reads only what it needs.
+				return nil, fmt.Errorf("the credentials of Cluster %s may not list %T there: run explain with %s's own context (--context), where it reads its objects as you", through, l, through)
+			}
 			return nil, fmt.Errorf("list %T in %s: %w", l, from, err)
 		}
 	}

@@ -695,6 +695,18 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		}
 	}
 	checkLeastPrivilege(t, granted(t, "member", "fleetmesh-federation"), used, rare...)
+
+	// (After reading the audit logs: this refusal is meant.) explain
+	// through the hub uses the federation's identity, which may not read
+	// policies: it says to use the member's own context, which works.
+	var explainOut strings.Builder
+	err = cli.Execute(ctx, &explainOut, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "hub", "explain", "kubernetes.default", "--from-cluster", "member-1"})
+	if err == nil || !strings.Contains(err.Error(), "run explain with member-1's own context") {
+		t.Errorf("explain through the federation's identity: %v", err)
+	}
+	if out := fleetmesh(t, ctx, "--context", "member-1", "explain", "kubernetes.default", "--from-cluster", "member-1"); !strings.Contains(out, "kubernetes.default from member-1 (no GlobalTrafficPolicy: Locality)") {
+		t.Errorf("explain from the member's context:\n%s", out)
+	}
 }
 
 // fleetmesh runs the CLI with the fleet's kubeconfig.

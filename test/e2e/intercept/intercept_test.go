@@ -138,6 +138,8 @@ func TestAnInjectedPodsTrafficGoesThroughItsSidecar(t *testing.T) {
 	pod.run("ip", "netns", "add", pod.name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", pod.name).Run() })
 	pod.run("ip", "link", "add", "fmh0", "type", "veth", "peer", "name", "fmp0", "netns", pod.name)
+	// The kernel frees a deleted namespace's links later: free ours now.
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "fmh0").Run() })
 	pod.run("ip", "addr", "add", "10.251.0.1/24", "dev", "fmh0")
 	pod.run("ip", "link", "set", "fmh0", "up")
 	pod.run("ip", "-n", pod.name, "link", "set", "lo", "up")
