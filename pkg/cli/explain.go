@@ -82,10 +82,12 @@ ActiveActive), in which priority tier, through what (the cluster's own pods,
 a remote cluster's pods on a shared network, or its gateway), and with what
 share. It runs the same placement code as the control plane.
 
-The kubeconfig context may be the consumer cluster itself, or the
-control-plane cluster: --from-cluster then reaches the member through the
-credentials of its Cluster object.`,
-		Example: `  fleetmesh --context k3d-control-plane explain httpbin.httpbin --from-cluster cluster-2
+Run it with the consumer cluster's own context. From the control-plane
+cluster's context it reaches the member with its Cluster object's
+credentials, which works when those may read GlobalTrafficPolicies (a
+context joined with --credentials context; the federation's own
+ServiceAccount may not, and explain says so).`,
+		Example: `  fleetmesh --context k3d-cluster-2 explain httpbin.httpbin --from-cluster cluster-2
   fleetmesh --context k3d-cluster-2 explain httpbin -n httpbin --from-cluster cluster-2 -o json`,
 		Args: exactArgs("SERVICE[.NAMESPACE]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
