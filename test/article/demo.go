@@ -178,7 +178,7 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 	check("4 local httpbin", "cluster-2=30", got, err == nil)
 	grpcStep("4 local httpbin", "cluster-2=600", func(c map[string]int) bool { return c["cluster-2"] == 20 }, map[string]float64{"cluster-2": 1})
 	say("  the policy is still FailOver: cluster-2 at priority 0, the exporters wait at priority 1")
-	fleetmesh("control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+	fleetmesh("cluster-2", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 
 	say("\nstep 5: ActiveActive: calls spread over all three clusters")
 	if err := fleet.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
@@ -245,7 +245,7 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 		say("  %s bin/fleetmesh --context cluster-2 proxy-status", enter)
 		say("  %s bin/fleetmesh --context cluster-2 proxy-config endpoints curl-1.curl", enter)
 		say("  %s bin/fleetmesh --context control-plane cluster list", enter)
-		say("  %s bin/fleetmesh --context control-plane explain httpbin.httpbin --from-cluster cluster-2", enter)
+		say("  %s bin/fleetmesh --context cluster-2 explain httpbin.httpbin --from-cluster cluster-2", enter)
 		say("  %s bin/k8s/kubectl --context cluster-2 get serviceimports -A", enter)
 		<-ctx.Done()
 	}
