@@ -46,6 +46,10 @@ type FleetOptions struct {
 	// AuditLog makes each API server write every request (metadata
 	// level, JSON) to its Cluster's AuditLogPath.
 	AuditLog bool
+	// Webhooks installs, in the named clusters, the webhook configurations
+	// of these files the way envtest does: each pointed at a local port
+	// with a certificate envtest made (Cluster.Webhooks says where).
+	Webhooks map[string][]string
 }
 
 // Fleet is a set of running clusters.
@@ -76,6 +80,9 @@ type Cluster struct {
 	NodeName string
 	// AuditLogPath is the API server's audit log (FleetOptions.AuditLog).
 	AuditLogPath string
+	// Webhooks is where the webhooks of FleetOptions.Webhooks must be
+	// served: LocalServingHost, LocalServingPort, LocalServingCertDir.
+	Webhooks *envtest.WebhookInstallOptions
 
 	env     *envtest.Environment
 	kcm     *exec.Cmd
@@ -188,6 +195,7 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		BinaryAssetsDirectory:    AssetsDir(),
 		Scheme:                   Scheme,
 		AttachControlPlaneOutput: opts.Output != nil,
+		WebhookInstallOptions:    envtest.WebhookInstallOptions{Paths: opts.Webhooks[name]},
 	}
 	// A test etcd loses nothing worth an fsync per write: skipping it makes
 	// every API write several times faster on a slow disk.
@@ -220,6 +228,9 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		return nil, fmt.Errorf("start API server of %s: %w", name, err)
 	}
 	c.Config = cfg
+	if len(opts.Webhooks[name]) > 0 {
+		c.Webhooks = &c.env.WebhookInstallOptions
+	}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: Scheme}); err != nil {
 		return c, fmt.Errorf("client for %s: %w", name, err)
 	}

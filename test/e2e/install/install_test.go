@@ -786,3 +786,41 @@ func BenchmarkPodCreate(b *testing.B) {
 		})
 	}
 }
+
+// TestInjectionWithACertificateFromElsewhere runs the webhook with
+// --manage-webhook-certs=false on a certificate someone else made (here
+// envtest, as cert-manager would in a cluster), the manifests' webhook
+// configuration installed by envtest's webhook install options.
+func TestInjectionWithACertificateFromElsewhere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := fleet.Cluster("member-3")
+	w := c.Webhooks
+	runCtx, stop := context.WithCancel(ctx)
+	run, err := controller.RunWithConfig(runCtx, controller.Options{
+		ClusterName: "member-3", XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", Namespace: ns,
+		Inject: true, WebhookAddress: fmt.Sprintf("%s:%d", w.LocalServingHost, w.LocalServingPort), WebhookCertDir: w.LocalServingCertDir,
+		Injection: inject.Config{ProxyImage: "envoyproxy/envoy:test", InitImage: "fleetmesh-init:test", LogLevel: "info"},
+	}, c.Config, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); _ = run.Wait() }()
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app", Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var p *corev1.Pod
+	err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+		p = testPod("app", "httpbin", nil)
+		if err := c.Client.Create(ctx, p); err != nil {
+			return false, nil // the webhook server is starting
+		}
+		return true, nil
+	})
+	if err != nil || inject.ProxyOf(p) == nil {
+		t.Fatalf("not injected: %v %v", err, p)
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "fleetmesh-webhook-cert"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("with --manage-webhook-certs=false the controller issued a certificate anyway: %v", err)
+	}
+}

@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, func() int {
 		var err error
 		fleet, err = testenv.StartFleet(context.Background(), testenv.FleetOptions{
-			Clusters: []string{"hub", "member-1", "member-2"},
+			Clusters: []string{"hub", "member-1", "member-2", "member-3"},
+			// member-3 gets the manifests' webhook configuration as envtest
+			// installs it: its certificate made elsewhere.
+			Webhooks: map[string][]string{"member-3": {filepath.Join(testenv.RepoRoot(), "manifests", "member", "webhook.yaml")}},
 			// What the federation does in the members is read from their
 			// audit logs.
 			AuditLog: true,
