@@ -96,6 +96,15 @@ const (
 // without --cluster-name learns its name from it.
 const LocalClusterLabel = "fleetmesh.io/local"
 
+// Annotations of a member's credentials Secret written by `fleetmesh
+// cluster join`: the ServiceAccount (namespace/name) whose token it holds,
+// and when the token expires (RFC 3339). The federation renews such a
+// token before it expires.
+const (
+	AnnotationServiceAccount = "fleetmesh.io/service-account"
+	AnnotationTokenExpires   = "fleetmesh.io/token-expires"
+)
+
 // ManagedByLabel marks objects fleetmesh owns; its value is ManagedByValue.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"

@@ -72,9 +72,6 @@ type joinOptions struct {
 // (manifests/member creates it with its least-privilege role).
 const FederationServiceAccount = "fleetmesh-federation"
 
-// AnnotationTokenExpires on a member's Secret says when its token expires.
-const AnnotationTokenExpires = "fleetmesh.io/token-expires"
-
 func newJoinCommand(k *kubeFlags) *cobra.Command {
 	o := joinOptions{}
 	cmd := &cobra.Command{
@@ -89,7 +86,8 @@ Ready in 'fleetmesh cluster list'.
 The federation acts in the member as the ServiceAccount
 fleetmesh-system/fleetmesh-federation that 'kubectl apply -k
 manifests/member' creates with only the rights it needs: join asks the
-member for a token of it (--token-ttl; join again before it expires).
+member for a token of it (--token-ttl); the federation renews it before it
+expires.
 --credentials context stores the context's own credentials instead.
 
 A member whose kubeconfig says 127.0.0.1 or localhost (k3d, kind) is not
@@ -192,7 +190,10 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 		Data: map[string][]byte{"kubeconfig": kubeconfig},
 	}
 	if !expires.IsZero() {
-		secret.Annotations = map[string]string{AnnotationTokenExpires: expires.UTC().Format(time.RFC3339)}
+		secret.Annotations = map[string]string{
+			fmv1alpha1.AnnotationTokenExpires:   expires.UTC().Format(time.RFC3339),
+			fmv1alpha1.AnnotationServiceAccount: DefaultSystemNamespace + "/" + FederationServiceAccount,
+		}
 	}
 	if err := apply(ctx, hub.client, secret); err != nil {
 		return fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
@@ -218,7 +219,7 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 	}
 	_, err = fmt.Fprintf(out, "cluster %s joined: clusterKey %s, credentials in Secret %s/%s\n", name, cl.Key(), secret.Namespace, secret.Name)
 	if err == nil && !expires.IsZero() {
-		_, err = fmt.Fprintf(out, "the federation acts in %s as %s/%s; its token expires %s: join again before\n", name, DefaultSystemNamespace, FederationServiceAccount, expires.UTC().Format(time.RFC3339))
+		_, err = fmt.Fprintf(out, "the federation acts in %s as %s/%s; its token expires %s (the federation renews it before)\n", name, DefaultSystemNamespace, FederationServiceAccount, expires.UTC().Format(time.RFC3339))
 	}
 	return err
 }
@@ -552,7 +553,7 @@ func tokenExpiry(ctx context.Context, c client.Client, cl *fmv1alpha1.Cluster) *
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, meta); err != nil {
 		return nil
 	}
-	t, err := time.Parse(time.RFC3339, meta.Annotations[AnnotationTokenExpires])
+	t, err := time.Parse(time.RFC3339, meta.Annotations[fmv1alpha1.AnnotationTokenExpires])
 	if err != nil {
 		return nil
 	}

@@ -72,6 +72,10 @@ type Options struct {
 	WebhookConfigName string
 	// CertCheckEvery is how often the webhook certificate is checked.
 	CertCheckEvery time.Duration
+	// MemberTokenTTL and MemberTokenRenewBefore: the federation renews a
+	// member's ServiceAccount token (from fleetmesh cluster join) this long
+	// before it expires, for this long.
+	MemberTokenTTL, MemberTokenRenewBefore time.Duration
 	// KubeconfigSecretNamespace, when set, is the one namespace whose
 	// Secrets the federation reads (and may read: RBAC grants no more).
 	KubeconfigSecretNamespace string
@@ -97,6 +101,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		ns = "fleetmesh-system"
 	}
 	fs.StringVar(&o.Namespace, "namespace", ns, "the namespace fleetmesh runs in (default: $POD_NAMESPACE, else fleetmesh-system)")
+	fs.DurationVar(&o.MemberTokenTTL, "member-token-ttl", federation.DefaultTokenTTL, "with --federation: the life of the member tokens it renews")
+	fs.DurationVar(&o.MemberTokenRenewBefore, "member-token-renew-before", federation.DefaultTokenRenewBefore, "with --federation: renew a member's token this long before it expires")
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
 	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
 	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
@@ -333,7 +339,10 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	}
 
 	if o.Federation {
-		if _, err := federation.New(ctx, mgr, federation.Options{Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace}); err != nil {
+		if _, err := federation.New(ctx, mgr, federation.Options{
+			Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace,
+			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore,
+		}); err != nil {
 			return nil, fmt.Errorf("start the federation: %w", err)
 		}
 	}

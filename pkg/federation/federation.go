@@ -49,6 +49,9 @@ type Options struct {
 	// SecretNamespace, when set, is the only namespace a
 	// kubeconfigSecretRef may name.
 	SecretNamespace string
+	// TokenTTL is the life of a member token the federation renews;
+	// TokenRenewBefore is how long before its expiry it renews it.
+	TokenTTL, TokenRenewBefore time.Duration
 }
 
 // Federation keeps the members of the control-plane cluster's Cluster
@@ -63,6 +66,10 @@ type Federation struct {
 	// writeFailures are the members whose writes failed in the last sync:
 	// the exports importing into them are not Ready.
 	writeFailures map[string]error
+	// renewedAt is when each member's token was last renewed: a member
+	// that caps token lives below the renewal threshold is not asked at
+	// every sync.
+	renewedAt map[string]time.Time
 
 	mu      sync.Mutex
 	members map[string]*memberConn
@@ -117,6 +124,15 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 	}
 	if opts.Resolve == nil {
 		opts.Resolve = resolve
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = DefaultTokenTTL
+	}
+	if opts.TokenRenewBefore <= 0 {
+		opts.TokenRenewBefore = DefaultTokenRenewBefore
+	}
+	if opts.TokenRenewBefore >= opts.TokenTTL {
+		return nil, fmt.Errorf("member tokens would be renewed at once: renew-before %s is not shorter than their life %s", opts.TokenRenewBefore, opts.TokenTTL)
 	}
 	f := &Federation{
 		opts: opts, hub: mgr.GetClient(), events: mgr.GetEventRecorder("fleetmesh-federation"), metrics: newMetrics(opts.Registry),
@@ -220,6 +236,7 @@ func (f *Federation) sync(ctx context.Context) error {
 		usable := conn.reachable && conn.synced
 		f.mu.Unlock()
 		if usable {
+			f.renewToken(ctx, c, conn)
 			if err := readMember(ctx, conn.cluster.GetCache(), m); err != nil {
 				errs = append(errs, err)
 			} else {

@@ -529,6 +529,8 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	run, err := controller.RunWithConfig(runCtx, controller.Options{
 		ClusterName: "control-plane", Federation: true, LeaderElection: true, Namespace: ns,
 		KubeconfigSecretNamespace: ns, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+		// Tokens joined with a life of 30 minutes are renewed at once.
+		MemberTokenTTL: 2 * time.Hour, MemberTokenRenewBefore: time.Hour,
 	}, asServiceAccount(hub, ns, "fleetmesh-controller", a), logr.Discard())
 	if err != nil {
 		t.Fatal(err)
@@ -549,7 +551,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		if out, err := kubectl(fleet.Cluster(m), "apply", "--server-side", "-k", "manifests/member"); err != nil {
 			t.Fatalf("kubectl apply -k manifests/member in %s: %v\n%s", m, err, out)
 		}
-		fleetmesh(t, ctx, "--context", "hub", "cluster", "join", m, "--member-context", m, "--network", "flat", "--gateway-host", "10.244.0.9")
+		fleetmesh(t, ctx, "--context", "hub", "cluster", "join", m, "--member-context", m, "--network", "flat", "--gateway-host", "10.244.0.9", "--token-ttl", "30m")
 	}
 	waitFor(t, ctx, "the federation reports both members Ready", func(ctx context.Context) (bool, error) {
 		for _, m := range []string{"member-1", "member-2"} {
@@ -560,17 +562,29 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		}
 		return true, nil
 	})
-	var rows []cli.MemberRow
-	if err := json.Unmarshal([]byte(fleetmesh(t, ctx, "--context", "hub", "cluster", "list", "-o", "json")), &rows); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if r.TokenExpires == nil || time.Until(r.TokenExpires.Time) < 364*24*time.Hour {
-			t.Errorf("%s's credentials are not a ServiceAccount token valid for a year: %+v", r.Name, r)
+	// The 30-minute tokens are renewed by the federation, as the member's
+	// ServiceAccount, for two hours; the members stay Ready.
+	waitFor(t, ctx, "the federation renews both members' tokens", func(ctx context.Context) (bool, error) {
+		var rows []cli.MemberRow
+		if err := json.Unmarshal([]byte(fleetmesh(t, ctx, "--context", "hub", "cluster", "list", "-o", "json")), &rows); err != nil {
+			return false, err
 		}
-	}
-	if table := fleetmesh(t, ctx, "--context", "hub", "cluster", "list"); len(testenv.TableLines(table, "member-1", "True", "in 36")) != 1 {
+		renewed := 0
+		for _, r := range rows {
+			if r.TokenExpires != nil && time.Until(r.TokenExpires.Time) > 90*time.Minute && r.Ready == "True" {
+				renewed++
+			}
+		}
+		return renewed == 2, nil
+	})
+	if table := fleetmesh(t, ctx, "--context", "hub", "cluster", "list"); len(testenv.TableLines(table, "member-1", "True", "in 1")) != 1 {
 		t.Errorf("cluster list does not show the token's expiry:\n%s", table)
+	}
+	var hubEvents eventsv1.EventList
+	if err := hub.Client.List(ctx, &hubEvents); err != nil || !slices.ContainsFunc(hubEvents.Items, func(e eventsv1.Event) bool {
+		return e.Regarding.Name == "member-1" && e.Reason == "TokenRenewed"
+	}) {
+		t.Errorf("no TokenRenewed event on Cluster member-1: %v", err)
 	}
 
 	// An export from member-1 reaches member-2: import, derived Service,
