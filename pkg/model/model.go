@@ -271,6 +271,10 @@ type Proxy struct {
 	// AppIP is where a sidecar sends inbound traffic for its own pod's
 	// app; 127.0.0.1 when empty.
 	AppIP string `json:"appIP,omitempty"`
+	// ListenPort is the port a gateway listens on, when it is not the
+	// Cluster's gatewayPort (a gateway Pod behind a Service that maps the
+	// gatewayPort to it).
+	ListenPort uint32 `json:"listenPort,omitempty"`
 	// Intercept says the pod's traffic reaches the sidecar through
 	// iptables redirection (an injected sidecar): its listeners do not
 	// bind, the capture ports hand connections to them by their original

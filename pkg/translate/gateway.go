@@ -28,7 +28,10 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		return nil, fmt.Errorf("proxy %s: local cluster %q is not in the mesh", p.ID, m.LocalCluster)
 	}
 	listenPort := uint32(DefaultGatewayPort)
-	if ix.local.Gateway != nil {
+	switch {
+	case p.ListenPort != 0:
+		listenPort = p.ListenPort
+	case ix.local.Gateway != nil:
 		listenPort = ix.local.Gateway.Port
 	}
 	ip := p.IP

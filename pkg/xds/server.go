@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -99,9 +100,10 @@ func (s *Server) Cache() *Cache { return s.cache }
 // metadata keys role (sidecar, gateway or grpc), namespace, pod,
 // serviceAccount and cluster (DESIGN.md), plus the optional ip (the
 // address to bind listeners to, when the proxy has no Pod) and appIP
-// (where a sidecar's inbound traffic goes; 127.0.0.1 by default), and
+// (where a sidecar's inbound traffic goes; 127.0.0.1 by default),
 // interception ("iptables" for an injected sidecar whose traffic is
-// redirected to it).
+// redirected to it) and listenPort (the port a gateway listens on, when a
+// Service maps the Cluster's gatewayPort to it).
 func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
 	md := node.GetMetadata().GetFields()
 	str := func(k string) string { return md[k].GetStringValue() }
@@ -109,6 +111,13 @@ func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
 		ID: node.GetId(), Role: model.Role(str("role")), Namespace: str("namespace"), Pod: str("pod"),
 		ServiceAccount: str("serviceAccount"), Cluster: str("cluster"), IP: str("ip"), AppIP: str("appIP"),
 		Intercept: str("interception") == "iptables",
+	}
+	if v := str("listenPort"); v != "" {
+		port, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || port == 0 {
+			return p, fmt.Errorf("node %s: metadata.listenPort %q is not a port", node.GetId(), v)
+		}
+		p.ListenPort = uint32(port)
 	}
 	if p.ID == "" {
 		return p, errors.New("node.id is empty: every proxy needs an id unique to it")

@@ -343,3 +343,31 @@ func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
 		t.Fatalf("the push after a NACK is not the newest mesh: local tier has %d endpoints", n)
 	}
 }
+
+func TestIdentifyReadsTheNodeAndNamesWhatIsWrong(t *testing.T) {
+	s := NewServer(context.Background(), Options{ClusterName: "cluster-1", Log: logr.Discard()})
+	node := func(md map[string]any) *corev3.Node {
+		st, err := structpb.NewStruct(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &corev3.Node{Id: "gw-1.fleetmesh-system", Metadata: st}
+	}
+	p, err := s.Identify(node(map[string]any{"role": "gateway", "listenPort": "8080"}))
+	if err != nil || p.ListenPort != 8080 || p.Cluster != "cluster-1" {
+		t.Errorf("gateway with listenPort: %+v %v", p, err)
+	}
+	p, err = s.Identify(node(map[string]any{"role": "sidecar", "interception": "iptables"}))
+	if err != nil || !p.Intercept {
+		t.Errorf("intercepting sidecar: %+v %v", p, err)
+	}
+	for md, want := range map[string]map[string]any{
+		`metadata.listenPort "http" is not a port`: {"role": "gateway", "listenPort": "http"},
+		"metadata.role is missing":                 {"namespace": "x"},
+		`metadata.cluster is "cluster-9"`:          {"role": "sidecar", "cluster": "cluster-9"},
+	} {
+		if _, err := s.Identify(node(want)); err == nil || !strings.Contains(err.Error(), md) {
+			t.Errorf("%v: got %v, want %q", want, err, md)
+		}
+	}
+}

@@ -83,6 +83,8 @@ type member struct {
 	warn    *warnings
 	audit   *audit
 	certDir string
+	// xds is the controller's ADS address.
+	xds string
 }
 
 func testPod(namespace, name string, annotations map[string]string) *corev1.Pod {
@@ -128,6 +130,7 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { stop(); _ = run.Wait() })
+	m.xds = run.XDSAddress.String()
 	if _, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
 		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
@@ -295,6 +298,23 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Run("the gateway of the manifests connects, is configured and listens on its container port", func(t *testing.T) {
+		envoy := startManifestGateway(t, ctx, m.xds)
+		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			var out strings.Builder
+			if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "member-1", "proxy-status", "fleetmesh-gateway-7d9." + ns}); err != nil {
+				return false, nil
+			}
+			return len(testenv.TableLines(out.String(), "gateway", "SYNCED")) == 1, nil
+		})
+		if err != nil {
+			t.Fatalf("the gateway never showed SYNCED in proxy-status: %v\n%s", err, envoy.Log())
+		}
+		listeners, err := envoy.Get("/listeners")
+		if err != nil || !strings.Contains(listeners, "0.0.0.0:8080") {
+			t.Errorf("the gateway's listeners: %q %v", listeners, err)
+		}
+	})
 	t.Run("the serving certificate is renewed and the webhook keeps injecting", func(t *testing.T) {
 		secret := &corev1.Secret{}
 		key := client.ObjectKey{Namespace: ns, Name: "fleetmesh-webhook-cert"}
@@ -435,7 +455,8 @@ func TestTheGatewayBootstrapLoadsInEnvoy(t *testing.T) {
 			continue
 		}
 		b := loadBootstrap(t, d.Spec.Template.Spec.Containers[0], map[string]string{"POD_NAME": "fleetmesh-gateway-7d9", "POD_NAMESPACE": ns})
-		if md := b.GetNode().GetMetadata().GetFields(); md["role"].GetStringValue() != "gateway" || b.GetNode().GetId() != "fleetmesh-gateway-7d9.fleetmesh-system" {
+		if md := b.GetNode().GetMetadata().GetFields(); md["role"].GetStringValue() != "gateway" || md["listenPort"].GetStringValue() != "8080" ||
+			b.GetNode().GetId() != "fleetmesh-gateway-7d9.fleetmesh-system" {
 			t.Errorf("gateway node %v", b.GetNode())
 		}
 		return
@@ -837,4 +858,47 @@ func TestInjectionWithACertificateFromElsewhere(t *testing.T) {
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "fleetmesh-webhook-cert"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("with --manage-webhook-certs=false the controller issued a certificate anyway: %v", err)
 	}
+}
+
+// startManifestGateway runs the Envoy of manifests/gateway as its pod would
+// (arguments, downward API values), pointed at xds instead of the
+// fleetmesh-controller Service and with its admin on a free port: the
+// only two changes.
+func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testenv.Envoy {
+	t.Helper()
+	out, err := kubectl(fleet.Cluster("hub"), "kustomize", "manifests/member")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var gw appsv1.Deployment
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(doc), &d); err == nil && d.Kind == "Deployment" && d.Name == "fleetmesh-gateway" {
+			gw = d
+		}
+	}
+	args := gw.Spec.Template.Spec.Containers[0].Args
+	i := slices.Index(args, "--config-yaml")
+	if i < 0 {
+		t.Fatalf("no --config-yaml in %v", args)
+	}
+	host, port, _ := strings.Cut(xds, ":")
+	admin, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := strings.NewReplacer(
+		"$(POD_NAME)", "fleetmesh-gateway-7d9", "$(POD_NAMESPACE)", ns,
+		`"address":"fleetmesh-controller.fleetmesh-system.svc","portValue":15010`, `"address":"`+host+`","portValue":`+port,
+		`"portValue":15000`, fmt.Sprintf(`"portValue":%d`, admin),
+	).Replace(args[i+1])
+	e, err := testenv.StartEnvoy("manifest-gateway", []byte(raw), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop() })
+	if err := e.WaitReady(ctx, 30*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, e.Log())
+	}
+	return e
 }
