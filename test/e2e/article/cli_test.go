@@ -8,8 +8,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
 // fleetmesh runs the CLI against a cluster of the fleet, as an operator
@@ -46,4 +55,54 @@ func endpointsOf(rows []cli.EndpointRow) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestProxyStatusShowsARefusedConfiguration connects a proxy to cluster-2's
+// control plane that refuses the clusters it is sent, as an Envoy whose
+// validation fails would: proxy-status says NACKED and prints the proxy's
+// error.
+func TestProxyStatusShowsARefusedConfiguration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := grpc.NewClient(fleet.Planes["cluster-2"].XDSAddress.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := structpb.NewStruct(map[string]any{"role": "sidecar", "namespace": "curl", "pod": "nacker", "cluster": "cluster-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "nacker.curl", Metadata: md}, TypeUrl: clusterType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{
+		TypeUrl: clusterType, ResponseNonce: resp.GetNonce(),
+		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "cluster outbound|8080: refused for the test"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	err = testenv.Eventually(ctx, 10*time.Second, func(ctx context.Context) (bool, error) {
+		status = fleetmesh(t, ctx, "cluster-2", "proxy-status", "nacker.curl")
+		return strings.Contains(status, "NACKED"), nil
+	})
+	if err != nil {
+		t.Fatalf("proxy-status never said NACKED:\n%s", status)
+	}
+	if !strings.Contains(status, "nacker.curl refused CDS version "+resp.GetVersionInfo()+": cluster outbound|8080: refused for the test") {
+		t.Errorf("proxy-status does not print the refusal:\n%s", status)
+	}
+	if len(testenv.TableLines(status, "nacker.curl", "sidecar", "NACKED")) != 1 {
+		t.Errorf("proxy-status:\n%s", status)
+	}
 }
