@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -41,15 +42,7 @@ fleetmesh-controller through the API server.`,
 		c.GroupID = "proxies"
 		root.AddCommand(c)
 	}
-	root.AddCommand(&cobra.Command{
-		Use:   "version",
-		Short: "Print the fleetmesh version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), version.String())
-			return err
-		},
-	})
+	root.AddCommand(newVersionCommand(k, planes))
 	root.AddCommand(newDemoCommand())
 	return root
 }
@@ -59,4 +52,39 @@ func Execute(ctx context.Context, out io.Writer, args []string) error {
 	root := NewRootCommand(out)
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
+}
+
+func newVersionCommand(k *kubeFlags, p *planeFlags) *cobra.Command {
+	var remote bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the fleetmesh version (with --remote, the cluster's control planes' too)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			if !remote {
+				_, err := fmt.Fprintln(out, version.String())
+				return err
+			}
+			if _, err := fmt.Fprintln(out, "client:", version.String()); err != nil {
+				return err
+			}
+			planes, err := p.controlPlanes(cmd.Context(), k)
+			if err != nil {
+				return err
+			}
+			for _, pl := range planes {
+				v, err := pl.get(cmd.Context(), "/version", nil)
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintf(out, "control plane %s: %s\n", pl.Name, strings.TrimSpace(string(v))); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&remote, "remote", false, "also ask the cluster's fleetmesh-controller pods for their version")
+	return cmd
 }

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/fleetmesh/fleetmesh/pkg/version"
 )
 
 // DebugHandler serves the debug API:
@@ -26,6 +28,7 @@ import (
 //	/metrics                             Prometheus metrics
 //	/healthz                             the process is up
 //	/readyz                              a mesh has been published
+//	/version                             the control plane's version
 func (s *Server) DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/config_dump", s.serveConfigDump)
@@ -34,6 +37,7 @@ func (s *Server) DebugHandler() http.Handler {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, version.String()) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Ready() {
 			http.Error(w, "no mesh published yet", http.StatusServiceUnavailable)

@@ -106,3 +106,10 @@ func TestProxyStatusShowsARefusedConfiguration(t *testing.T) {
 		t.Errorf("proxy-status:\n%s", status)
 	}
 }
+
+func TestVersionRemoteAsksTheControlPlane(t *testing.T) {
+	out := fleetmesh(t, context.Background(), "cluster-2", "version", "--remote")
+	if !strings.Contains(out, "client: fleetmesh dev") || !strings.Contains(out, "control plane fleetmesh-controller-0: fleetmesh dev") {
+		t.Errorf("version --remote:\n%s", out)
+	}
+}
