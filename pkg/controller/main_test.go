@@ -1,9 +1,6 @@
 package controller
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -13,14 +10,5 @@ import (
 var fleet *testenv.Fleet
 
 func TestMain(m *testing.M) {
-	testenv.Main(m, func() int {
-		var err error
-		fleet, err = testenv.StartFleet(context.Background(), testenv.FleetOptions{Clusters: []string{"member"}, NoControllerManager: true})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = fleet.Stop() }()
-		return m.Run()
-	})
+	testenv.MainWithFleet(m, testenv.FleetOptions{Clusters: []string{"member"}, NoControllerManager: true}, &fleet)
 }

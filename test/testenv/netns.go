@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -55,6 +56,22 @@ func Main(m *testing.M, run func() int) {
 		run = m.Run
 	}
 	os.Exit(RunInTestNetwork(run))
+}
+
+// MainWithFleet is Main for a test package that shares one fleet: it
+// starts the clusters of opts, stores the fleet in *fleet for the tests,
+// runs them and stops the fleet.
+func MainWithFleet(m *testing.M, opts FleetOptions, fleet **Fleet) {
+	Main(m, func() int {
+		f, err := StartFleet(context.Background(), opts)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = f.Stop() }()
+		*fleet = f
+		return m.Run()
+	})
 }
 
 // RunInTestNetwork is Main for a program (the demo): it re-executes the

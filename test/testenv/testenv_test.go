@@ -2,10 +2,8 @@ package testenv_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -25,16 +23,7 @@ import (
 var fleet *testenv.Fleet
 
 func TestMain(m *testing.M) {
-	testenv.Main(m, func() int {
-		var err error
-		fleet, err = testenv.StartFleet(context.Background(), testenv.FleetOptions{Clusters: []string{"cluster-1", "cluster-2"}})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = fleet.Stop() }()
-		return m.Run()
-	})
+	testenv.MainWithFleet(m, testenv.FleetOptions{Clusters: []string{"cluster-1", "cluster-2"}}, &fleet)
 }
 
 func TestEachClusterIsItsOwnAPIServerWithTheCRDs(t *testing.T) {

@@ -6,10 +6,7 @@
 package install
 
 import (
-	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -28,26 +25,17 @@ import (
 var fleet *testenv.Fleet
 
 func TestMain(m *testing.M) {
-	testenv.Main(m, func() int {
-		var err error
-		fleet, err = testenv.StartFleet(context.Background(), testenv.FleetOptions{
-			Clusters: []string{"hub", "member-1", "member-2", "member-3"},
-			// member-3 gets the manifests' webhook configuration as envtest
-			// installs it: its certificate made elsewhere.
-			Webhooks: map[string][]string{"member-3": {filepath.Join(testenv.RepoRoot(), "manifests", "member", "webhook.yaml")}},
-			// What the federation does in the members is read from their
-			// audit logs.
-			AuditLog: true,
-			// Webhooks reach the Service's endpoints: there is no kube-proxy.
-			APIServerFlags: map[string]string{"enable-aggregator-routing": "true"},
-		})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = fleet.Stop() }()
-		return m.Run()
-	})
+	testenv.MainWithFleet(m, testenv.FleetOptions{
+		Clusters: []string{"hub", "member-1", "member-2", "member-3"},
+		// member-3 gets the manifests' webhook configuration as envtest
+		// installs it: its certificate made elsewhere.
+		Webhooks: map[string][]string{"member-3": {filepath.Join(testenv.RepoRoot(), "manifests", "member", "webhook.yaml")}},
+		// What the federation does in the members is read from their
+		// audit logs.
+		AuditLog: true,
+		// Webhooks reach the Service's endpoints: there is no kube-proxy.
+		APIServerFlags: map[string]string{"enable-aggregator-routing": "true"},
+	}, &fleet)
 }
 
 // kubectl runs the real kubectl against a cluster of the fleet.

@@ -48,16 +48,7 @@ func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		os.Exit(m.Run()) // the test says why it skips
 	}
-	testenv.Main(m, func() int {
-		var err error
-		fleet, err = testenv.StartFleet(context.Background(), testenv.FleetOptions{Clusters: []string{"cluster-1"}})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer func() { _ = fleet.Stop() }()
-		return m.Run()
-	})
+	testenv.MainWithFleet(m, testenv.FleetOptions{Clusters: []string{"cluster-1"}}, &fleet)
 }
 
 // helper runs inside the pod's network namespace: the init container, the
