@@ -78,6 +78,7 @@ const (
 	ReasonUnreachable        = "Unreachable"
 	ReasonUnauthorized       = "Unauthorized"
 	ReasonBadKubeconfig      = "BadKubeconfig"
+	ReasonForbidden          = "Forbidden"
 	ReasonUnresolvableHost   = "UnresolvableGatewayHost"
 	ReasonNoService          = "NoService"
 	ReasonInvalidServiceType = "InvalidServiceType"

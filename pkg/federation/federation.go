@@ -438,6 +438,12 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn
 	}
+	// A cache that may not list waits out its sync timeout and says
+	// nothing of why: ask first, so the Cluster names what is refused.
+	if reason, message := f.checkAccess(ctx, conn.client); reason != "" {
+		conn.reason, conn.message = reason, message
+		return conn
+	}
 	cl, err := cluster.New(cfg, func(o *cluster.Options) { o.Scheme, o.Logger = f.opts.Scheme, f.opts.Log.WithValues("member", c.Name) })
 	if err != nil {
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
@@ -465,6 +471,24 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 	}
 	f.opts.Log.Info("member connected", "member", c.Name, "synced", conn.synced)
 	return conn
+}
+
+// checkAccess lists one object of each kind the federation watches in a
+// member and returns, for the first its credentials may not read, the
+// reason Forbidden and what to grant.
+func (f *Federation) checkAccess(ctx context.Context, c client.Client) (string, string) {
+	for _, obj := range watchedInMembers {
+		gvk, err := c.GroupVersionKindFor(obj)
+		if err != nil {
+			continue
+		}
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := c.List(ctx, list, client.Limit(1)); apierrors.IsForbidden(err) {
+			return fmv1alpha1.ReasonForbidden, fmt.Sprintf("the member's credentials may not list %s: apply manifests/member there (ClusterRole fleetmesh-federation-member) and join it again, or use credentials that may (%v)", strings.ToLower(gvk.Kind)+"s", err)
+		}
+	}
+	return "", ""
 }
 
 func probeReason(err error) (string, string) {

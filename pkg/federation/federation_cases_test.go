@@ -628,3 +628,40 @@ func TestAnExportIsNotReadyWhereItsImportCannotBeWritten(t *testing.T) {
 		return cond != nil && cond.Status == metav1.ConditionTrue, err
 	})
 }
+
+// TestAMemberWhoseCredentialsMayNotReadSaysWhat joins cluster-3 as a user
+// with no rights there: the Cluster is Ready=False, Forbidden, naming
+// what it may not list and what to apply, at once rather than after a
+// cache sync timeout.
+func TestAMemberWhoseCredentialsMayNotReadSaysWhat(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	_, _, c3 := members(ctx, t)
+	kc, err := clientcmd.Load(c3.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range kc.AuthInfos {
+		u.Impersonate = "nobody-in-particular"
+	}
+	nobody, err := clientcmd.Write(*kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := setCluster(ctx, t, "cluster-3", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = string(nobody) })
+	defer restore()
+	var ready *metav1.Condition
+	eventually(ctx, t, "cluster-3 is Ready=False, Forbidden", func(ctx context.Context) (bool, error) {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-3"}, c); err != nil {
+			return false, err
+		}
+		ready = meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady)
+		return ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == fmv1alpha1.ReasonForbidden, nil
+	})
+	if !strings.Contains(ready.Message, "may not list namespaces") || !strings.Contains(ready.Message, "manifests/member") {
+		t.Errorf("the condition does not say what is refused and what to do: %q", ready.Message)
+	}
+}
