@@ -13,22 +13,18 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
 )
 
 // FieldOwner is the field manager of the objects the CLI writes.
@@ -195,7 +191,7 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 			fmv1alpha1.AnnotationServiceAccount: DefaultSystemNamespace + "/" + FederationServiceAccount,
 		}
 	}
-	if err := apply(ctx, hub.client, secret); err != nil {
+	if err := federation.Apply(ctx, hub.client, secret, FieldOwner); err != nil {
 		return fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
 	spec := o.spec
@@ -214,7 +210,7 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 	case err != nil && !apierrors.IsNotFound(err):
 		return fmt.Errorf("get Cluster %s: %w", name, err)
 	}
-	if err := apply(ctx, hub.client, cl); err != nil {
+	if err := federation.Apply(ctx, hub.client, cl, FieldOwner); err != nil {
 		return fmt.Errorf("write Cluster %s: %w", name, err)
 	}
 	_, err = fmt.Fprintf(out, "cluster %s joined: clusterKey %s, credentials in Secret %s/%s\n", name, cl.Key(), secret.Namespace, secret.Name)
@@ -232,30 +228,19 @@ func withServiceAccountToken(ctx context.Context, local, stored []byte, ttl time
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	member, err := newClients(cfg)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(DefaultSystemNamespace).CreateToken(ctx, FederationServiceAccount, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(ttl.Seconds()))},
-	}, metav1.CreateOptions{})
+	token, expires, err := federation.RequestToken(ctx, member.client, DefaultSystemNamespace, FederationServiceAccount, ttl)
 	if apierrors.IsNotFound(err) {
 		return nil, time.Time{}, fmt.Errorf("the member has no ServiceAccount %s/%s: install fleetmesh there first (kubectl apply -k manifests/member), or join with --credentials context", DefaultSystemNamespace, FederationServiceAccount)
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("ask the member for a token of %s/%s: %w", DefaultSystemNamespace, FederationServiceAccount, err)
+		return nil, time.Time{}, fmt.Errorf("ask the member for a token: %w", err)
 	}
-	kc, err := clientcmd.Load(stored)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	user := "fleetmesh-federation"
-	kc.AuthInfos = map[string]*clientcmdapi.AuthInfo{user: {Token: tr.Status.Token}}
-	for _, c := range kc.Contexts {
-		c.AuthInfo = user
-	}
-	data, err := clientcmd.Write(*kc)
-	return data, tr.Status.ExpirationTimestamp.Time, err
+	data, err := federation.WithToken(stored, token)
+	return data, expires, err
 }
 
 // MemberKubeconfig extracts one context of a kubeconfig into a standalone
@@ -510,18 +495,6 @@ func completeClusters(k *kubeFlags) cobra.CompletionFunc {
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
-}
-
-// apply writes obj by server-side apply, owned by FieldOwner.
-func apply(ctx context.Context, c client.Client, obj client.Object) error {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return err
-	}
-	u := &unstructured.Unstructured{Object: m}
-	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	delete(u.Object, "status")
-	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }
 
 func exactArgs(names ...string) cobra.PositionalArgs {

@@ -90,67 +90,60 @@ func ParseConfigDump(data []byte) (*ConfigDump, error) {
 }
 
 func (d *ConfigDump) add(section proto.Message) error {
-	var errs []error
-	into := func(a *anypb.Any, m proto.Message) bool {
-		if a == nil {
-			return false
-		}
-		if err := a.UnmarshalTo(m); err != nil {
-			errs = append(errs, err)
-			return false
-		}
-		return true
-	}
+	var err error
 	switch s := section.(type) {
 	case *adminv3.ListenersConfigDump:
 		for _, l := range s.GetStaticListeners() {
-			if m := (&listenerv3.Listener{}); into(l.GetListener(), m) {
-				d.Listeners = append(d.Listeners, m)
-			}
+			d.Listeners, err = unpack(d.Listeners, l.GetListener(), err)
 		}
 		for _, l := range s.GetDynamicListeners() {
-			if m := (&listenerv3.Listener{}); into(l.GetActiveState().GetListener(), m) {
-				d.Listeners = append(d.Listeners, m)
-			}
+			d.Listeners, err = unpack(d.Listeners, l.GetActiveState().GetListener(), err)
 		}
 	case *adminv3.ClustersConfigDump:
 		for _, c := range s.GetStaticClusters() {
-			if m := (&clusterv3.Cluster{}); into(c.GetCluster(), m) {
-				d.Clusters = append(d.Clusters, m)
-			}
+			d.Clusters, err = unpack(d.Clusters, c.GetCluster(), err)
 		}
 		for _, c := range s.GetDynamicActiveClusters() {
-			if m := (&clusterv3.Cluster{}); into(c.GetCluster(), m) {
-				d.Clusters = append(d.Clusters, m)
-			}
+			d.Clusters, err = unpack(d.Clusters, c.GetCluster(), err)
 		}
 	case *adminv3.EndpointsConfigDump:
 		for _, e := range s.GetStaticEndpointConfigs() {
-			if m := (&endpointv3.ClusterLoadAssignment{}); into(e.GetEndpointConfig(), m) {
-				d.Endpoints = append(d.Endpoints, m)
-			}
+			d.Endpoints, err = unpack(d.Endpoints, e.GetEndpointConfig(), err)
 		}
 		for _, e := range s.GetDynamicEndpointConfigs() {
-			if m := (&endpointv3.ClusterLoadAssignment{}); into(e.GetEndpointConfig(), m) {
-				d.Endpoints = append(d.Endpoints, m)
-			}
+			d.Endpoints, err = unpack(d.Endpoints, e.GetEndpointConfig(), err)
 		}
 	case *adminv3.RoutesConfigDump:
 		for _, r := range s.GetStaticRouteConfigs() {
-			if m := (&routev3.RouteConfiguration{}); into(r.GetRouteConfig(), m) {
-				d.Routes = append(d.Routes, m)
-			}
+			d.Routes, err = unpack(d.Routes, r.GetRouteConfig(), err)
 		}
 		for _, r := range s.GetDynamicRouteConfigs() {
-			if m := (&routev3.RouteConfiguration{}); into(r.GetRouteConfig(), m) {
-				d.Routes = append(d.Routes, m)
-			}
+			d.Routes, err = unpack(d.Routes, r.GetRouteConfig(), err)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("read config dump: %w", errs[0])
+	if err != nil {
+		return fmt.Errorf("read config dump: %w", err)
 	}
 	return nil
+}
+
+// unpack appends the resource in a (none when nil) to list; the first
+// error is kept.
+func unpack[T any, PT interface {
+	*T
+	proto.Message
+}](list []PT, a *anypb.Any, err error) ([]PT, error) {
+	if a == nil {
+		return list, err
+	}
+	m := PT(new(T))
+	if uerr := a.UnmarshalTo(m); uerr != nil {
+		if err == nil {
+			err = uerr
+		}
+		return list, err
+	}
+	return append(list, m), err
 }
 
 // EnvoyClusterRow is one Envoy cluster in 'proxy-config clusters'.

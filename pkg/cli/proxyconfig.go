@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
@@ -196,36 +199,16 @@ func (o *proxyConfigOptions) showSection(out io.Writer, kind string, d *ConfigDu
 // or the FQDN) and the endpoints of one Envoy cluster.
 func (d *ConfigDump) filter(fqdn, envoyCluster string) {
 	if fqdn != "" {
-		match := func(name string) bool {
+		other := func(name string) bool {
 			_, _, svc := splitClusterName(name)
-			return svc != "" && (svc == fqdn || strings.HasPrefix(svc, fqdn+"."))
+			return svc == "" || (svc != fqdn && !strings.HasPrefix(svc, fqdn+"."))
 		}
-		d.Clusters = keep(d.Clusters, func(c interface{ GetName() string }) bool { return match(c.GetName()) })
-		d.Endpoints = keepCLA(d.Endpoints, func(n string) bool { return match(n) })
+		d.Clusters = slices.DeleteFunc(d.Clusters, func(c *clusterv3.Cluster) bool { return other(c.GetName()) })
+		d.Endpoints = slices.DeleteFunc(d.Endpoints, func(e *endpointv3.ClusterLoadAssignment) bool { return other(e.GetClusterName()) })
 	}
 	if envoyCluster != "" {
-		d.Endpoints = keepCLA(d.Endpoints, func(n string) bool { return n == envoyCluster })
+		d.Endpoints = slices.DeleteFunc(d.Endpoints, func(e *endpointv3.ClusterLoadAssignment) bool { return e.GetClusterName() != envoyCluster })
 	}
-}
-
-func keep[T interface{ GetName() string }](items []T, ok func(interface{ GetName() string }) bool) []T {
-	var out []T
-	for _, it := range items {
-		if ok(it) {
-			out = append(out, it)
-		}
-	}
-	return out
-}
-
-func keepCLA[T interface{ GetClusterName() string }](items []T, ok func(string) bool) []T {
-	var out []T
-	for _, it := range items {
-		if ok(it.GetClusterName()) {
-			out = append(out, it)
-		}
-	}
-	return out
 }
 
 func printResources[T proto.Message](out io.Writer, format string, items []T) error {

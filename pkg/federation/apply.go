@@ -59,12 +59,18 @@ func kindOf(obj client.Object) string {
 // applyObject writes obj by server-side apply: only the fields the
 // federation sets, owned by FieldOwner.
 func applyObject(ctx context.Context, c client.Client, obj client.Object) error {
+	return Apply(ctx, c, obj, FieldOwner)
+}
+
+// Apply writes obj's metadata and spec (never its status) by server-side
+// apply as field manager owner, taking over fields others set.
+func Apply(ctx context.Context, c client.Client, obj client.Object, owner string) error {
 	u, err := toApply(obj)
 	if err != nil {
 		return err
 	}
 	delete(u.Object, "status")
-	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 }
 
 // applyStatus writes obj's status by server-side apply.

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -52,8 +53,8 @@ func (f *Federation) renewToken(ctx context.Context, c *fmv1alpha1.Cluster, conn
 		f.events.Eventf(c, nil, corev1.EventTypeWarning, "TokenRenewalFailed", "RenewToken", "renew the token of %s (it expires %s): %v", sa, expires, err)
 	}
 	ns, name, _ := strings.Cut(sa, "/")
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(f.opts.TokenTTL.Seconds()))}}
-	if err := conn.client.SubResource("token").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, tr); err != nil {
+	token, until, err := RequestToken(ctx, conn.client, ns, name, f.opts.TokenTTL)
+	if err != nil {
 		fail(fmt.Errorf("ask the member for a token: %w", err))
 		return
 	}
@@ -61,25 +62,44 @@ func (f *Federation) renewToken(ctx context.Context, c *fmv1alpha1.Cluster, conn
 	if key == "" {
 		key = "kubeconfig"
 	}
-	kc, err := clientcmd.Load(s.Data[key])
-	if err != nil {
-		fail(err)
-		return
-	}
-	for _, u := range kc.AuthInfos {
-		u.Token = tr.Status.Token
-	}
-	data, err := clientcmd.Write(*kc)
+	data, err := WithToken(s.Data[key], token)
 	if err != nil {
 		fail(err)
 		return
 	}
 	next := s.DeepCopy()
 	next.Data[key] = data
-	next.Annotations[fmv1alpha1.AnnotationTokenExpires] = tr.Status.ExpirationTimestamp.UTC().Format(time.RFC3339)
+	next.Annotations[fmv1alpha1.AnnotationTokenExpires] = until.UTC().Format(time.RFC3339)
 	if err := f.hub.Update(ctx, next); err != nil {
 		fail(fmt.Errorf("write Secret %s/%s: %w", s.Namespace, s.Name, err))
 		return
 	}
 	f.events.Eventf(c, nil, corev1.EventTypeNormal, "TokenRenewed", "RenewToken", "renewed the token of %s in the member: valid until %s", sa, next.Annotations[fmv1alpha1.AnnotationTokenExpires])
+}
+
+// RequestToken asks the cluster c reaches for a token of the
+// ServiceAccount namespace/name valid for ttl (TokenRequest), and returns
+// it with its expiry.
+func RequestToken(ctx context.Context, c client.Client, namespace, name string, ttl time.Duration) (string, time.Time, error) {
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(ttl.Seconds()))}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return "", time.Time{}, fmt.Errorf("token of ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
+}
+
+// WithToken returns the kubeconfig with its users replaced by one that
+// holds token and nothing else.
+func WithToken(kubeconfig []byte, token string) ([]byte, error) {
+	kc, err := clientcmd.Load(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	const user = "fleetmesh-federation"
+	kc.AuthInfos = map[string]*clientcmdapi.AuthInfo{user: {Token: token}}
+	for _, c := range kc.Contexts {
+		c.AuthInfo = user
+	}
+	return clientcmd.Write(*kc)
 }

@@ -120,9 +120,14 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.Intercept {
 		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName))
 		virtualOutbound.UseOriginalDst = wrapperspb.Bool(true)
-		virtualInbound = listener(VirtualInboundName, "0.0.0.0", redirect.DefaultInboundPort, tcpProxyFilter(VirtualInboundName, PassthroughClusterName))
-		virtualInbound.ListenerFilters = []*listenerv3.ListenerFilter{originalDstFilter()}
-		virtualInbound.DefaultFilterChain, virtualInbound.FilterChains = virtualInbound.FilterChains[0], nil
+		// Its filter chains (one per app port) come below; what matches none
+		// passes through.
+		virtualInbound = &listenerv3.Listener{
+			Name:               VirtualInboundName,
+			Address:            socketAddress("0.0.0.0", redirect.DefaultInboundPort),
+			ListenerFilters:    []*listenerv3.ListenerFilter{originalDstFilter()},
+			DefaultFilterChain: &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(VirtualInboundName, PassthroughClusterName)}},
+		}
 		r.Listeners = append(r.Listeners, virtualOutbound, virtualInbound)
 		r.Clusters = append(r.Clusters, passthroughCluster())
 	}

@@ -442,26 +442,29 @@ func loadBootstrap(t *testing.T, c corev1.Container, env map[string]string) *boo
 }
 
 func TestTheGatewayBootstrapLoadsInEnvoy(t *testing.T) {
-	out, err := kubectl(fleet.Cluster("hub"), "kustomize", "manifests/member")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	gw := gatewayContainer(t)
+	b := loadBootstrap(t, gw, map[string]string{"POD_NAME": "fleetmesh-gateway-7d9", "POD_NAMESPACE": ns})
+	if md := b.GetNode().GetMetadata().GetFields(); md["role"].GetStringValue() != "gateway" || md["listenPort"].GetStringValue() != "8080" ||
+		b.GetNode().GetId() != "fleetmesh-gateway-7d9.fleetmesh-system" {
+		t.Errorf("gateway node %v", b.GetNode())
 	}
-	for _, doc := range strings.Split(out, "\n---\n") {
+}
+
+// gatewayContainer is the Envoy container of manifests/member's
+// fleetmesh-gateway Deployment.
+func gatewayContainer(t *testing.T) corev1.Container {
+	t.Helper()
+	for _, doc := range manifestDocs(t, "member") {
 		var d appsv1.Deployment
 		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
 			t.Fatal(err)
 		}
-		if d.Kind != "Deployment" || d.Name != "fleetmesh-gateway" {
-			continue
+		if d.Kind == "Deployment" && d.Name == "fleetmesh-gateway" {
+			return d.Spec.Template.Spec.Containers[0]
 		}
-		b := loadBootstrap(t, d.Spec.Template.Spec.Containers[0], map[string]string{"POD_NAME": "fleetmesh-gateway-7d9", "POD_NAMESPACE": ns})
-		if md := b.GetNode().GetMetadata().GetFields(); md["role"].GetStringValue() != "gateway" || md["listenPort"].GetStringValue() != "8080" ||
-			b.GetNode().GetId() != "fleetmesh-gateway-7d9.fleetmesh-system" {
-			t.Errorf("gateway node %v", b.GetNode())
-		}
-		return
 	}
 	t.Fatal("manifests/member has no fleetmesh-gateway Deployment")
+	return corev1.Container{}
 }
 
 func TestOneVerbFewerIsForbidden(t *testing.T) {
@@ -866,18 +869,7 @@ func TestInjectionWithACertificateFromElsewhere(t *testing.T) {
 // only two changes.
 func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testenv.Envoy {
 	t.Helper()
-	out, err := kubectl(fleet.Cluster("hub"), "kustomize", "manifests/member")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	var gw appsv1.Deployment
-	for _, doc := range strings.Split(out, "\n---\n") {
-		var d appsv1.Deployment
-		if err := yaml.Unmarshal([]byte(doc), &d); err == nil && d.Kind == "Deployment" && d.Name == "fleetmesh-gateway" {
-			gw = d
-		}
-	}
-	args := gw.Spec.Template.Spec.Containers[0].Args
+	args := gatewayContainer(t).Args
 	i := slices.Index(args, "--config-yaml")
 	if i < 0 {
 		t.Fatalf("no --config-yaml in %v", args)

@@ -129,10 +129,7 @@ func asServiceAccount(c *testenv.Cluster, namespace, name string, a *audit) *res
 // ServiceAccount of fleetmesh-system allow.
 func granted(t *testing.T, overlay, serviceAccount string) sets.Set[perm] {
 	t.Helper()
-	out, err := kubectl(fleet.Clusters[0], "kustomize", "manifests/"+overlay)
-	if err != nil {
-		t.Fatalf("kubectl kustomize manifests/%s: %v\n%s", overlay, err, out)
-	}
+
 	type rule struct {
 		APIGroups []string `json:"apiGroups"`
 		Resources []string `json:"resources"`
@@ -153,7 +150,7 @@ func granted(t *testing.T, overlay, serviceAccount string) sets.Set[perm] {
 	}
 	roles := map[string][]rule{}
 	var bound []string
-	for _, doc := range strings.Split(out, "\n---\n") {
+	for _, doc := range manifestDocs(t, overlay) {
 		var o object
 		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
 			t.Fatal(err)
@@ -185,4 +182,15 @@ func granted(t *testing.T, overlay, serviceAccount string) sets.Set[perm] {
 		t.Fatalf("manifests/%s grants %s nothing", overlay, serviceAccount)
 	}
 	return out2
+}
+
+// manifestDocs renders an overlay of manifests/ (kubectl kustomize) into
+// its YAML documents.
+func manifestDocs(t *testing.T, overlay string) []string {
+	t.Helper()
+	out, err := kubectl(fleet.Clusters[0], "kustomize", "manifests/"+overlay)
+	if err != nil {
+		t.Fatalf("kubectl kustomize manifests/%s: %v\n%s", overlay, err, out)
+	}
+	return strings.Split(out, "\n---\n")
 }
