@@ -582,18 +582,8 @@ func TestAnExportIsNotReadyWhereItsImportCannotBeWritten(t *testing.T) {
 	if err := c2.Client.Create(ctx, reader); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := clientcmd.Load(c2.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range kc.AuthInfos {
-		u.Impersonate = "federation-reader"
-	}
-	readOnly, err := clientcmd.Write(*kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	restore := setCluster(ctx, t, "cluster-2", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = string(readOnly) })
+	readOnly := impersonating(t, c2, "federation-reader")
+	restore := setCluster(ctx, t, "cluster-2", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = readOnly })
 	defer restore()
 
 	createService(ctx, t, c1, "refused", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
@@ -605,7 +595,10 @@ func TestAnExportIsNotReadyWhereItsImportCannotBeWritten(t *testing.T) {
 		}
 		return meta.FindStatusCondition(e.Status.Conditions, fmv1alpha1.ConditionReady), nil
 	}
-	var cond *metav1.Condition
+	var (
+		cond *metav1.Condition
+		err  error
+	)
 	eventually(ctx, t, "the export says its import in cluster-2 failed", func(ctx context.Context) (bool, error) {
 		cond, err = ready(ctx)
 		return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == fmv1alpha1.ReasonImportFailed, err
@@ -639,18 +632,8 @@ func TestAMemberWhoseCredentialsMayNotReadSaysWhat(t *testing.T) {
 	stop := startFederation(t)
 	defer stop()
 	_, _, c3 := members(ctx, t)
-	kc, err := clientcmd.Load(c3.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range kc.AuthInfos {
-		u.Impersonate = "nobody-in-particular"
-	}
-	nobody, err := clientcmd.Write(*kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	restore := setCluster(ctx, t, "cluster-3", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = string(nobody) })
+	nobody := impersonating(t, c3, "nobody-in-particular")
+	restore := setCluster(ctx, t, "cluster-3", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = nobody })
 	defer restore()
 	var ready *metav1.Condition
 	eventually(ctx, t, "cluster-3 is Ready=False, Forbidden", func(ctx context.Context) (bool, error) {
@@ -664,4 +647,21 @@ func TestAMemberWhoseCredentialsMayNotReadSaysWhat(t *testing.T) {
 	if !strings.Contains(ready.Message, "may not list namespaces") || !strings.Contains(ready.Message, "manifests/member") {
 		t.Errorf("the condition does not say what is refused and what to do: %q", ready.Message)
 	}
+}
+
+// impersonating is c's admin kubeconfig acting as user.
+func impersonating(t *testing.T, c *testenv.Cluster, user string) string {
+	t.Helper()
+	kc, err := clientcmd.Load(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range kc.AuthInfos {
+		u.Impersonate = user
+	}
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
