@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,15 +12,9 @@ import (
 )
 
 func main() {
-	var o controller.Options
-	o.BindFlags(flag.CommandLine)
-	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	r, err := controller.Run(ctx, o)
-	if err == nil {
-		err = r.Wait()
-	}
+	err := controller.NewCommand().ExecuteContext(ctx)
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleetmesh-controller:", err)
 		os.Exit(1)

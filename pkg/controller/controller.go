@@ -87,7 +87,7 @@ type Options struct {
 // BindFlags registers the options' flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig for this cluster's API server (default: in-cluster)")
-	fs.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, as in its Cluster object (required)")
+	fs.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, as in its Cluster object (default: learned from the Cluster copy the federation labels fleetmesh.io/local=true)")
 	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the ADS server (gRPC)")
 	fs.StringVar(&o.DebugAddress, "debug-address", ":15014", "address of /debug/config_dump, /debug/syncz, /metrics, /healthz and /readyz")
 	fs.BoolVar(&o.Federation, "federation", false, "also run the federation for the Cluster objects in this API server")
@@ -292,7 +292,11 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 		LeaderElection:          o.Federation && o.LeaderElection,
 		LeaderElectionID:        "fleetmesh-federation",
 		LeaderElectionNamespace: o.Namespace,
-		Logger:                  log,
+		// A replica that stops (a rollout, a drained node) hands the lease
+		// over at once instead of leaving the federation idle until it
+		// expires.
+		LeaderElectionReleaseOnCancel: true,
+		Logger:                        log,
 	}
 	if o.KubeconfigSecretNamespace != "" {
 		mgrOpts.Cache.ByObject = map[client.Object]cache.ByObject{

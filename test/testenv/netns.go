@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -90,7 +91,31 @@ func RunInTestNetwork(run func() int) int {
 		fmt.Fprintf(os.Stderr, "testenv: set up the test network: %v\n", err)
 		return 1
 	}
+	defer runAtExit()
 	return run()
+}
+
+var (
+	atExitMu sync.Mutex
+	atExit   []func()
+)
+
+// onExit registers f to run when the program inside the test network
+// ends (in reverse order of registration).
+func onExit(f func()) {
+	atExitMu.Lock()
+	defer atExitMu.Unlock()
+	atExit = append(atExit, f)
+}
+
+func runAtExit() {
+	atExitMu.Lock()
+	fs := atExit
+	atExit = nil
+	atExitMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 }
 
 // InTestNetwork reports whether this process runs inside the test network.

@@ -44,7 +44,7 @@ func TestTheOverlaysApplyWithServerSideDryRun(t *testing.T) {
 	// A server-side dry run creates nothing, so the objects in
 	// fleetmesh-system need the namespace to exist already: in a cluster
 	// where fleetmesh is not installed yet, create it first.
-	if _, err := kubectl(fleet.Cluster("hub"), "create", "namespace", ns); err != nil {
+	if err := fleet.Cluster("hub").EnsureNamespace(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
 	for _, overlay := range []string{"member", "control-plane"} {
