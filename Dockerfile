@@ -11,8 +11,6 @@ RUN go mod download
 COPY api/ api/
 COPY cmd/ cmd/
 COPY pkg/ pkg/
-# The CLI's `fleetmesh demo` carries the article's fleet (test/article).
-COPY test/ test/
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/fleetmesh/fleetmesh/pkg/version.Version=${VERSION}" \

@@ -37,6 +37,16 @@ images: ## Build the container images fleetmesh and fleetmesh-init (docker or po
 	$(CONTAINER_TOOL) build --target fleetmesh --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/fleetmesh:$(VERSION) .
 	$(CONTAINER_TOOL) build --target fleetmesh-init --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/fleetmesh-init:$(VERSION) .
 
+# What ships never links test code: no package of this module that a
+# binary links may import "testing" or live under test/. (Libraries the
+# binaries link, client-go and go-control-plane among them, do import
+# "testing" for their fakes; that is theirs, not ours.)
+.PHONY: check-deps
+check-deps: ## Fail when a binary in cmd/ links this module's test code.
+	@bad=$$(go list -deps -f '{{if .Module}}{{if eq .Module.Path "github.com/fleetmesh/fleetmesh"}}{{.ImportPath}} {{join .Imports " "}}{{end}}{{end}}' ./cmd/... \
+	  | awk '$$1 ~ /\/test(\/|$$)/ {print $$1; next} {for (i = 2; i <= NF; i++) if ($$i == "testing") print $$1 " imports testing"}'); \
+	  if [ -n "$$bad" ]; then echo "cmd/ links test code:" >&2; echo "$$bad" >&2; exit 1; fi
+
 .PHONY: generate
 generate: ## Generate deepcopy code and CRD manifests from api/.
 	$(CONTROLLER_GEN) object paths=./api/...
@@ -70,6 +80,10 @@ e2e: envtest-assets envoy ## Run the end-to-end suite only.
 .PHONY: bench
 bench: envtest-assets envoy ## Run the benchmarks.
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+.PHONY: bench-once
+bench-once: envtest-assets envoy ## Run every benchmark once (CI: benchmarks must keep running).
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 .PHONY: demo
 demo: envtest-assets envoy build ## Replay the article on a local fleet: real API servers, federation, Envoy (DEMO_FLAGS=--flat, --keep).

@@ -18,7 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fleetmesh/fleetmesh/pkg/xds"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // ControllerLabel selects the fleetmesh-controller pods.
@@ -135,7 +135,7 @@ func httpGet(ctx context.Context, u string) ([]byte, error) {
 
 // connectedProxy is a proxy and the control plane serving it.
 type connectedProxy struct {
-	xds.ProxyStatus
+	syncz.ProxyStatus
 	ControlPlane string `json:"controlPlane"`
 	plane        controlPlane
 }
@@ -148,7 +148,7 @@ func proxies(ctx context.Context, planes []controlPlane) ([]connectedProxy, erro
 		if err != nil {
 			return nil, err
 		}
-		var list []xds.ProxyStatus
+		var list []syncz.ProxyStatus
 		if err := json.Unmarshal(data, &list); err != nil {
 			return nil, fmt.Errorf("read /debug/syncz of %s: %w", p.Name, err)
 		}
@@ -207,7 +207,7 @@ var xdsTypes = []struct{ short, column string }{
 }
 
 // syncState is SYNCED, STALE, NACKED or NOT SENT for one type.
-func syncState(t *xds.TypeStatus) string {
+func syncState(t *syncz.TypeStatus) string {
 	if t == nil || t.Sent == "" {
 		return "NOT SENT"
 	}

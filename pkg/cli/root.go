@@ -43,7 +43,6 @@ fleetmesh-controller through the API server.`,
 		root.AddCommand(c)
 	}
 	root.AddCommand(newVersionCommand(k, planes))
-	root.AddCommand(newDemoCommand())
 	return root
 }
 

@@ -25,15 +25,6 @@ func TestAnUnknownCommandIsAnError(t *testing.T) {
 	}
 }
 
-func TestDemoWithoutTheAPIServerBinariesSaysWhatToRun(t *testing.T) {
-	t.Setenv("KUBEBUILDER_ASSETS", t.TempDir())
-	var out bytes.Buffer
-	err := Execute(context.Background(), &out, []string{"demo"})
-	if err == nil || !strings.Contains(err.Error(), "make envtest-assets envoy") {
-		t.Fatalf("got %v", err)
-	}
-}
-
 func TestCompletionScriptsAreGenerated(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
 		var out bytes.Buffer

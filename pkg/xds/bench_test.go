@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // wireCounter counts the bytes the server writes on the wire.
@@ -116,7 +117,7 @@ func BenchmarkEndpointChangeTo1000Clients(b *testing.B) {
 		defer conn.Close()
 		conn.Connect()
 	}
-	version := func(st *TypeStatus) string { return st.Acked }
+	version := func(st *syncz.TypeStatus) string { return st.Acked }
 	var lastSent time.Time
 	waitAll := func(prev map[string]string) map[string]time.Time {
 		deadline := time.Now().Add(2 * time.Minute)

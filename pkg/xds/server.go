@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 	"github.com/fleetmesh/fleetmesh/pkg/translate"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // Layer names of the shared parts of views.
@@ -159,7 +160,7 @@ func (s *Server) views(node *corev3.Node) ([]string, error) {
 
 // connected runs once per stream, when its node is first seen: a proxy's
 // first stream builds its own layer.
-func (s *Server) connected(node *corev3.Node) (*ProxyStatus, error) {
+func (s *Server) connected(node *corev3.Node) (*syncz.ProxyStatus, error) {
 	p, err := s.Identify(node)
 	if err != nil {
 		s.opts.Log.Info("refusing proxy", "node", node.GetId(), "error", err.Error())
@@ -175,11 +176,11 @@ func (s *Server) connected(node *corev3.Node) (*ProxyStatus, error) {
 		s.updateProxy(e)
 	}
 	e.streams++
-	return &ProxyStatus{ID: p.ID, Role: string(p.Role), Cluster: p.Cluster, Namespace: p.Namespace, Pod: p.Pod}, nil
+	return &syncz.ProxyStatus{ID: p.ID, Role: string(p.Role), Cluster: p.Cluster, Namespace: p.Namespace, Pod: p.Pod}, nil
 }
 
 // disconnected drops a proxy's own layer when its last stream closes.
-func (s *Server) disconnected(st *ProxyStatus) {
+func (s *Server) disconnected(st *syncz.ProxyStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.proxies[st.ID]
@@ -328,7 +329,7 @@ func (s *Server) Ready() bool {
 }
 
 // Proxies returns the sync status of every connected proxy.
-func (s *Server) Proxies() []ProxyStatus { return s.tracker.snapshot() }
+func (s *Server) Proxies() []syncz.ProxyStatus { return s.tracker.snapshot() }
 
 // proxyLayers returns the layers of a connected proxy.
 func (s *Server) proxyLayers(id string) ([]string, bool) {

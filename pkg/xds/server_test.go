@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // articleMesh is cluster-2 of the article: httpbin imported from cluster-1
@@ -226,7 +227,7 @@ func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
 	}
 
 	// syncz shows the sidecar, delta, with everything acknowledged.
-	var proxies []ProxyStatus
+	var proxies []syncz.ProxyStatus
 	srv := httptest.NewServer(h.server.DebugHandler())
 	defer srv.Close()
 	getJSON(t, srv.URL+"/debug/syncz", &proxies)
@@ -311,7 +312,7 @@ func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
 	defer srv.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var proxies []ProxyStatus
+		var proxies []syncz.ProxyStatus
 		getJSON(t, srv.URL+"/debug/syncz", &proxies)
 		if len(proxies) == 1 {
 			st := proxies[0].Types["ClusterLoadAssignment"]

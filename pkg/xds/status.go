@@ -10,45 +10,9 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
-
-// TypeStatus is what one proxy was sent, acknowledged and refused of one
-// resource type.
-type TypeStatus struct {
-	Sent       string    `json:"sent,omitempty"`
-	SentAt     time.Time `json:"sentAt,omitzero"`
-	Resources  int       `json:"resources"`
-	Acked      string    `json:"acked,omitempty"`
-	AckedAt    time.Time `json:"ackedAt,omitzero"`
-	Nacked     string    `json:"nacked,omitempty"`
-	NackedAt   time.Time `json:"nackedAt,omitzero"`
-	NackError  string    `json:"nackError,omitempty"`
-	Subscribed int       `json:"subscribed,omitempty"`
-}
-
-// State says whether the proxy holds what it was last sent: SYNCED,
-// STALE (sent, not yet acknowledged) or NACKED (refused).
-func (t *TypeStatus) State() string {
-	switch {
-	case t.Nacked != "" && t.Nacked == t.Sent:
-		return "NACKED"
-	case t.Sent != "" && t.Acked != t.Sent:
-		return "STALE"
-	}
-	return "SYNCED"
-}
-
-// ProxyStatus is one connected proxy and its sync state per type.
-type ProxyStatus struct {
-	ID          string                 `json:"id"`
-	Role        string                 `json:"role"`
-	Cluster     string                 `json:"cluster,omitempty"`
-	Namespace   string                 `json:"namespace,omitempty"`
-	Pod         string                 `json:"pod,omitempty"`
-	Delta       bool                   `json:"delta"`
-	ConnectedAt time.Time              `json:"connectedAt"`
-	Types       map[string]*TypeStatus `json:"types"`
-}
 
 // tracker follows every stream: which node it is, the nonces sent and the
 // versions they carried, and the clients' acknowledgements.
@@ -68,7 +32,7 @@ type streamKey struct {
 }
 
 type streamState struct {
-	status *ProxyStatus
+	status *syncz.ProxyStatus
 	nonces map[string]string // nonce → version
 }
 
@@ -85,12 +49,12 @@ func (t *tracker) open(k streamKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.streams[k] = &streamState{
-		status: &ProxyStatus{Delta: k.delta, ConnectedAt: time.Now(), Types: map[string]*TypeStatus{}},
+		status: &syncz.ProxyStatus{Delta: k.delta, ConnectedAt: time.Now(), Types: map[string]*syncz.TypeStatus{}},
 		nonces: map[string]string{},
 	}
 }
 
-func (t *tracker) close(k streamKey) *ProxyStatus {
+func (t *tracker) close(k streamKey) *syncz.ProxyStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.streams[k]
@@ -106,7 +70,7 @@ func (t *tracker) close(k streamKey) *ProxyStatus {
 
 // request records a client request: the node on first sight, then an ACK
 // or NACK of the response whose nonce it carries.
-func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string, subscribed int, errDetail string, identify func(*corev3.Node) (*ProxyStatus, error)) {
+func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string, subscribed int, errDetail string, identify func(*corev3.Node) (*syncz.ProxyStatus, error)) {
 	t.mu.Lock()
 	s := t.streams[k]
 	unidentified := s != nil && s.status.ID == "" && node != nil
@@ -129,7 +93,7 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	typ := shortType(typeURL)
 	ts := s.status.Types[typ]
 	if ts == nil {
-		ts = &TypeStatus{}
+		ts = &syncz.TypeStatus{}
 		s.status.Types[typ] = ts
 	}
 	if subscribed >= 0 {
@@ -164,7 +128,7 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string, resource
 	typ := shortType(typeURL)
 	ts := s.status.Types[typ]
 	if ts == nil {
-		ts = &TypeStatus{}
+		ts = &syncz.TypeStatus{}
 		s.status.Types[typ] = ts
 	}
 	ts.Sent, ts.SentAt, ts.Resources = version, time.Now(), resources
@@ -174,28 +138,28 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string, resource
 }
 
 // snapshot returns a copy of every identified stream's status, by proxy ID.
-func (t *tracker) snapshot() []ProxyStatus {
+func (t *tracker) snapshot() []syncz.ProxyStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]ProxyStatus, 0, len(t.streams))
+	out := make([]syncz.ProxyStatus, 0, len(t.streams))
 	for _, s := range t.streams {
 		if s.status.ID == "" {
 			continue
 		}
 		cp := *s.status
-		cp.Types = make(map[string]*TypeStatus, len(s.status.Types))
+		cp.Types = make(map[string]*syncz.TypeStatus, len(s.status.Types))
 		for k, v := range s.status.Types {
 			v := *v
 			cp.Types[k] = &v
 		}
 		out = append(out, cp)
 	}
-	slices.SortFunc(out, func(a, b ProxyStatus) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b syncz.ProxyStatus) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
 // callbacks connects the tracker to go-control-plane's servers.
-func (t *tracker) callbacks(identify func(*corev3.Node) (*ProxyStatus, error), closed func(status *ProxyStatus)) callbackFuncs {
+func (t *tracker) callbacks(identify func(*corev3.Node) (*syncz.ProxyStatus, error), closed func(status *syncz.ProxyStatus)) callbackFuncs {
 	return callbackFuncs{
 		open: func(id int64, delta bool) { t.open(streamKey{delta, id}) },
 		closed: func(id int64, delta bool) {

@@ -8,8 +8,10 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
@@ -21,6 +23,12 @@ func main() {
 	flat := flag.Bool("flat", false, "put the members on one network: remote calls go pod to pod, not through the remote gateway")
 	keep := flag.Bool("keep", false, "leave the fleet running after the steps, until Ctrl-C")
 	flag.Parse()
+	for _, need := range []string{filepath.Join(testenv.AssetsDir(), "kube-apiserver"), testenv.EnvoyBinary()} {
+		if _, err := os.Stat(need); err != nil {
+			fmt.Fprintf(os.Stderr, "%s is missing: run `make demo` (it builds the API-server binaries and installs Envoy first)\n", need)
+			os.Exit(1)
+		}
+	}
 	os.Exit(testenv.RunInTestNetwork(func() int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()

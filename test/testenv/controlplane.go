@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fleetmesh/fleetmesh/pkg/xds"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // ControlPlane is a running fleetmesh-controller process: the built
@@ -132,12 +132,12 @@ func (cp *ControlPlane) Get(path string) (string, error) {
 }
 
 // Proxies is /debug/syncz: every connected proxy and its sync state.
-func (cp *ControlPlane) Proxies() ([]xds.ProxyStatus, error) {
+func (cp *ControlPlane) Proxies() ([]syncz.ProxyStatus, error) {
 	body, err := cp.Get("/debug/syncz")
 	if err != nil {
 		return nil, err
 	}
-	var out []xds.ProxyStatus
+	var out []syncz.ProxyStatus
 	if err := json.Unmarshal([]byte(body), &out); err != nil {
 		return nil, fmt.Errorf("/debug/syncz: %w", err)
 	}

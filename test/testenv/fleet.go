@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,7 +31,9 @@ import (
 // FleetOptions says which clusters to start.
 type FleetOptions struct {
 	// Clusters are the names of the clusters, e.g. "control-plane",
-	// "cluster-1". Cluster i (from 0) owns the pod addresses 10.244.(i+1).x.
+	// "cluster-1". Cluster i (from 0) owns the pod addresses 10.244.(i+1).x;
+	// the clusters of a fleet started after it in the same process count
+	// on from there.
 	Clusters []string
 	// NoControllerManager skips kube-controller-manager (no garbage
 	// collector, namespace or EndpointSlice controller) for tests that do
@@ -106,6 +109,9 @@ var Scheme = func() *runtime.Scheme {
 	return s
 }()
 
+// clusterIndexes counts the clusters started in this process.
+var clusterIndexes atomic.Int32
+
 // MustStartFleet is StartFleet that panics on error, for TestMain.
 func MustStartFleet(opts FleetOptions) *Fleet {
 	f, err := StartFleet(context.Background(), opts)
@@ -127,10 +133,13 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	}
 	f := &Fleet{Clusters: make([]*Cluster, len(opts.Clusters))}
 	errs := make([]error, len(opts.Clusters))
+	// A second fleet in the same test network takes the next indexes, so
+	// its pod addresses and stand-in kubelets are its own.
+	base := int(clusterIndexes.Add(int32(len(opts.Clusters)))) - len(opts.Clusters)
 	var wg sync.WaitGroup
 	for i, name := range opts.Clusters {
 		wg.Go(func() {
-			f.Clusters[i], errs[i] = startCluster(ctx, i, name, opts)
+			f.Clusters[i], errs[i] = startCluster(ctx, base+i, name, opts)
 		})
 	}
 	wg.Wait()
