@@ -70,7 +70,7 @@ lint: ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
-test: envtest-assets envoy ## Run every test against real API servers and real Envoy.
+test: node-assets envoy ## Run every test against real API servers and real Envoy.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: e2e
@@ -78,11 +78,11 @@ e2e: envtest-assets envoy ## Run the end-to-end suite only.
 	go test -count=1 $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
 .PHONY: bench
-bench: envtest-assets envoy ## Run the benchmarks.
+bench: node-assets envoy ## Run the benchmarks.
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: bench-once
-bench-once: envtest-assets envoy ## Run every benchmark once (CI: benchmarks must keep running).
+bench-once: node-assets envoy ## Run every benchmark once (CI: benchmarks must keep running).
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 .PHONY: demo
@@ -101,6 +101,17 @@ $(K8S_ASSETS)/kube-apiserver:
 $(K8S_ASSETS)/kube-controller-manager:
 	@echo ">> building kube-controller-manager"
 	cd test/k8s-assets && go build -trimpath -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+
+# The node binaries carry a release version: a kubelet reporting v0.0.0
+# would not pass the API server's version skew checks.
+K8S_NODE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2
+
+.PHONY: node-assets
+node-assets: envtest-assets $(K8S_ASSETS)/kubelet $(K8S_ASSETS)/kube-proxy $(K8S_ASSETS)/kube-scheduler ## Build kubelet, kube-proxy and kube-scheduler into bin/k8s for the real-node tests.
+
+$(K8S_ASSETS)/kubelet $(K8S_ASSETS)/kube-proxy $(K8S_ASSETS)/kube-scheduler:
+	@echo ">> building $(notdir $@)"
+	cd test/k8s-assets && go build -trimpath -ldflags='$(K8S_NODE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$(notdir $@)
 
 $(K8S_ASSETS)/kubectl:
 	@echo ">> building kubectl"

@@ -53,6 +53,15 @@ type FleetOptions struct {
 	// of these files the way envtest does: each pointed at a local port
 	// with a certificate envtest made (Cluster.Webhooks says where).
 	Webhooks map[string][]string
+	// RealNodes gives each cluster a real node (see Node) in place of a
+	// Node object and a stand-in kubelet: kube-scheduler binds pods,
+	// containerd runs them, kube-proxy serves Services, the ServiceAccount
+	// admission and Node authorizer are on and the API server is reachable
+	// from pods at the kubernetes Service.
+	RealNodes bool
+	// Images names fleetmesh's images as the manifests do; every real node
+	// loads them, built here, with the test images (see NodeImages).
+	Images ImageRefs
 }
 
 // Fleet is a set of running clusters.
@@ -87,9 +96,11 @@ type Cluster struct {
 	// served: LocalServingHost, LocalServingPort, LocalServingCertDir.
 	Webhooks *envtest.WebhookInstallOptions
 
+	// Node is the cluster's real node (FleetOptions.RealNodes), or nil.
+	Node *Node
+
 	env     *envtest.Environment
-	kcm     *exec.Cmd
-	kcmDone chan struct{}
+	procs   []*daemon
 	kubelet *httptest.Server
 	dir     string
 
@@ -218,6 +229,11 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		// The default /24 runs out at 254 Services.
 		Set("service-cluster-ip-range", "10.96.0.0/16").
 		Set("advertise-address", RouterAddress)
+	if opts.RealNodes {
+		if err := realNodeAPIServer(api, filepath.Join(dir, "apiserver-certs")); err != nil {
+			return nil, err
+		}
+	}
 	for k, v := range opts.APIServerFlags {
 		api.Configure().Set(k, v)
 	}
@@ -250,6 +266,9 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	if err := os.WriteFile(c.KubeconfigPath, c.Kubeconfig, 0o600); err != nil {
 		return c, err
 	}
+	if opts.RealNodes {
+		return c, c.startRealNode(ctx, opts)
+	}
 	if err := c.createNode(ctx); err != nil {
 		return c, err
 	}
@@ -257,11 +276,96 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		return c, err
 	}
 	if !opts.NoControllerManager {
-		if err := c.startControllerManager(opts.Output); err != nil {
+		if err := c.startControllerManager(opts.Output, nil); err != nil {
 			return c, err
 		}
 	}
 	return c, nil
+}
+
+// realNodeAPIServer configures an API server for a cluster with a real
+// node: its serving certificate names what pods dial (the kubernetes
+// Service), it listens where nodes and pods reach it, and it admits and
+// authorizes pods and kubelets as a real cluster does.
+func realNodeAPIServer(api *envtest.APIServer, certDir string) error {
+	ca, err := apiServerCerts(certDir, []string{"127.0.0.1", RouterAddress, KubernetesServiceIP})
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	api.CertDir = certDir
+	// Where nodes and pods reach it (envtest would take 127.0.0.1).
+	api.SecurePort = port
+	api.SecureServing.Address = RouterAddress
+	api.SecureServing.CA = ca
+	api.Configure().
+		Set("authorization-mode", "Node,RBAC").
+		Set("enable-admission-plugins", "NodeRestriction").
+		Set("kubelet-preferred-address-types", "InternalIP").
+		// Webhooks are called at their pods' addresses: the API server is
+		// not on a node, so ClusterIPs are not routed to it.
+		Set("enable-aggregator-routing", "true").
+		// envtest turns off the ServiceAccount admission plugin.
+		Disable("disable-admission-plugins")
+	return nil
+}
+
+// KubernetesServiceIP is the ClusterIP of the kubernetes Service, first of
+// the service range.
+const KubernetesServiceIP = "10.96.0.1"
+
+// startRealNode starts what a cluster with real nodes runs besides the API
+// server: kube-controller-manager with the workload controllers,
+// kube-scheduler, and the node.
+func (c *Cluster) startRealNode(ctx context.Context, opts FleetOptions) error {
+	certDir := filepath.Join(c.dir, "apiserver-certs")
+	if err := c.startControllerManager(opts.Output, []string{
+		"--controllers=garbage-collector-controller,namespace-controller,endpointslice-controller," +
+			"serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller," +
+			"replicaset-controller,daemonset-controller,statefulset-controller,job-controller," +
+			"disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller," +
+			// Takes the not-ready taint the kubelet registers with off a Ready node.
+			"node-lifecycle-controller",
+		"--root-ca-file=" + filepath.Join(certDir, "ca.crt"),
+	}); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	if err := c.startProcess("kube-scheduler", opts.Output, filepath.Join(AssetsDir(), "kube-scheduler"),
+		"--kubeconfig="+c.KubeconfigPath,
+		"--authentication-kubeconfig="+c.KubeconfigPath,
+		"--authorization-kubeconfig="+c.KubeconfigPath,
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(port),
+		"--v=2",
+	); err != nil {
+		return err
+	}
+	nodeUser, err := c.env.AddUser(envtest.User{Name: "system:node:" + c.NodeName, Groups: []string{"system:nodes"}}, nil)
+	if err != nil {
+		return err
+	}
+	kc, err := KubeconfigFor(nodeUser.Config(), c.Name)
+	if err != nil {
+		return err
+	}
+	kubeletKubeconfig := filepath.Join(c.dir, "kubelet.kubeconfig")
+	if err := os.WriteFile(kubeletKubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+	images, err := NodeImages(opts.Images)
+	if err != nil {
+		return err
+	}
+	c.Node, err = c.startNode(ctx, images, kubeletKubeconfig, c.KubeconfigPath)
+	return err
 }
 
 // auditPolicy records every request once, when it completes, without
@@ -274,14 +378,23 @@ rules:
 `
 
 // Stop stops the cluster's controller manager and API server and removes
-// its files.
+// its files. With $FLEETMESH_TEST_LOGS set to a folder, the logs of its
+// processes and node are kept there.
 func (c *Cluster) Stop() error {
 	var errs []error
-	if c.kcm != nil && c.kcm.Process != nil {
-		_ = c.kcm.Process.Kill()
-		<-c.kcmDone
-		c.kcm = nil
+	if keep := os.Getenv("FLEETMESH_TEST_LOGS"); keep != "" {
+		_ = os.MkdirAll(filepath.Join(keep, c.Name), 0o755)
+		_ = exec.Command("sh", "-c", `cp -r "$1"/logs "$1"/node/logs "$2"/ 2>/dev/null`, "sh", c.dir, filepath.Join(keep, c.Name)).Run()
 	}
+	if c.Node != nil {
+		errs = append(errs, c.Node.Stop())
+		c.Node = nil
+	}
+	for _, p := range c.procs {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	c.procs = nil
 	if c.kubelet != nil {
 		c.kubelet.Close()
 	}
@@ -322,34 +435,51 @@ func (c *Cluster) createNode(ctx context.Context) error {
 }
 
 // startControllerManager runs the real kube-controller-manager with the
-// controllers envtest lacks: garbage collector, namespace and EndpointSlice.
-func (c *Cluster) startControllerManager(out *os.File) error {
+// controllers envtest lacks: garbage collector, namespace and EndpointSlice
+// (or those extra names).
+func (c *Cluster) startControllerManager(out *os.File, extra []string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	c.kcm = exec.Command(filepath.Join(AssetsDir(), "kube-controller-manager"),
-		"--kubeconfig="+c.KubeconfigPath,
-		"--authentication-kubeconfig="+c.KubeconfigPath,
-		"--authorization-kubeconfig="+c.KubeconfigPath,
+	args := []string{
+		"--kubeconfig=" + c.KubeconfigPath,
+		"--authentication-kubeconfig=" + c.KubeconfigPath,
+		"--authorization-kubeconfig=" + c.KubeconfigPath,
 		"--controllers=garbagecollector,namespace,endpointslice",
 		"--leader-elect=false",
 		"--use-service-account-credentials=false",
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+filepath.Join(c.dir, "kcm-certs"),
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(c.dir, "kcm-certs"),
 		// Publish endpoint changes at once, as fast as a real cluster can.
 		"--endpointslice-updates-batch-period=0s",
 		"--concurrent-service-endpoint-syncs=5",
-	)
-	if out != nil {
-		c.kcm.Stdout, c.kcm.Stderr = out, out
 	}
-	if err := c.kcm.Start(); err != nil {
-		return fmt.Errorf("start kube-controller-manager for %s: %w", c.Name, err)
+	return c.startProcess("kube-controller-manager", out, filepath.Join(AssetsDir(), "kube-controller-manager"), append(args, extra...)...)
+}
+
+// startProcess runs a process of the cluster until Stop.
+func (c *Cluster) startProcess(name string, out *os.File, path string, args ...string) error {
+	cmd := exec.Command(path, args...)
+	if out == nil {
+		if err := os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(c.dir, "logs", name+".log"))
+		if err != nil {
+			return err
+		}
+		defer f.Close() // the child holds its own descriptor
+		out = f
 	}
-	c.kcmDone = make(chan struct{})
-	go func() { _ = c.kcm.Wait(); close(c.kcmDone) }()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s for %s: %w", name, c.Name, err)
+	}
+	d := &daemon{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(d.done) }()
+	c.procs = append(c.procs, d)
 	return nil
 }
 

@@ -98,6 +98,8 @@ func RunInTestNetwork(run func() int) int {
 var (
 	atExitMu sync.Mutex
 	atExit   []func()
+	// atExitKeys are the keys of onExitOnce.
+	atExitKeys map[string]bool
 )
 
 // onExit registers f to run when the program inside the test network
@@ -105,6 +107,20 @@ var (
 func onExit(f func()) {
 	atExitMu.Lock()
 	defer atExitMu.Unlock()
+	atExit = append(atExit, f)
+}
+
+// onExitOnce is onExit for a cleanup registered under key only once.
+func onExitOnce(key string, f func()) {
+	atExitMu.Lock()
+	defer atExitMu.Unlock()
+	if atExitKeys[key] {
+		return
+	}
+	if atExitKeys == nil {
+		atExitKeys = map[string]bool{}
+	}
+	atExitKeys[key] = true
 	atExit = append(atExit, f)
 }
 
@@ -151,6 +167,9 @@ func reexecInNetNS() int {
 		fmt.Fprintf(os.Stderr, "testenv: enter a network namespace with unshare %s: %v\n", flags, err)
 		return 1
 	}
+	// unshare execs the test binary: its real nodes live in the cgroup
+	// named after this pid, and whatever a crash left there goes too.
+	defer removeNodeCgroups(cmd.Process.Pid)
 	// Ctrl-C and termination go to the program inside, which stops its
 	// fleet; this wrapper then cleans up whatever is left.
 	signals := make(chan os.Signal, 2)

@@ -1,0 +1,75 @@
+// Package realnode installs fleetmesh as users do, on clusters whose node
+// runs real pods: kubelet, containerd and runc, kube-proxy and
+// kube-scheduler, with fleetmesh's images built here from the Dockerfile's
+// stages. `kubectl apply -k` of an overlay is the whole install.
+package realnode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+var fleet *testenv.Fleet
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func() int {
+		refs, err := manifestImages()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		f, err := testenv.StartFleet(context.Background(), testenv.FleetOptions{
+			Clusters:  []string{"cluster-1"},
+			RealNodes: true,
+			Images:    refs,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = f.Stop() }()
+		fleet = f
+		return m.Run()
+	})
+}
+
+// kubectl runs the real kubectl against a cluster of the fleet.
+func kubectl(c *testenv.Cluster, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(testenv.AssetsDir(), "kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
+	cmd.Dir = testenv.RepoRoot()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// manifestImages reads the image references of the member overlay as
+// kustomize renders them.
+func manifestImages() (testenv.ImageRefs, error) {
+	cmd := exec.Command(filepath.Join(testenv.AssetsDir(), "kubectl"), "kustomize", "manifests/member")
+	cmd.Dir = testenv.RepoRoot()
+	out, err := cmd.Output()
+	if err != nil {
+		return testenv.ImageRefs{}, fmt.Errorf("kubectl kustomize manifests/member: %w", err)
+	}
+	var refs testenv.ImageRefs
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" || d.Name != "fleetmesh-controller" {
+			continue
+		}
+		refs.Controller = d.Spec.Template.Spec.Containers[0].Image
+	}
+	if refs.Controller == "" {
+		return refs, fmt.Errorf("manifests/member: no fleetmesh-controller Deployment")
+	}
+	return refs, nil
+}

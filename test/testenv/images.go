@@ -1,0 +1,285 @@
+package testenv
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Image is a container image built here for the test nodes: a
+// docker-archive tarball that `ctr images import` loads, so pods run it
+// with imagePullPolicy Never or IfNotPresent and no registry.
+type Image struct {
+	// Ref is the image's name and tag, e.g. ghcr.io/fleetmesh/fleetmesh:v0.1.0.
+	Ref string
+	// Path is the tarball.
+	Path string
+}
+
+// imageSpec is what goes into a one-layer image.
+type imageSpec struct {
+	ref        string
+	entrypoint []string
+	user       string
+	// files maps a path in the image to a file on this machine.
+	files map[string]string
+	// links maps a path in the image to a symlink target.
+	links map[string]string
+}
+
+// The images of test/images that every real node loads.
+const (
+	// PauseImage is the sandbox image.
+	PauseImage = "fleetmesh.test/pause:1"
+	// EchoImage is an HTTP server answering with its MESSAGE and the path.
+	EchoImage = "fleetmesh.test/echo:1"
+)
+
+// writeImage writes spec as a one-layer image tarball at path.
+func writeImage(dir string, spec imageSpec) (Image, error) {
+	layer, err := imageLayer(spec)
+	if err != nil {
+		return Image{}, fmt.Errorf("image %s: %w", spec.ref, err)
+	}
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layer)), nil
+	})
+	if err != nil {
+		return Image{}, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, l)
+	if err != nil {
+		return Image{}, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return Image{}, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture, cf.OS = "amd64", "linux"
+	cf.Config = v1.Config{
+		Entrypoint: spec.entrypoint,
+		User:       spec.user,
+		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+		WorkingDir: "/",
+	}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return Image{}, err
+	}
+	tag, err := name.NewTag(spec.ref)
+	if err != nil {
+		return Image{}, err
+	}
+	out := Image{Ref: spec.ref, Path: filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(spec.ref)+".tar")}
+	if err := tarball.WriteToFile(out.Path, tag, img); err != nil {
+		return Image{}, fmt.Errorf("image %s: %w", spec.ref, err)
+	}
+	return out, nil
+}
+
+// imageLayer is the layer of spec: the usual top folders, the files and
+// links, and /etc/passwd and /etc/group with root and the distroless
+// nonroot user (65532).
+func imageLayer(spec imageSpec) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	seen := map[string]bool{}
+	addDir := func(dir string) error {
+		var parts []string
+		for d := strings.Trim(dir, "/"); d != "." && d != ""; d = path.Dir(d) {
+			parts = append(parts, d)
+		}
+		slices.Reverse(parts)
+		for _, d := range parts {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			mode := int64(0o755)
+			if d == "tmp" {
+				mode = 0o1777
+			}
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: mode}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run", "usr/local/bin"} {
+		if err := addDir(d); err != nil {
+			return nil, err
+		}
+	}
+	addFile := func(name string, data []byte, mode int64) error {
+		if err := addDir(path.Dir(name)); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(name, "/"), Mode: mode, Size: int64(len(data))}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, dst := range slices.Sorted(maps.Keys(spec.files)) {
+		data, err := os.ReadFile(spec.files[dst])
+		if err != nil {
+			return nil, err
+		}
+		if err := addFile(dst, data, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, dst := range slices.Sorted(maps.Keys(spec.links)) {
+		if err := addDir(path.Dir(dst)); err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(dst, "/"), Linkname: spec.links[dst], Mode: 0o777}); err != nil {
+			return nil, err
+		}
+	}
+	if err := addFile("/etc/passwd", []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := addFile("/etc/group", []byte("root:x:0:\nnonroot:x:65532:\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// dockerStage is what the tests take from a stage of the Dockerfile: where
+// it copies the built binaries, its entrypoint and its user. The images
+// built here follow it, so they cannot drift from what `make images`
+// builds; only the base layers (distroless, Debian) differ.
+type dockerStage struct {
+	binaries   []string
+	binDir     string
+	entrypoint []string
+	user       string
+}
+
+// readDockerStage parses the stage named target of the Dockerfile.
+func readDockerStage(dockerfile, target string) (dockerStage, error) {
+	data, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return dockerStage{}, err
+	}
+	var st dockerStage
+	in := false
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "FROM":
+			in = len(f) == 4 && strings.EqualFold(f[2], "AS") && f[3] == target
+		case "COPY":
+			if in && len(f) >= 4 && f[1] == "--from=build" {
+				for _, src := range f[2 : len(f)-1] {
+					st.binaries = append(st.binaries, path.Base(src))
+				}
+				st.binDir = strings.TrimSuffix(f[len(f)-1], "/")
+			}
+		case "ENTRYPOINT":
+			if in {
+				if err := json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(sc.Text(), f[0]))), &st.entrypoint); err != nil {
+					return st, fmt.Errorf("%s: ENTRYPOINT of %s: %w", dockerfile, target, err)
+				}
+			}
+		case "USER":
+			if in {
+				st.user = f[1]
+			}
+		}
+	}
+	if len(st.binaries) == 0 || len(st.entrypoint) == 0 {
+		return st, fmt.Errorf("%s: no stage %q with COPY --from=build and ENTRYPOINT", dockerfile, target)
+	}
+	return st, nil
+}
+
+// ImageRefs are the references the manifests give fleetmesh's images.
+type ImageRefs struct {
+	Controller string // fleetmesh: fleetmesh-controller and the CLI
+	Init       string // fleetmesh-init: the injected init container
+}
+
+// NodeImages builds, once per process, the images every test node loads:
+// the pause image and fleetmesh's images under the references refs
+// gives, built from the Dockerfile's stages and the binaries of
+// Binaries.
+func NodeImages(refs ImageRefs) ([]Image, error) {
+	imagesMu.Lock()
+	defer imagesMu.Unlock()
+	key := refs.Controller + " " + refs.Init
+	if imgs, ok := imagesBuilt[key]; ok {
+		return imgs, nil
+	}
+	bins, err := Binaries()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "fleetmesh-images-")
+	if err != nil {
+		return nil, err
+	}
+	onExit(func() { _ = os.RemoveAll(dir) })
+	var specs []imageSpec
+	for ref, prog := range map[string]string{PauseImage: "pause", EchoImage: "echo"} {
+		bin := filepath.Join(dir, prog)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/images/"+prog)
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "GOPROXY=off", "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./test/images/%s: %w\n%s", prog, err, out)
+		}
+		specs = append(specs, imageSpec{ref: ref, entrypoint: []string{"/" + prog}, files: map[string]string{"/" + prog: bin}})
+	}
+	if refs.Controller != "" {
+		st, err := readDockerStage(filepath.Join(RepoRoot(), "Dockerfile"), "fleetmesh")
+		if err != nil {
+			return nil, err
+		}
+		spec := imageSpec{ref: refs.Controller, entrypoint: st.entrypoint, user: st.user, files: map[string]string{}}
+		for _, b := range st.binaries {
+			spec.files[st.binDir+"/"+b] = filepath.Join(bins, b)
+		}
+		specs = append(specs, spec)
+	}
+	var imgs []Image
+	for _, s := range specs {
+		img, err := writeImage(dir, s)
+		if err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, img)
+	}
+	imagesBuilt[key] = imgs
+	return imgs, nil
+}
+
+var (
+	imagesMu    sync.Mutex
+	imagesBuilt = map[string][]Image{}
+)
