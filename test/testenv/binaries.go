@@ -11,15 +11,31 @@ import (
 // Binaries builds fleetmesh's shipped binaries (./cmd/...) as the
 // Dockerfile does (static, trimmed paths), once per test process, and returns the folder that holds them.
 // Tests run what ships, not the packages behind it.
-func Binaries() (string, error) { return buildBinaries() }
+func Binaries() (string, error) { return buildBinaries("") }
 
-var buildBinaries = sync.OnceValues(func() (string, error) {
+var (
+	binariesMu    sync.Mutex
+	binariesBuilt = map[string]string{}
+)
+
+// buildBinaries builds ./cmd/... once per version; a version other than
+// "" is set as a release build sets it (the Dockerfile's VERSION).
+func buildBinaries(version string) (string, error) {
+	binariesMu.Lock()
+	defer binariesMu.Unlock()
+	if dir, ok := binariesBuilt[version]; ok {
+		return dir, nil
+	}
 	dir, err := os.MkdirTemp("", "fleetmesh-bin-")
 	if err != nil {
 		return "", err
 	}
 	onExit(func() { _ = os.RemoveAll(dir) })
-	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+string(filepath.Separator), "./cmd/...")
+	args := []string{"build", "-trimpath"}
+	if version != "" {
+		args = append(args, "-ldflags", "-s -w -X github.com/fleetmesh/fleetmesh/pkg/version.Version="+version)
+	}
+	cmd := exec.Command("go", append(args, "-o", dir+string(filepath.Separator), "./cmd/...")...)
 	cmd.Dir = RepoRoot()
 	// Inside the test network nothing can be downloaded: the module cache
 	// already holds what the test binary itself was built from.
@@ -28,8 +44,9 @@ var buildBinaries = sync.OnceValues(func() (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/...: %w\n%s", err, out)
 	}
+	binariesBuilt[version] = dir
 	return dir, nil
-})
+}
 
 // Binary is the path of one of Binaries, e.g. "fleetmesh-controller".
 func Binary(name string) (string, error) {

@@ -142,6 +142,9 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if _, err := os.Stat(filepath.Join(AssetsDir(), "kube-apiserver")); err != nil {
 		return nil, fmt.Errorf("testenv: no kube-apiserver in %s (run `make envtest-assets`): %w", AssetsDir(), err)
 	}
+	if opts.RealNodes && os.Geteuid() != 0 {
+		return nil, errors.New("testenv: real nodes need root (containerd, cgroups, mounts): see docs/real-nodes.md")
+	}
 	f := &Fleet{Clusters: make([]*Cluster, len(opts.Clusters))}
 	errs := make([]error, len(opts.Clusters))
 	// A second fleet in the same test network takes the next indexes, so

@@ -221,8 +221,23 @@ func readDockerStage(dockerfile, target string) (dockerStage, error) {
 
 // ImageRefs are the references the manifests give fleetmesh's images.
 type ImageRefs struct {
-	Controller string // fleetmesh: fleetmesh-controller and the CLI
-	Init       string // fleetmesh-init: the injected init container
+	// Controller is the fleetmesh image (fleetmesh-controller and the
+	// CLI). Its tag is the version the binaries are built as, and the init
+	// image is built under the name the controller injects by default:
+	// <registry>/fleetmesh-init:<tag>.
+	Controller string
+	// Proxy is the sidecar's and gateway's Envoy image, built from
+	// bin/envoy and the libraries it links (e.g.
+	// docker.io/envoyproxy/envoy:v1.40.0).
+	Proxy string
+}
+
+// InitImageFor is the init image a controller of the image ref injects by
+// default.
+func InitImageFor(ref string) string {
+	slash := strings.LastIndex(ref, "/")
+	_, tag, _ := strings.Cut(ref[slash+1:], ":")
+	return ref[:slash+1] + "fleetmesh-init:" + tag
 }
 
 // NodeImages builds, once per process, the images every test node loads:
@@ -232,13 +247,9 @@ type ImageRefs struct {
 func NodeImages(refs ImageRefs) ([]Image, error) {
 	imagesMu.Lock()
 	defer imagesMu.Unlock()
-	key := refs.Controller + " " + refs.Init
+	key := refs.Controller + " " + refs.Proxy
 	if imgs, ok := imagesBuilt[key]; ok {
 		return imgs, nil
-	}
-	bins, err := Binaries()
-	if err != nil {
-		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "fleetmesh-images-")
 	if err != nil {
@@ -257,13 +268,35 @@ func NodeImages(refs ImageRefs) ([]Image, error) {
 		specs = append(specs, imageSpec{ref: ref, entrypoint: []string{"/" + prog}, files: map[string]string{"/" + prog: bin}})
 	}
 	if refs.Controller != "" {
-		st, err := readDockerStage(filepath.Join(RepoRoot(), "Dockerfile"), "fleetmesh")
+		// A release's binaries carry its version, and the controller
+		// injects the init image of that version.
+		_, version, _ := strings.Cut(refs.Controller[strings.LastIndex(refs.Controller, "/")+1:], ":")
+		bins, err := buildBinaries(version)
 		if err != nil {
 			return nil, err
 		}
-		spec := imageSpec{ref: refs.Controller, entrypoint: st.entrypoint, user: st.user, files: map[string]string{}}
-		for _, b := range st.binaries {
-			spec.files[st.binDir+"/"+b] = filepath.Join(bins, b)
+		for target, ref := range map[string]string{"fleetmesh": refs.Controller, "fleetmesh-init": InitImageFor(refs.Controller)} {
+			st, err := readDockerStage(filepath.Join(RepoRoot(), "Dockerfile"), target)
+			if err != nil {
+				return nil, err
+			}
+			spec := imageSpec{ref: ref, entrypoint: st.entrypoint, user: st.user, files: map[string]string{}, links: map[string]string{}}
+			for _, b := range st.binaries {
+				spec.files[st.binDir+"/"+b] = filepath.Join(bins, b)
+			}
+			if target == "fleetmesh-init" {
+				// What the Dockerfile's `apt-get install iptables` brings.
+				if err := addIptables(&spec); err != nil {
+					return nil, err
+				}
+			}
+			specs = append(specs, spec)
+		}
+	}
+	if refs.Proxy != "" {
+		spec := imageSpec{ref: refs.Proxy, entrypoint: []string{"/usr/local/bin/envoy"}, files: map[string]string{}}
+		if err := addELF(&spec, EnvoyBinary(), "/usr/local/bin/envoy"); err != nil {
+			return nil, err
 		}
 		specs = append(specs, spec)
 	}
@@ -283,3 +316,71 @@ var (
 	imagesMu    sync.Mutex
 	imagesBuilt = map[string][]Image{}
 )
+
+// addELF adds a dynamically linked program at dst and the shared
+// libraries it loads (as ldd lists them) at their paths.
+func addELF(spec *imageSpec, src, dst string) error {
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return err
+	}
+	spec.files[dst] = real
+	return addLibraries(spec, real)
+}
+
+// addLibraries adds the shared libraries file needs.
+func addLibraries(spec *imageSpec, file string) error {
+	out, err := exec.Command("ldd", file).Output()
+	if err != nil {
+		return fmt.Errorf("ldd %s: %w", file, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		var lib string
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0]
+		default:
+			continue
+		}
+		real, err := filepath.EvalSymlinks(lib)
+		if err != nil {
+			return err
+		}
+		spec.files[lib] = real
+	}
+	return nil
+}
+
+// addIptables adds this machine's iptables (Debian's, nft and legacy) with
+// its extensions, as the Dockerfile's fleetmesh-init stage installs it.
+func addIptables(spec *imageSpec) error {
+	for _, multi := range []string{"xtables-nft-multi", "xtables-legacy-multi"} {
+		if err := addELF(spec, "/usr/sbin/"+multi, "/usr/sbin/"+multi); err != nil {
+			return fmt.Errorf("iptables for the init image (apt-get install iptables): %w", err)
+		}
+	}
+	for _, name := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
+		spec.links["/usr/sbin/"+name] = "xtables-nft-multi"
+		spec.links["/usr/sbin/"+strings.Replace(name, "tables", "tables-nft", 1)] = "xtables-nft-multi"
+		spec.links["/usr/sbin/"+strings.Replace(name, "tables", "tables-legacy", 1)] = "xtables-legacy-multi"
+	}
+	exts, err := filepath.Glob("/usr/lib/x86_64-linux-gnu/xtables/*.so")
+	if err != nil {
+		return err
+	}
+	for _, e := range exts {
+		spec.files[e] = e
+		if err := addLibraries(spec, e); err != nil {
+			return err
+		}
+	}
+	for _, etc := range []string{"/etc/protocols", "/etc/services", "/etc/ethertypes"} {
+		if _, err := os.Stat(etc); err == nil {
+			spec.files[etc] = etc
+		}
+	}
+	return nil
+}
