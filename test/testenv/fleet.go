@@ -301,9 +301,9 @@ func realNodeAPIServer(api *envtest.APIServer, certDir string) error {
 	}
 	api.CertDir = certDir
 	// Where nodes and pods reach it (envtest would take 127.0.0.1).
-	api.SecurePort = port
-	api.SecureServing.Address = RouterAddress
-	api.SecureServing.CA = ca
+	api.Port = strconv.Itoa(port)
+	api.Address = RouterAddress
+	api.CA = ca
 	api.Configure().
 		Set("authorization-mode", "Node,RBAC").
 		Set("enable-admission-plugins", "NodeRestriction").
