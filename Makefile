@@ -10,6 +10,7 @@ CONTROLLER_GEN ?= go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 GOLANGCI_LINT  ?= go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 GOFUMPT        ?= go run mvdan.cc/gofumpt@v0.12.0
 ENVOY_VERSION  ?= 1.40.0
+COREDNS_VERSION ?= v1.15.0
 
 # Real API-server binaries for envtest, built from source (DESIGN.md).
 K8S_ASSETS := $(CURDIR)/bin/k8s
@@ -107,7 +108,12 @@ $(K8S_ASSETS)/kube-controller-manager:
 K8S_NODE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2
 
 .PHONY: node-assets
-node-assets: envtest-assets $(K8S_ASSETS)/kubelet $(K8S_ASSETS)/kube-proxy $(K8S_ASSETS)/kube-scheduler ## Build kubelet, kube-proxy and kube-scheduler into bin/k8s for the real-node tests.
+node-assets: envtest-assets $(K8S_ASSETS)/kubelet $(K8S_ASSETS)/kube-proxy $(K8S_ASSETS)/kube-scheduler $(K8S_ASSETS)/coredns ## Build kubelet, kube-proxy, kube-scheduler and CoreDNS into bin/k8s for the real-node tests.
+
+# CoreDNS is the real nodes' cluster DNS (a pod of the image the tests build).
+$(K8S_ASSETS)/coredns:
+	@echo ">> building CoreDNS $(COREDNS_VERSION)"
+	CGO_ENABLED=0 GOBIN=$(K8S_ASSETS) go install -trimpath -ldflags='-s -w' github.com/coredns/coredns@$(COREDNS_VERSION)
 
 $(K8S_ASSETS)/kubelet $(K8S_ASSETS)/kube-proxy $(K8S_ASSETS)/kube-scheduler:
 	@echo ">> building $(notdir $@)"

@@ -367,8 +367,10 @@ func (c *Cluster) startRealNode(ctx context.Context, opts FleetOptions) error {
 	if err != nil {
 		return err
 	}
-	c.Node, err = c.startNode(ctx, images, kubeletKubeconfig, c.KubeconfigPath)
-	return err
+	if c.Node, err = c.startNode(ctx, images, kubeletKubeconfig, c.KubeconfigPath); err != nil {
+		return err
+	}
+	return c.startDNS(ctx)
 }
 
 // auditPolicy records every request once, when it completes, without

@@ -50,6 +50,8 @@ const (
 	PauseImage = "fleetmesh.test/pause:1"
 	// EchoImage is an HTTP server answering with its MESSAGE and the path.
 	EchoImage = "fleetmesh.test/echo:1"
+	// CoreDNSImage is the cluster DNS, CoreDNS built by make node-assets.
+	CoreDNSImage = "fleetmesh.test/coredns:1"
 )
 
 // writeImage writes spec as a one-layer image tarball at path.
@@ -267,6 +269,7 @@ func NodeImages(refs ImageRefs) ([]Image, error) {
 		}
 		specs = append(specs, imageSpec{ref: ref, entrypoint: []string{"/" + prog}, files: map[string]string{"/" + prog: bin}})
 	}
+	specs = append(specs, imageSpec{ref: CoreDNSImage, entrypoint: []string{"/coredns"}, files: map[string]string{"/coredns": filepath.Join(AssetsDir(), "coredns")}})
 	if refs.Controller != "" {
 		// A release's binaries carry its version, and the controller
 		// injects the init image of that version.

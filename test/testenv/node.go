@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -340,6 +342,7 @@ imageServiceEndpoint: unix://%[1]s/containerd/containerd.sock
 podLogsDir: %[1]s/var-log/pods
 resolvConf: %[1]s/resolv.conf
 clusterDomain: cluster.local
+clusterDNS: [%[4]s]
 evictionHard:
   memory.available: "1Mi"
   nodefs.available: "1%%"
@@ -352,7 +355,7 @@ syncFrequency: 10s
 fileCheckFrequency: 20s
 nodeStatusUpdateFrequency: 10s
 maxPods: 60
-`, n.dir, n.IP, n.cgroup)
+`, n.dir, n.IP, n.cgroup, ClusterDNSIP)
 	for file, data := range map[string]string{
 		"containerd.toml":                ctrd,
 		"cni/conf/10-fleetmesh.conflist": cni,
@@ -390,6 +393,30 @@ func (n *Node) run(name string, args ...string) error {
 	go func() { _ = d.cmd.Wait(); out.Close(); close(d.done) }()
 	n.daemons = append(n.daemons, d)
 	return nil
+}
+
+// ClusterDNSIP is the kube-dns Service's ClusterIP in a cluster with a
+// real node: CoreDNS (coredns.yaml).
+const ClusterDNSIP = "10.96.0.10"
+
+//go:embed coredns.yaml
+var coreDNSManifest string
+
+// startDNS runs the cluster DNS, CoreDNS as kubeadm installs it, and
+// waits until it answers.
+func (c *Cluster) startDNS(ctx context.Context) error {
+	cmd := exec.Command(filepath.Join(AssetsDir(), "kubectl"), "--kubeconfig", c.KubeconfigPath, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(coreDNSManifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("install CoreDNS: %w: %s", err, out)
+	}
+	return Eventually(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
+		var d appsv1.Deployment
+		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: "kube-system", Name: "coredns"}, &d); err != nil {
+			return false, err
+		}
+		return d.Status.ReadyReplicas == 1, errors.New("CoreDNS is not Ready")
+	})
 }
 
 // Log returns the end of a daemon's log: containerd, kubelet or kube-proxy.

@@ -22,9 +22,9 @@ import (
 
 // TestPodsRunOnTheNodeAndServicesRouteToThem is the node itself: the
 // scheduler binds a Deployment's pods, containerd runs the image built
-// here, they get addresses of the node's pod range, and kube-proxy
-// routes the Service's ClusterIP to them, from the test network and from
-// another pod.
+// here, they get addresses of the node's pod range, the test network
+// reaches them, and from a pod kube-proxy routes the Service's ClusterIP
+// to both and the cluster DNS names it.
 func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -112,6 +112,13 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("the Service's ClusterIP from a pod: %v\nkube-proxy:\n%s", err, c.Node.Log("kube-proxy"))
+	}
+	// The cluster DNS (CoreDNS) names it, with the namespace's search path.
+	for _, host := range []string{"echo", "echo.node-basics.svc.cluster.local"} {
+		out, err := kubectl(c, "-n", ns, "exec", pods.Items[0].Name, "--", "/echo", "get", "http://"+host+"/dns")
+		if err != nil || !strings.HasSuffix(strings.TrimSpace(out), " /dns") {
+			t.Errorf("http://%s/dns from a pod: %v: %s", host, err, out)
+		}
 	}
 }
 
