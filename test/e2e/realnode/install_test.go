@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,21 +29,7 @@ func TestTheMemberOverlayRunsInRealPods(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := fleet.Clusters[0]
-	start := time.Now()
-	if out, err := kubectl(c, "apply", "--server-side", "--force-conflicts", "-k", "manifests/member"); err != nil {
-		t.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
-	}
-	// The federation's copy of the member's own Cluster, from which a
-	// controller without --cluster-name learns its name.
-	if err := c.Client.Create(ctx, &fmv1alpha1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
-		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	const ns = "fleetmesh-system"
-	waitAvailable(ctx, t, c, ns, "fleetmesh-controller", 2)
-	t.Logf("fleetmesh-controller: 2 replicas Ready %v after kubectl apply", time.Since(start).Round(time.Millisecond))
+	installMember(ctx, t, c)
 	pods := controllerPods(ctx, t, c)
 	for _, p := range pods {
 		for _, s := range p.Status.ContainerStatuses {
@@ -53,13 +40,10 @@ func TestTheMemberOverlayRunsInRealPods(t *testing.T) {
 	}
 
 	// The webhook injects, served by the pods.
-	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app", Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
-		t.Fatal(err)
-	}
 	var last error
 	err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
 		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "probe"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: "probe"},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: testenv.EchoImage}}},
 		}
 		if last = c.Client.Create(ctx, p, client.DryRunAll); last != nil {
@@ -90,6 +74,48 @@ func TestTheMemberOverlayRunsInRealPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("a deleted replica replaced and Ready in %v", time.Since(deleted).Round(time.Millisecond))
+}
+
+// appNamespace is where the tests' meshed applications run: its pods are
+// injected.
+const appNamespace = "app"
+
+var installed sync.Once
+
+// installMember installs manifests/member into c once, as a user does,
+// and waits until both controller replicas are Ready; it makes the
+// namespace appNamespace, labelled for injection.
+func installMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
+	t.Helper()
+	done := false
+	installed.Do(func() {
+		doInstallMember(ctx, t, c)
+		done = true
+	})
+	if !done {
+		waitAvailable(ctx, t, c, "fleetmesh-system", "fleetmesh-controller", 2)
+	}
+}
+
+func doInstallMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
+	start := time.Now()
+	if out, err := kubectl(c, "apply", "--server-side", "--force-conflicts", "-k", "manifests/member"); err != nil {
+		t.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
+	}
+	// The federation's copy of the member's own Cluster, from which a
+	// controller without --cluster-name learns its name.
+	if err := c.Client.Create(ctx, &fmv1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
+		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const ns = "fleetmesh-system"
+	waitAvailable(ctx, t, c, ns, "fleetmesh-controller", 2)
+	t.Logf("fleetmesh-controller: 2 replicas Ready %v after kubectl apply", time.Since(start).Round(time.Millisecond))
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace, Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func controllerPods(ctx context.Context, t *testing.T, c *testenv.Cluster) []corev1.Pod {

@@ -52,7 +52,8 @@ func kubectl(c *testenv.Cluster, args ...string) (string, error) {
 }
 
 // manifestImages reads the image references of the member overlay as
-// kustomize renders them.
+// kustomize renders them: the controller's and the gateway's Envoy (the
+// sidecar's too, by the controller's default).
 func manifestImages() (testenv.ImageRefs, error) {
 	cmd := exec.Command(filepath.Join(testenv.AssetsDir(), "kubectl"), "kustomize", "manifests/member")
 	cmd.Dir = testenv.RepoRoot()
@@ -63,13 +64,18 @@ func manifestImages() (testenv.ImageRefs, error) {
 	var refs testenv.ImageRefs
 	for _, doc := range strings.Split(string(out), "\n---\n") {
 		var d appsv1.Deployment
-		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" || d.Name != "fleetmesh-controller" {
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" {
 			continue
 		}
-		refs.Controller = d.Spec.Template.Spec.Containers[0].Image
+		switch d.Name {
+		case "fleetmesh-controller":
+			refs.Controller = d.Spec.Template.Spec.Containers[0].Image
+		case "fleetmesh-gateway":
+			refs.Proxy = d.Spec.Template.Spec.Containers[0].Image
+		}
 	}
-	if refs.Controller == "" {
-		return refs, fmt.Errorf("manifests/member: no fleetmesh-controller Deployment")
+	if refs.Controller == "" || refs.Proxy == "" {
+		return refs, fmt.Errorf("manifests/member: no fleetmesh-controller or fleetmesh-gateway Deployment")
 	}
 	return refs, nil
 }

@@ -1,0 +1,154 @@
+package realnode
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+// TestInjectedPodsTalkThroughTheirSidecars runs meshed applications in
+// real pods: the webhook adds the init container (the fleetmesh-init
+// image: iptables in the pod's network namespace) and the Envoy sidecar;
+// both pods become Ready; each sidecar finds the controller by its
+// Service's DNS name and holds every resource type it was sent; a call
+// from one application to the other's Service by name goes out through
+// the caller's sidecar (its Envoy counts the request).
+func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := fleet.Clusters[0]
+	installMember(ctx, t, c)
+	for _, name := range []string{"web", "client"} {
+		labels := map[string]string{"app": name}
+		objs := []client.Object{
+			&appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
+				Spec: appsv1.DeploymentSpec{
+					Replicas: ptr.To[int32](1),
+					Selector: &metav1.LabelSelector{MatchLabels: labels},
+					Template: corev1.PodTemplateSpec{
+						ObjectMeta: metav1.ObjectMeta{Labels: labels},
+						Spec: corev1.PodSpec{Containers: []corev1.Container{{
+							Name: "app", Image: testenv.EchoImage, ImagePullPolicy: corev1.PullNever,
+							Env:   []corev1.EnvVar{{Name: "MESSAGE", Value: name}},
+							Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+						}}},
+					},
+				},
+			},
+			&corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
+				Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+			},
+		}
+		for _, o := range objs {
+			if err := c.Client.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start := time.Now()
+	waitAvailable(ctx, t, c, appNamespace, "web", 1)
+	waitAvailable(ctx, t, c, appNamespace, "client", 1)
+	t.Logf("injected pods Ready %v after their Deployments were created", time.Since(start).Round(time.Millisecond))
+
+	var clientPod corev1.Pod
+	{
+		var pods corev1.PodList
+		if err := c.Client.List(ctx, &pods, client.InNamespace(appNamespace), client.MatchingLabels{"app": "client"}); err != nil || len(pods.Items) != 1 {
+			t.Fatalf("the client pod: %v (%d pods)", err, len(pods.Items))
+		}
+		clientPod = pods.Items[0]
+	}
+	names := containerNames(&clientPod)
+	if !strings.Contains(names, "envoy") && !strings.Contains(names, "proxy") {
+		t.Fatalf("client pod containers %s: no sidecar", names)
+	}
+
+	// Every sidecar is connected to a controller replica and holds what
+	// it was sent.
+	err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+		synced := map[string]bool{}
+		for _, p := range controllerPods(ctx, t, c) {
+			if !podReady(&p) {
+				continue
+			}
+			proxies, err := debugSyncz(p.Status.PodIP)
+			if err != nil {
+				return false, err
+			}
+			for _, px := range proxies {
+				all := len(px.Types) > 0
+				for _, ts := range px.Types {
+					all = all && ts.State() == "SYNCED"
+				}
+				synced[px.Namespace+"/"+px.Pod] = synced[px.Namespace+"/"+px.Pod] || all
+			}
+		}
+		ok := 0
+		for pod, s := range synced {
+			if s && strings.HasPrefix(pod, appNamespace+"/") {
+				ok++
+			}
+		}
+		return ok == 2, fmt.Errorf("proxies synced: %v", synced)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The client calls web by its Service's name; the call goes through
+	// the client's sidecar.
+	err = testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
+		out, err := kubectl(c, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://web/through-the-mesh")
+		if err != nil {
+			return false, fmt.Errorf("%w: %s", err, out)
+		}
+		return strings.TrimSpace(out) == "web /through-the-mesh", fmt.Errorf("answered %q", out)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := kubectl(c, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://127.0.0.1:15000/stats?filter=upstream_rq_2xx")
+	if err != nil {
+		t.Fatalf("the client sidecar's stats: %v: %s", err, stats)
+	}
+	served := 0
+	for _, line := range strings.Split(stats, "\n") {
+		name, value, ok := strings.Cut(line, ": ")
+		if n, _ := strconv.Atoi(strings.TrimSpace(value)); ok && strings.Contains(name, "web") && strings.HasPrefix(name, "cluster.") {
+			served += n
+		}
+	}
+	t.Logf("the client's Envoy counted %d 2xx responses from web", served)
+	if served == 0 {
+		t.Errorf("the client's Envoy counted no 2xx from web: the call did not go through the sidecar\n%s", stats)
+	}
+}
+
+// debugSyncz reads /debug/syncz of a controller pod.
+func debugSyncz(ip string) ([]syncz.ProxyStatus, error) {
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + ip + ":15014/debug/syncz")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []syncz.ProxyStatus
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
