@@ -28,7 +28,7 @@ import (
 func TestTheMemberOverlayRunsInRealPods(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := fleet.Clusters[0]
+	c := realFleet(t).Clusters[0]
 	installMember(ctx, t, c)
 	pods := controllerPods(ctx, t, c)
 	for _, p := range pods {

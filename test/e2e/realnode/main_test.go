@@ -21,7 +21,15 @@ import (
 
 var fleet *testenv.Fleet
 
+// skipReason says why the suite cannot run here; CI runs as root, so
+// there it always runs.
+var skipReason string
+
 func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		skipReason = "real nodes need root (containerd, cgroups, mounts): see docs/real-nodes.md"
+		os.Exit(m.Run())
+	}
 	testenv.Main(m, func() int {
 		refs, err := manifestImages()
 		if err != nil {
@@ -41,6 +49,15 @@ func TestMain(m *testing.M) {
 		fleet = f
 		return m.Run()
 	})
+}
+
+// realFleet is the suite's fleet; without root the test is skipped.
+func realFleet(t *testing.T) *testenv.Fleet {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	return fleet
 }
 
 // kubectl runs the real kubectl against a cluster of the fleet.

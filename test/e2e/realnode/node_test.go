@@ -28,7 +28,7 @@ import (
 func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := fleet.Clusters[0]
+	c := realFleet(t).Clusters[0]
 	ns := "node-basics"
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)

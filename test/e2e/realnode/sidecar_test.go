@@ -31,7 +31,7 @@ import (
 func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := fleet.Clusters[0]
+	c := realFleet(t).Clusters[0]
 	installMember(ctx, t, c)
 	for _, name := range []string{"web", "client"} {
 		labels := map[string]string{"app": name}
