@@ -4,14 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
 )
 
 // CertOptions say where the webhook's serving certificate lives and who
@@ -164,7 +160,7 @@ func (m *CertManager) renew(data map[string][]byte) (map[string][]byte, bool, er
 	}
 	changed := false
 	if ca == nil || caKey == nil || fresh(ca, now) < 1.0/3 {
-		newCA, newKey, err := issueCA(now, 10*m.opts.Validity)
+		newCA, newKey, err := pki.IssueCA("fleetmesh-webhook-ca", now, 10*m.opts.Validity)
 		if err != nil {
 			return nil, false, err
 		}
@@ -173,20 +169,22 @@ func (m *CertManager) renew(data map[string][]byte) (map[string][]byte, bool, er
 		var bundle []byte
 		for _, c := range caCerts {
 			if c.NotAfter.After(now) {
-				bundle = append(bundle, pemCert(c.Raw)...)
+				bundle = append(bundle, pki.PEMCert(c.Raw)...)
 			}
 		}
-		out[keyCACert] = append(bundle, pemCert(newCA.Raw)...)
-		out[keyCAKey] = pemKey(newKey)
+		out[keyCACert] = append(bundle, pki.PEMCert(newCA.Raw)...)
+		out[keyCAKey] = pki.PEMKey(newKey)
 		ca, caKey, changed = newCA, newKey, true
 	}
 	leaf := parseCert(data[keyCert])
 	if changed || leaf == nil || fresh(leaf, now) < 1.0/3 || !slices.Equal(leaf.DNSNames, m.hosts()) || leaf.CheckSignatureFrom(ca) != nil {
-		cert, key, err := issueServing(now, m.opts.Validity, ca, caKey, m.hosts())
+		hosts := m.hosts()
+		// Named after <service>.<namespace>.svc.
+		cert, key, err := pki.IssueServing(hosts[len(hosts)-2], hosts, now, m.opts.Validity, ca, caKey)
 		if err != nil {
 			return nil, false, err
 		}
-		out[keyCert], out[keyKey], changed = pemCert(cert), pemKey(key), true
+		out[keyCert], out[keyKey], changed = pki.PEMCert(cert), pki.PEMKey(key), true
 	}
 	return out, changed, nil
 }
@@ -254,66 +252,6 @@ func equalBundles(a, b *admissionregistrationv1.MutatingWebhookConfiguration) bo
 		}
 	}
 	return true
-}
-
-func issueCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "fleetmesh-webhook-ca", Organization: []string{"fleetmesh"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(validity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := x509.ParseCertificate(der)
-	return c, key, err
-}
-
-func issueServing(now time.Time, validity time.Duration, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: hosts[len(hosts)-2]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	return der, key, err
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	return n
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func pemKey(k *ecdsa.PrivateKey) []byte {
-	der, _ := x509.MarshalECPrivateKey(k)
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 }
 
 func parseCert(data []byte) *x509.Certificate {

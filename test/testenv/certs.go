@@ -1,18 +1,15 @@
 package testenv
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
 )
 
 // apiServerCerts writes, into dir, what kube-apiserver serves with when
@@ -25,49 +22,13 @@ func apiServerCerts(dir string, addresses []string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now, validity := time.Now(), 10*24*time.Hour
+	ca, caKey, err := pki.IssueCA("fleetmesh-test-ca", now, validity)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().Add(-time.Hour)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fleetmesh-test-ca"},
-		NotBefore:             now,
-		NotAfter:              now.Add(10 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now,
-		NotAfter:     now.Add(10 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-	}
-	for _, a := range addresses {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(a))
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	hosts := append([]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, addresses...)
+	der, key, err := pki.IssueServing("kube-apiserver", hosts, now, validity, ca, caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -79,19 +40,17 @@ func apiServerCerts(dir string, addresses []string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	for name, block := range map[string]*pem.Block{
-		"apiserver.crt": {Type: "CERTIFICATE", Bytes: der},
-		"apiserver.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-		"sa-signer.crt": {Type: "PUBLIC KEY", Bytes: saPub},
-		"sa-signer.key": {Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)},
+	caPEM := pki.PEMCert(ca.Raw)
+	for name, data := range map[string][]byte{
+		"ca.crt":        caPEM,
+		"apiserver.crt": pki.PEMCert(der),
+		"apiserver.key": pki.PEMKey(key),
+		"sa-signer.crt": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub}),
+		"sa-signer.key": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}),
 	} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return nil, err
 		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), caPEM, 0o644); err != nil {
-		return nil, err
 	}
 	return caPEM, nil
 }

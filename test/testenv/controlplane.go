@@ -118,8 +118,11 @@ func (c *Cluster) StartControlPlane(ctx context.Context, o ControlPlaneOptions) 
 }
 
 // Get fetches a path of the debug API.
-func (cp *ControlPlane) Get(path string) (string, error) {
-	resp, err := http.Get("http://" + cp.DebugAddress + path)
+func (cp *ControlPlane) Get(path string) (string, error) { return debugGet(cp.DebugAddress, path) }
+
+// debugGet fetches a path of the debug API at address.
+func debugGet(address, path string) (string, error) {
+	resp, err := http.Get("http://" + address + path)
 	if err != nil {
 		return "", err
 	}
@@ -132,8 +135,12 @@ func (cp *ControlPlane) Get(path string) (string, error) {
 }
 
 // Proxies is /debug/syncz: every connected proxy and its sync state.
-func (cp *ControlPlane) Proxies() ([]syncz.ProxyStatus, error) {
-	body, err := cp.Get("/debug/syncz")
+func (cp *ControlPlane) Proxies() ([]syncz.ProxyStatus, error) { return Syncz(cp.DebugAddress) }
+
+// Syncz reads /debug/syncz of the controller whose debug API is at
+// address (e.g. a controller pod's IP:15014).
+func Syncz(address string) ([]syncz.ProxyStatus, error) {
+	body, err := debugGet(address, "/debug/syncz")
 	if err != nil {
 		return nil, err
 	}

@@ -279,7 +279,7 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		return c, err
 	}
 	if !opts.NoControllerManager {
-		if err := c.startControllerManager(opts.Output, nil); err != nil {
+		if err := c.startControllerManager(opts.Output, "garbagecollector,namespace,endpointslice"); err != nil {
 			return c, err
 		}
 	}
@@ -325,15 +325,15 @@ const KubernetesServiceIP = "10.96.0.1"
 // kube-scheduler, and the node.
 func (c *Cluster) startRealNode(ctx context.Context, opts FleetOptions) error {
 	certDir := filepath.Join(c.dir, "apiserver-certs")
-	if err := c.startControllerManager(opts.Output, []string{
-		"--controllers=garbage-collector-controller,namespace-controller,endpointslice-controller," +
-			"serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller," +
-			"replicaset-controller,daemonset-controller,statefulset-controller,job-controller," +
-			"disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller," +
+	if err := c.startControllerManager(opts.Output,
+		"garbage-collector-controller,namespace-controller,endpointslice-controller,"+
+			"serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,"+
+			"replicaset-controller,daemonset-controller,statefulset-controller,job-controller,"+
+			"disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,"+
 			// Takes the not-ready taint the kubelet registers with off a Ready node.
 			"node-lifecycle-controller",
-		"--root-ca-file=" + filepath.Join(certDir, "ca.crt"),
-	}); err != nil {
+		"--root-ca-file="+filepath.Join(certDir, "ca.crt"),
+	); err != nil {
 		return err
 	}
 	port, err := freePort()
@@ -440,9 +440,8 @@ func (c *Cluster) createNode(ctx context.Context) error {
 }
 
 // startControllerManager runs the real kube-controller-manager with the
-// controllers envtest lacks: garbage collector, namespace and EndpointSlice
-// (or those extra names).
-func (c *Cluster) startControllerManager(out *os.File, extra []string) error {
+// controllers (a --controllers list) envtest lacks, and extra flags.
+func (c *Cluster) startControllerManager(out *os.File, controllers string, extra ...string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -451,7 +450,7 @@ func (c *Cluster) startControllerManager(out *os.File, extra []string) error {
 		"--kubeconfig=" + c.KubeconfigPath,
 		"--authentication-kubeconfig=" + c.KubeconfigPath,
 		"--authorization-kubeconfig=" + c.KubeconfigPath,
-		"--controllers=garbagecollector,namespace,endpointslice",
+		"--controllers=" + controllers,
 		"--leader-elect=false",
 		"--use-service-account-credentials=false",
 		"--bind-address=127.0.0.1",

@@ -2,6 +2,9 @@ package testenv
 
 import (
 	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -29,4 +32,15 @@ func KubeconfigFor(cfg *rest.Config, name string) ([]byte, error) {
 		return nil, fmt.Errorf("write kubeconfig for %s: %w", name, err)
 	}
 	return out, nil
+}
+
+// Kubectl runs the real kubectl against the cluster, from the checkout's
+// root (so -k manifests/<overlay> works), with stdin if given, and returns
+// its combined output.
+func (c *Cluster) Kubectl(stdin io.Reader, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(AssetsDir(), "kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
+	cmd.Dir = RepoRoot()
+	cmd.Stdin = stdin
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

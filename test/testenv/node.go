@@ -46,7 +46,6 @@ type Node struct {
 	PodCIDR string
 
 	cluster *Cluster
-	index   int
 	dir     string
 	holder  *exec.Cmd
 	cgroup  string
@@ -96,7 +95,6 @@ func (c *Cluster) startNode(ctx context.Context, images []Image, kubeletKubeconf
 		IP:      fmt.Sprintf("10.250.%d.2", c.Index),
 		PodCIDR: fmt.Sprintf("10.%d.0.0/24", 100+c.Index),
 		cluster: c,
-		index:   c.Index,
 		dir:     filepath.Join(c.dir, "node"),
 		cgroup:  cgroupBase() + "/" + c.NodeName,
 		veth:    fmt.Sprintf("fmnode%d", c.Index),
@@ -225,7 +223,7 @@ func (n *Node) start(ctx context.Context, images []Image, kubeletKubeconfig, pro
 // and mounts its private folders.
 func (n *Node) setUpNamespaces() error {
 	pid := strconv.Itoa(n.holder.Process.Pid)
-	router := nodeRouterIP(n.index)
+	router := nodeRouterIP(n.cluster.Index)
 	own, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
 		return err
@@ -405,9 +403,7 @@ var coreDNSManifest string
 // startDNS runs the cluster DNS, CoreDNS as kubeadm installs it, and
 // waits until it answers.
 func (c *Cluster) startDNS(ctx context.Context) error {
-	cmd := exec.Command(filepath.Join(AssetsDir(), "kubectl"), "--kubeconfig", c.KubeconfigPath, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(coreDNSManifest)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := c.Kubectl(strings.NewReader(coreDNSManifest), "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("install CoreDNS: %w: %s", err, out)
 	}
 	return Eventually(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {

@@ -110,11 +110,13 @@ func TestTheBuiltControllerRunsWithItsManifestsArguments(t *testing.T) {
 		overlay: "control-plane", cluster: "hub",
 		prepare: func(_ context.Context, t *testing.T, c *testenv.Cluster) {
 			// The federation test after this one sees the lease created.
-			t.Cleanup(func() { _, _ = kubectl(c, "delete", "lease", "-n", ns, "fleetmesh-federation", "--ignore-not-found") })
+			t.Cleanup(func() {
+				_, _ = c.Kubectl(nil, "delete", "lease", "-n", ns, "fleetmesh-federation", "--ignore-not-found")
+			})
 		},
 		// --federation --leader-elect: the lease is taken.
 		check: func(ctx context.Context, c *testenv.Cluster) (bool, error) {
-			out, err := kubectl(c, "get", "lease", "-n", ns, "fleetmesh-federation", "-o", "jsonpath={.spec.holderIdentity}")
+			out, err := c.Kubectl(nil, "get", "lease", "-n", ns, "fleetmesh-federation", "-o", "jsonpath={.spec.holderIdentity}")
 			return err == nil && out != "", nil
 		},
 	}} {
@@ -122,7 +124,7 @@ func TestTheBuiltControllerRunsWithItsManifestsArguments(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			c := fleet.Cluster(tt.cluster)
-			if out, err := kubectl(c, "apply", "--server-side", "-k", "manifests/"+tt.overlay); err != nil {
+			if out, err := c.Kubectl(nil, "apply", "--server-side", "-k", "manifests/"+tt.overlay); err != nil {
 				t.Fatalf("kubectl apply -k manifests/%s: %v\n%s", tt.overlay, err, out)
 			}
 			if tt.prepare != nil {

@@ -48,7 +48,7 @@ func TestTheOverlaysApplyWithServerSideDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, overlay := range []string{"member", "control-plane"} {
-		out, err := kubectl(fleet.Cluster("hub"), "apply", "--dry-run=server", "-k", "manifests/"+overlay)
+		out, err := fleet.Cluster("hub").Kubectl(nil, "apply", "--dry-run=server", "-k", "manifests/"+overlay)
 		if err != nil {
 			t.Errorf("kubectl apply --dry-run=server -k manifests/%s: %v\n%s", overlay, err, out)
 		}
@@ -102,7 +102,7 @@ func testPod(namespace, name string, annotations map[string]string) *corev1.Pod 
 func installMember(tb testing.TB, ctx context.Context) *member {
 	tb.Helper()
 	mc := fleet.Cluster("member-1")
-	if out, err := kubectl(mc, "apply", "--server-side", "-k", "manifests/member"); err != nil {
+	if out, err := mc.Kubectl(nil, "apply", "--server-side", "-k", "manifests/member"); err != nil {
 		tb.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
 	}
 	// The federation's copy of the member's own Cluster, from which a
@@ -472,14 +472,14 @@ func TestOneVerbFewerIsForbidden(t *testing.T) {
 	defer cancel()
 	member := fleet.Cluster("member-1")
 	// The manifests' ClusterRole without "patch" on globaltrafficpolicies/status.
-	out, err := kubectl(member, "get", "clusterrole", "fleetmesh-controller", "-o", "json")
+	out, err := member.Kubectl(nil, "get", "clusterrole", "fleetmesh-controller", "-o", "json")
 	if err != nil {
 		// The member overlay is applied by the test above; apply it here
 		// when this test runs alone.
-		if out, err := kubectl(member, "apply", "--server-side", "-k", "manifests/member"); err != nil {
+		if out, err := member.Kubectl(nil, "apply", "--server-side", "-k", "manifests/member"); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		out, err = kubectl(member, "get", "clusterrole", "fleetmesh-controller", "-o", "json")
+		out, err = member.Kubectl(nil, "get", "clusterrole", "fleetmesh-controller", "-o", "json")
 	}
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -513,7 +513,7 @@ func TestOneVerbFewerIsForbidden(t *testing.T) {
 	if err := os.WriteFile(path, manifest, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := kubectl(member, "apply", "-f", path); err != nil {
+	if out, err := member.Kubectl(nil, "apply", "-f", path); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if err := member.EnsureNamespace(ctx, "fewer"); err != nil {
@@ -545,7 +545,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hub := fleet.Cluster("hub")
-	if out, err := kubectl(hub, "apply", "--server-side", "-k", "manifests/control-plane"); err != nil {
+	if out, err := hub.Kubectl(nil, "apply", "--server-side", "-k", "manifests/control-plane"); err != nil {
 		t.Fatalf("kubectl apply -k manifests/control-plane: %v\n%s", err, out)
 	}
 	a := newAudit()
@@ -572,7 +572,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	// the CLI: the federation acts in them as their fleetmesh-federation
 	// ServiceAccount.
 	for _, m := range []string{"member-1", "member-2"} {
-		if out, err := kubectl(fleet.Cluster(m), "apply", "--server-side", "-k", "manifests/member"); err != nil {
+		if out, err := fleet.Cluster(m).Kubectl(nil, "apply", "--server-side", "-k", "manifests/member"); err != nil {
 			t.Fatalf("kubectl apply -k manifests/member in %s: %v\n%s", m, err, out)
 		}
 		fleetmesh(t, ctx, "--context", "hub", "cluster", "join", m, "--member-context", m, "--network", "flat", "--gateway-host", "10.244.0.9", "--token-ttl", "30m")

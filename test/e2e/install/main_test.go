@@ -7,7 +7,6 @@ package install
 
 import (
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,14 +35,6 @@ func TestMain(m *testing.M) {
 		// Webhooks reach the Service's endpoints: there is no kube-proxy.
 		APIServerFlags: map[string]string{"enable-aggregator-routing": "true"},
 	}, &fleet)
-}
-
-// kubectl runs the real kubectl against a cluster of the fleet.
-func kubectl(c *testenv.Cluster, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(testenv.AssetsDir(), "kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
-	cmd.Dir = testenv.RepoRoot()
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // perm is one permission as RBAC sees it.
@@ -188,7 +179,7 @@ func granted(t *testing.T, overlay, serviceAccount string) sets.Set[perm] {
 // its YAML documents.
 func manifestDocs(t *testing.T, overlay string) []string {
 	t.Helper()
-	out, err := kubectl(fleet.Clusters[0], "kustomize", "manifests/"+overlay)
+	out, err := fleet.Clusters[0].Kubectl(nil, "kustomize", "manifests/"+overlay)
 	if err != nil {
 		t.Fatalf("kubectl kustomize manifests/%s: %v\n%s", overlay, err, out)
 	}

@@ -99,7 +99,7 @@ func installMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
 
 func doInstallMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
 	start := time.Now()
-	if out, err := kubectl(c, "apply", "--server-side", "--force-conflicts", "-k", "manifests/member"); err != nil {
+	if out, err := c.Kubectl(nil, "apply", "--server-side", "--force-conflicts", "-k", "manifests/member"); err != nil {
 		t.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
 	}
 	// The federation's copy of the member's own Cluster, from which a
@@ -153,8 +153,8 @@ func waitAvailable(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, na
 			fmt.Errorf("%d replicas, %d updated, %d Ready", s.Replicas, s.UpdatedReplicas, s.ReadyReplicas)
 	})
 	if err != nil {
-		describe, _ := kubectl(c, "-n", ns, "describe", "pods")
-		logs, _ := kubectl(c, "-n", ns, "logs", "--tail=30", "--prefix", "--all-containers", "-l", "app.kubernetes.io/name="+name)
+		describe, _ := c.Kubectl(nil, "-n", ns, "describe", "pods")
+		logs, _ := c.Kubectl(nil, "-n", ns, "logs", "--tail=30", "--prefix", "--all-containers", "-l", "app.kubernetes.io/name="+name)
 		t.Fatalf("Deployment %s/%s: %v\n%s\nlogs:\n%s", ns, name, err, describe, logs)
 	}
 }

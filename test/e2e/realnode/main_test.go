@@ -14,6 +14,10 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -60,14 +64,6 @@ func realFleet(t *testing.T) *testenv.Fleet {
 	return fleet
 }
 
-// kubectl runs the real kubectl against a cluster of the fleet.
-func kubectl(c *testenv.Cluster, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(testenv.AssetsDir(), "kubectl"), append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
-	cmd.Dir = testenv.RepoRoot()
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // manifestImages reads the image references of the member overlay as
 // kustomize renders them: the controller's and the gateway's Envoy (the
 // sidecar's too, by the controller's default).
@@ -95,4 +91,31 @@ func manifestImages() (testenv.ImageRefs, error) {
 		return refs, fmt.Errorf("manifests/member: no fleetmesh-controller or fleetmesh-gateway Deployment")
 	}
 	return refs, nil
+}
+
+// echoApp is a Deployment of the echo image (container "app", port http
+// 8080, with env) and its Service (port 80), both named name and selecting
+// app=<name>.
+func echoApp(ns, name string, replicas int32, env ...corev1.EnvVar) (*appsv1.Deployment, *corev1.Service) {
+	labels := map[string]string{"app": name}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "app", Image: testenv.EchoImage, ImagePullPolicy: corev1.PullNever,
+					Env:   env,
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				}}},
+			},
+		},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+	}
+	return dep, svc
 }

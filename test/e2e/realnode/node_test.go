@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -33,25 +30,10 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{"app": "echo"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "echo"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "echo", Image: testenv.EchoImage, ImagePullPolicy: corev1.PullNever,
-					Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromString("http")}}, PeriodSeconds: 1},
-				}}},
-			},
-		},
-	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "echo"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+	dep, svc := echoApp(ns, "echo", 2)
+	dep.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromString("http")}},
+		PeriodSeconds: 1,
 	}
 	start := time.Now()
 	for _, o := range []client.Object{dep, svc} {
@@ -61,21 +43,19 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	}
 	var pods corev1.PodList
 	err := testenv.Eventually(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
-		if err := c.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels(labels)); err != nil {
+		if err := c.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels(dep.Spec.Selector.MatchLabels)); err != nil {
 			return false, err
 		}
 		ready := 0
 		for _, p := range pods.Items {
-			for _, cond := range p.Status.Conditions {
-				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-					ready++
-				}
+			if podReady(&p) {
+				ready++
 			}
 		}
 		return ready == 2, fmt.Errorf("%d of %d pods Ready", ready, len(pods.Items))
 	})
 	if err != nil {
-		out, _ := kubectl(c, "-n", ns, "describe", "pods")
+		out, _ := c.Kubectl(nil, "-n", ns, "describe", "pods")
 		t.Fatalf("the Deployment's pods: %v\n%s\nkubelet:\n%s", err, out, c.Node.Log("kubelet"))
 	}
 	t.Logf("2 pods Ready %v after the Deployment was created", time.Since(start).Round(time.Millisecond))
@@ -92,7 +72,7 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 		}
 	}
 	// kubectl logs and exec go through the API server to the kubelet.
-	if out, err := kubectl(c, "-n", ns, "logs", pods.Items[0].Name); err != nil {
+	if out, err := c.Kubectl(nil, "-n", ns, "logs", pods.Items[0].Name); err != nil {
 		t.Errorf("kubectl logs: %v: %s", err, out)
 	}
 
@@ -103,7 +83,7 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	// until both pods have answered.
 	seen := map[string]bool{}
 	err = testenv.Eventually(ctx, 30*time.Second, func(context.Context) (bool, error) {
-		out, err := kubectl(c, "-n", ns, "exec", pods.Items[0].Name, "--", "/echo", "get", "http://"+svc.Spec.ClusterIP+"/svc")
+		out, err := c.Kubectl(nil, "-n", ns, "exec", pods.Items[0].Name, "--", "/echo", "get", "http://"+svc.Spec.ClusterIP+"/svc")
 		if err != nil {
 			return false, fmt.Errorf("%w: %s", err, out)
 		}
@@ -115,7 +95,7 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 	}
 	// The cluster DNS (CoreDNS) names it, with the namespace's search path.
 	for _, host := range []string{"echo", "echo.node-basics.svc.cluster.local"} {
-		out, err := kubectl(c, "-n", ns, "exec", pods.Items[0].Name, "--", "/echo", "get", "http://"+host+"/dns")
+		out, err := c.Kubectl(nil, "-n", ns, "exec", pods.Items[0].Name, "--", "/echo", "get", "http://"+host+"/dns")
 		if err != nil || !strings.HasSuffix(strings.TrimSpace(out), " /dns") {
 			t.Errorf("http://%s/dns from a pod: %v: %s", host, err, out)
 		}

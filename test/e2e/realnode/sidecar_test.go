@@ -2,22 +2,15 @@ package realnode
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -34,29 +27,8 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	c := realFleet(t).Clusters[0]
 	installMember(ctx, t, c)
 	for _, name := range []string{"web", "client"} {
-		labels := map[string]string{"app": name}
-		objs := []client.Object{
-			&appsv1.Deployment{
-				ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
-				Spec: appsv1.DeploymentSpec{
-					Replicas: ptr.To[int32](1),
-					Selector: &metav1.LabelSelector{MatchLabels: labels},
-					Template: corev1.PodTemplateSpec{
-						ObjectMeta: metav1.ObjectMeta{Labels: labels},
-						Spec: corev1.PodSpec{Containers: []corev1.Container{{
-							Name: "app", Image: testenv.EchoImage, ImagePullPolicy: corev1.PullNever,
-							Env:   []corev1.EnvVar{{Name: "MESSAGE", Value: name}},
-							Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-						}}},
-					},
-				},
-			},
-			&corev1.Service{
-				ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
-				Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
-			},
-		}
-		for _, o := range objs {
+		dep, svc := echoApp(appNamespace, name, 1, corev1.EnvVar{Name: "MESSAGE", Value: name})
+		for _, o := range []client.Object{dep, svc} {
 			if err := c.Client.Create(ctx, o); err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +60,7 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 			if !podReady(&p) {
 				continue
 			}
-			proxies, err := debugSyncz(p.Status.PodIP)
+			proxies, err := testenv.Syncz(p.Status.PodIP + ":15014")
 			if err != nil {
 				return false, err
 			}
@@ -115,7 +87,7 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	// The client calls web by its Service's name; the call goes through
 	// the client's sidecar.
 	err = testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
-		out, err := kubectl(c, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://web/through-the-mesh")
+		out, err := c.Kubectl(nil, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://web/through-the-mesh")
 		if err != nil {
 			return false, fmt.Errorf("%w: %s", err, out)
 		}
@@ -124,7 +96,7 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stats, err := kubectl(c, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://127.0.0.1:15000/stats?filter=upstream_rq_2xx")
+	stats, err := c.Kubectl(nil, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://127.0.0.1:15000/stats?filter=upstream_rq_2xx")
 	if err != nil {
 		t.Fatalf("the client sidecar's stats: %v: %s", err, stats)
 	}
@@ -139,16 +111,4 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	if served == 0 {
 		t.Errorf("the client's Envoy counted no 2xx from web: the call did not go through the sidecar\n%s", stats)
 	}
-}
-
-// debugSyncz reads /debug/syncz of a controller pod.
-func debugSyncz(ip string) ([]syncz.ProxyStatus, error) {
-	cl := http.Client{Timeout: 5 * time.Second}
-	resp, err := cl.Get("http://" + ip + ":15014/debug/syncz")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out []syncz.ProxyStatus
-	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
