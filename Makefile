@@ -90,9 +90,26 @@ bench: node-assets envoy ## Run the benchmarks.
 bench-once: node-assets envoy ## Run every benchmark once (CI: benchmarks must keep running).
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
+# REAL=1 replays the article in real pods: root, and the node packages.
+DEMO_DEPS := envtest-assets envoy build
+ifeq ($(REAL),1)
+DEMO_DEPS += node-packages node-assets
+DEMO_FLAGS += --real
+endif
+
 .PHONY: demo
-demo: envtest-assets envoy build ## Replay the article on a local fleet: real API servers, federation, Envoy (DEMO_FLAGS=--flat, --keep).
+demo: $(DEMO_DEPS) ## Replay the article on a local fleet: real API servers, federation, Envoy (DEMO_FLAGS=--flat, --keep; REAL=1: in real pods, as root).
 	go run ./test/demo $(DEMO_FLAGS)
+
+.PHONY: node-packages
+node-packages: ## Install what real nodes and the test network need from Debian (containerd, runc, CNI plugins, iptables, conntrack), when missing.
+	@if ! command -v ip >/dev/null || ! command -v nsenter >/dev/null || ! command -v iptables-restore >/dev/null \
+	   || ! command -v containerd >/dev/null || ! command -v runc >/dev/null || ! command -v conntrack >/dev/null \
+	   || [ ! -x /usr/lib/cni/bridge ]; then \
+	  apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2 util-linux iptables \
+	    containerd runc containernetworking-plugins conntrack; \
+	fi
 
 .PHONY: envtest-assets
 envtest-assets: $(K8S_ASSETS)/kube-apiserver $(K8S_ASSETS)/kube-controller-manager $(K8S_ASSETS)/etcd $(K8S_ASSETS)/kubectl ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/k8s.

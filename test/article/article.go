@@ -44,9 +44,15 @@ type Options struct {
 	Flat bool
 }
 
+// Objects writes and reads the article's API objects (exports, imports,
+// policies), the same in the fleet of stand-in pods and in real pods.
+type Objects struct {
+	*testenv.Fleet
+}
+
 // Fleet is the running article fleet.
 type Fleet struct {
-	*testenv.Fleet
+	Objects
 	// Planes are the fleetmesh control planes, by cluster (the
 	// control-plane cluster's runs the federation).
 	Planes map[string]*controller.Running
@@ -80,7 +86,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		cancel()
 		return nil, err
 	}
-	f := &Fleet{Fleet: tf, Planes: map[string]*controller.Running{}, cancel: cancel}
+	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*controller.Running{}, cancel: cancel}
 	if err := f.start(ctx, o); err != nil {
 		f.Stop()
 		return nil, err
@@ -226,7 +232,7 @@ func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) e
 }
 
 // Export writes the article's two ServiceExports of a member.
-func (f *Fleet) Export(ctx context.Context, cluster string) error {
+func (f Objects) Export(ctx context.Context, cluster string) error {
 	c := f.Cluster(cluster)
 	for _, name := range []string{"httpbin", "httpbin-" + cluster} {
 		path := "/" + cluster + "/httpbin-mesh"
@@ -258,7 +264,7 @@ func (f *Fleet) StartCurl(ctx context.Context) error {
 }
 
 // Imports lists cluster-2's ServiceImports in namespace httpbin.
-func (f *Fleet) Imports(ctx context.Context) ([]string, error) {
+func (f Objects) Imports(ctx context.Context) ([]string, error) {
 	var list fmv1alpha1.ServiceImportList
 	if err := f.Cluster("cluster-2").Client.List(ctx, &list, client.InNamespace("httpbin")); err != nil {
 		return nil, err
@@ -274,7 +280,7 @@ func (f *Fleet) Imports(ctx context.Context) ([]string, error) {
 // Policy applies cluster-2's GlobalTrafficPolicy for httpbin with the
 // article's targets (cluster-1 and cluster-3).
 // The same policy governs grpcbin, which the proxyless client calls.
-func (f *Fleet) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
+func (f Objects) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
 	if err := f.PolicyFor(ctx, "grpcbin", lb); err != nil {
 		return err
 	}
@@ -282,14 +288,14 @@ func (f *Fleet) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
 }
 
 // DeletePolicy removes cluster-2's policy for a service (back to Locality).
-func (f *Fleet) DeletePolicy(ctx context.Context, service string) error {
+func (f Objects) DeletePolicy(ctx context.Context, service string) error {
 	p := &fmv1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: service}}
 	return client.IgnoreNotFound(f.Cluster("cluster-2").Client.Delete(ctx, p))
 }
 
 // PolicyFor applies cluster-2's GlobalTrafficPolicy for a service of the
 // httpbin namespace, with targets cluster-1 and cluster-3.
-func (f *Fleet) PolicyFor(ctx context.Context, service string, lb fmv1alpha1.LbType) error {
+func (f Objects) PolicyFor(ctx context.Context, service string, lb fmv1alpha1.LbType) error {
 	c := f.Cluster("cluster-2")
 	p := &fmv1alpha1.GlobalTrafficPolicy{}
 	err := c.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: service}, p)
@@ -309,7 +315,7 @@ func (f *Fleet) PolicyFor(ctx context.Context, service string, lb fmv1alpha1.LbT
 // DeployLocalHTTPBin is the article's step 4: the user applies httpbin's
 // Service with a selector in cluster-2 (over the one fleetmesh derived, which
 // fleetmesh then lets go) and runs its pod.
-func (f *Fleet) DeployLocalHTTPBin(ctx context.Context) (*testenv.Pod, error) {
+func (f *Fleet) DeployLocalHTTPBin(ctx context.Context) (Stopper, error) {
 	c2 := f.Cluster("cluster-2")
 	svc := &corev1.Service{}
 	if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, svc); err != nil {
@@ -324,6 +330,12 @@ func (f *Fleet) DeployLocalHTTPBin(ctx context.Context) (*testenv.Pod, error) {
 		Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.HTTPBackend{Port: 8080, Body: "Hi, I am from cluster-2!\n"},
 	})
 }
+
+// GatewayAddress is a member's gateway, host:port.
+func (f *Fleet) GatewayAddress(cluster string) string { return GatewayAddress(f.Cluster(cluster)) }
+
+// CurlProxy is the curl pod's sidecar, as the CLI names proxies.
+func (f *Fleet) CurlProxy() string { return "curl-1.curl" }
 
 var fromCluster = regexp.MustCompile(`Hi, I am from (cluster-\d)`)
 
@@ -382,10 +394,16 @@ func (f *Fleet) WaitRouted(ctx context.Context) error {
 // Within repeats 30 calls until ok holds for them or the timeout passes,
 // and returns the last counts.
 func (f *Fleet) Within(ctx context.Context, timeout time.Duration, ok func(map[string]int) bool) (map[string]int, error) {
+	return within(ctx, timeout, f.CurlHTTPBin, ok)
+}
+
+// within repeats 30 calls until ok holds for them or the timeout passes,
+// and returns the last counts.
+func within(ctx context.Context, timeout time.Duration, calls func(context.Context, int) map[string]int, ok func(map[string]int) bool) (map[string]int, error) {
 	deadline := time.Now().Add(timeout)
 	var last map[string]int
 	for {
-		if last = f.CurlHTTPBin(ctx, 30); ok(last) {
+		if last = calls(ctx, 30); ok(last) {
 			return last, nil
 		}
 		if time.Now().After(deadline) {

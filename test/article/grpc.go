@@ -27,7 +27,7 @@ const grpcTarget = "grpcbin.httpbin.svc.cluster.local:9090"
 // DeployGRPCBin runs grpcbin in a member: its Service and a pod answering
 // "I am from <cluster>"; exported when export is set. In cluster-2, where
 // fleetmesh derived the Service, the user takes it over, as with httpbin.
-func (f *Fleet) DeployGRPCBin(ctx context.Context, cluster string, export bool) (*testenv.Pod, error) {
+func (f *Fleet) DeployGRPCBin(ctx context.Context, cluster string, export bool) (Stopper, error) {
 	c := f.Cluster(cluster)
 	if err := c.EnsureNamespace(ctx, "httpbin"); err != nil {
 		return nil, err

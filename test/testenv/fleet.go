@@ -62,6 +62,11 @@ type FleetOptions struct {
 	// Images names fleetmesh's images as the manifests do; every real node
 	// loads them, built here, with the test images (see NodeImages).
 	Images ImageRefs
+	// Networks puts clusters with real nodes on networks, by cluster
+	// name: the pods of clusters on one network reach each other; a
+	// cluster without one is a network of its own, whose pods the others
+	// reach only through its LoadBalancer addresses.
+	Networks map[string]string
 }
 
 // Fleet is a set of running clusters.
@@ -99,7 +104,10 @@ type Cluster struct {
 	// Node is the cluster's real node (FleetOptions.RealNodes), or nil.
 	Node *Node
 
-	env     *envtest.Environment
+	env *envtest.Environment
+	// stop ends what runs for the cluster in this process (the load
+	// balancer).
+	stop    context.CancelFunc
 	procs   []*daemon
 	kubelet *httptest.Server
 	dir     string
@@ -164,6 +172,12 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if err := f.writeKubeconfig(); err != nil {
 		_ = f.Stop()
 		return nil, err
+	}
+	if opts.RealNodes {
+		if err := f.isolateNetworks(opts.Networks); err != nil {
+			_ = f.Stop()
+			return nil, err
+		}
 	}
 	return f, nil
 }
@@ -370,6 +384,9 @@ func (c *Cluster) startRealNode(ctx context.Context, opts FleetOptions) error {
 	if c.Node, err = c.startNode(ctx, images, kubeletKubeconfig, c.KubeconfigPath); err != nil {
 		return err
 	}
+	lbCtx, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	go c.serveLoadBalancers(lbCtx)
 	return c.startDNS(ctx)
 }
 
@@ -390,6 +407,9 @@ func (c *Cluster) Stop() error {
 	if keep := os.Getenv("FLEETMESH_TEST_LOGS"); keep != "" {
 		_ = os.MkdirAll(filepath.Join(keep, c.Name), 0o755)
 		_ = exec.Command("sh", "-c", `cp -r "$1"/logs "$1"/node/logs "$2"/ 2>/dev/null`, "sh", c.dir, filepath.Join(keep, c.Name)).Run()
+	}
+	if c.stop != nil {
+		c.stop()
 	}
 	if c.Node != nil {
 		errs = append(errs, c.Node.Stop())

@@ -27,6 +27,7 @@ import (
 //
 //	test network  nodeRouterIP(i) = 10.250.<i>.1  <-veth->  10.250.<i>.2 = node IP
 //	pods of node i                  10.<100+i>.0.0/24, routed via the node IP
+//	LoadBalancer IPs of cluster i   10.<100+i>.1.0/24, routed via the node IP
 //
 // The node's mount namespace has private /run, /var/lib and /var/log and
 // private copies of the host-wide sysctls the kubelet writes
@@ -44,6 +45,10 @@ type Node struct {
 	IP string
 	// PodCIDR is the range its pods' addresses come from.
 	PodCIDR string
+	// LoadBalancerCIDR is the range the harness gives the cluster's
+	// LoadBalancer Services (see serveLoadBalancers): the test network
+	// routes it to the node, whose kube-proxy takes it from there.
+	LoadBalancerCIDR string
 
 	cluster *Cluster
 	dir     string
@@ -94,10 +99,13 @@ func (c *Cluster) startNode(ctx context.Context, images []Image, kubeletKubeconf
 		Name:    c.NodeName,
 		IP:      fmt.Sprintf("10.250.%d.2", c.Index),
 		PodCIDR: fmt.Sprintf("10.%d.0.0/24", 100+c.Index),
-		cluster: c,
-		dir:     filepath.Join(c.dir, "node"),
-		cgroup:  cgroupBase() + "/" + c.NodeName,
-		veth:    fmt.Sprintf("fmnode%d", c.Index),
+		// Next to the pods: the test network routes 10.<100+i>.0.0/16,
+		// everything of the cluster, to its node.
+		LoadBalancerCIDR: fmt.Sprintf("10.%d.1.0/24", 100+c.Index),
+		cluster:          c,
+		dir:              filepath.Join(c.dir, "node"),
+		cgroup:           cgroupBase() + "/" + c.NodeName,
+		veth:             fmt.Sprintf("fmnode%d", c.Index),
 	}
 	if c.Index > 150 {
 		return nil, fmt.Errorf("node of %s: cluster index %d has no pod range left", c.Name, c.Index)
@@ -243,14 +251,15 @@ mount --bind %[1]s/var-log /var/log
 ip addr add %[1]s/24 dev eth0
 ip link set eth0 up
 ip route add default via %[2]s
+ip route add blackhole %[3]s
 echo 1 > /proc/sys/net/ipv4/ip_forward
-`, n.IP, router)
+`, n.IP, router, n.LoadBalancerCIDR)
 	steps := [][]string{
 		{"ip", "link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", pid},
 		{"ip", "addr", "add", router + "/24", "dev", n.veth},
 		{"ip", "link", "set", n.veth, "up"},
 		{"nsenter", "-t", pid, "-n", "-m", "--", "sh", "-c", script},
-		{"ip", "route", "replace", n.PodCIDR, "via", n.IP},
+		{"ip", "route", "replace", n.clusterCIDR(), "via", n.IP},
 	}
 	for _, s := range steps {
 		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
@@ -429,9 +438,12 @@ func (n *Node) Log(name string) string {
 func (n *Node) Stop() error {
 	err := killCgroup(n.cgroup)
 	_ = exec.Command("ip", "link", "del", n.veth).Run()
-	_ = exec.Command("ip", "route", "del", n.PodCIDR).Run()
+	_ = exec.Command("ip", "route", "del", n.clusterCIDR()).Run()
 	return err
 }
+
+// clusterCIDR holds the node's pod and LoadBalancer ranges.
+func (n *Node) clusterCIDR() string { return fmt.Sprintf("10.%d.0.0/16", 100+n.cluster.Index) }
 
 // makeCgroup creates the cgroup rel (and its parents) in each
 // hierarchy; cpuset folders get their parent's CPUs and memory nodes.

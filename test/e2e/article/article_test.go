@@ -134,7 +134,7 @@ func TestTheArticle(t *testing.T) {
 		within(t, func(c map[string]int) bool { return c["cluster-1"] == 15 && c["cluster-3"] == 15 })
 		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 	})
-	var local, localGRPC *testenv.Pod
+	var local, localGRPC article.Stopper
 	t.Run("httpbin deployed in cluster-2: every call stays local", func(t *testing.T) {
 		var err error
 		if local, err = fleet.DeployLocalHTTPBin(ctx); err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -64,7 +63,7 @@ func TestTheMemberOverlayRunsInRealPods(t *testing.T) {
 		now := controllerPods(ctx, t, c)
 		ready := 0
 		for _, p := range now {
-			if p.Name != pods[0].Name && podReady(&p) {
+			if p.Name != pods[0].Name && testenv.PodReady(&p) {
 				ready++
 			}
 		}
@@ -127,35 +126,12 @@ func controllerPods(ctx context.Context, t *testing.T, c *testenv.Cluster) []cor
 	return pods.Items
 }
 
-func podReady(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil {
-		return false
-	}
-	for _, cond := range p.Status.Conditions {
-		if cond.Type == corev1.PodReady {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // waitAvailable waits for a Deployment's replicas to be Ready and up to
-// date; on failure it shows the pods and their logs.
+// date.
 func waitAvailable(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name string, replicas int32) {
 	t.Helper()
-	err := testenv.Eventually(ctx, 3*time.Minute, func(ctx context.Context) (bool, error) {
-		var d appsv1.Deployment
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
-			return false, err
-		}
-		s := d.Status
-		return s.ObservedGeneration == d.Generation && s.UpdatedReplicas == replicas && s.ReadyReplicas == replicas && s.Replicas == replicas,
-			fmt.Errorf("%d replicas, %d updated, %d Ready", s.Replicas, s.UpdatedReplicas, s.ReadyReplicas)
-	})
-	if err != nil {
-		describe, _ := c.Kubectl(nil, "-n", ns, "describe", "pods")
-		logs, _ := c.Kubectl(nil, "-n", ns, "logs", "--tail=30", "--prefix", "--all-containers", "-l", "app.kubernetes.io/name="+name)
-		t.Fatalf("Deployment %s/%s: %v\n%s\nlogs:\n%s", ns, name, err, describe, logs)
+	if err := c.WaitAvailable(ctx, ns, name, replicas); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -8,9 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -35,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	testenv.Main(m, func() int {
-		refs, err := manifestImages()
+		refs, err := testenv.ManifestImages()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -62,35 +58,6 @@ func realFleet(t *testing.T) *testenv.Fleet {
 		t.Skip(skipReason)
 	}
 	return fleet
-}
-
-// manifestImages reads the image references of the member overlay as
-// kustomize renders them: the controller's and the gateway's Envoy (the
-// sidecar's too, by the controller's default).
-func manifestImages() (testenv.ImageRefs, error) {
-	cmd := exec.Command(filepath.Join(testenv.AssetsDir(), "kubectl"), "kustomize", "manifests/member")
-	cmd.Dir = testenv.RepoRoot()
-	out, err := cmd.Output()
-	if err != nil {
-		return testenv.ImageRefs{}, fmt.Errorf("kubectl kustomize manifests/member: %w", err)
-	}
-	var refs testenv.ImageRefs
-	for _, doc := range strings.Split(string(out), "\n---\n") {
-		var d appsv1.Deployment
-		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" {
-			continue
-		}
-		switch d.Name {
-		case "fleetmesh-controller":
-			refs.Controller = d.Spec.Template.Spec.Containers[0].Image
-		case "fleetmesh-gateway":
-			refs.Proxy = d.Spec.Template.Spec.Containers[0].Image
-		}
-	}
-	if refs.Controller == "" || refs.Proxy == "" {
-		return refs, fmt.Errorf("manifests/member: no fleetmesh-controller or fleetmesh-gateway Deployment")
-	}
-	return refs, nil
 }
 
 // echoApp is a Deployment of the echo image (container "app", port http

@@ -48,7 +48,7 @@ func TestPodsRunOnTheNodeAndServicesRouteToThem(t *testing.T) {
 		}
 		ready := 0
 		for _, p := range pods.Items {
-			if podReady(&p) {
+			if testenv.PodReady(&p) {
 				ready++
 			}
 		}

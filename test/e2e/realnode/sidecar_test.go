@@ -57,7 +57,7 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
 		synced := map[string]bool{}
 		for _, p := range controllerPods(ctx, t, c) {
-			if !podReady(&p) {
+			if !testenv.PodReady(&p) {
 				continue
 			}
 			proxies, err := testenv.Syncz(p.Status.PodIP + ":15014")

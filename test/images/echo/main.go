@@ -1,24 +1,31 @@
 // Command echo is the test nodes' web application: an HTTP server that
 // answers every request with its MESSAGE (default: the pod's name) and
 // the path asked, so a test sees which pod, and so which cluster, served
-// it. It listens on $PORT (default 8080).
+// it; with BODY set it answers exactly BODY, as the article's pipy
+// httpbin does. It listens on $PORT (default 8080).
 //
 // `echo get URL` is its client: it prints what URL answers and fails on an
 // error or a status other than 200, so a pod of this image can call others.
+// `echo get -n N [-interval D] URL` calls N times (a new connection each
+// time, as curl does) and prints one line per call, `<status> <first line
+// of the body>` or `error <why>`, so a test counts who answered.
 package main
 
 import (
+	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "get" {
-		os.Exit(get(os.Args[2]))
+	if len(os.Args) > 2 && os.Args[1] == "get" {
+		os.Exit(getCommand(os.Args[2:]))
 	}
 	msg := os.Getenv("MESSAGE")
 	if msg == "" {
@@ -28,11 +35,55 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
+	body, fixed := os.LookupEnv("BODY")
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if fixed {
+			_, _ = io.WriteString(w, body)
+			return
+		}
 		_, _ = fmt.Fprintf(w, "%s %s\n", msg, r.URL.Path)
 	})
 	srv := &http.Server{Addr: ":" + port, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
+}
+
+func getCommand(args []string) int {
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	n := fs.Int("n", 1, "calls to make; above 1, one line per call")
+	interval := fs.Duration("interval", 0, "pause between calls")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: echo get [-n N] [-interval D] URL")
+		return 2
+	}
+	url := fs.Arg(0)
+	if *n == 1 {
+		return get(url)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for i := range *n {
+		if i > 0 {
+			time.Sleep(*interval)
+		}
+		fmt.Fprintln(out, call(url))
+		if *interval > 0 {
+			_ = out.Flush()
+		}
+	}
+	return 0
+}
+
+// call makes one GET on a new connection and says how it went in a line.
+func call(url string) string {
+	cl := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return "error " + strings.ReplaceAll(err.Error(), "\n", " ")
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	first, _, _ := strings.Cut(string(body), "\n")
+	return fmt.Sprintf("%d %s", resp.StatusCode, first)
 }
 
 func get(url string) int {

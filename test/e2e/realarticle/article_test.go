@@ -1,0 +1,253 @@
+// Package realarticle replays the reference article in real pods: four
+// clusters with a real node each, fleetmesh installed with `kubectl apply
+// -k` from the images built here, the members joined with `fleetmesh
+// cluster join`, and the article's httpbin and curl applied from its YAML.
+// Every call is made by the curl pod in cluster-2 and captured by its
+// sidecar; the remote clusters are reached through their gateways'
+// LoadBalancer addresses, their pods being on other networks.
+package realarticle
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/test/article"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+var fleet *article.RealFleet
+
+// skipReason says why the suite cannot run here; CI runs as root, so
+// there it always runs.
+var skipReason string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		skipReason = "real nodes need root (containerd, cgroups, mounts): see docs/real-nodes.md"
+		os.Exit(m.Run())
+	}
+	testenv.Main(m, func() int {
+		start := time.Now()
+		f, err := article.StartReal(context.Background(), article.RealOptions{
+			Progress: func(format string, args ...any) { fmt.Printf(format+"\n", args...) },
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { _ = f.Stop() }()
+		fleet = f
+		code := m.Run()
+		mem := testenv.MemoryInUse()
+		fmt.Printf("the article in real pods: %s from the first API server to the last step; RSS %d MiB (control planes %d MiB, nodes and pods %d MiB)\n",
+			time.Since(start).Round(100*time.Millisecond), (mem.ControlPlanes+mem.Nodes)/1024, mem.ControlPlanes/1024, mem.Nodes/1024)
+		return code
+	})
+}
+
+func realFleet(t *testing.T) *article.RealFleet {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	return fleet
+}
+
+// TestTheArticleInRealPods is the article's story, step by step, in real
+// pods.
+func TestTheArticleInRealPods(t *testing.T) {
+	f := realFleet(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	within := func(t *testing.T, ok func(map[string]int) bool) map[string]int {
+		t.Helper()
+		got, err := f.Within(ctx, time.Minute, ok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("30 calls from curl in cluster-2: %v", got)
+		return got
+	}
+	fleetmesh := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := f.Fleetmesh(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	t.Run("httpbin in cluster-1 and cluster-3, exported; curl in cluster-2", func(t *testing.T) {
+		start := time.Now()
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			if err := f.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Export(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.StartCurl(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("httpbin (2 clusters) and curl Ready, injected, in %s", time.Since(start).Round(100*time.Millisecond))
+		want := []string{"httpbin/httpbin", "httpbin/httpbin-cluster-1", "httpbin/httpbin-cluster-3"}
+		err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+			imports, err := f.Imports(ctx)
+			return slices.Equal(imports, want), fmt.Errorf("imports %v, %w", imports, err)
+		})
+		if err != nil {
+			t.Fatalf("cluster-2's imports: %v", err)
+		}
+	})
+	t.Run("north-south through each exporter's gateway (its LoadBalancer address)", func(t *testing.T) {
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			addr := f.GatewayAddress(c)
+			var body string
+			err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+				var err error
+				body, err = article.Get(ctx, addr, addr, "/"+c+"/httpbin-mesh")
+				return err == nil, err
+			})
+			if err != nil || body != "Hi, I am from "+c+" and controlled by mesh!\n" {
+				t.Fatalf("curl http://%s/%s/httpbin-mesh: %q %v", addr, c, body, err)
+			}
+		}
+	})
+	t.Run("the clusters' pods are on different networks", func(t *testing.T) {
+		// cluster-2's curl cannot reach cluster-1's httpbin pod by its
+		// address: only the gateway carries calls across.
+		var pods corev1.PodList
+		if err := f.Cluster("cluster-1").Client.List(ctx, &pods, client.InNamespace("httpbin")); err != nil || len(pods.Items) != 1 {
+			t.Fatalf("httpbin pods in cluster-1: %v %d", err, len(pods.Items))
+		}
+		lines, err := f.Curl(ctx, "http://"+pods.Items[0].Status.PodIP+":8080/", 2, 0)
+		if err == nil && !strings.HasPrefix(lines[0], "error ") {
+			t.Errorf("curl in cluster-2 reached a pod of cluster-1 directly: %q", lines)
+		}
+	})
+	t.Run("Locality: calls fail", func(t *testing.T) {
+		if err := f.WaitRouted(ctx); err != nil {
+			t.Fatalf("the sidecar never answered 503 for httpbin: %v", err)
+		}
+		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
+	})
+	t.Run("FailOver: calls alternate between cluster-1 and cluster-3", func(t *testing.T) {
+		if err := f.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool { return c["cluster-1"] >= 10 && c["cluster-3"] >= 10 && c["failed"] == 0 })
+	})
+	var local article.Stopper
+	t.Run("httpbin deployed in cluster-2: every call stays local", func(t *testing.T) {
+		var err error
+		if local, err = f.DeployLocalHTTPBin(ctx); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool { return c["cluster-2"] == 30 })
+	})
+	t.Run("ActiveActive: calls spread over all three", func(t *testing.T) {
+		if err := f.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool {
+			return c["cluster-1"] >= 6 && c["cluster-2"] >= 6 && c["cluster-3"] >= 6 && c["failed"] == 0
+		})
+	})
+	t.Run("the CLI against the running pods: proxy-status, proxy-config, explain", func(t *testing.T) {
+		curl := f.CurlPod + ".curl"
+		status := fleetmesh(t, "--context", "cluster-2", "proxy-status")
+		for _, want := range [][]string{{curl, "cluster-2", "sidecar"}, {"fleetmesh-gateway-", "gateway"}} {
+			lines := testenv.TableLines(status, want...)
+			if len(lines) == 0 || strings.Count(lines[0], "SYNCED")+strings.Count(lines[0], "NOT SENT") != 4 {
+				t.Errorf("proxy-status has no line with %q and every type SYNCED:\n%s", want, status)
+			}
+		}
+		var rows []cli.EndpointRow
+		if err := json.Unmarshal([]byte(fleetmesh(t, "--context", "cluster-2", "proxy-config", "endpoints", curl, "--fqdn", "httpbin.httpbin", "-o", "json")), &rows); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range rows {
+			if r.EnvoyCluster == "outbound|8080||httpbin.httpbin.svc.cluster.local" {
+				got = append(got, fmt.Sprintf("%s priority=%d weight=%d", r.Cluster, r.Priority, r.Weight))
+			}
+		}
+		slices.Sort(got)
+		if want := []string{"cluster-1 priority=0 weight=1", "cluster-2 priority=0 weight=1", "cluster-3 priority=0 weight=1"}; !slices.Equal(got, want) {
+			t.Errorf("proxy-config endpoints under ActiveActive:\n got %q\nwant %q", got, want)
+		}
+		// What curl's Envoy holds, read from its admin API through the API
+		// server and the node's kubelet (port-forward).
+		held := fleetmesh(t, "--context", "cluster-2", "proxy-config", "endpoints", curl, "--from-envoy", "--fqdn", "httpbin.httpbin")
+		for _, c := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+			if len(testenv.TableLines(held, c, "outbound|8080||httpbin.httpbin")) == 0 {
+				t.Errorf("curl's Envoy holds no endpoint of %s:\n%s", c, held)
+			}
+		}
+		explain := fleetmesh(t, "--context", "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			if !strings.Contains(explain, f.GatewayAddress(c)) {
+				t.Errorf("explain does not route %s through its gateway %s:\n%s", c, f.GatewayAddress(c), explain)
+			}
+		}
+		t.Logf("fleetmesh --context control-plane explain httpbin.httpbin --from-cluster cluster-2\n%s", explain)
+	})
+	t.Run("a controller pod killed mid-traffic: the other replica takes over, no call fails", func(t *testing.T) {
+		c2 := f.Cluster("cluster-2")
+		var (
+			lines []string
+			err   error
+			wg    sync.WaitGroup
+		)
+		wg.Go(func() {
+			lines, err = f.Curl(ctx, "http://httpbin.httpbin:8080/", 400, 50*time.Millisecond)
+		})
+		for i := range 2 {
+			var pods corev1.PodList
+			if err := c2.Client.List(ctx, &pods, client.InNamespace(article.SystemNamespace), client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-controller"}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Second)
+			victim := pods.Items[i%len(pods.Items)]
+			if err := c2.Client.Delete(ctx, &victim); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("deleted %s", victim.Name)
+			if err := c2.WaitAvailable(ctx, article.SystemNamespace, "fleetmesh-controller", 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := article.CountAnswers(lines)
+		t.Logf("400 calls while both controller replicas were replaced: %v", counts)
+		if counts["failed"] != 0 || counts["cluster-1"] == 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
+			t.Errorf("calls while the controllers were replaced: %v", counts)
+		}
+	})
+	t.Run("FailOver with cluster-2's httpbin deleted: calls move to the others", func(t *testing.T) {
+		if err := f.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool { return c["cluster-2"] == 30 })
+		if err := local.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		within(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 30 })
+	})
+}
