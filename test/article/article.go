@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	corev1 "k8s.io/api/core/v1"
@@ -30,7 +29,6 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -55,7 +53,7 @@ type Fleet struct {
 	Objects
 	// Planes are the fleetmesh control planes, by cluster (the
 	// control-plane cluster's runs the federation).
-	Planes map[string]*controller.Running
+	Planes map[string]*testenv.ControlPlane
 	// Curl is the curl pod in cluster-2, set by StartCurl.
 	Curl *testenv.Pod
 	// CurlEnvoy is the curl pod's sidecar, set by StartCurl.
@@ -86,7 +84,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		cancel()
 		return nil, err
 	}
-	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*controller.Running{}, cancel: cancel}
+	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel}
 	if err := f.start(ctx, o); err != nil {
 		f.Stop()
 		return nil, err
@@ -96,7 +94,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 
 func (f *Fleet) start(ctx context.Context, o Options) error {
 	hub := f.Cluster("control-plane")
-	run, err := f.runControlPlane(ctx, hub, controller.Options{ClusterName: "control-plane", Federation: true})
+	run, err := f.runControlPlane(ctx, hub, "--cluster-name=control-plane", "--federation")
 	if err != nil {
 		return err
 	}
@@ -110,9 +108,7 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 		if err := hub.Client.Create(ctx, &fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}); err != nil {
 			return err
 		}
-		cp, err := f.runControlPlane(ctx, c, controller.Options{
-			ClusterName: name, DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
-		})
+		cp, err := f.runControlPlane(ctx, c, "--cluster-name="+name, "--debounce-after=50ms", "--debounce-max=500ms")
 		if err != nil {
 			return err
 		}
@@ -131,17 +127,20 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 // its debug API listens on port 15014 there.
 func ControlPlaneIP(c *testenv.Cluster) string { return c.PodIP(2) }
 
-// runControlPlane runs a fleetmesh control plane as the cluster's
-// fleetmesh-controller pod: a Pod object in fleetmesh-system whose address
-// carries the debug API, so the CLI reaches it through the API server as
-// it would in a real cluster. Its xDS server listens on localhost.
-func (f *Fleet) runControlPlane(ctx context.Context, c *testenv.Cluster, o controller.Options) (*controller.Running, error) {
+// runControlPlane runs the built fleetmesh-controller with args as the
+// cluster's fleetmesh-controller pod: a Pod object in fleetmesh-system
+// whose address carries the debug API, so the CLI reaches it through the
+// API server as it would in a real cluster. Its xDS server listens on
+// localhost.
+func (f *Fleet) runControlPlane(ctx context.Context, c *testenv.Cluster, args ...string) (*testenv.ControlPlane, error) {
 	ip := ControlPlaneIP(c)
 	if err := testenv.AddAddress(ip); err != nil {
 		return nil, err
 	}
-	o.XDSAddress, o.DebugAddress = "127.0.0.1:0", net.JoinHostPort(ip, "15014")
-	run, err := controller.RunWithConfig(ctx, o, c.Config, logr.Discard())
+	run, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
+		Args:      append(args, "--debug-address="+net.JoinHostPort(ip, "15014")),
+		WaitReady: true,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +149,11 @@ func (f *Fleet) runControlPlane(ctx context.Context, c *testenv.Cluster, o contr
 		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
 		Ports:  []corev1.ContainerPort{{Name: "xds", ContainerPort: 15010}, {Name: "debug", ContainerPort: 15014}},
 	})
-	return run, err
+	if err != nil {
+		_ = run.Stop()
+		return nil, err
+	}
+	return run, nil
 }
 
 // Stop stops every Envoy, control plane and API server.
@@ -163,7 +166,7 @@ func (f *Fleet) Stop() {
 	}
 	f.cancel()
 	for _, p := range f.Planes {
-		_ = p.Wait()
+		_ = p.Stop()
 	}
 	_ = f.Fleet.Stop()
 }
@@ -175,7 +178,7 @@ func (f *Fleet) Envoy(ctx context.Context, o bootstrap.Options) (*testenv.Envoy,
 	if err != nil {
 		return nil, err
 	}
-	o.XDSAddress, o.AdminAddress = f.Planes[o.Cluster].XDSAddress.String(), fmt.Sprintf("127.0.0.1:%d", port)
+	o.XDSAddress, o.AdminAddress = f.Planes[o.Cluster].XDSAddress, fmt.Sprintf("127.0.0.1:%d", port)
 	cfg, err := bootstrap.JSON(o)
 	if err != nil {
 		return nil, err

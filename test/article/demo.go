@@ -49,7 +49,11 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 	)
 	if o.Real {
 		say("in real pods: a kubelet, containerd and kube-proxy per cluster, fleetmesh installed from the images built here")
-		real, err := StartReal(ctx, RealOptions{Flat: flat, Progress: func(format string, args ...any) { say("  "+format, args...) }})
+		real, err := StartReal(ctx, RealOptions{Flat: flat, Progress: func(format string, args ...any) {
+			for line := range strings.Lines(fmt.Sprintf(format, args...)) {
+				say("  %s", strings.TrimRight(line, "\n"))
+			}
+		}})
 		if err != nil {
 			say("demo: %v", err)
 			return 1

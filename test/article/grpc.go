@@ -60,7 +60,7 @@ func (f *Fleet) StartGRPCClient() error {
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
 		"node": {"id": "grpc-client-1.client", "metadata": {"role": "grpc", "namespace": "client", "cluster": "cluster-2"}}
-	}`, f.Planes["cluster-2"].XDSAddress.String())
+	}`, f.Planes["cluster-2"].XDSAddress)
 	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		return err

@@ -59,10 +59,16 @@ func StartReal(ctx context.Context, o RealOptions) (*RealFleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	cli, err := testenv.Binary("fleetmesh")
 	if err != nil {
 		return nil, err
 	}
+	// Built once per process; the nodes load them.
+	if _, err := testenv.NodeImages(refs); err != nil {
+		return nil, err
+	}
+	say("built fleetmesh's binaries and images (%s, %s and the init image) in %s", refs.Controller, refs.Proxy, time.Since(start).Round(100*time.Millisecond))
 	opts := testenv.FleetOptions{Clusters: append([]string{"control-plane"}, Members...), RealNodes: true, Images: refs}
 	if o.Flat {
 		opts.Networks = map[string]string{}
@@ -70,7 +76,7 @@ func StartReal(ctx context.Context, o RealOptions) (*RealFleet, error) {
 			opts.Networks[m] = "flat"
 		}
 	}
-	start := time.Now()
+	start = time.Now()
 	say("starting 4 clusters, each an API server, controller manager, scheduler and a real node (containerd, kubelet, kube-proxy, CoreDNS) ...")
 	tf, err := testenv.StartFleet(ctx, opts)
 	if err != nil {
@@ -373,14 +379,21 @@ func (f *RealFleet) StartCurl(ctx context.Context) error {
 // times with interval between calls: one line per call, "<status> <first
 // line of the body>" or "error <why>".
 func (f *RealFleet) Curl(ctx context.Context, url string, n int, interval time.Duration) ([]string, error) {
-	out, err := f.Cluster("cluster-2").Kubectl(nil, "-n", "curl", "exec", f.CurlPod, "-c", "curl", "--",
+	return Calls(f.Cluster("cluster-2"), "curl", f.CurlPod, "curl", url, n, interval)
+}
+
+// Calls makes n calls to url from a container of the echo image (its
+// `get`), with interval between them: one line per call, "<status>
+// <first line of the body>" or "error <why>".
+func Calls(c *testenv.Cluster, ns, pod, container, url string, n int, interval time.Duration) ([]string, error) {
+	out, err := c.Kubectl(nil, "-n", ns, "exec", pod, "-c", container, "--",
 		"/echo", "get", "-n", fmt.Sprint(n), "-interval", interval.String(), url)
 	if err != nil {
-		return nil, fmt.Errorf("kubectl exec %s: %w: %s", f.CurlPod, err, out)
+		return nil, fmt.Errorf("kubectl exec %s/%s in %s: %w: %s", ns, pod, c.Name, err, out)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) != n {
-		return lines, fmt.Errorf("kubectl exec %s: %d answers for %d calls:\n%s", f.CurlPod, len(lines), n, out)
+		return lines, fmt.Errorf("kubectl exec %s/%s in %s: %d answers for %d calls:\n%s", ns, pod, c.Name, len(lines), n, out)
 	}
 	return lines, nil
 }

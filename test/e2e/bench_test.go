@@ -62,7 +62,7 @@ func BenchmarkEndpointSliceWriteToClient(b *testing.B) {
 	applyPolicy(ctx, t, c2, ns, name, fmv1alpha1.FailOverLbType, target(c1, 0))
 	cp := controlPlanes["cluster-2"]
 	id := "bench-client-" + name
-	xdsClient(t, cp.XDSAddress.String(), "cluster-2", id, name+"."+ns+".svc.cluster.local:8080")
+	xdsClient(t, cp.XDSAddress, "cluster-2", id, name+"."+ns+".svc.cluster.local:8080")
 	waitAcked(ctx, t, cp, id)
 
 	var lat []time.Duration
@@ -76,7 +76,7 @@ func BenchmarkEndpointSliceWriteToClient(b *testing.B) {
 		}
 		var at time.Time
 		err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
-			for _, p := range cp.XDS.Proxies() {
+			for _, p := range proxiesOf(cp) {
 				if st := p.Types["ClusterLoadAssignment"]; p.ID == id && st != nil && st.Acked != prev && st.Acked != "" {
 					at = st.AckedAt
 					return true, nil

@@ -13,7 +13,6 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -183,7 +182,7 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 	})
 
 	t.Run("the control plane's config dump shows what the sidecar holds", func(t *testing.T) {
-		debug := "http://" + cp.DebugAddress.String()
+		debug := "http://" + cp.DebugAddress
 		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/syncz"} {
 			if _, err := httpGetBody(debug + path); err != nil {
 				t.Errorf("%s: %v", path, err)
@@ -246,10 +245,10 @@ func httpGetBody(url string) (string, error) {
 }
 
 // waitSynced waits until the proxy has acknowledged everything it was sent.
-func waitSynced(ctx context.Context, t *testing.T, cp *controller.Running, id string) {
+func waitSynced(ctx context.Context, t *testing.T, cp *testenv.ControlPlane, id string) {
 	t.Helper()
 	err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
-		for _, p := range cp.XDS.Proxies() {
+		for _, p := range proxiesOf(cp) {
 			if p.ID != id || len(p.Types) < 4 {
 				continue
 			}
@@ -263,7 +262,7 @@ func waitSynced(ctx context.Context, t *testing.T, cp *controller.Running, id st
 		return false, nil
 	})
 	if err != nil {
-		for _, p := range cp.XDS.Proxies() {
+		for _, p := range proxiesOf(cp) {
 			for typ, st := range p.Types {
 				t.Logf("%s %s: %s %+v", p.ID, typ, st.State(), *st)
 			}

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -25,7 +25,7 @@ import (
 // gateway). Tests use namespaces of their own.
 var (
 	fleet         *testenv.Fleet
-	controlPlanes = map[string]*controller.Running{}
+	controlPlanes = map[string]*testenv.ControlPlane{}
 	gateways      = map[string]*testenv.Envoy{}
 )
 
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 		}
 		cancel()
 		for _, cp := range controlPlanes {
-			_ = cp.Wait()
+			_ = cp.Stop()
 		}
 		return code
 	})
@@ -74,10 +74,10 @@ func startFleetMesh(ctx context.Context) error {
 				return err
 			}
 		}
-		run, err := controller.RunWithConfig(ctx, controller.Options{
-			ClusterName: c.Name, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-			DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
-		}, c.Config, logr.Discard())
+		run, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
+			Args:      []string{"--cluster-name=" + c.Name, "--debounce-after=50ms", "--debounce-max=500ms"},
+			WaitReady: true,
+		})
 		if err != nil {
 			return err
 		}
@@ -96,14 +96,21 @@ func startFleetMesh(ctx context.Context) error {
 	return nil
 }
 
+// proxiesOf is what a control plane's /debug/syncz says of its proxies
+// (none if it cannot be read).
+func proxiesOf(cp *testenv.ControlPlane) []syncz.ProxyStatus {
+	proxies, _ := cp.Proxies()
+	return proxies
+}
+
 // startEnvoy starts a real Envoy bootstrapped to a control plane and waits
 // until it has its first configuration.
-func startEnvoy(ctx context.Context, o bootstrap.Options, cp *controller.Running) (*testenv.Envoy, error) {
+func startEnvoy(ctx context.Context, o bootstrap.Options, cp *testenv.ControlPlane) (*testenv.Envoy, error) {
 	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	o.XDSAddress = cp.XDSAddress.String()
+	o.XDSAddress = cp.XDSAddress
 	o.AdminAddress = fmt.Sprintf("127.0.0.1:%d", port)
 	cfg, err := bootstrap.JSON(o)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -124,7 +123,7 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 	importService(ctx, t, c2, ns, name, "grpc", 8080, c1, c3)
 
 	run := controlPlanes["cluster-2"]
-	client := xdsClient(t, run.XDSAddress.String(), "cluster-2", "grpc-client-1", name+"."+ns+".svc.cluster.local:8080")
+	client := xdsClient(t, run.XDSAddress, "cluster-2", "grpc-client-1", name+"."+ns+".svc.cluster.local:8080")
 
 	t.Run("Locality without a local backend: calls fail UNAVAILABLE", func(t *testing.T) {
 		waitAcked(ctx, t, run, "grpc-client-1")
@@ -207,8 +206,8 @@ func TestProxylessGRPCClientFollowsThePolicy(t *testing.T) {
 }
 
 // ackedEndpoints returns the endpoints version the proxy last acknowledged.
-func ackedEndpoints(run *controller.Running, id string) string {
-	for _, p := range run.XDS.Proxies() {
+func ackedEndpoints(run *testenv.ControlPlane, id string) string {
+	for _, p := range proxiesOf(run) {
 		if st := p.Types["ClusterLoadAssignment"]; p.ID == id && st != nil {
 			return st.Acked
 		}
@@ -219,13 +218,13 @@ func ackedEndpoints(run *controller.Running, id string) string {
 // changePolicy applies a policy and waits until the control plane has read
 // it and the client has acknowledged endpoints newer than before, so calls
 // counted afterwards see the new policy.
-func changePolicy(ctx context.Context, t testing.TB, run *controller.Running, c *testenv.Cluster, id, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
+func changePolicy(ctx context.Context, t testing.TB, run *testenv.ControlPlane, c *testenv.Cluster, id, ns, name string, lbType fmv1alpha1.LbType, targets ...fmv1alpha1.TrafficTarget) {
 	t.Helper()
 	before := ackedEndpoints(run, id)
 	applyPolicy(ctx, t, c, ns, name, lbType, targets...)
 	waitPolicyStatus(ctx, t, c, ns, name)
 	err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
-		for _, p := range run.XDS.Proxies() {
+		for _, p := range proxiesOf(run) {
 			if st := p.Types["ClusterLoadAssignment"]; p.ID == id && st != nil {
 				return st.Acked != before && st.State() == "SYNCED", nil
 			}
@@ -233,15 +232,15 @@ func changePolicy(ctx context.Context, t testing.TB, run *controller.Running, c 
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("%s never acknowledged the endpoints of the new policy: %v; syncz: %+v", id, err, run.XDS.Proxies())
+		t.Fatalf("%s never acknowledged the endpoints of the new policy: %v; syncz: %+v", id, err, proxiesOf(run))
 	}
 }
 
 // waitAcked waits until the proxy has acknowledged its endpoints.
-func waitAcked(ctx context.Context, t testing.TB, run *controller.Running, id string) {
+func waitAcked(ctx context.Context, t testing.TB, run *testenv.ControlPlane, id string) {
 	t.Helper()
 	err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) {
-		for _, p := range run.XDS.Proxies() {
+		for _, p := range proxiesOf(run) {
 			if st := p.Types["ClusterLoadAssignment"]; p.ID == id && st != nil && st.Acked != "" {
 				return true, nil
 			}
@@ -249,7 +248,7 @@ func waitAcked(ctx context.Context, t testing.TB, run *controller.Running, id st
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("%s never acknowledged its endpoints: %v; syncz: %+v", id, err, run.XDS.Proxies())
+		t.Fatalf("%s never acknowledged its endpoints: %v; syncz: %+v", id, err, proxiesOf(run))
 	}
 }
 

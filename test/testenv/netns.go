@@ -14,6 +14,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // insideEnv marks a process that already runs inside the test network.
@@ -92,6 +95,9 @@ func RunInTestNetwork(run func() int) int {
 		return 1
 	}
 	defer runAtExit()
+	// The harness's clients log nothing worth showing; the control planes
+	// under test are processes with logs of their own.
+	ctrllog.SetLogger(logr.Discard())
 	return run()
 }
 

@@ -267,7 +267,7 @@ func TestTheArticle(t *testing.T) {
 		}
 	})
 	t.Run("remote endpoints are the remote gateways, in the config dump", func(t *testing.T) {
-		body, err := article.Get(ctx, fleet.Planes["cluster-2"].DebugAddress.String(), "x", "/debug/config_dump?proxy=curl-1.curl")
+		body, err := article.Get(ctx, fleet.Planes["cluster-2"].DebugAddress, "x", "/debug/config_dump?proxy=curl-1.curl")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,7 +64,7 @@ func endpointsOf(rows []cli.EndpointRow) []string {
 func TestProxyStatusShowsARefusedConfiguration(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := grpc.NewClient(fleet.Planes["cluster-2"].XDSAddress.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(fleet.Planes["cluster-2"].XDSAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 		fleet = f
 		code := m.Run()
 		mem := testenv.MemoryInUse()
-		fmt.Printf("the article in real pods: %s from the first API server to the last step; RSS %d MiB (control planes %d MiB, nodes and pods %d MiB)\n",
+		fmt.Printf("the article in real pods: %s from the first build to the last step; RSS %d MiB (control planes %d MiB, nodes and pods %d MiB)\n",
 			time.Since(start).Round(100*time.Millisecond), (mem.ControlPlanes+mem.Nodes)/1024, mem.ControlPlanes/1024, mem.Nodes/1024)
 		return code
 	})
@@ -126,16 +126,33 @@ func TestTheArticleInRealPods(t *testing.T) {
 			}
 		}
 	})
-	t.Run("the clusters' pods are on different networks", func(t *testing.T) {
-		// cluster-2's curl cannot reach cluster-1's httpbin pod by its
-		// address: only the gateway carries calls across.
+	t.Run("the clusters' pods are on different networks: only the gateways cross", func(t *testing.T) {
+		// From a pod of cluster-2 without a sidecar: cluster-1's httpbin
+		// pod is out of reach by its address, cluster-1's gateway is not.
+		c2 := f.Cluster("cluster-2")
+		dep, err := c2.Kubectl(strings.NewReader(probeYAML), "apply", "-n", "default", "-f", "-")
+		if err != nil {
+			t.Fatalf("%v: %s", err, dep)
+		}
+		if err := c2.WaitAvailable(ctx, "default", "probe", 1); err != nil {
+			t.Fatal(err)
+		}
+		var probes corev1.PodList
+		if err := c2.Client.List(ctx, &probes, client.InNamespace("default"), client.MatchingLabels{"app": "probe"}); err != nil || len(probes.Items) != 1 {
+			t.Fatalf("probe pods in cluster-2: %v %d", err, len(probes.Items))
+		}
 		var pods corev1.PodList
 		if err := f.Cluster("cluster-1").Client.List(ctx, &pods, client.InNamespace("httpbin")); err != nil || len(pods.Items) != 1 {
 			t.Fatalf("httpbin pods in cluster-1: %v %d", err, len(pods.Items))
 		}
-		lines, err := f.Curl(ctx, "http://"+pods.Items[0].Status.PodIP+":8080/", 2, 0)
-		if err == nil && !strings.HasPrefix(lines[0], "error ") {
-			t.Errorf("curl in cluster-2 reached a pod of cluster-1 directly: %q", lines)
+		probe := probes.Items[0].Name
+		lines, err := article.Calls(c2, "default", probe, "app", "http://"+f.GatewayAddress("cluster-1")+"/cluster-1/httpbin-mesh", 1, 0)
+		if err != nil || !strings.HasPrefix(lines[0], "200 Hi, I am from cluster-1") {
+			t.Errorf("a pod of cluster-2 calling cluster-1's gateway: %q %v", lines, err)
+		}
+		lines, err = article.Calls(c2, "default", probe, "app", "http://"+pods.Items[0].Status.PodIP+":8080/", 1, 0)
+		if err != nil || !strings.HasPrefix(lines[0], "error ") {
+			t.Errorf("a pod of cluster-2 reached cluster-1's httpbin pod %s directly: %q %v", pods.Items[0].Status.PodIP, lines, err)
 		}
 	})
 	t.Run("Locality: calls fail", func(t *testing.T) {
@@ -149,6 +166,23 @@ func TestTheArticleInRealPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		within(t, func(c map[string]int) bool { return c["cluster-1"] >= 10 && c["cluster-3"] >= 10 && c["failed"] == 0 })
+	})
+	t.Run("the per-cluster imports reach only their own cluster", func(t *testing.T) {
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			// Both clusters are targets; the one that does not export
+			// httpbin-<c> is ignored.
+			if err := f.PolicyFor(ctx, "httpbin-"+c, fmv1alpha1.ActiveActiveLbType); err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]int
+			err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+				got = f.CurlService(ctx, "httpbin-"+c, 30)
+				return got[c] == 30, nil
+			})
+			if err != nil {
+				t.Fatalf("httpbin-%s: %v", c, got)
+			}
+		}
 	})
 	var local article.Stopper
 	t.Run("httpbin deployed in cluster-2: every call stays local", func(t *testing.T) {
@@ -197,16 +231,27 @@ func TestTheArticleInRealPods(t *testing.T) {
 				t.Errorf("curl's Envoy holds no endpoint of %s:\n%s", c, held)
 			}
 		}
-		explain := fleetmesh(t, "--context", "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		// The federation's ServiceAccount in cluster-2 may not read its
+		// policies, so explain runs with cluster-2's own context.
+		explain := fleetmesh(t, "--context", "cluster-2", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 		for _, c := range []string{"cluster-1", "cluster-3"} {
 			if !strings.Contains(explain, f.GatewayAddress(c)) {
 				t.Errorf("explain does not route %s through its gateway %s:\n%s", c, f.GatewayAddress(c), explain)
 			}
 		}
-		t.Logf("fleetmesh --context control-plane explain httpbin.httpbin --from-cluster cluster-2\n%s", explain)
+		t.Logf("fleetmesh --context cluster-2 explain httpbin.httpbin --from-cluster cluster-2\n%s", explain)
 	})
 	t.Run("a controller pod killed mid-traffic: the other replica takes over, no call fails", func(t *testing.T) {
 		c2 := f.Cluster("cluster-2")
+		// How often curl's sidecar has connected to a controller.
+		xdsConnects := func() string {
+			lines, err := f.Curl(ctx, "http://127.0.0.1:15000/stats?filter=^cluster%5C.fleetmesh-xds%5C.upstream_cx_total$", 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return lines[0]
+		}
+		before := xdsConnects()
 		var (
 			lines []string
 			err   error
@@ -234,6 +279,12 @@ func TestTheArticleInRealPods(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The sidecar lost its controller and found the other replica.
+		if after := xdsConnects(); after == before {
+			t.Errorf("curl's sidecar never reconnected to a controller: %q, then %q", before, after)
+		} else {
+			t.Logf("curl's sidecar's connections to the controllers: %q, then %q", before, after)
+		}
 		counts := article.CountAnswers(lines)
 		t.Logf("400 calls while both controller replicas were replaced: %v", counts)
 		if counts["failed"] != 0 || counts["cluster-1"] == 0 || counts["cluster-2"] == 0 || counts["cluster-3"] == 0 {
@@ -251,3 +302,23 @@ func TestTheArticleInRealPods(t *testing.T) {
 		within(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 30 })
 	})
 }
+
+// probeYAML is a pod of the echo image outside the mesh.
+const probeYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: probe
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: probe
+  template:
+    metadata:
+      labels:
+        app: probe
+    spec:
+      containers:
+      - name: app
+        image: ` + testenv.EchoImage + `
+`

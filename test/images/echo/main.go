@@ -7,7 +7,7 @@
 // `echo get URL` is its client: it prints what URL answers and fails on an
 // error or a status other than 200, so a pod of this image can call others.
 // `echo get -n N [-interval D] URL` calls N times (a new connection each
-// time, as curl does) and prints one line per call, `<status> <first line
+// time, as curl does) and prints one line per call, exiting 0, `<status> <first line
 // of the body>` or `error <why>`, so a test counts who answered.
 package main
 
@@ -49,14 +49,16 @@ func main() {
 
 func getCommand(args []string) int {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	n := fs.Int("n", 1, "calls to make; above 1, one line per call")
+	n := fs.Int("n", 1, "calls to make; when given, one line per call")
 	interval := fs.Duration("interval", 0, "pause between calls")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: echo get [-n N] [-interval D] URL")
 		return 2
 	}
 	url := fs.Arg(0)
-	if *n == 1 {
+	lines := false
+	fs.Visit(func(f *flag.Flag) { lines = lines || f.Name == "n" })
+	if !lines {
 		return get(url)
 	}
 	out := bufio.NewWriter(os.Stdout)
