@@ -116,6 +116,15 @@ type Cluster struct {
 	nextPod int
 }
 
+// NoRealNodes says why this machine cannot run real nodes, or "" when it
+// can. CI runs as root: there they always run.
+func NoRealNodes() string {
+	if os.Geteuid() != 0 {
+		return "real nodes need root (containerd, cgroups, mounts): see docs/real-nodes.md"
+	}
+	return ""
+}
+
 // Scheme has the core Kubernetes types and the fleetmesh API.
 var Scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -150,8 +159,8 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if _, err := os.Stat(filepath.Join(AssetsDir(), "kube-apiserver")); err != nil {
 		return nil, fmt.Errorf("testenv: no kube-apiserver in %s (run `make envtest-assets`): %w", AssetsDir(), err)
 	}
-	if opts.RealNodes && os.Geteuid() != 0 {
-		return nil, errors.New("testenv: real nodes need root (containerd, cgroups, mounts): see docs/real-nodes.md")
+	if why := NoRealNodes(); opts.RealNodes && why != "" {
+		return nil, errors.New("testenv: " + why)
 	}
 	f := &Fleet{Clusters: make([]*Cluster, len(opts.Clusters))}
 	errs := make([]error, len(opts.Clusters))

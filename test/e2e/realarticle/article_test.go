@@ -29,13 +29,11 @@ import (
 
 var fleet *article.RealFleet
 
-// skipReason says why the suite cannot run here; CI runs as root, so
-// there it always runs.
-var skipReason string
+// skipReason says why the suite cannot run here (testenv.NoRealNodes).
+var skipReason = testenv.NoRealNodes()
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		skipReason = "real nodes need root (containerd, cgroups, mounts): see docs/real-nodes.md"
+	if skipReason != "" {
 		os.Exit(m.Run())
 	}
 	testenv.Main(m, func() int {
