@@ -108,6 +108,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "fleetmesh-webhook"), "directory of the webhook's tls.crt and tls.key")
 	fs.BoolVar(&o.ManageWebhookCerts, "manage-webhook-certs", true, "issue and renew the webhook certificate (Secret fleetmesh-webhook-cert) and patch the webhook configuration's caBundle")
+	fs.DurationVar(&o.CertCheckEvery, "webhook-cert-check-interval", time.Hour, "with --manage-webhook-certs: how often the certificate, the Secret and the caBundle are checked and repaired")
 	fs.StringVar(&o.WebhookService, "webhook-service", "fleetmesh-controller", "the Service in front of the webhook (names in its certificate)")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config", "fleetmesh-sidecar-injector", "the MutatingWebhookConfiguration whose caBundle is kept current")
 	fs.StringVar(&o.Injection.ProxyImage, "proxy-image", "docker.io/envoyproxy/envoy:v1.40.0", "the injected sidecar's Envoy image")

@@ -399,11 +399,12 @@ func (c *Cluster) startRealNode(ctx context.Context, opts FleetOptions) error {
 	return c.startDNS(ctx)
 }
 
-// auditPolicy records every request once, when it completes, without
-// bodies.
+// auditPolicy records every request when it completes, without bodies,
+// and long-running ones (watches) also when their response starts, so a
+// running client's watches show before they end.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
-omitStages: [RequestReceived, ResponseStarted]
+omitStages: [RequestReceived]
 rules:
 - level: Metadata
 `

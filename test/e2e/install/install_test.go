@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
-	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/encoding/protojson"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -33,7 +31,6 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -81,7 +78,7 @@ func (w *warnings) take() []string {
 type member struct {
 	c       client.Client
 	warn    *warnings
-	audit   *audit
+	audit   audit
 	certDir string
 	// xds is the controller's ADS address.
 	xds string
@@ -113,24 +110,16 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	m := &member{audit: newAudit(), warn: &warnings{}, certDir: tb.TempDir()}
+	m := &member{audit: newAudit(mc, ns, "fleetmesh-controller"), warn: &warnings{}, certDir: tb.TempDir()}
 	ip := mc.PodIP(3)
 	if err := testenv.AddAddress(ip); err != nil {
 		tb.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	run, err := controller.RunWithConfig(runCtx, controller.Options{
-		XDSAddress: "127.0.0.1:0", DebugAddress: ip + ":15014",
-		Namespace: ns, Inject: true, WebhookAddress: ip + ":9443", WebhookCertDir: m.certDir,
-		ManageWebhookCerts: true, WebhookService: "fleetmesh-controller", WebhookConfigName: "fleetmesh-sidecar-injector",
-		CertCheckEvery: 500 * time.Millisecond,
-		Injection:      inject.Config{ProxyImage: "envoyproxy/envoy:test", InitImage: "fleetmesh-init:test", LogLevel: "info"},
-	}, asServiceAccount(mc, ns, "fleetmesh-controller", m.audit), logr.Discard())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { stop(); _ = run.Wait() })
-	m.xds = run.XDSAddress.String()
+	run := startController(tb, ctx, mc, ns, "fleetmesh-controller",
+		"--debug-address="+ip+":15014", "--namespace="+ns, "--inject",
+		"--webhook-address="+ip+":9443", "--webhook-cert-dir="+m.certDir, "--webhook-cert-check-interval=500ms",
+		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info")
+	m.xds = run.XDSAddress
 	if _, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
 		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
@@ -143,6 +132,7 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 	cfg := rest.CopyConfig(mc.Config)
 	cfg.WarningHandler = m.warn
 	cfg.QPS, cfg.Burst = 1000, 1000
+	var err error
 	if m.c, err = client.New(cfg, client.Options{Scheme: testenv.Scheme}); err != nil {
 		tb.Fatal(err)
 	}
@@ -524,15 +514,8 @@ func TestOneVerbFewerIsForbidden(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	a := newAudit()
-	runCtx, stop := context.WithCancel(ctx)
-	run, err := controller.RunWithConfig(runCtx, controller.Options{
-		ClusterName: "member-1", XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", Namespace: ns,
-	}, asServiceAccount(member, ns, "fewer", a), logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stop(); _ = run.Wait() }()
+	a := newAudit(member, ns, "fewer")
+	startController(t, ctx, member, ns, "fewer", "--cluster-name=member-1", "--namespace="+ns)
 	err = testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
 		return slices.ContainsFunc(a.Forbidden(), func(s string) bool { return strings.HasPrefix(s, "patch fleetmesh.io/globaltrafficpolicies/status") }), nil
 	})
@@ -548,18 +531,10 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	if out, err := hub.Kubectl(nil, "apply", "--server-side", "-k", "manifests/control-plane"); err != nil {
 		t.Fatalf("kubectl apply -k manifests/control-plane: %v\n%s", err, out)
 	}
-	a := newAudit()
-	runCtx, stop := context.WithCancel(ctx)
-	run, err := controller.RunWithConfig(runCtx, controller.Options{
-		ClusterName: "control-plane", Federation: true, LeaderElection: true, Namespace: ns,
-		KubeconfigSecretNamespace: ns, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-		// Tokens joined with a life of 30 minutes are renewed at once.
-		MemberTokenTTL: 2 * time.Hour, MemberTokenRenewBefore: time.Hour,
-	}, asServiceAccount(hub, ns, "fleetmesh-controller", a), logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stop(); _ = run.Wait() }()
+	a := newAudit(hub, ns, "fleetmesh-controller")
+	// Tokens joined with a life of 30 minutes are renewed at once.
+	startController(t, ctx, hub, ns, "fleetmesh-controller", "--cluster-name=control-plane", "--federation", "--leader-elect",
+		"--namespace="+ns, "--kubeconfig-secret-namespace="+ns, "--member-token-ttl=2h", "--member-token-renew-before=1h")
 
 	// Discovery runs here too and reports on policies.
 	if err := hub.EnsureNamespace(ctx, "app"); err != nil {
@@ -647,7 +622,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		return len(imp.Items), len(svc.Items), len(eps.Items), len(ing.Items), nil
 	}
 	var state string
-	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+	err := testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
 		i, s, e, g, err := webObjects(ctx)
 		got := &fmv1alpha1.ServiceExport{}
 		if gerr := m1.Client.Get(ctx, client.ObjectKeyFromObject(export), got); gerr != nil {
@@ -657,8 +632,8 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		return i == 1 && s == 1 && e == 1 && g == 1 && meta.IsStatusConditionTrue(got.Status.Conditions, fmv1alpha1.ConditionValid), err
 	})
 	if err != nil {
-		_, r1 := audited(t, m1.AuditLogPath, "system:serviceaccount:fleetmesh-system:fleetmesh-federation")
-		_, r2 := audited(t, m2.AuditLogPath, "system:serviceaccount:fleetmesh-system:fleetmesh-federation")
+		r1 := newAudit(m1, "fleetmesh-system", "fleetmesh-federation").Forbidden()
+		r2 := newAudit(m2, "fleetmesh-system", "fleetmesh-federation").Forbidden()
 		t.Fatalf("the export never reached member-2: %s; refused in member-1 %q, member-2 %q", state, r1, r2)
 	}
 	// Rules dropped: the Ingress goes (the export stays, so only the
@@ -718,7 +693,8 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	// did as its ServiceAccount.
 	used := sets.New[perm]()
 	for _, m := range []*testenv.Cluster{m1, m2} {
-		u, refused := audited(t, m.AuditLogPath, "system:serviceaccount:fleetmesh-system:fleetmesh-federation")
+		fed := newAudit(m, "fleetmesh-system", "fleetmesh-federation")
+		u, refused := fed.Used(), fed.Forbidden()
 		if len(refused) > 0 {
 			t.Errorf("the federation was refused in %s: %q", m.Name, refused)
 		}
@@ -764,48 +740,6 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func(context.C
 	}
 }
 
-// audited reads an API server's audit log: the permissions a user's
-// requests needed, and the ones refused.
-func audited(t *testing.T, path, user string) (sets.Set[perm], []string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	used := sets.New[perm]()
-	refusedSet := sets.New[string]()
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var ev struct {
-			Verb string `json:"verb"`
-			User struct {
-				Username string `json:"username"`
-			} `json:"user"`
-			ObjectRef *struct {
-				Resource, Subresource, APIGroup, Namespace, Name string
-			} `json:"objectRef"`
-			ResponseStatus struct {
-				Code int `json:"code"`
-			} `json:"responseStatus"`
-		}
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if ev.User.Username != user || ev.ObjectRef == nil {
-			continue
-		}
-		res := ev.ObjectRef.Resource
-		if ev.ObjectRef.Subresource != "" {
-			res += "/" + ev.ObjectRef.Subresource
-		}
-		p := perm{Verb: ev.Verb, Group: ev.ObjectRef.APIGroup, Resource: res}
-		used.Insert(p)
-		if ev.ResponseStatus.Code == http.StatusForbidden {
-			refusedSet.Insert(p.String() + " " + ev.ObjectRef.Namespace + "/" + ev.ObjectRef.Name)
-		}
-	}
-	return used, sets.List(refusedSet)
-}
-
 // BenchmarkPodCreate measures what injection adds to creating a pod: the
 // API server's round trip to the webhook (through the Service, TLS) and
 // the patch (server-side dry run: nothing is stored).
@@ -834,16 +768,15 @@ func TestInjectionWithACertificateFromElsewhere(t *testing.T) {
 	defer cancel()
 	c := fleet.Cluster("member-3")
 	w := c.Webhooks
-	runCtx, stop := context.WithCancel(ctx)
-	run, err := controller.RunWithConfig(runCtx, controller.Options{
-		ClusterName: "member-3", XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0", Namespace: ns,
-		Inject: true, WebhookAddress: fmt.Sprintf("%s:%d", w.LocalServingHost, w.LocalServingPort), WebhookCertDir: w.LocalServingCertDir,
-		Injection: inject.Config{ProxyImage: "envoyproxy/envoy:test", InitImage: "fleetmesh-init:test", LogLevel: "info"},
-	}, c.Config, logr.Discard())
+	run, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{Args: []string{
+		"--cluster-name=member-3", "--namespace=" + ns, "--inject", "--manage-webhook-certs=false",
+		fmt.Sprintf("--webhook-address=%s:%d", w.LocalServingHost, w.LocalServingPort), "--webhook-cert-dir=" + w.LocalServingCertDir,
+		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info",
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stop(); _ = run.Wait() }()
+	defer func() { _ = run.Stop() }()
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app", Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,18 +6,20 @@
 package install
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
-	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -50,70 +52,95 @@ func (p perm) String() string {
 	return p.Verb + " " + g + "/" + p.Resource
 }
 
-// audit records every request a client makes, as the API server's
-// authorizer sees it, and every one it refused.
+// audit is what one user did in a cluster, read from its API server's
+// audit log: the permissions its requests needed and those refused.
 type audit struct {
-	mu        sync.Mutex
-	used      sets.Set[perm]
-	forbidden []string
-	parse     *apirequest.RequestInfoFactory
+	path, user string
 }
 
-func newAudit() *audit {
-	return &audit{used: sets.New[perm](), parse: &apirequest.RequestInfoFactory{
-		APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api"),
-	}}
+func newAudit(c *testenv.Cluster, namespace, serviceAccount string) audit {
+	return audit{path: c.AuditLogPath, user: "system:serviceaccount:" + namespace + ":" + serviceAccount}
 }
 
-func (a *audit) RoundTrip(rt http.RoundTripper) http.RoundTripper {
-	return roundTripper(func(req *http.Request) (*http.Response, error) {
-		resp, err := rt.RoundTrip(req)
-		info, ierr := a.parse.NewRequestInfo(req)
-		if ierr != nil || !info.IsResourceRequest {
-			return resp, err
-		}
-		res := info.Resource
-		if info.Subresource != "" {
-			res += "/" + info.Subresource
-		}
-		p := perm{Verb: info.Verb, Group: info.APIGroup, Resource: res}
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.used.Insert(p)
-		if err == nil && resp.StatusCode == http.StatusForbidden {
-			a.forbidden = append(a.forbidden, p.String()+" "+req.URL.Path)
-		}
-		return resp, err
-	})
+// Forbidden lists the refused requests, "verb group/resource ns/name".
+func (a audit) Forbidden() []string {
+	_, refused, _ := readAudit(a.path, a.user)
+	return refused
 }
 
-func (a *audit) Forbidden() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.forbidden)
+// Used is the set of permissions the user's requests needed.
+func (a audit) Used() sets.Set[perm] {
+	used, _, _ := readAudit(a.path, a.user)
+	return used
 }
 
-func (a *audit) Used() sets.Set[perm] {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.used.Clone()
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// asServiceAccount is the admin config of c acting as a ServiceAccount,
-// with every request audited.
-func asServiceAccount(c *testenv.Cluster, namespace, name string, a *audit) *rest.Config {
-	cfg := rest.CopyConfig(c.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + namespace + ":" + name,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+// readAudit reads an API server's audit log: the permissions a user's
+// requests needed, and the requests refused.
+func readAudit(path, user string) (sets.Set[perm], []string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
 	}
-	cfg.WrapTransport = a.RoundTrip
-	cfg.QPS, cfg.Burst = 100, 200
-	return cfg
+	used := sets.New[perm]()
+	refused := sets.New[string]()
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Verb string `json:"verb"`
+			User struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef *struct {
+				Resource, Subresource, APIGroup, Namespace, Name string
+			} `json:"objectRef"`
+			ResponseStatus struct {
+				Code int `json:"code"`
+			} `json:"responseStatus"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			// The API server may be writing the last line.
+			continue
+		}
+		if ev.User.Username != user || ev.ObjectRef == nil {
+			continue
+		}
+		res := ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			res += "/" + ev.ObjectRef.Subresource
+		}
+		p := perm{Verb: ev.Verb, Group: ev.ObjectRef.APIGroup, Resource: res}
+		used.Insert(p)
+		if ev.ResponseStatus.Code == http.StatusForbidden {
+			refused.Insert(p.String() + " " + ev.ObjectRef.Namespace + "/" + ev.ObjectRef.Name)
+		}
+	}
+	return used, sets.List(refused), nil
+}
+
+// startController runs the built fleetmesh-controller with args against c
+// as the ServiceAccount namespace/name (a token of it, as its pod has),
+// until the test ends.
+func startController(tb testing.TB, ctx context.Context, c *testenv.Cluster, namespace, serviceAccount string, args ...string) *testenv.ControlPlane {
+	tb.Helper()
+	token, _, err := federation.RequestToken(ctx, c.Client, namespace, serviceAccount, time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(c.Config)
+	cfg.BearerToken = token
+	kc, err := testenv.KubeconfigFor(cfg, c.Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), serviceAccount+".kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{Args: append([]string{"--kubeconfig=" + path}, args...)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cp.Stop() })
+	return cp
 }
 
 // granted reads what the overlay's Roles and ClusterRoles bound to a

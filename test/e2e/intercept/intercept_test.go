@@ -21,13 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/redirect"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -139,14 +137,13 @@ func TestAnInjectedPodsTrafficGoesThroughItsSidecar(t *testing.T) {
 	pod.run("ip", "-n", pod.name, "route", "add", "default", "via", "10.251.0.1")
 
 	// fleetmesh's control plane, reachable from the pod.
-	run, err := controller.RunWithConfig(ctx, controller.Options{
-		ClusterName: "cluster-1", XDSAddress: "10.251.0.1:15010", DebugAddress: "127.0.0.1:0",
-		DebounceAfter: 50 * time.Millisecond, DebounceMax: 500 * time.Millisecond,
-	}, c.Config, logr.Discard())
+	run, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
+		Args: []string{"--cluster-name=cluster-1", "--xds-address=10.251.0.1:15010", "--debounce-after=50ms", "--debounce-max=500ms"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cancel(); _ = run.Wait() }()
+	defer func() { cancel(); _ = run.Stop() }()
 
 	// httpbin: a Service whose ClusterIP nothing routes, and its pod.
 	if _, err := c.RunPod(ctx, testenv.PodOptions{
