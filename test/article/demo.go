@@ -131,7 +131,7 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 		if grpcFleet == nil {
 			return
 		}
-		got, err := grpcFleet.WithinGRPC(ctx, 20*time.Second, 600, ok)
+		got, err := grpcFleet.WithinGRPC(ctx, wait, 600, ok)
 		pass := err == nil
 		for c, min := range shares {
 			pass = pass && float64(got[c])/600 >= min

@@ -94,10 +94,16 @@ func (f *Fleet) GRPCCalls(ctx context.Context, n int) map[string]int {
 // WithinGRPC repeats batches of 20 calls until ok holds for one, then
 // counts n calls.
 func (f *Fleet) WithinGRPC(ctx context.Context, timeout time.Duration, n int, ok func(map[string]int) bool) (map[string]int, error) {
+	return withinGRPC(ctx, timeout, n, f.GRPCCalls, ok)
+}
+
+// withinGRPC repeats batches of 20 calls until ok holds for one, then
+// counts n calls.
+func withinGRPC(ctx context.Context, timeout time.Duration, n int, calls func(context.Context, int) map[string]int, ok func(map[string]int) bool) (map[string]int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		if last := f.GRPCCalls(ctx, 20); ok(last) {
-			return f.GRPCCalls(ctx, n), nil
+		if last := calls(ctx, 20); ok(last) {
+			return calls(ctx, n), nil
 		} else if time.Now().After(deadline) {
 			return last, fmt.Errorf("not within %s; last 20 calls: %v", timeout, last)
 		}

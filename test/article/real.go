@@ -36,6 +36,8 @@ type RealFleet struct {
 	Gateways map[string]string
 	// CurlPod is the curl pod in cluster-2, set by StartCurl.
 	CurlPod string
+
+	grpcClientPod string
 }
 
 // RealOptions shape the fleet in real pods.
@@ -362,17 +364,9 @@ func (f *RealFleet) StartCurl(ctx context.Context) error {
 	if err := apply(ctx, c, "curl", fmt.Sprintf(curlYAML, testenv.EchoImage), "curl"); err != nil {
 		return err
 	}
-	var pods corev1.PodList
-	if err := c.Client.List(ctx, &pods, client.InNamespace("curl"), client.MatchingLabels{"app": "curl"}); err != nil {
-		return err
-	}
-	for _, p := range pods.Items {
-		if testenv.PodReady(&p) {
-			f.CurlPod = p.Name
-			return nil
-		}
-	}
-	return errors.New("no Ready curl pod in cluster-2")
+	pod, err := readyPod(ctx, c, "curl", "curl")
+	f.CurlPod = pod
+	return err
 }
 
 // Curl is the article's `kubectl exec curl -c curl -- curl -s URL`, n
@@ -444,8 +438,164 @@ func (f *RealFleet) Within(ctx context.Context, timeout time.Duration, ok func(m
 	return within(ctx, timeout, f.CurlHTTPBin, ok)
 }
 
-// Policy applies cluster-2's GlobalTrafficPolicy for httpbin with the
-// article's targets (cluster-1 and cluster-3).
-func (f *RealFleet) Policy(ctx context.Context, lb fmv1alpha1.LbType) error {
-	return f.PolicyFor(ctx, "httpbin", lb)
+// grpcbinYAML is grpcbin: the echo image's gRPC TestService on port 9090,
+// answering its cluster's name.
+const grpcbinYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: grpcbin
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: grpcbin
+  template:
+    metadata:
+      labels:
+        app: grpcbin
+    spec:
+      containers:
+      - name: grpcbin
+        image: %[1]s
+        ports:
+        - name: grpc
+          containerPort: 9090
+        env:
+        - name: MESSAGE
+          value: %[2]s
+        - name: GRPC_PORT
+          value: "9090"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: grpcbin
+spec:
+  ports:
+  - name: grpc
+    port: 9090
+    targetPort: 9090
+  selector:
+    app: grpcbin
+`
+
+// DeployGRPCBin runs grpcbin in the meshed namespace httpbin of a member,
+// exported when export is set; in cluster-2 its Service takes over the one
+// fleetmesh derived. Stop deletes the Deployment.
+func (f *RealFleet) DeployGRPCBin(ctx context.Context, cluster string, export bool) (Stopper, error) {
+	c := f.Cluster(cluster)
+	if err := meshedNamespace(ctx, c, "httpbin"); err != nil {
+		return nil, err
+	}
+	if err := apply(ctx, c, "httpbin", fmt.Sprintf(grpcbinYAML, testenv.EchoImage, cluster), "grpcbin"); err != nil {
+		return nil, err
+	}
+	if export {
+		if err := c.Client.Create(ctx, &fmv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "grpcbin"}}); err != nil {
+			return nil, err
+		}
+	}
+	return stopFunc(func(ctx context.Context) error {
+		out, err := c.Kubectl(nil, "-n", "httpbin", "delete", "deployment", "grpcbin", "--wait=false")
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}), nil
+}
+
+// grpcClientYAML is a proxyless grpc-go client in cluster-2, outside the
+// mesh: its xDS bootstrap names the controller's Service and the role
+// grpc.
+const grpcClientYAML = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: grpc-client
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: grpc-client
+  template:
+    metadata:
+      labels:
+        app: grpc-client
+    spec:
+      containers:
+      - name: client
+        image: %s
+        env:
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        - name: GRPC_XDS_BOOTSTRAP_CONFIG
+          value: >-
+            {"xds_servers": [{"server_uri": "fleetmesh-controller.fleetmesh-system.svc:15010", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+            "node": {"id": "$(POD_NAME).grpc-client", "metadata": {"role": "grpc", "namespace": "grpc-client", "pod": "$(POD_NAME)"}}}
+`
+
+// StartGRPCClient runs the proxyless client in cluster-2.
+func (f *RealFleet) StartGRPCClient() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := f.Cluster("cluster-2")
+	if err := c.EnsureNamespace(ctx, "grpc-client"); err != nil {
+		return err
+	}
+	if err := apply(ctx, c, "grpc-client", fmt.Sprintf(grpcClientYAML, testenv.EchoImage), "grpc-client"); err != nil {
+		return err
+	}
+	pod, err := readyPod(ctx, c, "grpc-client", "grpc-client")
+	f.grpcClientPod = pod
+	return err
+}
+
+// GRPCCalls makes n calls from the proxyless client in one channel: the
+// count of answers by cluster, or the status code of a failed call.
+func (f *RealFleet) GRPCCalls(ctx context.Context, n int) map[string]int {
+	return f.grpcCalls(ctx, "grpc-client", f.grpcClientPod, "client", "xds:///"+grpcTarget, n)
+}
+
+// SidecarGRPCCalls makes n gRPC calls from the curl pod to
+// grpcbin.httpbin:9090, through its sidecar.
+func (f *RealFleet) SidecarGRPCCalls(ctx context.Context, n int) map[string]int {
+	return f.grpcCalls(ctx, "curl", f.CurlPod, "curl", "grpcbin.httpbin:9090", n)
+}
+
+func (f *RealFleet) grpcCalls(ctx context.Context, ns, pod, container, target string, n int) map[string]int {
+	counts := map[string]int{}
+	out, err := f.Cluster("cluster-2").Kubectl(nil, "-n", ns, "exec", pod, "-c", container, "--", "/echo", "grpc-call", "-n", fmt.Sprint(n), target)
+	if err != nil {
+		counts["exec failed"] = n
+		return counts
+	}
+	for line := range strings.Lines(out) {
+		if what, ok := strings.CutPrefix(strings.TrimSpace(line), "OK "); ok {
+			counts[what]++
+		} else if code, ok := strings.CutPrefix(strings.TrimSpace(line), "error "); ok {
+			counts[code]++
+		}
+	}
+	return counts
+}
+
+// WithinGRPC repeats 20 proxyless calls until ok holds for them, then
+// counts n calls.
+func (f *RealFleet) WithinGRPC(ctx context.Context, timeout time.Duration, n int, ok func(map[string]int) bool) (map[string]int, error) {
+	return withinGRPC(ctx, timeout, n, f.GRPCCalls, ok)
+}
+
+// readyPod is the name of a Ready pod of the Deployment's app label.
+func readyPod(ctx context.Context, c *testenv.Cluster, ns, app string) (string, error) {
+	var pods corev1.PodList
+	if err := c.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if testenv.PodReady(&p) {
+			return p.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no Ready %s pod in %s/%s", app, c.Name, ns)
 }

@@ -78,6 +78,32 @@ func TestTheArticleInRealPods(t *testing.T) {
 		t.Logf("30 calls from curl in cluster-2: %v", got)
 		return got
 	}
+	// grpc checks the gRPC calls of the same step: 200 from the
+	// proxyless client (at least shares of them by cluster, its choice
+	// being random by weight) and 30 through curl's sidecar; ok must hold
+	// for 20 calls of each.
+	grpc := func(t *testing.T, ok func(map[string]int) bool, shares map[string]float64) {
+		t.Helper()
+		got, err := f.WithinGRPC(ctx, time.Minute, 200, ok)
+		if err != nil {
+			t.Fatalf("proxyless grpc-go client: %v", err)
+		}
+		t.Logf("200 proxyless gRPC calls: %v", got)
+		for c, min := range shares {
+			if share := float64(got[c]) / 200; share < min {
+				t.Errorf("proxyless grpc-go client: %s got %.0f%%, want at least %.0f%%", c, 100*share, 100*min)
+			}
+		}
+		var side map[string]int
+		err = testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
+			side = f.SidecarGRPCCalls(ctx, 20)
+			return ok(side), nil
+		})
+		if err != nil {
+			t.Fatalf("gRPC through curl's sidecar: %v", side)
+		}
+		t.Logf("20 gRPC calls through curl's sidecar: %v", side)
+	}
 	fleetmesh := func(t *testing.T, args ...string) string {
 		t.Helper()
 		out, err := f.Fleetmesh(ctx, args...)
@@ -101,7 +127,17 @@ func TestTheArticleInRealPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("httpbin (2 clusters) and curl Ready, injected, in %s", time.Since(start).Round(100*time.Millisecond))
-		want := []string{"httpbin/httpbin", "httpbin/httpbin-cluster-1", "httpbin/httpbin-cluster-3"}
+		// grpcbin follows httpbin through every step, called by a
+		// proxyless client and through curl's sidecar.
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			if _, err := f.DeployGRPCBin(ctx, c, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.StartGRPCClient(); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"httpbin/grpcbin", "httpbin/httpbin", "httpbin/httpbin-cluster-1", "httpbin/httpbin-cluster-3"}
 		err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
 			imports, err := f.Imports(ctx)
 			return slices.Equal(imports, want), fmt.Errorf("imports %v, %w", imports, err)
@@ -140,7 +176,7 @@ func TestTheArticleInRealPods(t *testing.T) {
 			t.Fatalf("probe pods in cluster-2: %v %d", err, len(probes.Items))
 		}
 		var pods corev1.PodList
-		if err := f.Cluster("cluster-1").Client.List(ctx, &pods, client.InNamespace("httpbin")); err != nil || len(pods.Items) != 1 {
+		if err := f.Cluster("cluster-1").Client.List(ctx, &pods, client.InNamespace("httpbin"), client.MatchingLabels{"app": "pipy"}); err != nil || len(pods.Items) != 1 {
 			t.Fatalf("httpbin pods in cluster-1: %v %d", err, len(pods.Items))
 		}
 		probe := probes.Items[0].Name
@@ -158,12 +194,14 @@ func TestTheArticleInRealPods(t *testing.T) {
 			t.Fatalf("the sidecar never answered 503 for httpbin: %v", err)
 		}
 		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
+		grpc(t, func(c map[string]int) bool { return c["UNAVAILABLE"] == 20 }, nil)
 	})
 	t.Run("FailOver: calls alternate between cluster-1 and cluster-3", func(t *testing.T) {
 		if err := f.Policy(ctx, fmv1alpha1.FailOverLbType); err != nil {
 			t.Fatal(err)
 		}
 		within(t, func(c map[string]int) bool { return c["cluster-1"] >= 10 && c["cluster-3"] >= 10 && c["failed"] == 0 })
+		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 	})
 	t.Run("the per-cluster imports reach only their own cluster", func(t *testing.T) {
 		for _, c := range []string{"cluster-1", "cluster-3"} {
@@ -182,13 +220,17 @@ func TestTheArticleInRealPods(t *testing.T) {
 			}
 		}
 	})
-	var local article.Stopper
+	var local, localGRPC article.Stopper
 	t.Run("httpbin deployed in cluster-2: every call stays local", func(t *testing.T) {
 		var err error
 		if local, err = f.DeployLocalHTTPBin(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if localGRPC, err = f.DeployGRPCBin(ctx, "cluster-2", false); err != nil {
+			t.Fatal(err)
+		}
 		within(t, func(c map[string]int) bool { return c["cluster-2"] == 30 })
+		grpc(t, func(c map[string]int) bool { return c["cluster-2"] == 20 }, map[string]float64{"cluster-2": 1})
 	})
 	t.Run("ActiveActive: calls spread over all three", func(t *testing.T) {
 		if err := f.Policy(ctx, fmv1alpha1.ActiveActiveLbType); err != nil {
@@ -197,6 +239,8 @@ func TestTheArticleInRealPods(t *testing.T) {
 		within(t, func(c map[string]int) bool {
 			return c["cluster-1"] >= 6 && c["cluster-2"] >= 6 && c["cluster-3"] >= 6 && c["failed"] == 0
 		})
+		grpc(t, func(c map[string]int) bool { return c["cluster-1"] > 0 && c["cluster-2"] > 0 && c["cluster-3"] > 0 },
+			map[string]float64{"cluster-1": 0.15, "cluster-2": 0.15, "cluster-3": 0.15})
 	})
 	t.Run("the CLI against the running pods: proxy-status, proxy-config, explain", func(t *testing.T) {
 		curl := f.CurlPod + ".curl"
@@ -258,13 +302,14 @@ func TestTheArticleInRealPods(t *testing.T) {
 		wg.Go(func() {
 			lines, err = f.Curl(ctx, "http://httpbin.httpbin:8080/", 400, 50*time.Millisecond)
 		})
-		for i := range 2 {
-			var pods corev1.PodList
-			if err := c2.Client.List(ctx, &pods, client.InNamespace(article.SystemNamespace), client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-controller"}); err != nil {
-				t.Fatal(err)
-			}
+		var replicas corev1.PodList
+		if err := c2.Client.List(ctx, &replicas, client.InNamespace(article.SystemNamespace), client.MatchingLabels{"app.kubernetes.io/name": "fleetmesh-controller"}); err != nil {
+			t.Fatal(err)
+		}
+		// Both replicas the sidecar may be connected to, one after the
+		// other.
+		for _, victim := range replicas.Items {
 			time.Sleep(2 * time.Second)
-			victim := pods.Items[i%len(pods.Items)]
 			if err := c2.Client.Delete(ctx, &victim); err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +342,11 @@ func TestTheArticleInRealPods(t *testing.T) {
 		if err := local.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if err := localGRPC.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
 		within(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 30 })
+		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
 	})
 }
 
