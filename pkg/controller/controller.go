@@ -332,6 +332,8 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 		DebounceAfter: o.DebounceAfter,
 		DebounceMax:   o.DebounceMax,
 		Log:           log.WithName("discovery"),
+		Events:        mgr.GetEventRecorder("fleetmesh-discovery"),
+		Registry:      registry,
 		Publish: func(m *model.Mesh, pods map[string]string) map[string][]string {
 			out := map[string][]string{}
 			for _, u := range xdsServer.Update(m, pods) {

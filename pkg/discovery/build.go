@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -146,8 +147,19 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 			svc.Headless = true
 		}
 		from := map[string]bool{}
+		own := localServices[imp.Namespace+"/"+imp.Name]
 		for _, ip := range imp.Spec.Ports {
 			if ip.Protocol != "" && ip.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			// The cluster's own Service is its own: an imported port
+			// joins its port of the same number (under the local
+			// name); one that reuses the name of a local port with
+			// another number is left out.
+			if clash := namedPort(svc, ip.Name); own && ip.Name != "" && clash != nil && clash.Port != uint32(ip.Port) {
+				svc.LeftOut = append(svc.LeftOut, fmt.Sprintf(
+					"the imported port %s:%d is left out: this cluster's Service %s has port %s:%d",
+					ip.Name, ip.Port, imp.Name, clash.Name, clash.Port))
 				continue
 			}
 			port := portOf(svc, uint32(ip.Port), ip.Name, ip.AppProtocol)
@@ -292,6 +304,16 @@ const IngressClass = "fleetmesh"
 
 // gatewayIP is the Cluster's gateway address: status.gatewayIP, which the
 // federation resolves, else spec.gatewayHost when it is an IP already.
+// namedPort is the service's port of that name, or nil.
+func namedPort(svc *model.Service, name string) *model.Port {
+	for i := range svc.Ports {
+		if svc.Ports[i].Name == name {
+			return &svc.Ports[i]
+		}
+	}
+	return nil
+}
+
 func gatewayIP(c *fmv1alpha1.Cluster) string {
 	if c.Status.GatewayIP != "" {
 		return c.Status.GatewayIP

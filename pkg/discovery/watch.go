@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,6 +36,12 @@ type Options struct {
 	// policy (namespace/name), the targets that match no exporting cluster.
 	Publish func(m *model.Mesh, pods map[string]string) map[string][]string
 	Log     logr.Logger
+	// Events receives a Warning on the Service (else the ServiceImport)
+	// of a service left out of the mesh or kept at its last good
+	// configuration; nil records none.
+	Events events.EventRecorder
+	// Registry receives the discovery metrics; nil makes a new one.
+	Registry *prometheus.Registry
 }
 
 // Watcher rebuilds and publishes the mesh whenever the cluster changes.
@@ -43,6 +52,13 @@ type Watcher struct {
 	}
 	client  client.Client
 	trigger chan struct{}
+	metrics *metrics
+	// lastGood is every service's last valid definition, by key: a
+	// service that turns invalid is published as it was.
+	lastGood map[string]model.Service
+	// reported is the problem last reported per service, so a problem
+	// is logged and recorded once, not at every rebuild.
+	reported map[string]string
 }
 
 // watched are the kinds the mesh is made of.
@@ -63,7 +79,13 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 	if opts.DebounceMax < opts.DebounceAfter {
 		opts.DebounceMax = 10 * opts.DebounceAfter
 	}
-	w := &Watcher{opts: opts, cache: mgr.GetCache(), client: mgr.GetClient(), trigger: make(chan struct{}, 1)}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	w := &Watcher{
+		opts: opts, cache: mgr.GetCache(), client: mgr.GetClient(), trigger: make(chan struct{}, 1),
+		metrics: newMetrics(opts.Registry), lastGood: map[string]model.Service{}, reported: map[string]string{},
+	}
 	handler := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.poke() },
 		UpdateFunc: func(any, any) { w.poke() },
@@ -141,9 +163,11 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
 		Ingresses: ingress.Items,
 	})
-	if err := mesh.Validate(); err != nil {
-		return fmt.Errorf("the mesh built from cluster %s is inconsistent: %w", w.opts.ClusterName, err)
+	problems := mesh.Problems()
+	if problems.Mesh != nil {
+		return fmt.Errorf("the mesh built from cluster %s is inconsistent: %w", w.opts.ClusterName, problems.Mesh)
 	}
+	mesh = w.isolate(mesh, problems.Services, &services, &imports)
 	unmatched := w.opts.Publish(mesh, podIPs)
 	return w.writePolicyStatus(ctx, policies.Items, unmatched)
 }
@@ -185,4 +209,91 @@ func conditionsEqual(a, b []metav1.Condition) bool {
 	return slices.EqualFunc(a, b, func(x, y metav1.Condition) bool {
 		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message && x.ObservedGeneration == y.ObservedGeneration
 	})
+}
+
+// isolate keeps one bad service from holding back the others: a service
+// with problems is published as it last was valid, or left out if it
+// never was; the problem is logged, counted and recorded as a Warning
+// event on its Service (else its ServiceImport) once.
+func (w *Watcher) isolate(mesh *model.Mesh, bad map[string]error, services *corev1.ServiceList, imports *fmv1alpha1.ServiceImportList) *model.Mesh {
+	kept, left := 0, 0
+	out := *mesh
+	out.Services = make([]model.Service, 0, len(mesh.Services))
+	current := make(map[string]bool, len(mesh.Services))
+	for _, svc := range mesh.Services {
+		key := svc.Key()
+		current[key] = true
+		err := bad[key]
+		if err == nil {
+			w.lastGood[key] = svc
+			out.Services = append(out.Services, svc)
+			if len(svc.LeftOut) == 0 {
+				delete(w.reported, key)
+				continue
+			}
+			w.report(&svc, strings.Join(svc.LeftOut, "; "), nil, services, imports)
+			continue
+		}
+		last, ok := w.lastGood[key]
+		what := "it is left out of the mesh until it is fixed"
+		if ok {
+			out.Services = append(out.Services, last)
+			what = "its last valid configuration is kept until it is fixed"
+			kept++
+		} else {
+			left++
+		}
+		w.report(&svc, fmt.Sprintf("service %s is inconsistent: %v; %s", key, err, what), err, services, imports)
+	}
+	for key := range w.lastGood {
+		if !current[key] {
+			delete(w.lastGood, key)
+		}
+	}
+	for key := range w.reported {
+		if !current[key] {
+			delete(w.reported, key)
+		}
+	}
+	w.metrics.inconsistent.WithLabelValues("kept").Set(float64(kept))
+	w.metrics.inconsistent.WithLabelValues("left out").Set(float64(left))
+	return &out
+}
+
+// report logs a service's problem and records it as a Warning event on
+// its Service (else its ServiceImport), once for as long as it lasts.
+func (w *Watcher) report(svc *model.Service, msg string, err error, services *corev1.ServiceList, imports *fmv1alpha1.ServiceImportList) {
+	key := svc.Key()
+	if w.reported[key] == msg {
+		return
+	}
+	w.reported[key] = msg
+	if err != nil {
+		w.opts.Log.Error(err, "service is inconsistent", "service", key, "published", msg)
+	} else {
+		w.opts.Log.Info("part of a service is left out", "service", key, "why", msg)
+	}
+	if obj := ownerOf(svc.Namespace, svc.Name, services, imports); obj != nil && w.opts.Events != nil {
+		reason := "Inconsistent"
+		if err == nil {
+			reason = "PortLeftOut"
+		}
+		w.opts.Events.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Discover", "%s", msg)
+	}
+}
+
+// ownerOf is the object a service's problems are recorded on: its
+// Service, else its ServiceImport.
+func ownerOf(ns, name string, services *corev1.ServiceList, imports *fmv1alpha1.ServiceImportList) client.Object {
+	for i := range services.Items {
+		if s := &services.Items[i]; s.Namespace == ns && s.Name == name {
+			return s
+		}
+	}
+	for i := range imports.Items {
+		if s := &imports.Items[i]; s.Namespace == ns && s.Name == name {
+			return s
+		}
+	}
+	return nil
 }

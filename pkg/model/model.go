@@ -139,6 +139,10 @@ type Service struct {
 	// Export is set when the local cluster exports the service: its
 	// gateway then serves it to other clusters.
 	Export *Export `json:"export,omitempty"`
+	// LeftOut says what of the service's sources was not used, and why:
+	// an imported port that clashes with a port of the cluster's own
+	// Service of that name (the cluster's own Service is its own).
+	LeftOut []string `json:"leftOut,omitempty"`
 }
 
 // FQDN returns name.namespace.svc.cluster.local.

@@ -110,3 +110,25 @@ func TestClusterKeyAndNetworks(t *testing.T) {
 		t.Fatal("two clusters without a network share one")
 	}
 }
+
+func TestABadServiceIsItsOwnProblem(t *testing.T) {
+	m := validMesh()
+	bad := m.Services[0]
+	bad.Name = "ledger"
+	bad.Ports = append(bad.Ports, Port{Name: "grpc", Port: 9090, Protocol: ProtocolGRPC}, Port{Name: "grpc", Port: 9091, Protocol: ProtocolGRPC})
+	m.Services = append(m.Services, bad)
+	p := m.Problems()
+	if p.Mesh != nil {
+		t.Errorf("the mesh as a whole: %v", p.Mesh)
+	}
+	if err := p.Services["httpbin/ledger"]; err == nil || !strings.Contains(err.Error(), `services[1].ports[2].name: "grpc" is listed twice`) {
+		t.Errorf("ledger's problem: %v", err)
+	}
+	if err := p.Services["httpbin/httpbin"]; err != nil {
+		t.Errorf("httpbin, which is fine: %v", err)
+	}
+	m.LocalCluster = "nowhere"
+	if p := m.Problems(); p.Mesh == nil || !strings.Contains(p.Mesh.Error(), "localCluster") {
+		t.Errorf("an unknown local cluster concerns the whole mesh: %v", p.Mesh)
+	}
+}

@@ -21,7 +21,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,15 +37,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	// xds:/// targets: the proxyless client.
-	"flag"
-	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"os"
-	"strings"
-	"time"
-
 	_ "google.golang.org/grpc/xds"
 )
 
