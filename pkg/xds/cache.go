@@ -64,6 +64,10 @@ type Cache struct {
 	layers  map[string]Resources
 	watches map[*cacheWatch]struct{}
 	version int64
+	// serving is false until the first complete mesh is in the layers
+	// (Serve): until then watches wait, so a proxy that reconnects to a
+	// starting replica is not told that everything it holds is gone.
+	serving bool
 }
 
 type cacheWatch struct {
@@ -125,15 +129,13 @@ var pushOrder = map[string]int{
 }
 
 func (c *Cache) update(apply func() (changedTypes []string), layerName string) {
-	type pending struct {
-		order int
-		send  func()
-	}
 	var sends []pending
 	c.mu.Lock()
 	changed := apply()
 	if len(changed) > 0 {
 		c.version++
+	}
+	if len(changed) > 0 && c.serving {
 		for w := range c.watches {
 			if slices.Contains(changed, w.typeURL) && slices.Contains(w.layers, layerName) {
 				if send := c.respond(w, false); send != nil {
@@ -144,10 +146,42 @@ func (c *Cache) update(apply func() (changedTypes []string), layerName string) {
 		}
 	}
 	c.mu.Unlock()
+	sendInOrder(sends)
+}
+
+// pending is a response ready to send, in the push order of its type.
+type pending struct {
+	order int
+	send  func()
+}
+
+// sendInOrder sends responses clusters first, then endpoints, listeners
+// and routes, so a proxy never holds a reference to what it lacks.
+func sendInOrder(sends []pending) {
 	slices.SortStableFunc(sends, func(a, b pending) int { return a.order - b.order })
 	for _, p := range sends {
 		p.send()
 	}
+}
+
+// Serve starts answering watches, those waiting first: call it once the
+// layers hold a complete mesh. Later calls do nothing.
+func (c *Cache) Serve() {
+	var sends []pending
+	c.mu.Lock()
+	if c.serving {
+		c.mu.Unlock()
+		return
+	}
+	c.serving = true
+	for w := range c.watches {
+		if send := c.respond(w, w.first); send != nil {
+			delete(c.watches, w)
+			sends = append(sends, pending{pushOrder[w.typeURL], send})
+		}
+	}
+	c.mu.Unlock()
+	sendInOrder(sends)
 }
 
 func sameEntries(a, b map[string]*Entry) bool {
@@ -199,7 +233,10 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 
 func (c *Cache) open(w *cacheWatch) func() {
 	c.mu.Lock()
-	send := c.respond(w, w.first)
+	var send func()
+	if c.serving {
+		send = c.respond(w, w.first)
+	}
 	if send == nil {
 		c.watches[w] = struct{}{}
 	}

@@ -236,6 +236,8 @@ func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.Unmat
 	for _, e := range s.proxies {
 		s.updateProxy(e)
 	}
+	// The first complete mesh is in: streams are answered from now on.
+	s.cache.Serve()
 	s.ready = true
 	s.metrics.translations.Inc()
 	s.metrics.translated.Add(float64(translated))

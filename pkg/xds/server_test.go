@@ -372,3 +372,49 @@ func TestIdentifyReadsTheNodeAndNamesWhatIsWrong(t *testing.T) {
 		}
 	}
 }
+
+// TestNothingIsServedBeforeTheFirstMesh reconnects a delta sidecar that
+// holds clusters (initial_resource_versions) to a server that has not
+// built its first mesh: it hears nothing (not "every cluster you hold is
+// gone") until the mesh is published, and then gets it.
+func TestNothingIsServedBeforeTheFirstMesh(t *testing.T) {
+	h := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := "outbound|8080||httpbin.httpbin.svc.cluster.local"
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{
+		Node:                    node("curl-1.curl", "sidecar", map[string]any{"namespace": "curl", "pod": "curl-1"}),
+		TypeUrl:                 resource.ClusterType,
+		InitialResourceVersions: map[string]string{held: "an-earlier-replica's-version"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	early := make(chan *discoveryv3.DeltaDiscoveryResponse, 1)
+	go func() {
+		if resp, err := stream.Recv(); err == nil {
+			early <- resp
+		}
+	}()
+	select {
+	case resp := <-early:
+		t.Fatalf("answered before the first mesh: removed %v, sent %v", resp.GetRemovedResources(), namesOf(resp.GetResources()))
+	case <-time.After(500 * time.Millisecond):
+	}
+	if h.server.Ready() {
+		t.Fatal("Ready before the first mesh")
+	}
+	h.server.Update(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10"})
+	var resp *discoveryv3.DeltaDiscoveryResponse
+	select {
+	case resp = <-early:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no response after the first mesh")
+	}
+	if len(resp.GetRemovedResources()) != 0 || !contains(namesOf(resp.GetResources()), held) {
+		t.Fatalf("after the first mesh: removed %v, sent %v", resp.GetRemovedResources(), namesOf(resp.GetResources()))
+	}
+}
