@@ -18,8 +18,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,6 +52,10 @@ type Options struct {
 	DebounceAfter  time.Duration
 	DebounceMax    time.Duration
 	LogDev         bool
+	// XDS shapes the ADS server's connections.
+	XDS xds.GRPCOptions
+	// XDSConnectionsPerSecond bounds new ADS connections (0: no bound).
+	XDSConnectionsPerSecond int
 
 	// Namespace is where fleetmesh runs: its Secrets and Service.
 	Namespace string
@@ -95,6 +97,18 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DebounceAfter, "debounce-after", 100*time.Millisecond, "quiet period after a change before the mesh is rebuilt")
 	fs.DurationVar(&o.DebounceMax, "debounce-max", time.Second, "longest a burst of changes may delay a rebuild")
 	fs.BoolVar(&o.LogDev, "log-development", false, "human-readable logs instead of JSON")
+	fs.DurationVar(&o.XDS.MaxConnectionAge, "xds-max-connection-age", 30*time.Minute, "close an ADS connection this long after it opened, so proxies spread over the replicas again after a rollout (0: never)")
+	fs.DurationVar(&o.XDS.MaxConnectionAgeGrace, "xds-max-connection-age-grace", 10*time.Second, "how long a closing ADS connection's streams may go on")
+	o.XDS.MaxStreamsPerConnection = 100
+	fs.Func("xds-max-streams-per-connection", "the most ADS streams one connection may open (default 100)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%q is not a positive number", v)
+		}
+		o.XDS.MaxStreamsPerConnection = uint32(n)
+		return nil
+	})
+	fs.IntVar(&o.XDSConnectionsPerSecond, "xds-connections-per-second", 100, "admit at most this many new ADS connections a second, so proxies reconnecting at once are let in at a pace the control plane serves (0: no bound)")
 
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
@@ -363,11 +377,9 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 		xdsLis.Close()
 		return nil, fmt.Errorf("--debug-address %s: %w", o.DebugAddress, err)
 	}
-	g := grpc.NewServer(
-		grpc.MaxConcurrentStreams(1<<20),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	xdsOpts := o.XDS
+	xdsOpts.Log = log.WithName("xds")
+	g := xds.NewGRPCServer(xdsOpts)
 	xdsServer.Register(g)
 	debug := &http.Server{Handler: xdsServer.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}
 
@@ -375,7 +387,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	errs := make(chan error, 2)
 	mgrCtx, stopMgr := context.WithCancel(ctx)
 	mgrDone := make(chan error, 1)
-	go func() { errs <- g.Serve(xdsLis) }()
+	go func() { errs <- g.Serve(xds.LimitAccepts(xdsLis, o.XDSConnectionsPerSecond)) }()
 	go func() { errs <- debug.Serve(debugLis) }()
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	go func() {

@@ -1,0 +1,97 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// GRPCOptions shape the gRPC server that carries ADS.
+type GRPCOptions struct {
+	// MaxConnectionAge closes a connection this long after it opened
+	// (GOAWAY, then MaxConnectionAgeGrace for its streams to end), so
+	// proxies spread over the replicas again after a rollout; 0 keeps
+	// connections forever.
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+	// MaxStreamsPerConnection bounds the streams of one connection (a
+	// proxy needs one).
+	MaxStreamsPerConnection uint32
+	Log                     logr.Logger
+}
+
+// NewGRPCServer returns the gRPC server for ADS: keepalives that find dead
+// proxies, the connection age and stream bounds of o, and a panic in a
+// stream's handler logged and answered as an Internal error instead of
+// taking the process down.
+func NewGRPCServer(o GRPCOptions) *grpc.Server {
+	ka := keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	if o.MaxConnectionAge > 0 {
+		ka.MaxConnectionAge, ka.MaxConnectionAgeGrace = o.MaxConnectionAge, o.MaxConnectionAgeGrace
+	}
+	streams := o.MaxStreamsPerConnection
+	if streams == 0 {
+		streams = 100
+	}
+	return grpc.NewServer(
+		grpc.MaxConcurrentStreams(streams),
+		grpc.KeepaliveParams(ka),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainStreamInterceptor(recoverStream(o.Log)),
+		grpc.ChainUnaryInterceptor(recoverUnary(o.Log)),
+	)
+}
+
+func recoverStream(log logr.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer recovered(log, info.FullMethod, &err)
+		return handler(srv, ss)
+	}
+}
+
+func recoverUnary(log logr.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer recovered(log, info.FullMethod, &err)
+		return handler(ctx, req)
+	}
+}
+
+// recovered turns a panic into an Internal error on the call, logged
+// with its stack.
+func recovered(log logr.Logger, method string, err *error) {
+	if r := recover(); r != nil {
+		log.Error(fmt.Errorf("panic: %v", r), "a gRPC call panicked; the server keeps serving", "method", method, "stack", string(debug.Stack()))
+		*err = status.Errorf(codes.Internal, "the control plane failed on %s; it keeps serving", method)
+	}
+}
+
+// LimitAccepts admits at most perSecond new connections a second (bursts
+// of as many), so a fleet of proxies reconnecting at once after a restart
+// is let in at a pace the control plane can serve; 0 admits all.
+func LimitAccepts(l net.Listener, perSecond int) net.Listener {
+	if perSecond <= 0 {
+		return l
+	}
+	return &limitedListener{Listener: l, limiter: rate.NewLimiter(rate.Limit(perSecond), perSecond)}
+}
+
+type limitedListener struct {
+	net.Listener
+	limiter *rate.Limiter
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	if err := l.limiter.Wait(context.Background()); err != nil {
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
