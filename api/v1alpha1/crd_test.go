@@ -215,6 +215,8 @@ func TestInvalidObjectsAreRefusedNamingTheField(t *testing.T) {
 		{"an export rule port must be at most 65535", exportHeader + "spec: {rules: [{portNumber: 70000, path: /a}]}", "spec.rules[0].portNumber", "less than or equal to 65535"},
 		{"an export rule path starts with /", exportHeader + "spec: {rules: [{portNumber: 8080, path: cluster-1/httpbin}]}", "spec.rules[0].path", "path must start with /"},
 		{"an export rule path has no .. segment", exportHeader + "spec: {rules: [{portNumber: 8080, path: /a/../b}]}", "spec.rules[0].path", "segments"},
+		{"an export rule path has no query", exportHeader + "spec: {rules: [{portNumber: 8080, path: \"/x?y\"}]}", "spec.rules[0].path", "must not contain ?, #"},
+		{"an export rule path has no whitespace", exportHeader + "spec: {rules: [{portNumber: 8080, path: \"/a b\"}]}", "spec.rules[0].path", "whitespace"},
 		{"an export rule needs a path", exportHeader + "spec: {rules: [{portNumber: 8080}]}", "spec.rules[0].path", "Required value"},
 		{"an unknown pathType is refused", exportHeader + "spec: {rules: [{portNumber: 8080, path: /a, pathType: Regex}]}", "spec.rules[0].pathType", "Unsupported value"},
 		{"an unknown loadBalancer is refused", exportHeader + "spec: {loadBalancer: RandomLoadBalancer}", "spec.loadBalancer", "Unsupported value"},

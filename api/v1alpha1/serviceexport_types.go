@@ -61,6 +61,7 @@ type ServiceExportRule struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="path must start with /"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('//') && !self.contains('/../') && !self.endsWith('/..')",message="path must not contain // or .. segments"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^/[^?#[:space:]]*$')",message="path must not contain ?, # or whitespace: it is matched against the request path alone"
 	Path string `json:"path"`
 	// PathType is how Path matches: Prefix (by path segments) or Exact.
 	// +kubebuilder:default=Prefix

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -209,6 +210,38 @@ func TestSharedNetworkRemoteIsReachedPodToPod(t *testing.T) {
 			if l.Cluster == "cluster-1" && !strings.HasPrefix(e.Address, "10.244.1.") {
 				t.Errorf("cluster-1 endpoint %s is not a pod address", e.Address)
 			}
+		}
+	}
+}
+
+// TestABadPathLeavesTheGatewaysOtherRoutes adds a path Envoy refuses
+// (as an Ingress of class fleetmesh could, past the ServiceExport's
+// admission): that one route is left out with a warning, and the shared
+// route configuration, which Envoy would otherwise refuse whole, keeps
+// every other export's paths.
+func TestABadPathLeavesTheGatewaysOtherRoutes(t *testing.T) {
+	c := loadCase(t, filepath.Join("testdata", "gateway-north-south.in.yaml"))
+	for i := range c.Mesh.Services {
+		if s := &c.Mesh.Services[i]; s.Export != nil && len(s.Export.Rules) > 0 {
+			bad := s.Export.Rules[0]
+			bad.Path = "/x?y"
+			s.Export.Rules = append(s.Export.Rules, bad)
+			break
+		}
+	}
+	r, err := Translate(&c.Mesh, &c.Proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatalf("the gateway's resources do not validate: %v", err)
+	}
+	if !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.Contains(w, `"/x?y" is left out`) }) {
+		t.Errorf("no warning names the bad path: %q", r.Warnings)
+	}
+	for _, path := range []string{"/cluster-1/httpbin-mesh", "/shop/health"} {
+		if _, err := walkRequest(r, request{port: 81, authority: "192.168.1.110:81", path: path}); err != nil {
+			t.Errorf("%s: %v", path, err)
 		}
 	}
 }

@@ -81,10 +81,14 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			if port == nil || !port.Protocol.IsHTTP() {
 				continue
 			}
-			northSouth = append(northSouth, nsRoute{
-				route: exportRoute(rule, svc.Export.PathRewrite, LocalClusterName(svc, rule.Port), port),
-				exact: rule.PathType == model.PathExact,
-			})
+			route := exportRoute(rule, svc.Export.PathRewrite, LocalClusterName(svc, rule.Port), port)
+			// One route Envoy would refuse would take the whole shared
+			// route configuration with it: leave it out instead.
+			if err := route.ValidateAll(); err != nil {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("service %s: the route for path %q is left out of the gateway: %v", svc.Key(), rule.Path, err))
+				continue
+			}
+			northSouth = append(northSouth, nsRoute{route: route, exact: rule.PathType == model.PathExact})
 		}
 	}
 	slices.SortFunc(rc.VirtualHosts, func(a, b *routev3.VirtualHost) int { return cmp.Compare(a.Name, b.Name) })

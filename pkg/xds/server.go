@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -264,6 +265,13 @@ func (s *Server) updateProxy(e *proxyEntry) {
 	if err != nil {
 		s.opts.Log.Error(err, "translate proxy", "proxy", p.ID)
 		return
+	}
+	if !slices.Equal(e.warnings, res.Warnings) {
+		for _, w := range res.Warnings {
+			if !slices.Contains(e.warnings, w) {
+				s.opts.Log.Info("translation warning", "proxy", p.ID, "warning", w)
+			}
+		}
 	}
 	e.warnings = res.Warnings
 	layer := s.entries(res, resource.ListenerType, resource.RouteType, resource.ClusterType)
