@@ -28,7 +28,9 @@ func (p *panicky) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc
 	return &testgrpc.SimpleResponse{Hostname: "still here"}, nil
 }
 
-func (p *panicky) FullDuplexCall(testgrpc.TestService_FullDuplexCallServer) error { panic("a bug in a stream") }
+func (p *panicky) FullDuplexCall(testgrpc.TestService_FullDuplexCallServer) error {
+	panic("a bug in a stream")
+}
 
 func TestAPanicInACallIsAnErrorAndTheServerKeepsServing(t *testing.T) {
 	g := NewGRPCServer(GRPCOptions{Log: logr.Discard()})
