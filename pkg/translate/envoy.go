@@ -14,6 +14,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	previoushosts "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	previouspriorities "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -107,7 +108,7 @@ func listener(name, ip string, port uint32, filter *listenerv3.Filter) *listener
 // clusterOptions say how an upstream cluster is built.
 type clusterOptions struct {
 	http2    bool
-	failover bool   // outlier detection, so failing endpoints move traffic on
+	outlier  bool   // outlier detection, so failing endpoints move traffic on
 	lb       string // the export's load balancer (gateway clusters)
 }
 
@@ -141,7 +142,7 @@ func edsCluster(name string, o clusterOptions) *clusterv3.Cluster {
 	if o.http2 {
 		setHTTP2(c)
 	}
-	if o.failover {
+	if o.outlier {
 		c.OutlierDetection = &clusterv3.OutlierDetection{
 			Consecutive_5Xx:                    wrapperspb.UInt32(consecutiveErrors),
 			ConsecutiveGatewayFailure:          wrapperspb.UInt32(consecutiveErrors),
@@ -250,12 +251,32 @@ func orDefault(s string) string {
 	return s
 }
 
+// retries says how a route retries a request that failed (a refused or
+// reset connection, a 502/503/504, gRPC UNAVAILABLE).
+type retries int
+
+const (
+	noRetries retries = iota
+	// otherEndpoint retries on endpoints not tried yet: a failing pod or
+	// remote gateway costs a retry, not a failed call.
+	otherEndpoint
+	// otherPriority also moves the retry to the next priority once the
+	// failing one's endpoints are all tried (FailOver).
+	otherPriority
+)
+
+// retriesFor is what a service's policy retries.
+func retriesFor(svc *model.Service) retries {
+	if svc.Policy != nil && svc.Policy.LbType == model.FailOver {
+		return otherPriority
+	}
+	return otherEndpoint
+}
+
 // routeAction sends a request to cluster. Sidecars rewrite Host to the
 // endpoint's hostname, which only gateway endpoints carry, so exactly the
 // requests that go to a remote gateway carry the name it routes by.
-// FailOver retries on another priority, so a failing local pod moves
-// traffic without a burst of errors.
-func routeAction(cluster string, p *model.Port, autoHost, failover bool) *routev3.Route_Route {
+func routeAction(cluster string, p *model.Port, autoHost bool, retry retries) *routev3.Route_Route {
 	a := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
 	if autoHost {
 		a.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
@@ -264,14 +285,21 @@ func routeAction(cluster string, p *model.Port, autoHost, failover bool) *routev
 		// Streams may live long; gRPC sets its own deadlines.
 		a.Timeout = durationpb.New(0)
 	}
-	if failover {
+	if retry != noRetries {
 		a.RetryPolicy = &routev3.RetryPolicy{
 			RetryOn:    "connect-failure,refused-stream,reset,gateway-error,unavailable",
 			NumRetries: wrapperspb.UInt32(2),
-			RetryPriority: &routev3.RetryPolicy_RetryPriority{
-				Name:       "envoy.retry_priorities.previous_priorities",
-				ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previouspriorities.PreviousPrioritiesConfig{UpdateFrequency: 2})},
-			},
+			RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+				Name:       "envoy.retry_host_predicates.previous_hosts",
+				ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushosts.PreviousHostsPredicate{})},
+			}},
+			HostSelectionRetryMaxAttempts: 3,
+		}
+	}
+	if retry == otherPriority {
+		a.RetryPolicy.RetryPriority = &routev3.RetryPolicy_RetryPriority{
+			Name:       "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previouspriorities.PreviousPrioritiesConfig{UpdateFrequency: 2})},
 		}
 	}
 	return &routev3.Route_Route{Route: a}
@@ -290,7 +318,7 @@ func exportRoute(rule model.ExportRule, rewrite string, cluster string, p *model
 	if rewrite == "" {
 		rewrite = "/"
 	}
-	action := routeAction(cluster, p, false, false)
+	action := routeAction(cluster, p, false, otherEndpoint)
 	match := &routev3.RouteMatch{}
 	var pattern string
 	if rule.PathType == model.PathExact {

@@ -65,11 +65,11 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 				continue
 			}
 			cluster := LocalClusterName(svc, port.Port)
-			r.Clusters = append(r.Clusters, edsCluster(cluster, clusterOptions{http2: port.Protocol.IsHTTP2(), lb: svc.Export.LoadBalancer}))
+			r.Clusters = append(r.Clusters, edsCluster(cluster, clusterOptions{http2: port.Protocol.IsHTTP2(), lb: svc.Export.LoadBalancer, outlier: true}))
 			r.Endpoints = append(r.Endpoints, assignment(cluster, ix.localOnly(svc, port), ""))
 			vh := &routev3.VirtualHost{
 				Name:   ProxylessName(svc, port.Port),
-				Routes: []*routev3.Route{prefixRoute(routeAction(cluster, port, false, false))},
+				Routes: []*routev3.Route{prefixRoute(routeAction(cluster, port, false, otherEndpoint))},
 			}
 			// Without a port, a name is the service's only when it has one
 			// HTTP port.

@@ -40,7 +40,6 @@ func ProxylessListeners(m *model.Mesh) *Resources {
 // per HTTP port.
 func ProxylessService(svc *model.Service) *Resources {
 	r := &Resources{}
-	failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
 	for j := range svc.Ports {
 		port := &svc.Ports[j]
 		if !port.Protocol.IsHTTP() {
@@ -64,7 +63,7 @@ func ProxylessService(svc *model.Service) *Resources {
 				Domains: []string{name},
 				Routes: []*routev3.Route{{
 					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
-					Action: routeAction(OutboundClusterName(svc, port.Port), port, false, failover),
+					Action: routeAction(OutboundClusterName(svc, port.Port), port, false, retriesFor(svc)),
 				}},
 			}},
 		})

@@ -114,7 +114,6 @@ func (t *Translator) OutboundService(svc *model.Service) *Resources {
 		Clusters:  make([]*clusterv3.Cluster, 0, len(svc.Ports)),
 		Endpoints: make([]*endpointv3.ClusterLoadAssignment, 0, len(svc.Ports)),
 	}
-	failover := svc.Policy != nil && svc.Policy.LbType == model.FailOver
 	for j := range svc.Ports {
 		port := &svc.Ports[j]
 		name := OutboundClusterName(svc, port.Port)
@@ -122,7 +121,7 @@ func (t *Translator) OutboundService(svc *model.Service) *Resources {
 		if j == 0 && svc.Policy != nil && len(pl.Unmatched) > 0 {
 			r.Unmatched = append(r.Unmatched, UnmatchedTargets{Namespace: svc.Namespace, Name: svc.Name, Targets: pl.Unmatched})
 		}
-		r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), failover: failover}))
+		r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), outlier: true}))
 		r.Endpoints = append(r.Endpoints, assignment(name, pl, ProxylessName(svc, port.Port)))
 	}
 	return r

@@ -145,7 +145,7 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 				VirtualHosts: []*routev3.VirtualHost{{
 					Name:    name,
 					Domains: []string{"*"},
-					Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: proto}, false, false))},
+					Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: proto}, false, noRetries))},
 				}},
 			}
 			filter = hcmFilter(name, "", routes)
@@ -182,8 +182,7 @@ func outboundRoutes(name string, ports []servicePort, namespace string, r *Resou
 		vh := &routev3.VirtualHost{
 			Name: ProxylessName(sp.svc, sp.port.Port),
 			Routes: []*routev3.Route{prefixRoute(routeAction(
-				OutboundClusterName(sp.svc, sp.port.Port), sp.port, true,
-				sp.svc.Policy != nil && sp.svc.Policy.LbType == model.FailOver))},
+				OutboundClusterName(sp.svc, sp.port.Port), sp.port, true, retriesFor(sp.svc)))},
 		}
 		for _, d := range hostnames(sp.svc, sp.port.Port, namespace, true) {
 			if other, dup := taken[d]; dup {

@@ -203,6 +203,9 @@ func (p *Pod) setStatus(ctx context.Context, ready bool) error {
 type HTTPBackend struct {
 	Port int
 	Body string
+	// Status is the answer's status code; 0 is 200. A Ready pod that
+	// answers 503 is a failing endpoint.
+	Status int
 
 	srv *http.Server
 }
@@ -217,6 +220,9 @@ func (b *HTTPBackend) Start(ip string) error {
 	b.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
+			if b.Status != 0 {
+				w.WriteHeader(b.Status)
+			}
 			_, _ = w.Write(body)
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
