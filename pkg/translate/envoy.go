@@ -107,9 +107,9 @@ func listener(name, ip string, port uint32, filter *listenerv3.Filter) *listener
 
 // clusterOptions say how an upstream cluster is built.
 type clusterOptions struct {
-	http2    bool
-	outlier  bool   // outlier detection, so failing endpoints move traffic on
-	lb       string // the export's load balancer (gateway clusters)
+	http2   bool
+	outlier bool   // outlier detection, so failing endpoints move traffic on
+	lb      string // the export's load balancer (gateway clusters)
 }
 
 // edsCluster is a cluster whose endpoints come over ADS, balanced round
