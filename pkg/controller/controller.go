@@ -362,6 +362,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	if o.Federation {
 		if _, err := federation.New(ctx, mgr, federation.Options{
 			Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace,
+			Debounce: o.DebounceAfter, DebounceMax: o.DebounceMax,
 			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore,
 		}); err != nil {
 			return nil, fmt.Errorf("start the federation: %w", err)

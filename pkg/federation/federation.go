@@ -39,6 +39,10 @@ type Options struct {
 	Log    logr.Logger
 	// Debounce is the quiet period before a sync after a change.
 	Debounce time.Duration
+	// DebounceMax bounds how long changes that keep coming (constant
+	// EndpointSlice churn in one member) may delay a sync; 10 × Debounce
+	// when 0.
+	DebounceMax time.Duration
 	// ProbeInterval is how often every member's API server is probed.
 	ProbeInterval time.Duration
 	// Resolve turns a gateway host into an IP (net.DefaultResolver when
@@ -119,6 +123,9 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 	if opts.Debounce <= 0 {
 		opts.Debounce = 100 * time.Millisecond
 	}
+	if opts.DebounceMax < opts.Debounce {
+		opts.DebounceMax = 10 * opts.Debounce
+	}
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = 2 * time.Second
 	}
@@ -186,17 +193,21 @@ func (f *Federation) Start(ctx context.Context) error {
 		}
 	}()
 	f.poke()
-	var quiet <-chan time.Time
+	var quiet, deadline <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-f.trigger:
 			quiet = time.After(f.opts.Debounce)
+			if deadline == nil {
+				deadline = time.After(f.opts.DebounceMax)
+			}
 			continue
 		case <-quiet:
+		case <-deadline:
 		}
-		quiet = nil
+		quiet, deadline = nil, nil
 		start := time.Now()
 		err := f.sync(ctx)
 		f.metrics.syncs.Inc()
@@ -218,13 +229,23 @@ func (f *Federation) sync(ctx context.Context) error {
 	var members []*Member
 	var errs []error
 	seen := map[string]bool{}
+	// Members are connected side by side: one slow to answer delays no
+	// other.
+	conns := make([]*memberConn, len(clusters.Items))
+	var connecting sync.WaitGroup
+	for i := range clusters.Items {
+		if c := &clusters.Items[i]; !c.Spec.Mirrored {
+			connecting.Go(func() { conns[i] = f.connect(ctx, c) })
+		}
+	}
+	connecting.Wait()
 	for i := range clusters.Items {
 		c := &clusters.Items[i]
 		if c.Spec.Mirrored {
 			continue // a copy the federation wrote, not a member
 		}
 		seen[c.Name] = true
-		conn := f.connect(ctx, c)
+		conn := conns[i]
 		m := &Member{Cluster: *c}
 		ip, err := f.opts.Resolve(ctx, c.Spec.GatewayHost)
 		gatewayCond := condition("GatewayResolved", err == nil, "Resolved", "gateway host resolved to "+ip, c.Generation)
@@ -462,15 +483,42 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 	cctx, cancel := context.WithCancel(ctx)
 	conn.cluster, conn.cancel = cl, cancel
 	go func() { _ = cl.Start(cctx) }()
-	syncCtx, done := context.WithTimeout(ctx, 30*time.Second)
-	defer done()
-	conn.synced = cl.GetCache().WaitForCacheSync(syncCtx)
-	conn.reachable = conn.synced
-	if !conn.synced {
-		conn.reason, conn.message = fmv1alpha1.ReasonUnreachable, "the member's objects could not be read within 30s"
+	// The first read of the member's objects may take long (a slow API
+	// server, a big cluster): wait a little here, then let it finish on
+	// its own and sync again when it has, without holding the others.
+	synced := make(chan bool, 1)
+	go func() { synced <- cl.GetCache().WaitForCacheSync(cctx) }()
+	select {
+	case ok := <-synced:
+		f.setSynced(conn, ok)
+	case <-time.After(initialSyncWait):
+		f.mu.Lock()
+		conn.reason, conn.message = fmv1alpha1.ReasonUnreachable, "reading the member's objects: its API server is slow to list them; the member joins the sync once they are read"
+		f.mu.Unlock()
+		go func() {
+			if ok := <-synced; ok {
+				f.setSynced(conn, true)
+				f.poke()
+			}
+		}()
 	}
-	f.opts.Log.Info("member connected", "member", c.Name, "synced", conn.synced)
 	return conn
+}
+
+// initialSyncWait is how long a connect waits for the member's objects
+// before it lets the first read go on in the background.
+const initialSyncWait = 5 * time.Second
+
+// setSynced records that a member's objects have been read (or could not
+// be).
+func (f *Federation) setSynced(conn *memberConn, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	conn.synced, conn.reachable = ok, ok
+	if ok {
+		conn.reason, conn.message = "", ""
+	}
+	f.opts.Log.Info("member connected", "member", conn.name, "synced", ok)
 }
 
 // checkAccess lists one object of each kind the federation watches in a
@@ -509,38 +557,59 @@ func (f *Federation) probeAll(ctx context.Context) bool {
 		conns = append(conns, c)
 	}
 	f.mu.Unlock()
-	changed := false
+	var (
+		changedMu sync.Mutex
+		changed   bool
+		probing   sync.WaitGroup
+	)
+	// Side by side: a member that takes its 3 s to time out delays no
+	// other's probe.
 	for _, c := range conns {
 		if c.probe == nil {
 			if c.cluster == nil && !c.retryAt.IsZero() && time.Now().After(c.retryAt) {
+				changedMu.Lock()
 				changed = true // time to try connecting again
+				changedMu.Unlock()
 			}
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := c.probe(pctx)
-		cancel()
-		f.mu.Lock()
-		was := c.reachable
-		c.reachable = err == nil && c.synced
-		if err != nil {
-			c.reason, c.message = probeReason(err)
-			if c.staleSince == nil {
-				c.staleSince = &metav1.Time{Time: time.Now()}
+		probing.Go(func() {
+			if f.probeOne(ctx, c) {
+				changedMu.Lock()
+				changed = true
+				changedMu.Unlock()
 			}
-		} else {
-			c.staleSince = nil
-		}
-		if was && !c.reachable && c.stopApply != nil {
-			c.stopApply()
-		}
-		if was != c.reachable {
-			changed = true
-			f.opts.Log.Info("member reachability changed", "member", c.name, "reachable", c.reachable)
-		}
-		f.mu.Unlock()
+		})
 	}
+	probing.Wait()
 	return changed
+}
+
+// probeOne probes one member; it reports whether its reachability changed.
+func (f *Federation) probeOne(ctx context.Context, c *memberConn) bool {
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := c.probe(pctx)
+	cancel()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	was := c.reachable
+	c.reachable = err == nil && c.synced
+	if err != nil {
+		c.reason, c.message = probeReason(err)
+		if c.staleSince == nil {
+			c.staleSince = &metav1.Time{Time: time.Now()}
+		}
+	} else {
+		c.staleSince = nil
+	}
+	if was && !c.reachable && c.stopApply != nil {
+		c.stopApply()
+	}
+	if was != c.reachable {
+		f.opts.Log.Info("member reachability changed", "member", c.name, "reachable", c.reachable)
+		return true
+	}
+	return false
 }
 
 func (f *Federation) disconnect(c *memberConn) {

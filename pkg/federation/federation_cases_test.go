@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -664,4 +665,65 @@ func impersonating(t *testing.T, c *testenv.Cluster, user string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// TestConstantChurnInOneMemberDelaysNoSync changes an EndpointSlice of
+// cluster-1 every 30 ms, faster than the federation's quiet period (100
+// ms), for as long as the test runs: an export in cluster-3 still reaches
+// cluster-2, because a burst of changes may delay a sync by at most the
+// debounce maximum (1 s).
+func TestConstantChurnInOneMemberDelaysNoSync(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, c3 := members(ctx, t)
+	// The federation is connected and syncing before the churn starts.
+	createService(ctx, t, c3, "steady", "first", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c3, "steady", "first")
+	eventually(ctx, t, "cluster-2 imports steady/first", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c2, "steady", "first")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if err := c1.EnsureNamespace(ctx, "churn"); err != nil {
+		t.Fatal(err)
+	}
+	churning, stopChurn := context.WithCancel(ctx)
+	defer stopChurn()
+	var changes atomic.Int64
+	// Three writers, each changing its own slice as fast as the API
+	// server takes it: far more often than every 100 ms.
+	for w := range 3 {
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "churn", Name: fmt.Sprintf("busy-%d", w), Labels: map[string]string{discoveryv1.LabelServiceName: "busy"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.1"}}},
+		}
+		if err := c1.Client.Create(ctx, slice); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for i := 0; churning.Err() == nil; i++ {
+				slice.Endpoints[0].Addresses[0] = fmt.Sprintf("10.%d.%d.%d", w+1, i/250%250, i%250+1)
+				if err := c1.Client.Update(churning, slice); err == nil {
+					changes.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second) // the churn is under way
+	if err := c3.Client.Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "steady", Name: "web"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	createExport(ctx, t, c3, "steady", "web")
+	start := time.Now()
+	eventually(ctx, t, "cluster-2 imports steady/web while cluster-1 churns", func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c2, "steady", "web")
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	stopChurn()
+	t.Logf("imported %v after the export, under %d slice changes in cluster-1", time.Since(start).Round(10*time.Millisecond), changes.Load())
 }
