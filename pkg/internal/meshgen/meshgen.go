@@ -117,4 +117,3 @@ func Mesh(c *Choices) *model.Mesh {
 	}
 	return m
 }
-
