@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	// The resources of a dump carry the extensions fleetmesh configures;
@@ -69,6 +71,10 @@ func ParseConfigDump(data []byte) (*ConfigDump, error) {
 		default:
 			continue
 		}
+		raw, err := withoutUnknownTypes(raw)
+		if err != nil {
+			return nil, fmt.Errorf("read %s of the config dump: %w", head.Type, err)
+		}
 		a := &anypb.Any{}
 		if err := unmarshal.Unmarshal(raw, a); err != nil {
 			return nil, fmt.Errorf("read %s of the config dump: %w", head.Type, err)
@@ -87,6 +93,51 @@ func ParseConfigDump(data []byte) (*ConfigDump, error) {
 	})
 	slices.SortFunc(d.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return d, nil
+}
+
+// withoutUnknownTypes drops from a dump section every typed value (an
+// object with "@type") whose type this binary does not know: a control
+// plane or Envoy newer than the CLI may configure an extension the CLI has
+// never heard of, and what the CLI shows does not depend on it.
+func withoutUnknownTypes(raw json.RawMessage) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	v, _ = pruneUnknown(v)
+	return json.Marshal(v)
+}
+
+// pruneUnknown returns v without the typed values of unknown types, and
+// whether v itself is kept.
+func pruneUnknown(v any) (any, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		if t, ok := x["@type"].(string); ok {
+			if _, err := protoregistry.GlobalTypes.FindMessageByURL(t); err != nil {
+				return nil, false
+			}
+		}
+		for k, e := range x {
+			if kept, ok := pruneUnknown(e); ok {
+				x[k] = kept
+			} else {
+				delete(x, k)
+			}
+		}
+		return x, true
+	case []any:
+		out := x[:0]
+		for _, e := range x {
+			if kept, ok := pruneUnknown(e); ok {
+				out = append(out, kept)
+			}
+		}
+		return out, true
+	}
+	return v, true
 }
 
 func (d *ConfigDump) add(section proto.Message) error {
