@@ -229,8 +229,18 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 		svc.Export = me
 	}
 
+	// The gateway's paths belong to their first claimers: Ingresses are
+	// read oldest first, and a path already claimed, or one under a
+	// prefix another namespace claimed, is left out.
+	ingresses := make([]*networkingv1.Ingress, 0, len(in.Ingresses))
 	for i := range in.Ingresses {
-		ing := &in.Ingresses[i]
+		ingresses = append(ingresses, &in.Ingresses[i])
+	}
+	slices.SortStableFunc(ingresses, func(a, b *networkingv1.Ingress) int {
+		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name))
+	})
+	var claims []pathClaim
+	for _, ing := range ingresses {
 		if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != IngressClass {
 			continue
 		}
@@ -243,6 +253,12 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 				if b == nil || !localServices[ing.Namespace+"/"+b.Name] {
 					continue
 				}
+				if owner := claimedBy(claims, ing, p.Path); owner != "" {
+					svc := services[ing.Namespace+"/"+b.Name]
+					svc.LeftOut = append(svc.LeftOut, fmt.Sprintf("the gateway path %s of Ingress %s/%s is left out: Ingress %s claimed it first", p.Path, ing.Namespace, ing.Name, owner))
+					continue
+				}
+				claims = append(claims, pathClaim{ingress: ing, path: p.Path, prefix: p.PathType == nil || *p.PathType != networkingv1.PathTypeExact})
 				svc := services[ing.Namespace+"/"+b.Name]
 				number := uint32(b.Port.Number)
 				if b.Port.Name != "" {
@@ -304,6 +320,31 @@ const IngressClass = "fleetmesh"
 
 // gatewayIP is the Cluster's gateway address: status.gatewayIP, which the
 // federation resolves, else spec.gatewayHost when it is an IP already.
+// pathClaim is a gateway path an Ingress was given.
+type pathClaim struct {
+	ingress *networkingv1.Ingress
+	path    string
+	prefix  bool
+}
+
+// claimedBy names the Ingress that claimed path before ing: the same path
+// (another Ingress), or a prefix above it in another namespace.
+func claimedBy(claims []pathClaim, ing *networkingv1.Ingress, path string) string {
+	for _, c := range claims {
+		other := c.ingress.Namespace + "/" + c.ingress.Name
+		if other == ing.Namespace+"/"+ing.Name {
+			continue
+		}
+		if c.path == path {
+			return other
+		}
+		if c.prefix && c.ingress.Namespace != ing.Namespace && c.path != "/" && strings.HasPrefix(path, strings.TrimSuffix(c.path, "/")+"/") {
+			return other
+		}
+	}
+	return ""
+}
+
 // namedPort is the service's port of that name, or nil.
 func namedPort(svc *model.Service, name string) *model.Port {
 	for i := range svc.Ports {

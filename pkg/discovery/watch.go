@@ -276,7 +276,7 @@ func (w *Watcher) report(svc *model.Service, msg string, err error, services *co
 	if obj := ownerOf(svc.Namespace, svc.Name, services, imports); obj != nil && w.opts.Events != nil {
 		reason := "Inconsistent"
 		if err == nil {
-			reason = "PortLeftOut"
+			reason = "LeftOut"
 		}
 		w.opts.Events.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Discover", "%s", msg)
 	}

@@ -222,11 +222,25 @@ func validate(m *Member, e *fmv1alpha1.ServiceExport) (*exporter, []metav1.Condi
 	}
 }
 
-// pathOwner names another Ingress of the gateway's class in the member that
-// already serves the path, if any.
+// pathOwner names the Ingress of the gateway's class in the member that
+// claimed the path before the export did, if any: a path belongs to its
+// first claimer, so a newer Ingress (from any namespace) never takes it
+// from an export. An export's claim dates from its own Ingress, else
+// from the export.
 func pathOwner(m *Member, path string, e *fmv1alpha1.ServiceExport) string {
+	claimed := e.CreationTimestamp
+	for _, ing := range m.Ingresses {
+		if ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels) {
+			claimed = ing.CreationTimestamp
+		}
+	}
+	owner := ""
+	var ownerSince metav1.Time
 	for _, ing := range m.Ingresses {
 		if ptr.Deref(ing.Spec.IngressClassName, "") != IngressClass || (ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels)) {
+			continue
+		}
+		if !claimedBefore(ing.CreationTimestamp, ing.Namespace+"/"+ing.Name, claimed, e.Namespace+"/"+e.Name) {
 			continue
 		}
 		for _, rule := range ing.Spec.Rules {
@@ -234,13 +248,22 @@ func pathOwner(m *Member, path string, e *fmv1alpha1.ServiceExport) string {
 				continue
 			}
 			for _, p := range rule.HTTP.Paths {
-				if p.Path == path {
-					return ing.Namespace + "/" + ing.Name
+				if p.Path == path && (owner == "" || ing.CreationTimestamp.Before(&ownerSince)) {
+					owner, ownerSince = ing.Namespace+"/"+ing.Name, ing.CreationTimestamp
 				}
 			}
 		}
 	}
-	return ""
+	return owner
+}
+
+// claimedBefore orders two claims by time, then by name (claims made in
+// the same second).
+func claimedBefore(a metav1.Time, aName string, b metav1.Time, bName string) bool {
+	if !a.Equal(&b) {
+		return a.Before(&b)
+	}
+	return aName < bName
 }
 
 // carryOver adds, for every member that is not known now, the exports its

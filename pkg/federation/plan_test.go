@@ -283,3 +283,44 @@ func TestAUserServiceIsNeverDerived(t *testing.T) {
 		}
 	}
 }
+
+// TestAPathBelongsToItsFirstClaimer: an Ingress of the gateway's class
+// made in another namespace after an export with the same path takes
+// nothing from the export; one made before it keeps the path, and the
+// export says PathCollision.
+func TestAPathBelongsToItsFirstClaimer(t *testing.T) {
+	ingress := func(ns, name string, age time.Duration) networkingv1.Ingress {
+		return networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(t0.Add(age))},
+			Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
+				HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/shop"}}},
+			}}}},
+		}
+	}
+	for _, tt := range []struct {
+		name       string
+		ingressAge time.Duration
+		wantValid  bool
+	}{
+		{"a newer Ingress in another namespace takes nothing", time.Hour, true},
+		{"an older Ingress keeps its path", -time.Hour, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c1, c2 := member("cluster-1", 81, ""), member("cluster-2", 82, "")
+			c1.Services = []corev1.Service{service("shop", "web", port8080), service("other", "web", port8080)}
+			c1.Exports = []fmv1alpha1.ServiceExport{export("shop", "web", 0, rule(8080, "/shop"))}
+			c1.Ingresses = []networkingv1.Ingress{ingress("other", "web", tt.ingressAge)}
+			p := Compute([]*Member{c1, c2})
+			c := meta.FindStatusCondition(p.Exports["cluster-1"]["shop/web"], fmv1alpha1.ConditionValid)
+			if c == nil || (c.Status == metav1.ConditionTrue) != tt.wantValid {
+				t.Fatalf("Valid = %+v, want valid %v", c, tt.wantValid)
+			}
+			if !tt.wantValid && c.Reason != fmv1alpha1.ReasonPathCollision {
+				t.Errorf("reason %s, want PathCollision", c.Reason)
+			}
+			if _, imported := p.Members["cluster-2"].Imports["shop/web"]; imported != tt.wantValid {
+				t.Errorf("imported in cluster-2: %v, want %v", imported, tt.wantValid)
+			}
+		})
+	}
+}

@@ -103,7 +103,7 @@ func TestOneBadServiceLeavesTheOthersServed(t *testing.T) {
 	}
 
 	// The causes, where the owners see them.
-	for obj, reason := range map[string]string{"Service/ledger": "PortLeftOut", "ServiceImport/broken": "Inconsistent"} {
+	for obj, reason := range map[string]string{"Service/ledger": "LeftOut", "ServiceImport/broken": "Inconsistent"} {
 		kind, name, _ := strings.Cut(obj, "/")
 		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
 			var list eventsv1.EventList
