@@ -83,6 +83,41 @@ func TestFailingEndpointsAreRoutedAround(t *testing.T) {
 		}
 	})
 
+	t.Run("a proxyless grpc-go client ejects a Ready backend that fails", func(t *testing.T) {
+		const gname = "flaky-grpc"
+		for _, c := range []*testenv.Cluster{c1, c2, c3} {
+			createService(ctx, t, c, ns, gname, "grpc", 9090)
+			if _, err := c.RunPod(ctx, testenv.PodOptions{
+				Namespace: ns, Name: gname + "-1", Labels: map[string]string{"app": gname},
+				Ports:   []corev1.ContainerPort{{ContainerPort: 9090}},
+				Backend: &testenv.GRPCBackend{Cluster: c.Name, Port: 9090, Fail: c == c1},
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []*testenv.Cluster{c1, c3} {
+			exportService(ctx, t, c, ns, gname)
+		}
+		importService(ctx, t, c2, ns, gname, "grpc", 9090, c1, c3)
+		client := xdsClient(t, cp.XDSAddress, "cluster-2", "grpc-health-1", gname+"."+ns+".svc.cluster.local:9090")
+		changePolicy(ctx, t, cp, c2, "grpc-health-1", ns, gname, fmv1alpha1.ActiveActiveLbType, target(c1, 0), target(c3, 0))
+		eventually(ctx, t, "calls reach cluster-2 and cluster-3", client, func(c map[string]int) bool { return c["cluster-2"] > 0 && c["cluster-3"] > 0 })
+		// The failures it takes to find the failing backend, then none.
+		first := calls(ctx, client, 100)
+		var settled map[string]int
+		err := testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+			settled = calls(ctx, client, 100)
+			return settled["UNAVAILABLE"] == 0, nil
+		})
+		t.Logf("first 100 calls: %s; once ejected, 100 calls: %s", describe(first), describe(settled))
+		if err != nil {
+			t.Fatalf("cluster-1's failing backend was never ejected: %s", describe(settled))
+		}
+		if settled["cluster-2"] == 0 || settled["cluster-3"] == 0 {
+			t.Errorf("after the ejection the calls should spread over cluster-2 and cluster-3: %s", describe(settled))
+		}
+	})
+
 	t.Run("a remote gateway that dies: its share moves to the others", func(t *testing.T) {
 		gw := gateways["cluster-3"]
 		if err := gw.Stop(); err != nil {

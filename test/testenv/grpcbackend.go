@@ -6,7 +6,9 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 )
 
 // GRPCBackend is a gRPC server that answers UnaryCall with its cluster's
@@ -15,12 +17,17 @@ type GRPCBackend struct {
 	testgrpc.UnimplementedTestServiceServer
 	Cluster string
 	Port    int
+	// Fail answers every call UNAVAILABLE: a Ready pod that fails.
+	Fail bool
 
 	srv *grpc.Server
 }
 
 // UnaryCall answers "I am from <cluster>".
 func (b *GRPCBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if b.Fail {
+		return nil, status.Error(codes.Unavailable, b.Cluster+" is failing")
+	}
 	return &testgrpc.SimpleResponse{Hostname: b.Cluster, ServerId: "I am from " + b.Cluster}, nil
 }
 
