@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -134,11 +135,23 @@ func (w *Watcher) Start(ctx context.Context) error {
 		case <-deadline:
 		}
 		quiet, deadline = nil, nil
-		if err := w.rebuild(ctx); err != nil {
+		if err := w.safeRebuild(ctx); err != nil {
 			w.opts.Log.Error(err, "rebuild the mesh")
 			w.poke() // try again after the quiet period
 		}
 	}
+}
+
+// safeRebuild is rebuild with a panic turned into an error, logged with its
+// stack and retried like any other: a bug met by one object must not take
+// down the control plane that serves every proxy.
+func (w *Watcher) safeRebuild(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return w.rebuild(ctx)
 }
 
 func (w *Watcher) rebuild(ctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -209,7 +210,7 @@ func (f *Federation) Start(ctx context.Context) error {
 		}
 		quiet, deadline = nil, nil
 		start := time.Now()
-		err := f.sync(ctx)
+		err := f.safeSync(ctx)
 		f.metrics.syncs.Inc()
 		f.metrics.syncSeconds.Observe(time.Since(start).Seconds())
 		if err != nil && ctx.Err() == nil {
@@ -218,6 +219,17 @@ func (f *Federation) Start(ctx context.Context) error {
 			quiet = time.After(time.Second) // try again
 		}
 	}
+}
+
+// safeSync is sync with a panic turned into an error, logged with its
+// stack and retried like any other.
+func (f *Federation) safeSync(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return f.sync(ctx)
 }
 
 // sync connects to the members, computes the plan and applies it.
