@@ -336,13 +336,18 @@ func (f *RealFleet) DeployLocalHTTPBin(ctx context.Context) (Stopper, error) {
 	if err := apply(ctx, c, "httpbin", fmt.Sprintf(httpbinYAML, testenv.EchoImage, "Hi, I am from cluster-2!\n", "cluster-2"), "httpbin"); err != nil {
 		return nil, err
 	}
-	return stopFunc(func(ctx context.Context) error {
-		out, err := c.Kubectl(nil, "-n", "httpbin", "delete", "deployment", "httpbin", "--wait=false")
-		if err != nil {
+	return deleteDeployment(c, "httpbin", "httpbin"), nil
+}
+
+// deleteDeployment is a Stopper that deletes the Deployment ns/name (its
+// pods go as Kubernetes deletes them).
+func deleteDeployment(c *testenv.Cluster, ns, name string) Stopper {
+	return stopFunc(func(context.Context) error {
+		if out, err := c.Kubectl(nil, "-n", ns, "delete", "deployment", name, "--wait=false"); err != nil {
 			return fmt.Errorf("%w: %s", err, out)
 		}
 		return nil
-	}), nil
+	})
 }
 
 // Stopper is something deployed that a step takes away.
@@ -495,13 +500,7 @@ func (f *RealFleet) DeployGRPCBin(ctx context.Context, cluster string, export bo
 			return nil, err
 		}
 	}
-	return stopFunc(func(ctx context.Context) error {
-		out, err := c.Kubectl(nil, "-n", "httpbin", "delete", "deployment", "grpcbin", "--wait=false")
-		if err != nil {
-			return fmt.Errorf("%w: %s", err, out)
-		}
-		return nil
-	}), nil
+	return deleteDeployment(c, "httpbin", "grpcbin"), nil
 }
 
 // grpcClientYAML is a proxyless grpc-go client in cluster-2, outside the
