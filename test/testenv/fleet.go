@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"net"
@@ -114,6 +115,14 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	nextPod int
+}
+
+// NoTestsSelected says whether `go test -run '^$'` selected no test (as
+// `make bench-once` does): a package with no benchmarks then need not
+// start its fleet. Call it from TestMain, after flag.Parse.
+func NoTestsSelected() bool {
+	f := flag.Lookup("test.run")
+	return f != nil && f.Value.String() == "^$"
 }
 
 // NoRealNodes says why this machine cannot run real nodes, or "" when it

@@ -10,6 +10,7 @@ package realarticle
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -33,8 +34,9 @@ var fleet *article.RealFleet
 var skipReason = testenv.NoRealNodes()
 
 func TestMain(m *testing.M) {
-	if skipReason != "" {
-		os.Exit(m.Run())
+	flag.Parse()
+	if skipReason != "" || testenv.NoTestsSelected() {
+		os.Exit(m.Run()) // no fleet: nothing here would use it
 	}
 	testenv.Main(m, func() int {
 		start := time.Now()

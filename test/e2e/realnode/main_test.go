@@ -6,6 +6,7 @@ package realnode
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -25,8 +26,9 @@ var fleet *testenv.Fleet
 var skipReason = testenv.NoRealNodes()
 
 func TestMain(m *testing.M) {
-	if skipReason != "" {
-		os.Exit(m.Run())
+	flag.Parse()
+	if skipReason != "" || testenv.NoTestsSelected() {
+		os.Exit(m.Run()) // no fleet: nothing here would use it
 	}
 	testenv.Main(m, func() int {
 		refs, err := testenv.ManifestImages()
