@@ -64,7 +64,7 @@ check-generate: generate ## Fail when generated files differ from what is commit
 
 .PHONY: testdata
 testdata: ## Regenerate golden test outputs.
-	go test ./pkg/translate -run 'Golden' -update
+	go test ./pkg/translate ./pkg/discovery -run 'Golden' -update
 
 .PHONY: fmt
 fmt: ## Format the Go code (gofumpt, as lint checks it).
