@@ -40,8 +40,8 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
 )
 
-// Options are fleetmesh-controller's settings (DESIGN.md, "Interfaces
-// others rely on").
+// Options are fleetmesh-controller's settings (README, "The control
+// plane: fleetmesh-controller").
 type Options struct {
 	Kubeconfig     string
 	ClusterName    string

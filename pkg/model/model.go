@@ -90,7 +90,7 @@ func (p Protocol) IsHTTP() bool { return p != ProtocolTCP }
 // IsHTTP2 reports whether the port needs HTTP/2 upstream.
 func (p Protocol) IsHTTP2() bool { return p == ProtocolHTTP2 || p == ProtocolGRPC }
 
-// ProtocolFor decides a port's protocol as DESIGN.md says: its appProtocol,
+// ProtocolFor decides a port's protocol: its appProtocol,
 // else the prefix of its name (grpc, http2, http, tcp), else HTTP.
 func ProtocolFor(name string, appProtocol *string) Protocol {
 	if appProtocol != nil {
@@ -188,7 +188,7 @@ type Endpoint struct {
 // LbType is how the local cluster lets traffic for a service leave it.
 type LbType string
 
-// The global load-balancing types of DESIGN.md.
+// The global load-balancing types (README, "GlobalTrafficPolicy").
 const (
 	Locality     LbType = "Locality"
 	FailOver     LbType = "FailOver"

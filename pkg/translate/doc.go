@@ -14,7 +14,7 @@
 //	gateway|<port>                                 a gateway's listener and routes
 //	<svc>.<ns>.svc.cluster.local:<port>            a proxyless client's listener and routes
 //
-// Traffic policy (DESIGN.md, "Global traffic policy") is decided in one
-// place, Place, which both the endpoint assignments and the policy status
-// reports read.
+// Traffic policy (README, "GlobalTrafficPolicy" and "How a policy becomes
+// Envoy configuration") is decided in one place, Place, which both the
+// endpoint assignments and the policy status reports read.
 package translate

@@ -49,7 +49,7 @@ func newIndex(m *model.Mesh) *index {
 }
 
 // Place decides where traffic for the service port goes from the local
-// cluster, exactly as DESIGN.md's policy table says.
+// cluster, exactly as the README's policy table says.
 func Place(m *model.Mesh, svc *model.Service, port *model.Port) Placement {
 	return newIndex(m).place(svc, port)
 }

@@ -100,7 +100,7 @@ func (s *Server) Cache() *Cache { return s.cache }
 
 // Identify reads a proxy's identity from its node: node.id, and the
 // metadata keys role (sidecar, gateway or grpc), namespace, pod,
-// serviceAccount and cluster (DESIGN.md), plus the optional ip (the
+// serviceAccount and cluster (README, "The control plane"), plus the optional ip (the
 // address to bind listeners to, when the proxy has no Pod) and appIP
 // (where a sidecar's inbound traffic goes; 127.0.0.1 by default),
 // interception ("iptables" for an injected sidecar whose traffic is
