@@ -43,14 +43,19 @@ images: ## Build the container images fleetmesh and fleetmesh-init (docker or po
 # binaries link, client-go and go-control-plane among them, do import
 # "testing" for their fakes; that is theirs, not ours.)
 .PHONY: check-deps
-# go-control-plane's pkg/log, which its cache and servers import, has one
-# non-test file importing testing (NewTestLogger); it is the one exception.
-CHECK_DEPS_ALLOW := github.com/envoyproxy/go-control-plane/pkg/log
+# go-control-plane's pkg/log has a non-test file importing testing: the
+# module is replaced by a copy without it (pkg/internal/gocontrolplane).
+GCP_VERSION := v0.14.0
+GCP_COPY := pkg/internal/gocontrolplane
 
-check-deps: ## Fail when a binary in cmd/ links test code: this module's test/ or any package importing testing.
+check-deps: ## Fail when a binary in cmd/ links test code (this module's test/ or any package importing testing), or the go-control-plane copy drifts from its release.
 	@bad=$$(go list -deps -f '{{.ImportPath}} {{join .Imports " "}}' ./cmd/... \
-	  | awk -v allow="$(CHECK_DEPS_ALLOW)" '$$1 ~ /^github\.com\/fleetmesh\/fleetmesh\/test(\/|$$)/ {print $$1; next} $$1 != allow {for (i = 2; i <= NF; i++) if ($$i == "testing") print $$1 " imports testing"}'); \
+	  | awk '$$1 ~ /^github\.com\/fleetmesh\/fleetmesh\/test(\/|$$)/ {print $$1; next} {for (i = 2; i <= NF; i++) if ($$i == "testing") print $$1 " imports testing"}'); \
 	  if [ -n "$$bad" ]; then echo "cmd/ links test code:" >&2; echo "$$bad" >&2; exit 1; fi
+	@orig=$$(go mod download -json github.com/envoyproxy/go-control-plane@$(GCP_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  cd $(GCP_COPY) && for f in $$(find . -name '*.go' -o -name LICENSE -o -name go.mod -o -name go.sum); do \
+	    cmp -s "$$f" "$$orig/$$f" || { echo "$(GCP_COPY)/$$f differs from go-control-plane $(GCP_VERSION): the copy must be the release minus pkg/log/test.go" >&2; exit 1; }; \
+	  done
 
 .PHONY: generate
 generate: ## Generate deepcopy code and CRD manifests from api/.
@@ -68,7 +73,7 @@ testdata: ## Regenerate golden test outputs.
 
 .PHONY: fmt
 fmt: ## Format the Go code (gofumpt, as lint checks it).
-	$(GOFUMPT) -w $$(git ls-files --cached --others --exclude-standard '*.go')
+	$(GOFUMPT) -w $$(git ls-files --cached --others --exclude-standard '*.go' ':!$(GCP_COPY)')
 
 .PHONY: lint
 lint: ## Run golangci-lint.
