@@ -362,14 +362,7 @@ func (s stopFunc) Stop(ctx context.Context) error { return s(ctx) }
 // StartCurl is the article's curl client in the meshed namespace curl of
 // cluster-2.
 func (f *RealFleet) StartCurl(ctx context.Context) error {
-	c := f.Cluster("cluster-2")
-	if err := meshedNamespace(ctx, c, "curl"); err != nil {
-		return err
-	}
-	if err := apply(ctx, c, "curl", fmt.Sprintf(curlYAML, testenv.EchoImage), "curl"); err != nil {
-		return err
-	}
-	pod, err := readyPod(ctx, c, "curl", "curl")
+	pod, err := deployOne(ctx, f.Cluster("cluster-2"), "curl", true, fmt.Sprintf(curlYAML, testenv.EchoImage), "curl")
 	f.CurlPod = pod
 	return err
 }
@@ -385,16 +378,24 @@ func (f *RealFleet) Curl(ctx context.Context, url string, n int, interval time.D
 // `get`), with interval between them: one line per call, "<status>
 // <first line of the body>" or "error <why>".
 func Calls(c *testenv.Cluster, ns, pod, container, url string, n int, interval time.Duration) ([]string, error) {
-	out, err := c.Kubectl(nil, "-n", ns, "exec", pod, "-c", container, "--",
-		"/echo", "get", "-n", fmt.Sprint(n), "-interval", interval.String(), url)
+	out, err := echoIn(c, ns, pod, container, "get", "-n", fmt.Sprint(n), "-interval", interval.String(), url)
 	if err != nil {
-		return nil, fmt.Errorf("kubectl exec %s/%s in %s: %w: %s", ns, pod, c.Name, err, out)
+		return nil, err
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) != n {
 		return lines, fmt.Errorf("kubectl exec %s/%s in %s: %d answers for %d calls:\n%s", ns, pod, c.Name, len(lines), n, out)
 	}
 	return lines, nil
+}
+
+// echoIn runs the echo image's command with args in a container.
+func echoIn(c *testenv.Cluster, ns, pod, container string, args ...string) (string, error) {
+	out, err := c.Kubectl(nil, append([]string{"-n", ns, "exec", pod, "-c", container, "--", "/echo"}, args...)...)
+	if err != nil {
+		return out, fmt.Errorf("kubectl exec %s/%s in %s: %w: %s", ns, pod, c.Name, err, out)
+	}
+	return out, nil
 }
 
 // CurlService calls http://<service>.httpbin:8080/ n times from the curl
@@ -538,14 +539,7 @@ spec:
 func (f *RealFleet) StartGRPCClient() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := f.Cluster("cluster-2")
-	if err := c.EnsureNamespace(ctx, "grpc-client"); err != nil {
-		return err
-	}
-	if err := apply(ctx, c, "grpc-client", fmt.Sprintf(grpcClientYAML, testenv.EchoImage), "grpc-client"); err != nil {
-		return err
-	}
-	pod, err := readyPod(ctx, c, "grpc-client", "grpc-client")
+	pod, err := deployOne(ctx, f.Cluster("cluster-2"), "grpc-client", false, fmt.Sprintf(grpcClientYAML, testenv.EchoImage), "grpc-client")
 	f.grpcClientPod = pod
 	return err
 }
@@ -564,7 +558,7 @@ func (f *RealFleet) SidecarGRPCCalls(ctx context.Context, n int) map[string]int 
 
 func (f *RealFleet) grpcCalls(ctx context.Context, ns, pod, container, target string, n int) map[string]int {
 	counts := map[string]int{}
-	out, err := f.Cluster("cluster-2").Kubectl(nil, "-n", ns, "exec", pod, "-c", container, "--", "/echo", "grpc-call", "-n", fmt.Sprint(n), target)
+	out, err := echoIn(f.Cluster("cluster-2"), ns, pod, container, "grpc-call", "-n", fmt.Sprint(n), target)
 	if err != nil {
 		counts["exec failed"] = n
 		return counts
@@ -583,6 +577,22 @@ func (f *RealFleet) grpcCalls(ctx context.Context, ns, pod, container, target st
 // counts n calls.
 func (f *RealFleet) WithinGRPC(ctx context.Context, timeout time.Duration, n int, ok func(map[string]int) bool) (map[string]int, error) {
 	return withinGRPC(ctx, timeout, n, f.GRPCCalls, ok)
+}
+
+// deployOne applies a one-replica Deployment named and labelled app (its
+// namespace meshed or not) and returns its Ready pod.
+func deployOne(ctx context.Context, c *testenv.Cluster, ns string, meshed bool, yaml, app string) (string, error) {
+	if meshed {
+		if err := meshedNamespace(ctx, c, ns); err != nil {
+			return "", err
+		}
+	} else if err := c.EnsureNamespace(ctx, ns); err != nil {
+		return "", err
+	}
+	if err := apply(ctx, c, ns, yaml, app); err != nil {
+		return "", err
+	}
+	return readyPod(ctx, c, ns, app)
 }
 
 // readyPod is the name of a Ready pod of the Deployment's app label.

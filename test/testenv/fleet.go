@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -117,12 +118,16 @@ type Cluster struct {
 	nextPod int
 }
 
-// NoTestsSelected says whether `go test -run '^$'` selected no test (as
-// `make bench-once` does): a package with no benchmarks then need not
-// start its fleet. Call it from TestMain, after flag.Parse.
-func NoTestsSelected() bool {
-	f := flag.Lookup("test.run")
-	return f != nil && f.Value.String() == "^$"
+// MainWithRealNodes is Main for a package whose tests need real nodes:
+// where they cannot run (NoRealNodes) or none is selected (`go test -run
+// '^$'`, as `make bench-once` runs, for a package without benchmarks), the
+// tests run without run's fleet, and skip saying why.
+func MainWithRealNodes(m *testing.M, run func() int) {
+	flag.Parse()
+	if f := flag.Lookup("test.run"); NoRealNodes() != "" || (f != nil && f.Value.String() == "^$") {
+		os.Exit(m.Run())
+	}
+	Main(m, run)
 }
 
 // NoRealNodes says why this machine cannot run real nodes, or "" when it

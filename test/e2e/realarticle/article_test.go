@@ -10,7 +10,6 @@ package realarticle
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -34,11 +33,7 @@ var fleet *article.RealFleet
 var skipReason = testenv.NoRealNodes()
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if skipReason != "" || testenv.NoTestsSelected() {
-		os.Exit(m.Run()) // no fleet: nothing here would use it
-	}
-	testenv.Main(m, func() int {
+	testenv.MainWithRealNodes(m, func() int {
 		start := time.Now()
 		f, err := article.StartReal(context.Background(), article.RealOptions{
 			Progress: func(format string, args ...any) { fmt.Printf(format+"\n", args...) },

@@ -6,7 +6,6 @@ package realnode
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -26,11 +25,7 @@ var fleet *testenv.Fleet
 var skipReason = testenv.NoRealNodes()
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if skipReason != "" || testenv.NoTestsSelected() {
-		os.Exit(m.Run()) // no fleet: nothing here would use it
-	}
-	testenv.Main(m, func() int {
+	testenv.MainWithRealNodes(m, func() int {
 		refs, err := testenv.ManifestImages()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
