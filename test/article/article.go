@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"time"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -414,4 +416,21 @@ func within(ctx context.Context, timeout time.Duration, calls func(context.Conte
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// DumpedAssignment reads the ClusterLoadAssignment of an EDS cluster out of
+// a config dump in Envoy's ConfigDump JSON (the control plane's
+// /debug/config_dump or Envoy's own /config_dump?include_eds), as the CLI
+// reads it.
+func DumpedAssignment(dump []byte, cluster string) (*endpointv3.ClusterLoadAssignment, error) {
+	d, err := cli.ParseConfigDump(dump)
+	if err != nil {
+		return nil, err
+	}
+	for _, cla := range d.Endpoints {
+		if cla.GetClusterName() == cluster {
+			return cla, nil
+		}
+	}
+	return nil, fmt.Errorf("no endpoints of %s in the dump", cluster)
 }

@@ -13,6 +13,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -192,7 +193,7 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cla, err := testenv.DumpedAssignment([]byte(body), "outbound|8080||httpbin.httpbin.svc.cluster.local")
+		cla, err := article.DumpedAssignment([]byte(body), "outbound|8080||httpbin.httpbin.svc.cluster.local")
 		if err != nil {
 			t.Fatal(err)
 		}

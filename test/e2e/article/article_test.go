@@ -271,7 +271,7 @@ func TestTheArticle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cla, err := testenv.DumpedAssignment([]byte(body), "outbound|8080||httpbin.httpbin.svc.cluster.local")
+		cla, err := article.DumpedAssignment([]byte(body), "outbound|8080||httpbin.httpbin.svc.cluster.local")
 		if err != nil {
 			t.Fatal(err)
 		}
