@@ -146,6 +146,7 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 		if imp.Spec.Type == fmv1alpha1.Headless {
 			svc.Headless = true
 		}
+		svc.LoadBalancer = string(imp.Spec.LoadBalancer)
 		from := map[string]bool{}
 		own := localServices[imp.Namespace+"/"+imp.Name]
 		for _, ip := range imp.Spec.Ports {
@@ -227,6 +228,9 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 			}
 		}
 		svc.Export = me
+		if svc.LoadBalancer == "" {
+			svc.LoadBalancer = me.LoadBalancer
+		}
 	}
 
 	// The gateway's paths belong to their first claimers: Ingresses are

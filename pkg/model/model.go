@@ -139,6 +139,10 @@ type Service struct {
 	// Export is set when the local cluster exports the service: its
 	// gateway then serves it to other clusters.
 	Export *Export `json:"export,omitempty"`
+	// LoadBalancer is how the local cluster's consumers balance among the
+	// service's endpoints: the fleet's (the oldest export's, carried by
+	// the ServiceImport), else the local export's; empty is round robin.
+	LoadBalancer string `json:"loadBalancer,omitempty"`
 	// LeftOut says what of the service's sources was not used, and why:
 	// an imported port that clashes with a port of the cluster's own
 	// Service of that name (the cluster's own Service is its own).
@@ -234,6 +238,20 @@ const (
 	PathPrefix PathType = "Prefix"
 	PathExact  PathType = "Exact"
 )
+
+// Load balancer types, as a ServiceExport names them; empty is round robin.
+const (
+	RoundRobinLoadBalancer = "RoundRobinLoadBalancer"
+	HashingLoadBalancer    = "HashingLoadBalancer"
+	LeastWorkLoadBalancer  = "LeastWorkLoadBalancer"
+)
+
+// HashKeyHeader is the request header a HashingLoadBalancer hashes on
+// first: a client that sets it picks its own affinity key (a user or a
+// session). Without it, a request hashes on its client's address (gRPC:
+// its channel), and a sidecar passes that address on in this header, so
+// a remote gateway that hashes too keeps the client on one pod.
+const HashKeyHeader = "x-fleetmesh-hash-key"
 
 // Export is the local cluster's export of a service.
 type Export struct {

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	previouspriorities "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -87,13 +89,19 @@ func hcmFilter(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *
 	}
 }
 
-func tcpProxyFilter(statPrefix, cluster string) *listenerv3.Filter {
+// tcpProxyFilter sends connections to cluster; to a hashing cluster, by
+// the client's address.
+func tcpProxyFilter(statPrefix, cluster string, hash bool) *listenerv3.Filter {
+	tp := &tcpproxyv3.TcpProxy{
+		StatPrefix:       statPrefix,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+	}
+	if hash {
+		tp.HashPolicy = []*typev3.HashPolicy{{PolicySpecifier: &typev3.HashPolicy_SourceIp_{SourceIp: &typev3.HashPolicy_SourceIp{}}}}
+	}
 	return &listenerv3.Filter{
-		Name: "envoy.filters.network.tcp_proxy",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{
-			StatPrefix:       statPrefix,
-			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
-		})},
+		Name:       "envoy.filters.network.tcp_proxy",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)},
 	}
 }
 
@@ -109,7 +117,7 @@ func listener(name, ip string, port uint32, filter *listenerv3.Filter) *listener
 type clusterOptions struct {
 	http2   bool
 	outlier bool   // outlier detection, so failing endpoints move traffic on
-	lb      string // the export's load balancer (gateway clusters)
+	lb      string // the load balancer type: model.HashingLoadBalancer, ...
 }
 
 // edsCluster is a cluster whose endpoints come over ADS, balanced round
@@ -129,15 +137,17 @@ func edsCluster(name string, o clusterOptions) *clusterv3.Cluster {
 		},
 	}
 	switch o.lb {
-	case "LeastWorkLoadBalancer":
+	case model.LeastWorkLoadBalancer:
 		c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
-	case "HashingLoadBalancer":
+	case model.HashingLoadBalancer:
+		// Ring hash keeps the locality weights (Envoy with the
+		// locality-weighted config, grpc-go always) and the priorities:
+		// a client sticks to one endpoint of the tier and the
+		// localities its hash falls in.
 		c.LbPolicy = clusterv3.Cluster_RING_HASH
 		c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
 			HashFunction: clusterv3.Cluster_RingHashLbConfig_XX_HASH,
 		}}
-		// Ring hash balances by hash, not by locality weight.
-		c.CommonLbConfig = nil
 	}
 	if o.http2 {
 		setHTTP2(c)
@@ -273,19 +283,48 @@ func retriesFor(svc *model.Service) retries {
 	return otherEndpoint
 }
 
-// routeAction sends a request to cluster. Sidecars rewrite Host to the
-// endpoint's hostname, which only gateway endpoints carry, so exactly the
-// requests that go to a remote gateway carry the name it routes by.
-func routeAction(cluster string, p *model.Port, autoHost bool, retry retries) *routev3.Route_Route {
+// hashing says what a route to a ring-hash cluster hashes on. Every
+// policy hashes on the model.HashKeyHeader first, when a request has it.
+type hashing int
+
+const (
+	noHash hashing = iota
+	// byClient then hashes on the client's address (Envoy).
+	byClient
+	// byChannel then hashes on the client's channel (grpc-go, which has no
+	// client address to hash on).
+	byChannel
+)
+
+// hashingFor is how routes to a cluster balanced by lb hash.
+func hashingFor(lb string, by hashing) hashing {
+	if lb != model.HashingLoadBalancer {
+		return noHash
+	}
+	return by
+}
+
+// routing says how a route sends requests to its cluster.
+type routing struct {
+	// autoHost rewrites Host to the endpoint's hostname, which only
+	// gateway endpoints carry, so exactly the requests that go to a
+	// remote gateway carry the name it routes by (sidecars).
+	autoHost bool
+	retry    retries
+	hash     hashing
+}
+
+// routeAction sends a request to cluster.
+func routeAction(cluster string, p *model.Port, o routing) *routev3.Route_Route {
 	a := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
-	if autoHost {
+	if o.autoHost {
 		a.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
 	}
 	if p.Protocol.IsHTTP2() {
 		// Streams may live long; gRPC sets its own deadlines.
 		a.Timeout = durationpb.New(0)
 	}
-	if retry != noRetries {
+	if o.retry != noRetries {
 		a.RetryPolicy = &routev3.RetryPolicy{
 			RetryOn:    "connect-failure,refused-stream,reset,gateway-error,unavailable",
 			NumRetries: wrapperspb.UInt32(2),
@@ -296,11 +335,26 @@ func routeAction(cluster string, p *model.Port, autoHost bool, retry retries) *r
 			HostSelectionRetryMaxAttempts: 3,
 		}
 	}
-	if retry == otherPriority {
+	if o.retry == otherPriority {
 		a.RetryPolicy.RetryPriority = &routev3.RetryPolicy_RetryPriority{
 			Name:       "envoy.retry_priorities.previous_priorities",
 			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previouspriorities.PreviousPrioritiesConfig{UpdateFrequency: 2})},
 		}
+	}
+	if o.hash != noHash {
+		a.HashPolicy = []*routev3.RouteAction_HashPolicy{{
+			PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: model.HashKeyHeader}},
+			Terminal:        true,
+		}}
+		then := &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+			ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true},
+		}}
+		if o.hash == byChannel {
+			then = &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_FilterState_{
+				FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "io.grpc.channel_id"},
+			}}
+		}
+		a.HashPolicy = append(a.HashPolicy, then)
 	}
 	return &routev3.Route_Route{Route: a}
 }
@@ -314,11 +368,9 @@ func prefixRoute(action *routev3.Route_Route) *routev3.Route {
 
 // exportRoute is a gateway's north-south route for one export rule: the
 // rule's path (by path segments for Prefix) rewritten to pathRewrite.
-func exportRoute(rule model.ExportRule, rewrite string, cluster string, p *model.Port) *routev3.Route {
-	if rewrite == "" {
-		rewrite = "/"
-	}
-	action := routeAction(cluster, p, false, otherEndpoint)
+func exportRoute(rule model.ExportRule, e *model.Export, cluster string, p *model.Port) *routev3.Route {
+	rewrite := cmp.Or(e.PathRewrite, "/")
+	action := routeAction(cluster, p, routing{retry: otherEndpoint, hash: hashingFor(e.LoadBalancer, byClient)})
 	match := &routev3.RouteMatch{}
 	var pattern string
 	if rule.PathType == model.PathExact {

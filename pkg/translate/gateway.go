@@ -69,7 +69,7 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			r.Endpoints = append(r.Endpoints, assignment(cluster, ix.localOnly(svc, port), ""))
 			vh := &routev3.VirtualHost{
 				Name:   ProxylessName(svc, port.Port),
-				Routes: []*routev3.Route{prefixRoute(routeAction(cluster, port, false, otherEndpoint))},
+				Routes: []*routev3.Route{prefixRoute(routeAction(cluster, port, routing{retry: otherEndpoint, hash: hashingFor(svc.Export.LoadBalancer, byClient)}))},
 			}
 			// Without a port, a name is the service's only when it has one
 			// HTTP port.
@@ -81,7 +81,7 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			if port == nil || !port.Protocol.IsHTTP() {
 				continue
 			}
-			route := exportRoute(rule, svc.Export.PathRewrite, LocalClusterName(svc, rule.Port), port)
+			route := exportRoute(rule, svc.Export, LocalClusterName(svc, rule.Port), port)
 			// One route Envoy would refuse would take the whole shared
 			// route configuration with it: leave it out instead.
 			if err := route.ValidateAll(); err != nil {

@@ -63,7 +63,7 @@ func ProxylessService(svc *model.Service) *Resources {
 				Domains: []string{name},
 				Routes: []*routev3.Route{{
 					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
-					Action: routeAction(OutboundClusterName(svc, port.Port), port, false, retriesFor(svc)),
+					Action: routeAction(OutboundClusterName(svc, port.Port), port, routing{retry: retriesFor(svc), hash: hashingFor(svc.LoadBalancer, byChannel)}),
 				}},
 			}},
 		})

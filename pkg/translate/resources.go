@@ -121,7 +121,7 @@ func (t *Translator) OutboundService(svc *model.Service) *Resources {
 		if j == 0 && svc.Policy != nil && len(pl.Unmatched) > 0 {
 			r.Unmatched = append(r.Unmatched, UnmatchedTargets{Namespace: svc.Namespace, Name: svc.Name, Targets: pl.Unmatched})
 		}
-		r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), outlier: true}))
+		r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), lb: svc.LoadBalancer, outlier: true}))
 		r.Endpoints = append(r.Endpoints, assignment(name, pl, ProxylessName(svc, port.Port)))
 	}
 	return r

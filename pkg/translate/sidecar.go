@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
@@ -104,7 +105,7 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			}
 		case len(tcpPorts) == 1:
 			sp := tcpPorts[0]
-			r.Listeners = append(r.Listeners, outboundListener(p, name, ip, portNumber, tcpProxyFilter(name, OutboundClusterName(sp.svc, portNumber))))
+			r.Listeners = append(r.Listeners, outboundListener(p, name, ip, portNumber, tcpProxyFilter(name, OutboundClusterName(sp.svc, portNumber), sp.svc.LoadBalancer == model.HashingLoadBalancer)))
 		default:
 			for _, sp := range tcpPorts {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("service %s port %d: several TCP services share the port and TCP has no name to tell them apart; it is not proxied", sp.svc.Key(), portNumber))
@@ -118,7 +119,7 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	}
 	var virtualInbound *listenerv3.Listener
 	if p.Intercept {
-		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName))
+		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName, false))
 		virtualOutbound.UseOriginalDst = wrapperspb.Bool(true)
 		// Its filter chains (one per app port) come below; what matches none
 		// passes through.
@@ -126,7 +127,7 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			Name:               VirtualInboundName,
 			Address:            socketAddress("0.0.0.0", redirect.DefaultInboundPort),
 			ListenerFilters:    []*listenerv3.ListenerFilter{originalDstFilter()},
-			DefaultFilterChain: &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(VirtualInboundName, PassthroughClusterName)}},
+			DefaultFilterChain: &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(VirtualInboundName, PassthroughClusterName, false)}},
 		}
 		r.Listeners = append(r.Listeners, virtualOutbound, virtualInbound)
 		r.Clusters = append(r.Clusters, passthroughCluster())
@@ -145,12 +146,12 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 				VirtualHosts: []*routev3.VirtualHost{{
 					Name:    name,
 					Domains: []string{"*"},
-					Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: proto}, false, noRetries))},
+					Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: proto}, routing{}))},
 				}},
 			}
 			filter = hcmFilter(name, "", routes)
 		} else {
-			filter = tcpProxyFilter(name, cluster)
+			filter = tcpProxyFilter(name, cluster, false)
 		}
 		if p.Intercept {
 			// The inbound capture port serves the app's ports by the
@@ -179,10 +180,19 @@ func outboundRoutes(name string, ports []servicePort, namespace string, r *Resou
 	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(ports))}
 	taken := map[string]string{}
 	for _, sp := range ports {
+		hash := hashingFor(sp.svc.LoadBalancer, byClient)
 		vh := &routev3.VirtualHost{
 			Name: ProxylessName(sp.svc, sp.port.Port),
 			Routes: []*routev3.Route{prefixRoute(routeAction(
-				OutboundClusterName(sp.svc, sp.port.Port), sp.port, true, retriesFor(sp.svc)))},
+				OutboundClusterName(sp.svc, sp.port.Port), sp.port, routing{autoHost: true, retry: retriesFor(sp.svc), hash: hash}))},
+		}
+		if hash != noHash {
+			// The key this sidecar hashed on goes on with the request,
+			// so a remote gateway that hashes keeps the client on one pod.
+			vh.RequestHeadersToAdd = []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: model.HashKeyHeader, Value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+				AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
+			}}
 		}
 		for _, d := range hostnames(sp.svc, sp.port.Port, namespace, true) {
 			if other, dup := taken[d]; dup {

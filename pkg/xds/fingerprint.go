@@ -56,6 +56,7 @@ func fingerprint(svc *model.Service, fleet uint64) uint64 {
 			n(uint64(t.Priority))
 		}
 	}
+	w(svc.LoadBalancer)
 	w("|")
 	if e := svc.Export; e != nil {
 		w("export")

@@ -88,7 +88,7 @@ func changeOne(rng *rand.Rand, m *model.Mesh) (*model.Mesh, string) {
 	}
 	svc := &out.Services[rng.IntN(len(out.Services))]
 	port := &svc.Ports[rng.IntN(len(svc.Ports))]
-	switch rng.IntN(9) {
+	switch rng.IntN(10) {
 	case 0:
 		if len(port.Endpoints) > 0 {
 			e := &port.Endpoints[rng.IntN(len(port.Endpoints))]
@@ -141,6 +141,9 @@ func changeOne(rng *rand.Rand, m *model.Mesh) (*model.Mesh, string) {
 			svc.Policy.Targets[0].Weight = &w
 			return out, "a target's weight changed"
 		}
+	case 9:
+		svc.LoadBalancer = meshgen.LoadBalancers[rng.IntN(len(meshgen.LoadBalancers))]
+		return out, "the fleet's load balancer changed"
 	}
 	svc.VIPs = append(svc.VIPs, "10.96.9.9")
 	return out, "a virtual IP was added"

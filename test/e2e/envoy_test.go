@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"testing"
@@ -26,11 +27,19 @@ var fromCluster = regexp.MustCompile(`cluster-\d`)
 // cluster named in each answer, or "failed" for a non-2xx answer or a
 // connection error.
 func httpCalls(ctx context.Context, addr, host, path string, n int) map[string]int {
+	return httpAnswers(ctx, addr, host, path, nil, n, fromCluster.FindString)
+}
+
+// httpAnswers sends n GETs to addr with the Host header host and the
+// header, and counts what answer makes of each body, or "failed" for a
+// non-2xx answer or a connection error.
+func httpAnswers(ctx context.Context, addr, host, path string, header http.Header, n int, answer func(body string) string) map[string]int {
 	counts := map[string]int{}
 	client := &http.Client{Timeout: 5 * time.Second}
 	for range n {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 		req.Host = host
+		maps.Copy(req.Header, header)
 		resp, err := client.Do(req)
 		if err != nil {
 			counts["failed"]++
@@ -42,7 +51,7 @@ func httpCalls(ctx context.Context, addr, host, path string, n int) map[string]i
 			counts["failed"]++
 			continue
 		}
-		counts[fromCluster.FindString(string(body))]++
+		counts[answer(string(body))]++
 	}
 	return counts
 }

@@ -12,6 +12,27 @@ import (
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
+// startClient runs a client pod, client-1 in the namespace ns of cluster c,
+// with a real Envoy sidecar (delta ADS) on its address, stopped when the
+// test ends.
+func startClient(ctx context.Context, t *testing.T, c *testenv.Cluster, ns string) (*testenv.Pod, *testenv.Envoy, string) {
+	t.Helper()
+	createService(ctx, t, c, ns, "client", "http", 80)
+	pod, err := c.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: "client-1", Labels: map[string]string{"app": "client"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "client-1." + ns
+	sidecar, err := startEnvoy(ctx, bootstrap.Options{
+		NodeID: id, Role: "sidecar", Namespace: ns, Pod: "client-1", ServiceAccount: "default", Cluster: c.Name, Delta: true,
+	}, controlPlanes[c.Name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sidecar.Stop() })
+	return pod, sidecar, id
+}
+
 // TestFailingEndpointsAreRoutedAround spreads calls ActiveActive from a
 // real Envoy sidecar in cluster-2 over cluster-2's own pod, cluster-1's
 // (same network: pod to pod) and cluster-3's (through its gateway), and
@@ -43,20 +64,8 @@ func TestFailingEndpointsAreRoutedAround(t *testing.T) {
 	}
 	importService(ctx, t, c2, ns, name, "", 8080, c1, c3)
 
-	createService(ctx, t, c2, "health-client", "client", "http", 80)
-	client, err := c2.RunPod(ctx, testenv.PodOptions{Namespace: "health-client", Name: "client-1", Labels: map[string]string{"app": "client"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cp := controlPlanes["cluster-2"]
-	const sidecarID = "client-1.health-client"
-	sidecar, err := startEnvoy(ctx, bootstrap.Options{
-		NodeID: sidecarID, Role: "sidecar", Namespace: "health-client", Pod: "client-1", ServiceAccount: "default", Cluster: "cluster-2", Delta: true,
-	}, cp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sidecar.Stop() }()
+	client, sidecar, sidecarID := startClient(ctx, t, c2, "health-client")
 	to, host := client.IP+":8080", name+"."+ns+":8080"
 	changePolicy(ctx, t, cp, c2, sidecarID, ns, name, fmv1alpha1.ActiveActiveLbType, target(c1, 0), target(c3, 0))
 

@@ -48,6 +48,12 @@ func xdsClient(t testing.TB, xdsAddr, cluster, nodeID, target string) testgrpc.T
 // calls makes n calls and counts the answering cluster, or the status code
 // of a failed call ("UNAVAILABLE").
 func calls(ctx context.Context, c testgrpc.TestServiceClient, n int) map[string]int {
+	return grpcCalls(ctx, c, n, (*testgrpc.SimpleResponse).GetHostname)
+}
+
+// grpcCalls makes n calls and counts what answer makes of each response, or
+// the status code of a failed call ("UNAVAILABLE").
+func grpcCalls(ctx context.Context, c testgrpc.TestServiceClient, n int, answer func(*testgrpc.SimpleResponse) string) map[string]int {
 	counts := map[string]int{}
 	for range n {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -57,7 +63,7 @@ func calls(ctx context.Context, c testgrpc.TestServiceClient, n int) map[string]
 			counts[strings.ToUpper(status.Code(err).String())]++
 			continue
 		}
-		counts[resp.GetHostname()]++
+		counts[answer(resp)]++
 	}
 	return counts
 }

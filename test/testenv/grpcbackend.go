@@ -12,7 +12,8 @@ import (
 )
 
 // GRPCBackend is a gRPC server that answers UnaryCall with its cluster's
-// name (in the response's hostname), standing for a pod of that cluster.
+// name (in the response's hostname) and its address (in its server id),
+// standing for a pod of that cluster.
 type GRPCBackend struct {
 	testgrpc.UnimplementedTestServiceServer
 	Cluster string
@@ -21,14 +22,15 @@ type GRPCBackend struct {
 	Fail bool
 
 	srv *grpc.Server
+	ip  string
 }
 
-// UnaryCall answers "I am from <cluster>".
+// UnaryCall answers "I am from <cluster> at <address>".
 func (b *GRPCBackend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	if b.Fail {
 		return nil, status.Error(codes.Unavailable, b.Cluster+" is failing")
 	}
-	return &testgrpc.SimpleResponse{Hostname: b.Cluster, ServerId: "I am from " + b.Cluster}, nil
+	return &testgrpc.SimpleResponse{Hostname: b.Cluster, ServerId: "I am from " + b.Cluster + " at " + b.ip}, nil
 }
 
 // Start serves on ip:Port.
@@ -37,6 +39,7 @@ func (b *GRPCBackend) Start(ip string) error {
 	if err != nil {
 		return err
 	}
+	b.ip = ip
 	b.srv = grpc.NewServer()
 	testgrpc.RegisterTestServiceServer(b.srv, b)
 	go func() { _ = b.srv.Serve(l) }()

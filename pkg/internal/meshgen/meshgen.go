@@ -27,6 +27,9 @@ func (c *Choices) N(max int) int {
 // Bool is a coin toss.
 func (c *Choices) Bool() bool { return c.N(2) == 1 }
 
+// LoadBalancers are the values of a load balancer type, unset first.
+var LoadBalancers = []string{"", model.RoundRobinLoadBalancer, model.HashingLoadBalancer, model.LeastWorkLoadBalancer}
+
 // Mesh builds a valid mesh from fuzz input: up to 5 clusters on
 // shared or separate networks, services with HTTP, gRPC and TCP ports,
 // endpoints ready or not, local, remote and gateways, every kind of
@@ -98,8 +101,9 @@ func Mesh(c *Choices) *model.Mesh {
 				}
 			}
 		}
+		svc.LoadBalancer = LoadBalancers[c.N(4)]
 		if c.Bool() {
-			svc.Export = &model.Export{LoadBalancer: []string{"", "RoundRobinLoadBalancer", "HashingLoadBalancer", "LeastWorkLoadBalancer"}[c.N(4)]}
+			svc.Export = &model.Export{LoadBalancer: LoadBalancers[c.N(4)]}
 			if c.Bool() {
 				svc.Export.PathRewrite = []string{"/", "/api", "/api/"}[c.N(3)]
 			}
