@@ -376,7 +376,9 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 	if len(from) == 0 {
 		return
 	}
-	winner := from[0]
+	// The import's properties are the fleet's, as its ports are: the
+	// oldest export's, whether or not it is one this importer imports.
+	winner := exporters[0]
 	// Endpoints are listed by cluster name, whatever the exporters' ages.
 	from = slices.Clone(from)
 	slices.SortFunc(from, func(a, b *exporter) int { return cmp.Compare(a.member.name(), b.member.name()) })

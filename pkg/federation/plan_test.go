@@ -206,6 +206,24 @@ func TestPortConflictsMarkEveryExporterAndTheOldestWins(t *testing.T) {
 	}
 }
 
+func TestTheOldestExportsLoadBalancerIsTheFleets(t *testing.T) {
+	fleet := articleFleet()
+	fleet[0].Exports[0].Spec.LoadBalancer = fmv1alpha1.HashingLoadBalancer   // cluster-1's, older
+	fleet[2].Exports[0].Spec.LoadBalancer = fmv1alpha1.LeastWorkLoadBalancer // cluster-3's, newer
+	p := Compute(fleet)
+	for member, want := range map[string]fmv1alpha1.LoadBalancerType{
+		"cluster-2": fmv1alpha1.HashingLoadBalancer,
+		// cluster-1 imports only cluster-3's export, but the fleet's
+		// value is the oldest export's all the same.
+		"cluster-1": fmv1alpha1.HashingLoadBalancer,
+		"cluster-3": fmv1alpha1.HashingLoadBalancer,
+	} {
+		if got := importSpec(t, p, member, "httpbin/httpbin").Spec.LoadBalancer; got != want {
+			t.Errorf("%s imports httpbin with %s, want the oldest export's %s", member, got, want)
+		}
+	}
+}
+
 func TestAnUnreachableExporterKeepsItsContribution(t *testing.T) {
 	fleet := articleFleet()
 	before := Compute(fleet)
