@@ -76,6 +76,7 @@ const (
 	ConditionAccepted = "Accepted"
 
 	ReasonUnreachable        = "Unreachable"
+	ReasonConnecting         = "Connecting"
 	ReasonUnauthorized       = "Unauthorized"
 	ReasonBadKubeconfig      = "BadKubeconfig"
 	ReasonForbidden          = "Forbidden"

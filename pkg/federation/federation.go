@@ -90,6 +90,8 @@ type memberConn struct {
 	probe      func(ctx context.Context) error
 	synced     bool
 	reachable  bool
+	// dialing says a connection is being made in the background.
+	dialing bool
 	// stopApply cancels the writes of a sync under way to this member, when
 	// a probe finds it gone.
 	stopApply context.CancelFunc
@@ -424,32 +426,53 @@ func Kubeconfig(ctx context.Context, r client.Reader, c *fmv1alpha1.Cluster) ([]
 	return data, nil
 }
 
-// connect returns the member's connection, (re)connecting when its
-// kubeconfig changed or it has none.
+// connect returns the member's connection. A new member, or one whose
+// kubeconfig changed or whose last try failed a while ago, is connected to
+// in the background: the sync goes on without it (its last contributions
+// kept), and the connection pokes a sync once it is made or has failed. A
+// slow API server thus delays no other member.
 func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *memberConn {
 	data, err := f.kubeconfig(ctx, c)
 	hash := sha256.Sum256(data)
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	cur := f.members[c.Name]
-	f.mu.Unlock()
-	if cur != nil && cur.configHash == hash && (cur.cluster != nil || time.Now().Before(cur.retryAt)) {
-		return cur // connected, or failed a moment ago: an unreachable member must not stall the others
+	if cur != nil && cur.configHash == hash && (cur.cluster != nil || cur.dialing || time.Now().Before(cur.retryAt)) {
+		return cur // connected, connecting, or failed a moment ago
 	}
 	if cur != nil {
 		f.disconnect(cur)
 	}
-	conn := &memberConn{name: c.Name, configHash: hash, retryAt: time.Now().Add(retryAfter)}
-	f.mu.Lock()
+	cctx, cancel := context.WithCancel(ctx)
+	conn := &memberConn{
+		name: c.Name, configHash: hash, cancel: cancel, dialing: true,
+		reason: fmv1alpha1.ReasonConnecting, message: "connecting to the member's API server",
+	}
 	f.members[c.Name] = conn
-	f.mu.Unlock()
 	if err != nil {
+		conn.dialing, conn.retryAt = false, time.Now().Add(retryAfter)
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn
 	}
+	go f.dial(cctx, conn, data)
+	return conn
+}
+
+// dial connects to a member: checks that its API server answers and lets
+// the credentials read what the federation watches, then reads its
+// objects (as long as that takes), and pokes a sync.
+func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
+	defer f.poke()
+	fail := func(reason, message string) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		conn.dialing, conn.retryAt = false, time.Now().Add(retryAfter)
+		conn.reason, conn.message = reason, message
+	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
 	if err != nil {
-		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, "spec.kubeconfig: "+err.Error()
-		return conn
+		fail(fmv1alpha1.ReasonBadKubeconfig, "spec.kubeconfig: "+err.Error())
+		return
 	}
 	cfg.Timeout = 5 * time.Second
 	// client-go's default of 5 requests a second would make a fleet of a
@@ -459,28 +482,30 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 	probeCfg.Timeout = 3 * time.Second
 	pc, err := discovery.NewDiscoveryClientForConfig(probeCfg)
 	if err != nil {
-		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
-		return conn
+		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
+		return
 	}
 	if _, err := pc.ServerVersion(); err != nil {
-		conn.reason, conn.message = probeReason(err)
-		return conn // tried again after retryAfter
+		fail(probeReason(err))
+		return
 	}
-	conn.probe = func(context.Context) error { _, err := pc.ServerVersion(); return err }
-	if conn.client, err = client.New(cfg, client.Options{Scheme: f.opts.Scheme}); err != nil {
-		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
-		return conn
+	c, err := client.New(cfg, client.Options{Scheme: f.opts.Scheme})
+	if err != nil {
+		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
+		return
 	}
 	// A cache that may not list waits out its sync timeout and says
 	// nothing of why: ask first, so the Cluster names what is refused.
-	if reason, message := f.checkAccess(ctx, conn.client); reason != "" {
-		conn.reason, conn.message = reason, message
-		return conn
+	if reason, message := f.checkAccess(ctx, c); reason != "" {
+		fail(reason, message)
+		return
 	}
-	cl, err := cluster.New(cfg, func(o *cluster.Options) { o.Scheme, o.Logger = f.opts.Scheme, f.opts.Log.WithValues("member", c.Name) })
+	cl, err := cluster.New(cfg, func(o *cluster.Options) {
+		o.Scheme, o.Logger = f.opts.Scheme, f.opts.Log.WithValues("member", conn.name)
+	})
 	if err != nil {
-		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
-		return conn
+		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
+		return
 	}
 	for _, obj := range watchedInMembers {
 		inf, err := cl.GetCache().GetInformer(ctx, obj)
@@ -488,44 +513,27 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 			_, err = inf.AddEventHandler(f.handler())
 		}
 		if err != nil {
-			conn.reason, conn.message = fmv1alpha1.ReasonUnreachable, fmt.Sprintf("watch %T: %v", obj, err)
-			return conn
+			fail(fmv1alpha1.ReasonUnreachable, fmt.Sprintf("watch %T: %v", obj, err))
+			return
 		}
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	conn.cluster, conn.cancel = cl, cancel
-	go func() { _ = cl.Start(cctx) }()
-	// The first read of the member's objects may take long (a slow API
-	// server, a big cluster): wait a little here, then let it finish on
-	// its own and sync again when it has, without holding the others.
-	synced := make(chan bool, 1)
-	go func() { synced <- cl.GetCache().WaitForCacheSync(cctx) }()
-	select {
-	case ok := <-synced:
-		f.setSynced(conn, ok)
-	case <-time.After(initialSyncWait):
-		f.mu.Lock()
-		conn.reason, conn.message = fmv1alpha1.ReasonUnreachable, "reading the member's objects: its API server is slow to list them; the member joins the sync once they are read"
-		f.mu.Unlock()
-		go func() {
-			if ok := <-synced; ok {
-				f.setSynced(conn, true)
-				f.poke()
-			}
-		}()
-	}
-	return conn
+	f.mu.Lock()
+	conn.client, conn.cluster = c, cl
+	conn.probe = func(context.Context) error { _, err := pc.ServerVersion(); return err }
+	conn.message = "reading the member's objects"
+	f.mu.Unlock()
+	go func() { _ = cl.Start(ctx) }()
+	// The first read may take long (a slow API server, a big cluster);
+	// it ends when every object is read or the connection is dropped.
+	f.setSynced(conn, cl.GetCache().WaitForCacheSync(ctx))
 }
-
-// initialSyncWait is how long a connect waits for the member's objects
-// before it lets the first read go on in the background.
-const initialSyncWait = 5 * time.Second
 
 // setSynced records that a member's objects have been read (or could not
 // be).
 func (f *Federation) setSynced(conn *memberConn, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	conn.dialing = false
 	conn.synced, conn.reachable = ok, ok
 	if ok {
 		conn.reason, conn.message = "", ""
@@ -544,8 +552,14 @@ func (f *Federation) checkAccess(ctx context.Context, c client.Client) (string, 
 		}
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := c.List(ctx, list, client.Limit(1)); apierrors.IsForbidden(err) {
+		err = c.List(ctx, list, client.Limit(1))
+		switch {
+		case apierrors.IsForbidden(err):
 			return fmv1alpha1.ReasonForbidden, fmt.Sprintf("the member's credentials may not list %s: apply manifests/member there (ClusterRole fleetmesh-federation-member) and join it again, or use credentials that may (%v)", strings.ToLower(gvk.Kind)+"s", err)
+		case err != nil && !meta.IsNoMatchError(err) && !apierrors.IsNotFound(err):
+			// It answered its health check but not this: too slow, or
+			// gone since.
+			return fmv1alpha1.ReasonUnreachable, fmt.Sprintf("the member's API server did not list %s: %v", strings.ToLower(gvk.Kind)+"s", err)
 		}
 	}
 	return "", ""
@@ -577,8 +591,11 @@ func (f *Federation) probeAll(ctx context.Context) bool {
 	// Side by side: a member that takes its 3 s to time out delays no
 	// other's probe.
 	for _, c := range conns {
-		if c.probe == nil {
-			if c.cluster == nil && !c.retryAt.IsZero() && time.Now().After(c.retryAt) {
+		f.mu.Lock()
+		probe, failed, retryAt := c.probe, c.cluster == nil && !c.dialing, c.retryAt
+		f.mu.Unlock()
+		if probe == nil {
+			if failed && !retryAt.IsZero() && time.Now().After(retryAt) {
 				changedMu.Lock()
 				changed = true // time to try connecting again
 				changedMu.Unlock()
@@ -586,7 +603,7 @@ func (f *Federation) probeAll(ctx context.Context) bool {
 			continue
 		}
 		probing.Go(func() {
-			if f.probeOne(ctx, c) {
+			if f.probeOne(ctx, c, probe) {
 				changedMu.Lock()
 				changed = true
 				changedMu.Unlock()
@@ -598,9 +615,9 @@ func (f *Federation) probeAll(ctx context.Context) bool {
 }
 
 // probeOne probes one member; it reports whether its reachability changed.
-func (f *Federation) probeOne(ctx context.Context, c *memberConn) bool {
+func (f *Federation) probeOne(ctx context.Context, c *memberConn, probe func(context.Context) error) bool {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err := c.probe(pctx)
+	err := probe(pctx)
 	cancel()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -653,7 +670,7 @@ func (f *Federation) disconnectAll() {
 // writeClusterStatus reports a member's conditions on its Cluster object.
 func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Cluster, conn *memberConn, gateway metav1.Condition, ip string, known bool) error {
 	f.mu.Lock()
-	reachable, reason, message, stale := conn.reachable, conn.reason, conn.message, conn.staleSince
+	reachable, reason, message, stale, dialing := conn.reachable, conn.reason, conn.message, conn.staleSince, conn.dialing
 	f.mu.Unlock()
 	next := c.DeepCopy()
 	ready := condition(fmv1alpha1.ConditionReady, reachable, "Reachable", "the member's API server answers with these credentials", c.Generation)
@@ -664,7 +681,13 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 	if !known {
 		joined.Reason, joined.Message = "NotSynced", "the member's objects are not read now; its last contributions are kept"
 	}
-	if prev := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady); prev == nil || prev.Status != ready.Status || prev.Reason != ready.Reason {
+	prev := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady)
+	if dialing && prev != nil && prev.ObservedGeneration == c.Generation {
+		// What the status says was found with these credentials; a
+		// restarted federation does not report itself connecting.
+		return nil
+	}
+	if (prev == nil || prev.Status != ready.Status || prev.Reason != ready.Reason) && reason != fmv1alpha1.ReasonConnecting {
 		if reachable {
 			f.events.Eventf(c, nil, corev1.EventTypeNormal, "Joined", "Join", "the member's API server answers; it takes part in the federation")
 		} else {

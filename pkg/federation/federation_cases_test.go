@@ -32,6 +32,14 @@ func members(ctx context.Context, t *testing.T) (c1, c2, c3 *testenv.Cluster) {
 	return c1, c2, c3
 }
 
+// imported says whether the cluster has the import ns/name.
+func imported(c *testenv.Cluster, ns, name string) func(context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		_, err := getImport(ctx, c, ns, name)
+		return err == nil, client.IgnoreNotFound(err)
+	}
+}
+
 func importedFrom(ctx context.Context, c *testenv.Cluster, ns, name string) ([]string, error) {
 	imp, err := getImport(ctx, c, ns, name)
 	if err != nil {
@@ -183,10 +191,7 @@ func TestABrokenMemberSaysWhyAndDisturbsNoOther(t *testing.T) {
 	c1, c2, _ := members(ctx, t)
 	createService(ctx, t, c1, "broken", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
 	createExport(ctx, t, c1, "broken", "svc")
-	eventually(ctx, t, "cluster-2 imports svc", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c2, "broken", "svc")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "cluster-2 imports svc", imported(c2, "broken", "svc"))
 	unreachable, err := testenv.KubeconfigFor(c1.Config, "gone")
 	if err != nil {
 		t.Fatal(err)
@@ -297,10 +302,7 @@ func TestARestartedFederationChangesNothingThatIsRight(t *testing.T) {
 	// run a whole sync since.
 	createService(ctx, t, c1, "restart", "probe", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
 	createExport(ctx, t, c1, "restart", "probe")
-	eventually(ctx, t, "the restarted federation syncs", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c2, "restart", "probe")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "the restarted federation syncs", imported(c2, "restart", "probe"))
 	time.Sleep(time.Second)
 	after := versions()
 	for k, v := range before {
@@ -352,10 +354,7 @@ func TestAnUnreachableMemberKeepsItsImportsAndConverges(t *testing.T) {
 	// The fleet goes on without it...
 	createService(ctx, t, c1, "outage", "during", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
 	createExport(ctx, t, c1, "outage", "during")
-	eventually(ctx, t, "an export made during the outage is imported", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c2, "outage", "during")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "an export made during the outage is imported", imported(c2, "outage", "during"))
 	// ...and what cluster-3 exported stays.
 	if got, err := importedFrom(ctx, c2, "outage", "svc"); err != nil || !slices.Equal(got, both) {
 		t.Errorf("during the outage cluster-2 imports svc from %v (%v), want %v", got, err, both)
@@ -375,10 +374,7 @@ func TestAnUnreachableMemberKeepsItsImportsAndConverges(t *testing.T) {
 		}
 		return meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) && c.Status.StaleSince == nil, nil
 	})
-	eventually(ctx, t, "cluster-3 gets the export made during the outage", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c3, "outage", "during")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "cluster-3 gets the export made during the outage", imported(c3, "outage", "during"))
 	if got, err := importedFrom(ctx, c2, "outage", "svc"); err != nil || !slices.Equal(got, both) {
 		t.Errorf("after the outage cluster-2 imports svc from %v (%v), want %v once each", got, err, both)
 	}
@@ -446,10 +442,7 @@ func TestAKubeconfigInASecretJoinsTheMember(t *testing.T) {
 	defer restore()
 	createService(ctx, t, c1, "secretref", "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
 	createExport(ctx, t, c1, "secretref", "svc")
-	eventually(ctx, t, "cluster-2 imports svc", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c2, "secretref", "svc")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "cluster-2 imports svc", imported(c2, "secretref", "svc"))
 	c := &fmv1alpha1.Cluster{}
 	if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-2"}, c); err != nil || !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) {
 		t.Errorf("cluster-2 with a Secret: %v %+v", err, c.Status.Conditions)
@@ -681,10 +674,7 @@ func TestConstantChurnInOneMemberDelaysNoSync(t *testing.T) {
 	// The federation is connected and syncing before the churn starts.
 	createService(ctx, t, c3, "steady", "first", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP})
 	createExport(ctx, t, c3, "steady", "first")
-	eventually(ctx, t, "cluster-2 imports steady/first", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c2, "steady", "first")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "cluster-2 imports steady/first", imported(c2, "steady", "first"))
 	if err := c1.EnsureNamespace(ctx, "churn"); err != nil {
 		t.Fatal(err)
 	}
@@ -720,10 +710,82 @@ func TestConstantChurnInOneMemberDelaysNoSync(t *testing.T) {
 	}
 	createExport(ctx, t, c3, "steady", "web")
 	start := time.Now()
-	eventually(ctx, t, "cluster-2 imports steady/web while cluster-1 churns", func(ctx context.Context) (bool, error) {
-		_, err := getImport(ctx, c2, "steady", "web")
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	eventually(ctx, t, "cluster-2 imports steady/web while cluster-1 churns", imported(c2, "steady", "web"))
 	stopChurn()
 	t.Logf("imported %v after the export, under %d slice changes in cluster-1", time.Since(start).Round(10*time.Millisecond), changes.Load())
+}
+
+// TestASlowMemberRecoversWithoutARestart puts cluster-3's API server behind
+// a proxy that holds every list, watch and discovery request 8 s (past the
+// federation's 5 s request timeout) while its health checks answer at
+// once, for a minute: cluster-3 turns not Ready and says why, what it
+// exported stays imported, and the rest of the fleet goes on syncing. Then
+// the API server is fast again: cluster-3 becomes Ready, and what it
+// exported meanwhile is imported, with the same federation still running.
+func TestASlowMemberRecoversWithoutARestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, c3 := members(ctx, t)
+	createService(ctx, t, c3, "slow", "before", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c3, "slow", "before")
+	eventually(ctx, t, "cluster-2 imports slow/before", imported(c2, "slow", "before"))
+
+	proxy, err := c3.StartSlowProxy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = proxy.Close() }()
+	proxy.SetDelay(8 * time.Second)
+	restore := setCluster(ctx, t, "cluster-3", func(s *fmv1alpha1.ClusterSpec) { s.Kubeconfig = string(proxy.Kubeconfig) })
+	defer restore()
+	slowSince := time.Now()
+	var lastSaid string
+	ready := func(want bool) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			c := &fmv1alpha1.Cluster{}
+			if err := hub.Client.Get(ctx, client.ObjectKey{Name: "cluster-3"}, c); err != nil {
+				return false, err
+			}
+			cond := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady)
+			if want {
+				return cond != nil && cond.Status == metav1.ConditionTrue, nil
+			}
+			if cond == nil || cond.Status != metav1.ConditionFalse {
+				return false, nil
+			}
+			if said := cond.Reason + ": " + cond.Message; said != lastSaid {
+				t.Logf("%v after it turned slow, cluster-3 says Ready=False %s", time.Since(slowSince).Round(time.Second), said)
+				lastSaid = said
+			}
+			return cond.Reason == fmv1alpha1.ReasonUnreachable || cond.Reason == fmv1alpha1.ReasonConnecting, nil
+		}
+	}
+	eventually(ctx, t, "cluster-3 turns not Ready while its API server is slow", ready(false))
+
+	// While cluster-3 is slow, the fleet goes on and what it exported stays.
+	createService(ctx, t, c1, "slow", "during", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "slow", "during")
+	start := time.Now()
+	eventually(ctx, t, "cluster-2 imports an export of cluster-1 made while cluster-3 is slow", imported(c2, "slow", "during"))
+	t.Logf("an export of cluster-1 was imported in cluster-2 %v after it was made, cluster-3 being slow", time.Since(start).Round(10*time.Millisecond))
+	createService(ctx, t, c3, "slow", "meanwhile", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c3, "slow", "meanwhile")
+	time.Sleep(time.Until(slowSince.Add(time.Minute)))
+	if _, err := getImport(ctx, c2, "slow", "before"); err != nil {
+		t.Errorf("after a minute of cluster-3 being slow, cluster-2's import of what it exported is gone: %v", err)
+	}
+	if ok, err := ready(false)(ctx); !ok || err != nil {
+		t.Errorf("after a minute of its API server being slow, cluster-3 should still be not Ready (%v)", err)
+	}
+
+	proxy.SetDelay(0)
+	recovered := time.Now()
+	err = testenv.Eventually(ctx, time.Minute, ready(true))
+	if err != nil {
+		t.Fatalf("cluster-3 was not Ready within a minute of its API server answering again: %v", err)
+	}
+	t.Logf("cluster-3 Ready %v after its API server answered at once again", time.Since(recovered).Round(10*time.Millisecond))
+	eventually(ctx, t, "cluster-2 imports what cluster-3 exported while slow", imported(c2, "slow", "meanwhile"))
 }
