@@ -75,8 +75,13 @@ const (
 	// ConditionAccepted says a GlobalTrafficPolicy was read by the control plane.
 	ConditionAccepted = "Accepted"
 
-	ReasonUnreachable        = "Unreachable"
-	ReasonConnecting         = "Connecting"
+	ReasonUnreachable = "Unreachable"
+	ReasonConnecting  = "Connecting"
+	// ReasonInconsistent: an import is not served as it is (the last
+	// valid configuration is kept, or it is left out).
+	ReasonInconsistent = "Inconsistent"
+	// ReasonLeftOut: part of a service (an imported port) is left out.
+	ReasonLeftOut            = "LeftOut"
 	ReasonUnauthorized       = "Unauthorized"
 	ReasonBadKubeconfig      = "BadKubeconfig"
 	ReasonForbidden          = "Forbidden"

@@ -114,6 +114,15 @@ type ServiceImportStatus struct {
 	// +listMapKey=cluster
 	// +optional
 	Clusters []ClusterStatusRef `json:"clusters,omitempty"`
+	// Conditions are written by the control plane of the cluster the
+	// import is in (MCS API): Ready says whether the import is served to
+	// the cluster's proxies; Conflict, whether part of it is left out for
+	// clashing with the cluster's own Service of that name.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // ClusterStatusRef names one exporting cluster.

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -182,7 +183,52 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 	}
 	mesh = w.isolate(mesh, problems.Services, &services, &imports)
 	unmatched := w.opts.Publish(mesh, podIPs)
-	return w.writePolicyStatus(ctx, policies.Items, unmatched)
+	return errors.Join(
+		w.writePolicyStatus(ctx, policies.Items, unmatched),
+		w.writeImportStatus(ctx, imports.Items, mesh, problems.Services),
+	)
+}
+
+// writeImportStatus records, on every import whose conditions are out of
+// date, whether it is served to the cluster's proxies (Ready) and whether
+// part of it is left out for clashing with the cluster's own Service
+// (Conflict).
+func (w *Watcher) writeImportStatus(ctx context.Context, imports []fmv1alpha1.ServiceImport, mesh *model.Mesh, bad map[string]error) error {
+	leftOut := make(map[string][]string, len(mesh.Services))
+	for i := range mesh.Services {
+		if svc := &mesh.Services[i]; len(svc.LeftOut) > 0 {
+			leftOut[svc.Key()] = svc.LeftOut
+		}
+	}
+	var errs []error
+	for i := range imports {
+		imp := &imports[i]
+		key := imp.Namespace + "/" + imp.Name
+		ready := metav1.Condition{
+			Type: fmv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready",
+			Message: "served to the proxies of cluster " + w.opts.ClusterName, ObservedGeneration: imp.Generation,
+		}
+		if err := bad[key]; err != nil {
+			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, fmv1alpha1.ReasonInconsistent, w.reported[key]
+		}
+		conflict := metav1.Condition{
+			Type: fmv1alpha1.ConditionConflict, Status: metav1.ConditionFalse, Reason: fmv1alpha1.ReasonNoConflict,
+			Message: "no port clashes with a Service of this cluster", ObservedGeneration: imp.Generation,
+		}
+		if l := leftOut[key]; len(l) > 0 {
+			conflict.Status, conflict.Reason, conflict.Message = metav1.ConditionTrue, fmv1alpha1.ReasonPortConflict, strings.Join(l, "; ")
+		}
+		want := imp.DeepCopy()
+		meta.SetStatusCondition(&want.Status.Conditions, ready)
+		meta.SetStatusCondition(&want.Status.Conditions, conflict)
+		if conditionsEqual(imp.Status.Conditions, want.Status.Conditions) {
+			continue
+		}
+		if err := w.client.Status().Patch(ctx, want, client.MergeFrom(imp)); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("write status of ServiceImport %s in %s: %w", key, w.opts.ClusterName, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // writePolicyStatus records, on every policy whose status is out of date,
@@ -287,9 +333,9 @@ func (w *Watcher) report(svc *model.Service, msg string, err error, services *co
 		w.opts.Log.Info("part of a service is left out", "service", key, "why", msg)
 	}
 	if obj := ownerOf(svc.Namespace, svc.Name, services, imports); obj != nil && w.opts.Events != nil {
-		reason := "Inconsistent"
+		reason := fmv1alpha1.ReasonInconsistent
 		if err == nil {
-			reason = "LeftOut"
+			reason = fmv1alpha1.ReasonLeftOut
 		}
 		w.opts.Events.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Discover", "%s", msg)
 	}

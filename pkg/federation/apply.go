@@ -195,7 +195,9 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
 			try("apply import "+key, func() error { return w.apply(ctx, want) })
 		}
-		if cur == nil || !equality.Semantic.DeepEqual(cur.Status, want.Status) {
+		// The federation owns the exporting clusters; the conditions are
+		// the member control plane's.
+		if cur == nil || !equality.Semantic.DeepEqual(cur.Status.Clusters, want.Status.Clusters) {
 			try("apply import status "+key, func() error { return w.applyStatus(ctx, want) })
 		}
 	}

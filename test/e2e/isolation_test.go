@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +121,29 @@ func TestOneBadServiceLeavesTheOthersServed(t *testing.T) {
 		})
 		if err != nil {
 			t.Error(err)
+		}
+	}
+	for name, want := range map[string]map[string]string{
+		"ledger": {fmv1alpha1.ConditionReady: "True/Ready", fmv1alpha1.ConditionConflict: "True/" + fmv1alpha1.ReasonPortConflict},
+		"broken": {fmv1alpha1.ConditionReady: "False/" + fmv1alpha1.ReasonInconsistent, fmv1alpha1.ConditionConflict: "False/" + fmv1alpha1.ReasonNoConflict},
+	} {
+		var got map[string]string
+		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			var imp fmv1alpha1.ServiceImport
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &imp); err != nil {
+				return false, err
+			}
+			got = map[string]string{}
+			for _, cond := range imp.Status.Conditions {
+				got[cond.Type] = string(cond.Status) + "/" + cond.Reason
+				if bad := cond.Reason != "Ready" && cond.Reason != fmv1alpha1.ReasonNoConflict; bad && want[cond.Type] == got[cond.Type] {
+					t.Logf("ServiceImport %s: %s=%s %s: %s", name, cond.Type, cond.Status, cond.Reason, cond.Message)
+				}
+			}
+			return maps.Equal(got, want), nil
+		})
+		if err != nil {
+			t.Errorf("ServiceImport %s's conditions: %v, want %v (%v)", name, got, want, err)
 		}
 	}
 	metrics, err := controlPlanes["cluster-2"].Get("/metrics")
