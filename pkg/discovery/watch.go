@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
@@ -136,23 +136,11 @@ func (w *Watcher) Start(ctx context.Context) error {
 		case <-deadline:
 		}
 		quiet, deadline = nil, nil
-		if err := w.safeRebuild(ctx); err != nil {
+		if err := recovered.Call(func() error { return w.rebuild(ctx) }); err != nil {
 			w.opts.Log.Error(err, "rebuild the mesh")
 			w.poke() // try again after the quiet period
 		}
 	}
-}
-
-// safeRebuild is rebuild with a panic turned into an error, logged with its
-// stack and retried like any other: a bug met by one object must not take
-// down the control plane that serves every proxy.
-func (w *Watcher) safeRebuild(ctx context.Context) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return w.rebuild(ctx)
 }
 
 func (w *Watcher) rebuild(ctx context.Context) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 )
 
 // Options configure the federation.
@@ -212,7 +212,7 @@ func (f *Federation) Start(ctx context.Context) error {
 		}
 		quiet, deadline = nil, nil
 		start := time.Now()
-		err := f.safeSync(ctx)
+		err := recovered.Call(func() error { return f.sync(ctx) })
 		f.metrics.syncs.Inc()
 		f.metrics.syncSeconds.Observe(time.Since(start).Seconds())
 		if err != nil && ctx.Err() == nil {
@@ -221,17 +221,6 @@ func (f *Federation) Start(ctx context.Context) error {
 			quiet = time.After(time.Second) // try again
 		}
 	}
-}
-
-// safeSync is sync with a panic turned into an error, logged with its
-// stack and retried like any other.
-func (f *Federation) safeSync(ctx context.Context) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return f.sync(ctx)
 }
 
 // sync connects to the members, computes the plan and applies it.

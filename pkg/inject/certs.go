@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 )
 
@@ -90,7 +91,7 @@ func (m *CertManager) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := m.Ensure(ctx); err != nil {
+			if err := recovered.Call(func() error { return m.Ensure(ctx) }); err != nil {
 				m.opts.Log.Error(err, "webhook certificate")
 			}
 		}
