@@ -241,9 +241,9 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 		ingresses = append(ingresses, &in.Ingresses[i])
 	}
 	slices.SortStableFunc(ingresses, func(a, b *networkingv1.Ingress) int {
-		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name))
+		return ingressClaim(a, networkingv1.HTTPIngressPath{}).Compare(ingressClaim(b, networkingv1.HTTPIngressPath{}))
 	})
-	var claims []pathClaim
+	var claims []model.PathClaim
 	for _, ing := range ingresses {
 		if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != IngressClass {
 			continue
@@ -262,7 +262,7 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 					svc.LeftOut = append(svc.LeftOut, fmt.Sprintf("the gateway path %s of Ingress %s/%s is left out: Ingress %s claimed it first", p.Path, ing.Namespace, ing.Name, owner))
 					continue
 				}
-				claims = append(claims, pathClaim{ingress: ing, path: p.Path, prefix: p.PathType == nil || *p.PathType != networkingv1.PathTypeExact})
+				claims = append(claims, ingressClaim(ing, p))
 				svc := services[ing.Namespace+"/"+b.Name]
 				number := uint32(b.Port.Number)
 				if b.Port.Name != "" {
@@ -324,26 +324,23 @@ const IngressClass = "fleetmesh"
 
 // gatewayIP is the Cluster's gateway address: status.gatewayIP, which the
 // federation resolves, else spec.gatewayHost when it is an IP already.
-// pathClaim is a gateway path an Ingress was given.
-type pathClaim struct {
-	ingress *networkingv1.Ingress
-	path    string
-	prefix  bool
+// ingressClaim is the claim an Ingress makes to one of its paths.
+func ingressClaim(ing *networkingv1.Ingress, p networkingv1.HTTPIngressPath) model.PathClaim {
+	return model.PathClaim{
+		Namespace: ing.Namespace, Name: ing.Name, Path: p.Path, Since: ing.CreationTimestamp.Time,
+		Prefix: p.PathType == nil || *p.PathType != networkingv1.PathTypeExact,
+	}
 }
 
-// claimedBy names the Ingress that claimed path before ing: the same path
-// (another Ingress), or a prefix above it in another namespace.
-func claimedBy(claims []pathClaim, ing *networkingv1.Ingress, path string) string {
+// claimedBy names the Ingress that claimed path before ing (the claims
+// are the paths given so far, oldest first), if one keeps it.
+func claimedBy(claims []model.PathClaim, ing *networkingv1.Ingress, path string) string {
 	for _, c := range claims {
-		other := c.ingress.Namespace + "/" + c.ingress.Name
-		if other == ing.Namespace+"/"+ing.Name {
+		if c.Namespace == ing.Namespace && c.Name == ing.Name {
 			continue
 		}
-		if c.path == path {
-			return other
-		}
-		if c.prefix && c.ingress.Namespace != ing.Namespace && c.path != "/" && strings.HasPrefix(path, strings.TrimSuffix(c.path, "/")+"/") {
-			return other
+		if c.Keeps(ing.Namespace, path) {
+			return c.Owner()
 		}
 	}
 	return ""

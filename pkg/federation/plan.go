@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
 // IngressClass is the class of the Ingresses the federation writes for
@@ -222,25 +223,22 @@ func validate(m *Member, e *fmv1alpha1.ServiceExport) (*exporter, []metav1.Condi
 	}
 }
 
-// pathOwner names the Ingress of the gateway's class in the member that
-// claimed the path before the export did, if any: a path belongs to its
-// first claimer, so a newer Ingress (from any namespace) never takes it
-// from an export. An export's claim dates from its own Ingress, else
-// from the export.
+// pathOwner names the Ingress of the gateway's class in the member whose
+// earlier claim keeps path from the export (model.PathClaim: the same
+// path, or a prefix above it from another namespace), the oldest if
+// several do: a path belongs to its first claimer, so a newer Ingress
+// (from any namespace) never takes it from an export. An export's claim
+// dates from its own Ingress, else from the export.
 func pathOwner(m *Member, path string, e *fmv1alpha1.ServiceExport) string {
-	claimed := e.CreationTimestamp
+	claim := model.PathClaim{Namespace: e.Namespace, Name: e.Name, Path: path, Since: e.CreationTimestamp.Time}
 	for _, ing := range m.Ingresses {
 		if ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels) {
-			claimed = ing.CreationTimestamp
+			claim.Since = ing.CreationTimestamp.Time
 		}
 	}
-	owner := ""
-	var ownerSince metav1.Time
+	var owner *model.PathClaim
 	for _, ing := range m.Ingresses {
 		if ptr.Deref(ing.Spec.IngressClassName, "") != IngressClass || (ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels)) {
-			continue
-		}
-		if !claimedBefore(ing.CreationTimestamp, ing.Namespace+"/"+ing.Name, claimed, e.Namespace+"/"+e.Name) {
 			continue
 		}
 		for _, rule := range ing.Spec.Rules {
@@ -248,22 +246,20 @@ func pathOwner(m *Member, path string, e *fmv1alpha1.ServiceExport) string {
 				continue
 			}
 			for _, p := range rule.HTTP.Paths {
-				if p.Path == path && (owner == "" || ing.CreationTimestamp.Before(&ownerSince)) {
-					owner, ownerSince = ing.Namespace+"/"+ing.Name, ing.CreationTimestamp
+				other := model.PathClaim{
+					Namespace: ing.Namespace, Name: ing.Name, Path: p.Path, Since: ing.CreationTimestamp.Time,
+					Prefix: p.PathType == nil || *p.PathType != networkingv1.PathTypeExact,
+				}
+				if other.Compare(claim) < 0 && other.Keeps(e.Namespace, path) && (owner == nil || other.Compare(*owner) < 0) {
+					owner = &other
 				}
 			}
 		}
 	}
-	return owner
-}
-
-// claimedBefore orders two claims by time, then by name (claims made in
-// the same second).
-func claimedBefore(a metav1.Time, aName string, b metav1.Time, bName string) bool {
-	if !a.Equal(&b) {
-		return a.Before(&b)
+	if owner == nil {
+		return ""
 	}
-	return aName < bName
+	return owner.Owner()
 }
 
 // carryOver adds, for every member that is not known now, the exports its

@@ -307,27 +307,32 @@ func TestAUserServiceIsNeverDerived(t *testing.T) {
 // nothing from the export; one made before it keeps the path, and the
 // export says PathCollision.
 func TestAPathBelongsToItsFirstClaimer(t *testing.T) {
-	ingress := func(ns, name string, age time.Duration) networkingv1.Ingress {
+	ingress := func(ns, name, path string, pathType networkingv1.PathType, age time.Duration) networkingv1.Ingress {
 		return networkingv1.Ingress{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(t0.Add(age))},
 			Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
-				HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/shop"}}},
+				HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: path, PathType: &pathType}}},
 			}}}},
 		}
 	}
 	for _, tt := range []struct {
 		name       string
-		ingressAge time.Duration
+		ingress    networkingv1.Ingress
+		exportPath string
 		wantValid  bool
 	}{
-		{"a newer Ingress in another namespace takes nothing", time.Hour, true},
-		{"an older Ingress keeps its path", -time.Hour, false},
+		{"a newer Ingress in another namespace takes nothing", ingress("other", "web", "/shop", networkingv1.PathTypePrefix, time.Hour), "/shop", true},
+		{"an older Ingress keeps its path", ingress("other", "web", "/shop", networkingv1.PathTypePrefix, -time.Hour), "/shop", false},
+		{"an older prefix of another namespace keeps the paths under it", ingress("other", "web", "/shop", networkingv1.PathTypePrefix, -time.Hour), "/shop/cart", false},
+		{"an older prefix of the same namespace leaves the paths under it to it", ingress("shop", "legacy", "/shop", networkingv1.PathTypePrefix, -time.Hour), "/shop/cart", true},
+		{"an older Exact path keeps only itself", ingress("other", "web", "/shop", networkingv1.PathTypeExact, -time.Hour), "/shop/cart", true},
+		{"the root prefix keeps only itself", ingress("other", "web", "/", networkingv1.PathTypePrefix, -time.Hour), "/shop", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c1, c2 := member("cluster-1", 81, ""), member("cluster-2", 82, "")
 			c1.Services = []corev1.Service{service("shop", "web", port8080), service("other", "web", port8080)}
-			c1.Exports = []fmv1alpha1.ServiceExport{export("shop", "web", 0, rule(8080, "/shop"))}
-			c1.Ingresses = []networkingv1.Ingress{ingress("other", "web", tt.ingressAge)}
+			c1.Exports = []fmv1alpha1.ServiceExport{export("shop", "web", 0, rule(8080, tt.exportPath))}
+			c1.Ingresses = []networkingv1.Ingress{tt.ingress}
 			p := Compute([]*Member{c1, c2})
 			c := meta.FindStatusCondition(p.Exports["cluster-1"]["shop/web"], fmv1alpha1.ConditionValid)
 			if c == nil || (c.Status == metav1.ConditionTrue) != tt.wantValid {
