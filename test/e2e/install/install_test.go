@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -273,16 +274,21 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			t.Errorf("no SidecarNotInjected event on the ReplicaSet: %v", err)
 		}
 	})
-	t.Run("discovery reports on a policy", func(t *testing.T) {
+	t.Run("discovery reports on a policy and an import", func(t *testing.T) {
 		if err := c.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "httpbin"},
 		}); err != nil {
 			t.Fatal(err)
 		}
+		if err := c.Create(ctx, importOfNothing("app", "httpbin")); err != nil {
+			t.Fatal(err)
+		}
 		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
 			gtp := &fmv1alpha1.GlobalTrafficPolicy{}
-			err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "httpbin"}, gtp)
-			return err == nil && meta.FindStatusCondition(gtp.Status.Conditions, fmv1alpha1.ConditionAccepted) != nil, err
+			imp := &fmv1alpha1.ServiceImport{}
+			err := errors.Join(c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "httpbin"}, gtp), c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "httpbin"}, imp))
+			return err == nil && meta.FindStatusCondition(gtp.Status.Conditions, fmv1alpha1.ConditionAccepted) != nil &&
+				meta.IsStatusConditionTrue(imp.Status.Conditions, fmv1alpha1.ConditionReady), err
 		})
 		if err != nil {
 			t.Error(err)
@@ -349,6 +355,15 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 // those only rare paths need, e.g. patching an event series). "list" is
 // needed wherever "watch" is: this API server streams an informer's
 // initial list over the watch, an older one answers a list request.
+// importOfNothing is a ServiceImport with one port and no endpoints, as a
+// federation may write one.
+func importOfNothing(ns, name string) *fmv1alpha1.ServiceImport {
+	return &fmv1alpha1.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       fmv1alpha1.ServiceImportSpec{Type: fmv1alpha1.ClusterSetIP, Ports: []fmv1alpha1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}},
+	}
+}
+
 func checkLeastPrivilege(t *testing.T, grantedPerms, used sets.Set[perm], rare ...perm) {
 	t.Helper()
 	for p := range used {
@@ -536,11 +551,15 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	startController(t, ctx, hub, ns, "fleetmesh-controller", "--cluster-name=control-plane", "--federation", "--leader-elect",
 		"--namespace="+ns, "--kubeconfig-secret-namespace="+ns, "--member-token-ttl=2h", "--member-token-renew-before=1h")
 
-	// Discovery runs here too and reports on policies.
+	// Discovery runs here too and reports on policies and imports (the
+	// control-plane cluster may be a member of its own fleet).
 	if err := hub.EnsureNamespace(ctx, "app"); err != nil {
 		t.Fatal(err)
 	}
 	if err := hub.Client.Create(ctx, &fmv1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "httpbin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Client.Create(ctx, importOfNothing("app", "httpbin")); err != nil {
 		t.Fatal(err)
 	}
 	// The operator installs fleetmesh in two members and joins them with
