@@ -36,6 +36,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/pkg/version"
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
 )
@@ -61,6 +62,11 @@ type Options struct {
 	Namespace string
 	// Inject serves the sidecar injection webhook.
 	Inject bool
+	// WorkloadSigner issues the pods' workload certificates (signer
+	// fleetmesh.io/workload).
+	WorkloadSigner  bool
+	TrustDomain     string
+	WorkloadCertTTL time.Duration
 	// WebhookAddress is where the webhook server listens (TLS).
 	WebhookAddress string
 	// WebhookCertDir holds tls.crt and tls.key for the webhook server.
@@ -119,6 +125,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MemberTokenRenewBefore, "member-token-renew-before", federation.DefaultTokenRenewBefore, "with --federation: renew a member's token this long before it expires")
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
 	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
+	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
+	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "with --workload-signer: the SPIFFE trust domain of the workload identities")
+	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
 	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "fleetmesh-webhook"), "directory of the webhook's tls.crt and tls.key")
 	fs.BoolVar(&o.ManageWebhookCerts, "manage-webhook-certs", true, "issue and renew the webhook certificate (Secret fleetmesh-webhook-cert) and patch the webhook configuration's caBundle")
@@ -337,6 +346,13 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 			if err := mgr.Add(certs); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if o.WorkloadSigner {
+		if err := signer.Add(mgr, signer.Options{
+			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
+		}); err != nil {
+			return nil, err
 		}
 	}
 	registry := prometheus.NewRegistry()

@@ -3,9 +3,6 @@ package inject
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -154,49 +151,24 @@ func (m *CertManager) renew(data map[string][]byte) (map[string][]byte, bool, er
 	for k, v := range data {
 		out[k] = v
 	}
-	caCerts, caKey := parseCA(data)
-	var ca *x509.Certificate
-	if len(caCerts) > 0 {
-		ca = caCerts[len(caCerts)-1] // the newest signs
+	ca, caCert, caKey, changed, err := pki.EnsureCA("fleetmesh-webhook-ca", data[keyCACert], data[keyCAKey], now, 10*m.opts.Validity)
+	if err != nil {
+		return nil, false, err
 	}
-	changed := false
-	if ca == nil || caKey == nil || fresh(ca, now) < 1.0/3 {
-		newCA, newKey, err := pki.IssueCA("fleetmesh-webhook-ca", now, 10*m.opts.Validity)
-		if err != nil {
-			return nil, false, err
-		}
-		// The bundle keeps the old CA until it expires, so a replica
-		// still serving the old certificate stays trusted.
-		var bundle []byte
-		for _, c := range caCerts {
-			if c.NotAfter.After(now) {
-				bundle = append(bundle, pki.PEMCert(c.Raw)...)
-			}
-		}
-		out[keyCACert] = append(bundle, pki.PEMCert(newCA.Raw)...)
-		out[keyCAKey] = pki.PEMKey(newKey)
-		ca, caKey, changed = newCA, newKey, true
+	if changed {
+		out[keyCACert], out[keyCAKey] = caCert, caKey
 	}
-	leaf := parseCert(data[keyCert])
-	if changed || leaf == nil || fresh(leaf, now) < 1.0/3 || !slices.Equal(leaf.DNSNames, m.hosts()) || leaf.CheckSignatureFrom(ca) != nil {
+	leaf := pki.ParseCert(data[keyCert])
+	if changed || leaf == nil || pki.Fresh(leaf, now) < 1.0/3 || !slices.Equal(leaf.DNSNames, m.hosts()) || leaf.CheckSignatureFrom(ca.Cert) != nil {
 		hosts := m.hosts()
 		// Named after <service>.<namespace>.svc.
-		cert, key, err := pki.IssueServing(hosts[len(hosts)-2], hosts, now, m.opts.Validity, ca, caKey)
+		cert, key, err := pki.IssueServing(hosts[len(hosts)-2], hosts, now, m.opts.Validity, ca.Cert, ca.Key)
 		if err != nil {
 			return nil, false, err
 		}
 		out[keyCert], out[keyKey], changed = pki.PEMCert(cert), pki.PEMKey(key), true
 	}
 	return out, changed, nil
-}
-
-// fresh is the share of a certificate's validity still ahead.
-func fresh(c *x509.Certificate, now time.Time) float64 {
-	total := c.NotAfter.Sub(c.NotBefore)
-	if total <= 0 {
-		return 0
-	}
-	return float64(c.NotAfter.Sub(now)) / float64(total)
 }
 
 func (m *CertManager) writeFiles(data map[string][]byte) error {
@@ -253,52 +225,4 @@ func equalBundles(a, b *admissionregistrationv1.MutatingWebhookConfiguration) bo
 		}
 	}
 	return true
-}
-
-func parseCert(data []byte) *x509.Certificate {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil
-	}
-	return c
-}
-
-// parseCA reads the CA bundle (oldest first) and the newest CA's key.
-func parseCA(data map[string][]byte) ([]*x509.Certificate, *ecdsa.PrivateKey) {
-	var certs []*x509.Certificate
-	rest := data[keyCACert]
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
-			certs = append(certs, c)
-		}
-	}
-	block, _ := pem.Decode(data[keyCAKey])
-	if block == nil {
-		return certs, nil
-	}
-	key, err := x509.ParseECPrivateKey(block.Bytes)
-	if err != nil {
-		return certs, nil
-	}
-	if pub, ok := lastPublicKey(certs); !ok || !pub.Equal(&key.PublicKey) {
-		return certs, nil
-	}
-	return certs, key
-}
-
-func lastPublicKey(certs []*x509.Certificate) (*ecdsa.PublicKey, bool) {
-	if len(certs) == 0 {
-		return nil, false
-	}
-	pub, ok := certs[len(certs)-1].PublicKey.(*ecdsa.PublicKey)
-	return pub, ok
 }

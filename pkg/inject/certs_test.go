@@ -2,9 +2,10 @@ package inject
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"testing"
 	"time"
+
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
 )
 
 // verify checks the serving certificate as the API server does: against
@@ -15,10 +16,9 @@ func verify(t *testing.T, data map[string][]byte, now time.Time) *x509.Certifica
 	if !pool.AppendCertsFromPEM(data[keyCACert]) {
 		t.Fatal("no CA in the bundle")
 	}
-	block, _ := pem.Decode(data[keyCert])
-	leaf, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
+	leaf := pki.ParseCert(data[keyCert])
+	if leaf == nil {
+		t.Fatal("no serving certificate")
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "fleetmesh-controller.fleetmesh-system.svc", CurrentTime: now}); err != nil {
 		t.Fatalf("the serving certificate does not verify: %v", err)
@@ -67,19 +67,7 @@ func TestCertificatesAreIssuedRenewedAndTheCARotatesWithOverlap(t *testing.T) {
 	}
 	verify(t, third, late)
 	verify(t, map[string][]byte{keyCACert: third[keyCACert], keyCert: second[keyCert]}, at(21*24*time.Hour))
-	if n := len(pemBlocks(third[keyCACert])); n != 2 {
+	if n := len(pki.ParseCerts(third[keyCACert])); n != 2 {
 		t.Errorf("the bundle holds %d CAs, want the old and the new", n)
-	}
-}
-
-func pemBlocks(data []byte) []*pem.Block {
-	var out []*pem.Block
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return out
-		}
-		out = append(out, b)
 	}
 }

@@ -33,6 +33,8 @@ import (
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -119,7 +121,8 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 	run := startController(tb, ctx, mc, ns, "fleetmesh-controller",
 		"--debug-address="+ip+":15014", "--namespace="+ns, "--inject",
 		"--webhook-address="+ip+":9443", "--webhook-cert-dir="+m.certDir, "--webhook-cert-check-interval=500ms",
-		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info")
+		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info",
+		"--workload-signer")
 	m.xds = run.XDSAddress
 	if _, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
@@ -294,6 +297,29 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Run("the workload signer answers a pod's certificate request", func(t *testing.T) {
+		// A stand-in for the kubelet, which asks when a pod mounts a
+		// podCertificate volume (test/e2e/realnode has the real one).
+		mc := fleet.Cluster("member-1")
+		if err := mc.EnsureNamespace(ctx, "identity"); err != nil {
+			t.Fatal(err)
+		}
+		if err := mc.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "identity", Name: "reader"}}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := mc.RunPod(ctx, testenv.PodOptions{Namespace: "identity", Name: "with-identity", ServiceAccountName: "reader"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _, err := mc.RequestPodCertificate(ctx, p.Namespace, p.Name, signer.Name, 3600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := pki.ParseCert([]byte(req.Status.CertificateChain))
+		if leaf == nil || len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/identity/sa/reader" {
+			t.Errorf("the request's answer: %+v", req.Status)
+		}
+	})
 	t.Run("the gateway of the manifests connects, is configured and listens on its container port", func(t *testing.T) {
 		envoy := startManifestGateway(t, ctx, m.xds)
 		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
@@ -348,7 +374,12 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 	if f := a.Forbidden(); len(f) > 0 {
 		t.Errorf("the controller was refused: %q", f)
 	}
-	checkLeastPrivilege(t, granted(t, "member", "fleetmesh-controller"), a.Used(), perm{"patch", "events.k8s.io", "events"})
+	checkLeastPrivilege(t, granted(t, "member", "fleetmesh-controller"), a.Used(), perm{"patch", "events.k8s.io", "events"},
+		// Checked by the API server on the signer's writes, not requests.
+		perm{"sign", "certificates.k8s.io", "signers"}, perm{"attest", "certificates.k8s.io", "signers"},
+		// Only when the workload CA is renewed (years) or its roots were
+		// changed by hand.
+		perm{"update", "certificates.k8s.io", "clustertrustbundles"}, perm{"update", "", "configmaps"})
 }
 
 // checkLeastPrivilege says which granted permissions went unused (except

@@ -1,0 +1,315 @@
+// Package signer is fleetmesh's workload certificate signer: it issues the
+// certificates of Kubernetes pod certificate requests (KEP-4317) made to
+// fleetmesh.io/workload, each naming the pod's ServiceAccount as a SPIFFE
+// ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>. The
+// kubelet makes the request for a pod that mounts a podCertificate
+// projected volume, with a key it keeps, and proves which pod asks; no
+// node agent is needed. The CA is kept in a Secret and its certificates
+// are published as a ClusterTrustBundle and a ConfigMap.
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
+)
+
+// Name is the signer name pods ask for in their podCertificate volumes.
+const Name = "fleetmesh.io/workload"
+
+// Names of the objects the signer keeps.
+const (
+	// CASecret, in the controller's namespace, holds the CA (ca.crt, the
+	// bundle; ca.key, the newest key).
+	CASecret = "fleetmesh-workload-ca"
+	// RootsConfigMap, in the controller's namespace, publishes the
+	// bundle under roots.pem for clusters or clients that do not read
+	// ClusterTrustBundles.
+	RootsConfigMap = "fleetmesh-workload-roots"
+	// TrustBundle is the ClusterTrustBundle linked to the signer.
+	TrustBundle = "fleetmesh.io:workload:roots"
+)
+
+// Options configure the signer.
+type Options struct {
+	// Namespace holds the CA Secret and the roots ConfigMap.
+	Namespace string
+	// TrustDomain is the SPIFFE trust domain of the identities.
+	TrustDomain string
+	// MaxTTL bounds a certificate's life; a request may ask for less
+	// (never under the hour the API requires).
+	MaxTTL time.Duration
+	// CAValidity is the CA's life; it is renewed with a third left.
+	CAValidity time.Duration
+	Log        logr.Logger
+}
+
+// Signer issues the workload certificates.
+type Signer struct {
+	client client.Client
+	// reader reads the CA Secret and the published roots from the API
+	// server: the signer may get those objects, not list every Secret.
+	reader client.Reader
+	opts   Options
+	now    func() time.Time
+
+	mu      sync.Mutex
+	ca      *pki.CA
+	checked time.Time
+}
+
+// caCheckEvery is how often the CA and the published roots are checked
+// (and renewed, or repaired); in between, requests are signed with the CA
+// in memory.
+const caCheckEvery = 10 * time.Minute
+
+// SPIFFEID is the identity a pod of namespace ns running as the service
+// account sa gets in trustDomain.
+func SPIFFEID(trustDomain, ns, sa string) *url.URL {
+	return &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/ns/" + ns + "/sa/" + sa}
+}
+
+// Add registers the signer with the manager: a controller of the pod
+// certificate requests made to it. Its replicas need no lock: an issued
+// request is written with its resourceVersion, so a second replica's write
+// of the same request fails and it finds the request issued.
+func Add(mgr ctrl.Manager, o Options) error {
+	if o.TrustDomain == "" {
+		o.TrustDomain = "cluster.local"
+	}
+	if o.MaxTTL == 0 {
+		o.MaxTTL = 24 * time.Hour
+	}
+	if o.CAValidity == 0 {
+		o.CAValidity = 10 * 365 * 24 * time.Hour
+	}
+	s := &Signer{client: mgr.GetClient(), reader: mgr.GetAPIReader(), opts: o, now: time.Now}
+	ours := predicate.NewPredicateFuncs(func(obj client.Object) bool {
+		pcr, ok := obj.(*certificatesv1.PodCertificateRequest)
+		return ok && pcr.Spec.SignerName == Name
+	})
+	// The roots are published (and the CA renewed) from the start, not
+	// only when a pod first asks: pods trust them before they have a
+	// certificate of their own.
+	if err := mgr.Add(manager.RunnableFunc(s.keepCA)); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("workload-signer").
+		For(&certificatesv1.PodCertificateRequest{}, builder.WithPredicates(ours)).
+		Complete(s)
+}
+
+// keepCA checks the CA and the published roots every caCheckEvery.
+func (s *Signer) keepCA(ctx context.Context) error {
+	for {
+		if _, err := s.ensureCA(ctx); err != nil {
+			s.opts.Log.Error(err, "workload CA")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(caCheckEvery):
+		}
+	}
+}
+
+// Reconcile issues or denies one request, once.
+func (s *Signer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var res ctrl.Result
+	err := recovered.Call(func() error {
+		var err error
+		res, err = s.reconcile(ctx, req)
+		return err
+	})
+	return res, err
+}
+
+func (s *Signer) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pcr := &certificatesv1.PodCertificateRequest{}
+	if err := s.client.Get(ctx, req.NamespacedName, pcr); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if pcr.Spec.SignerName != Name || decided(pcr) {
+		return ctrl.Result{}, nil
+	}
+	ca, err := s.ensureCA(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := s.now()
+	if len(pcr.Spec.UnverifiedUserAnnotations) > 0 {
+		return ctrl.Result{}, s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeDenied,
+			certificatesv1.PodCertificateRequestConditionInvalidUserConfig, "fleetmesh.io/workload takes no unverifiedUserAnnotations", now)
+	}
+	csr, err := x509.ParseCertificateRequest(pcr.Spec.StubPKCS10Request)
+	if err != nil {
+		return ctrl.Result{}, s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeFailed, "BadRequest", "spec.stubPKCS10Request: "+err.Error(), now)
+	}
+	ttl := s.opts.MaxTTL
+	if m := pcr.Spec.MaxExpirationSeconds; m != nil && time.Duration(*m)*time.Second < ttl {
+		ttl = time.Duration(*m) * time.Second
+	}
+	notBefore := now.Truncate(time.Second)
+	notAfter := notBefore.Add(ttl)
+	id := SPIFFEID(s.opts.TrustDomain, pcr.Namespace, pcr.Spec.ServiceAccountName)
+	der, err := pki.IssueWorkload(csr.PublicKey, id, notBefore, notAfter, ca)
+	if err == pki.ErrUnsupportedKey {
+		return ctrl.Result{}, s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeDenied,
+			certificatesv1.PodCertificateRequestConditionUnsupportedKeyType, "use ECDSAP256 (or ECDSAP384, ECDSAP521, ED25519, RSA3072, RSA4096)", now)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	pcr.Status.CertificateChain = string(pki.PEMCert(der))
+	pcr.Status.NotBefore = &metav1.Time{Time: notBefore}
+	pcr.Status.NotAfter = &metav1.Time{Time: notAfter}
+	// The kubelet asks again half way through.
+	pcr.Status.BeginRefreshAt = &metav1.Time{Time: notBefore.Add(ttl / 2)}
+	if err := s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeIssued, "Issued", "issued for "+id.String(), now); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.opts.Log.V(1).Info("workload certificate issued", "request", req.NamespacedName, "pod", pcr.Spec.PodName, "id", id.String(), "notAfter", notAfter)
+	return ctrl.Result{}, nil
+}
+
+// decided says whether the request has its answer already.
+func decided(pcr *certificatesv1.PodCertificateRequest) bool {
+	for _, t := range []string{
+		certificatesv1.PodCertificateRequestConditionTypeIssued,
+		certificatesv1.PodCertificateRequestConditionTypeDenied,
+		certificatesv1.PodCertificateRequestConditionTypeFailed,
+	} {
+		if meta.IsStatusConditionTrue(pcr.Status.Conditions, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// decide writes the request's answer; a request another replica answered
+// meanwhile is left as it is.
+func (s *Signer) decide(ctx context.Context, pcr *certificatesv1.PodCertificateRequest, typ, reason, message string, now time.Time) error {
+	meta.SetStatusCondition(&pcr.Status.Conditions, metav1.Condition{
+		Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: message,
+		LastTransitionTime: metav1.Time{Time: now}, ObservedGeneration: pcr.Generation,
+	})
+	err := s.client.Status().Update(ctx, pcr)
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil // answered (or gone) meanwhile; a change requeues it
+	}
+	if err != nil {
+		return fmt.Errorf("write %s of PodCertificateRequest %s/%s: %w", typ, pcr.Namespace, pcr.Name, err)
+	}
+	return nil
+}
+
+// ensureCA returns the CA, reading it from its Secret (making or renewing
+// it there, and keeping the published roots current) at most every
+// caCheckEvery.
+func (s *Signer) ensureCA(ctx context.Context) (*pki.CA, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ca != nil && s.now().Sub(s.checked) < caCheckEvery {
+		return s.ca, nil
+	}
+	ca, err := s.readCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.ca, s.checked = ca, s.now()
+	return ca, nil
+}
+
+func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
+	key := client.ObjectKey{Namespace: s.opts.Namespace, Name: CASecret}
+	secret := &corev1.Secret{}
+	err := s.reader.Get(ctx, key, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+			Type:       corev1.SecretTypeOpaque,
+		}
+	case err != nil:
+		return nil, fmt.Errorf("get Secret %s: %w", key, err)
+	}
+	ca, bundle, caKey, changed, err := pki.EnsureCA("fleetmesh-workload-ca", secret.Data["ca.crt"], secret.Data["ca.key"], s.now(), s.opts.CAValidity)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		secret.Data = map[string][]byte{"ca.crt": bundle, "ca.key": caKey}
+		if secret.ResourceVersion == "" {
+			err = s.client.Create(ctx, secret)
+		} else {
+			err = s.client.Update(ctx, secret)
+		}
+		if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+			return nil, fmt.Errorf("the workload CA changed meanwhile (another replica): %w", err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store the workload CA in Secret %s: %w", key, err)
+		}
+	}
+	return ca, s.publish(ctx, ca.BundlePEM())
+}
+
+// publish writes the roots where workloads read them: the signer's
+// ClusterTrustBundle and the roots ConfigMap.
+func (s *Signer) publish(ctx context.Context, roots []byte) error {
+	labels := map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+	ctb := &certificatesv1.ClusterTrustBundle{}
+	err := s.reader.Get(ctx, client.ObjectKey{Name: TrustBundle}, ctb)
+	switch {
+	case apierrors.IsNotFound(err):
+		ctb = &certificatesv1.ClusterTrustBundle{
+			ObjectMeta: metav1.ObjectMeta{Name: TrustBundle, Labels: labels},
+			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: Name, TrustBundle: string(roots)},
+		}
+		err = s.client.Create(ctx, ctb)
+	case err == nil && ctb.Spec.TrustBundle != string(roots):
+		ctb.Spec.TrustBundle = string(roots)
+		err = s.client.Update(ctx, ctb)
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("publish the workload roots in ClusterTrustBundle %s: %w", TrustBundle, err)
+	}
+	cm := &corev1.ConfigMap{}
+	err = s.reader.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: RootsConfigMap}, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm = &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: RootsConfigMap, Labels: labels},
+			Data:       map[string]string{"roots.pem": string(roots)},
+		}
+		err = s.client.Create(ctx, cm)
+	case err == nil && !bytes.Equal([]byte(cm.Data["roots.pem"]), roots):
+		cm.Data = map[string]string{"roots.pem": string(roots)}
+		err = s.client.Update(ctx, cm)
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("publish the workload roots in ConfigMap %s/%s: %w", s.opts.Namespace, RootsConfigMap, err)
+	}
+	return nil
+}

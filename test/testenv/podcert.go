@@ -1,0 +1,75 @@
+package testenv
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// RequestPodCertificate does the kubelet's side of a podCertificate
+// projected volume, for clusters whose pods are stand-ins (a real node's
+// kubelet does it itself): it makes a P-256 key, asks signerName for a
+// certificate for the pod (with the pod's, its ServiceAccount's and its
+// node's names and UIDs, as the kubelet does), and waits until the
+// request is answered. It returns the answered request and the key.
+func (c *Cluster) RequestPodCertificate(ctx context.Context, ns, podName, signerName string, maxSeconds int32) (*certificatesv1.PodCertificateRequest, crypto.Signer, error) {
+	pod := &corev1.Pod{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: podName}, pod); err != nil {
+		return nil, nil, err
+	}
+	sa := &corev1.ServiceAccount{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod.Spec.ServiceAccountName}, sa); err != nil {
+		return nil, nil, err
+	}
+	node := &corev1.Node{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, node); err != nil {
+		return nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	req := &certificatesv1.PodCertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: podName + "-"},
+		Spec: certificatesv1.PodCertificateRequestSpec{
+			SignerName: signerName, PodName: pod.Name, PodUID: pod.UID,
+			ServiceAccountName: sa.Name, ServiceAccountUID: sa.UID,
+			NodeName: types.NodeName(node.Name), NodeUID: node.UID,
+			MaxExpirationSeconds: &maxSeconds, StubPKCS10Request: csr,
+		},
+	}
+	if err := c.Client.Create(ctx, req); err != nil {
+		return nil, nil, fmt.Errorf("request a certificate for pod %s/%s: %w", ns, podName, err)
+	}
+	err = Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(req), req); err != nil {
+			return false, err
+		}
+		for _, t := range []string{certificatesv1.PodCertificateRequestConditionTypeIssued, certificatesv1.PodCertificateRequestConditionTypeDenied, certificatesv1.PodCertificateRequestConditionTypeFailed} {
+			if meta.IsStatusConditionTrue(req.Status.Conditions, t) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("the certificate request %s/%s was never answered: %w", ns, req.Name, err)
+	}
+	return req, key, nil
+}
