@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -67,6 +68,8 @@ type Options struct {
 	WorkloadSigner  bool
 	TrustDomain     string
 	WorkloadCertTTL time.Duration
+	// XDSTLS serves ADS over TLS to authenticated workloads only.
+	XDSTLS bool
 	// WebhookAddress is where the webhook server listens (TLS).
 	WebhookAddress string
 	// WebhookCertDir holds tls.crt and tls.key for the webhook server.
@@ -125,6 +128,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MemberTokenRenewBefore, "member-token-renew-before", federation.DefaultTokenRenewBefore, "with --federation: renew a member's token this long before it expires")
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
 	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
+	fs.BoolVar(&o.XDSTLS, "xds-tls", false, "serve ADS over TLS to clients with a workload certificate only, each only as the proxy its identity may be (needs --workload-signer)")
 	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "with --workload-signer: the SPIFFE trust domain of the workload identities")
 	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
@@ -348,15 +352,33 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 			}
 		}
 	}
+	var workloads *signer.Signer
 	if o.WorkloadSigner {
-		if err := signer.Add(mgr, signer.Options{
+		if workloads, err = signer.Add(mgr, signer.Options{
 			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
 		}); err != nil {
 			return nil, err
 		}
 	}
 	registry := prometheus.NewRegistry()
-	xdsServer := xds.NewServer(ctx, xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry})
+	xdsServerOpts := xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry}
+	if o.XDSTLS {
+		if workloads == nil {
+			return nil, errors.New("--xds-tls needs --workload-signer: the xDS server's certificate and its clients' roots are the workload CA's")
+		}
+		svc := o.WebhookService
+		hosts := []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc.cluster.local"}
+		// Clients that dial the address it listens on, when that is one.
+		if host, _, err := net.SplitHostPort(o.XDSAddress); err == nil {
+			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+				hosts = append(hosts, host)
+			}
+		}
+		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(signer.SPIFFEID(o.TrustDomain, o.Namespace, svc), hosts))
+		xdsServerOpts.Authenticate = xds.CertificateIdentity(o.TrustDomain)
+		xdsServerOpts.GatewayNamespace = o.Namespace
+	}
+	xdsServer := xds.NewServer(ctx, xdsServerOpts)
 	if _, err := discovery.New(ctx, mgr, discovery.Options{
 		ClusterName:   o.ClusterName,
 		DebounceAfter: o.DebounceAfter,
@@ -396,6 +418,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	}
 	xdsOpts := o.XDS
 	xdsOpts.Log = log.WithName("xds")
+	xdsOpts.Stream = xdsServer.StreamInterceptor()
 	g := xds.NewGRPCServer(xdsOpts)
 	xdsServer.Register(g)
 	debug := &http.Server{Handler: xdsServer.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}

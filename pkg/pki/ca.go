@@ -110,28 +110,32 @@ func Fresh(c *x509.Certificate, now time.Time) float64 {
 // ErrUnsupportedKey is a public key a workload certificate cannot carry.
 var ErrUnsupportedKey = errors.New("unsupported key type: use ECDSA (P-256, P-384, P-521), RSA (3072 or 4096 bits) or Ed25519")
 
-// IssueWorkload makes a workload's certificate for pub: its identity is
-// the URI (a SPIFFE ID) alone, for client and server authentication,
-// valid from notBefore to notAfter, signed by ca; it returns it in DER.
-func IssueWorkload(pub crypto.PublicKey, id *url.URL, notBefore, notAfter time.Time, ca *CA) ([]byte, error) {
-	usage := x509.KeyUsageDigitalSignature
+// Workload is the template of a workload's certificate: its identity is
+// the URI (a SPIFFE ID), for client and server authentication, valid from
+// notBefore to notAfter. Callers may add a subject or DNS names.
+func Workload(id *url.URL, notBefore, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber: serial(),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:         []*url.URL{id},
+	}
+}
+
+// Sign issues the certificate of tmpl for pub, signed by ca, in DER; pub
+// must be ECDSA, Ed25519 or RSA of 3072 or 4096 bits.
+func Sign(tmpl *x509.Certificate, pub crypto.PublicKey, ca *CA) ([]byte, error) {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey, ed25519.PublicKey:
 	case *rsa.PublicKey:
 		if n := k.N.BitLen(); n != 3072 && n != 4096 {
 			return nil, ErrUnsupportedKey
 		}
-		usage |= x509.KeyUsageKeyEncipherment
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	default:
 		return nil, ErrUnsupportedKey
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     usage,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{id},
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 }

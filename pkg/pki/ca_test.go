@@ -49,7 +49,7 @@ func TestAWorkloadCertificateCarriesOnlyItsSPIFFEID(t *testing.T) {
 		"Ed25519":     {edPub, true},
 		"RSA 2048":    {&small.PublicKey, false},
 	} {
-		der, err := IssueWorkload(tt.pub, id, now, now.Add(time.Hour), ca)
+		der, err := Sign(Workload(id, now, now.Add(time.Hour)), tt.pub, ca)
 		if !tt.ok {
 			if err != ErrUnsupportedKey {
 				t.Errorf("%s: err = %v, want ErrUnsupportedKey", name, err)

@@ -11,8 +11,14 @@ package signer
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"net"
 	"net/url"
 	"sync"
 	"time"
@@ -76,6 +82,7 @@ type Signer struct {
 	mu      sync.Mutex
 	ca      *pki.CA
 	checked time.Time
+	serving *tls.Certificate
 }
 
 // caCheckEvery is how often the CA and the published roots are checked
@@ -93,7 +100,7 @@ func SPIFFEID(trustDomain, ns, sa string) *url.URL {
 // certificate requests made to it. Its replicas need no lock: an issued
 // request is written with its resourceVersion, so a second replica's write
 // of the same request fails and it finds the request issued.
-func Add(mgr ctrl.Manager, o Options) error {
+func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 	if o.TrustDomain == "" {
 		o.TrustDomain = "cluster.local"
 	}
@@ -112,9 +119,9 @@ func Add(mgr ctrl.Manager, o Options) error {
 	// only when a pod first asks: pods trust them before they have a
 	// certificate of their own.
 	if err := mgr.Add(manager.RunnableFunc(s.keepCA)); err != nil {
-		return err
+		return nil, err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	return s, ctrl.NewControllerManagedBy(mgr).
 		Named("workload-signer").
 		For(&certificatesv1.PodCertificateRequest{}, builder.WithPredicates(ours)).
 		Complete(s)
@@ -173,7 +180,11 @@ func (s *Signer) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	notBefore := now.Truncate(time.Second)
 	notAfter := notBefore.Add(ttl)
 	id := SPIFFEID(s.opts.TrustDomain, pcr.Namespace, pcr.Spec.ServiceAccountName)
-	der, err := pki.IssueWorkload(csr.PublicKey, id, notBefore, notAfter, ca)
+	// The subject names the pod (and its UID), which the xDS server
+	// holds the pod's proxy to.
+	tmpl := pki.Workload(id, notBefore, notAfter)
+	tmpl.Subject = pkix.Name{CommonName: pcr.Spec.PodName, SerialNumber: string(pcr.Spec.PodUID)}
+	der, err := pki.Sign(tmpl, csr.PublicKey, ca)
 	if err == pki.ErrUnsupportedKey {
 		return ctrl.Result{}, s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeDenied,
 			certificatesv1.PodCertificateRequestConditionUnsupportedKeyType, "use ECDSAP256 (or ECDSAP384, ECDSAP521, ED25519, RSA3072, RSA4096)", now)
@@ -312,4 +323,70 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 		return fmt.Errorf("publish the workload roots in ConfigMap %s/%s: %w", s.opts.Namespace, RootsConfigMap, err)
 	}
 	return nil
+}
+
+// ServerTLS is the TLS configuration of a server whose clients are
+// workloads (the xDS server): it presents a certificate for id and hosts,
+// issued from the workload CA and renewed at half its life, and requires
+// a client certificate that chains to the workload roots, read afresh for
+// each connection.
+func (s *Signer) ServerTLS(id *url.URL, hosts []string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			ca, err := s.ensureCA(hello.Context())
+			if err != nil {
+				return nil, err
+			}
+			cert, err := s.servingCert(ca, id, hosts)
+			if err != nil {
+				return nil, err
+			}
+			roots := x509.NewCertPool()
+			for _, c := range ca.Bundle {
+				roots.AddCert(c)
+			}
+			return &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientCAs:    roots,
+				Certificates: []tls.Certificate{*cert},
+				NextProtos:   []string{"h2"},
+			}, nil
+		},
+	}
+}
+
+// servingCert is the server's own certificate, issued again when half of
+// it is used or the CA changed.
+func (s *Signer) servingCert(ca *pki.CA, id *url.URL, hosts []string) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if c := s.serving; c != nil && pki.Fresh(c.Leaf, now) > 0.5 && c.Leaf.CheckSignatureFrom(ca.Cert) == nil {
+		return c, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := pki.Workload(id, now.Add(-5*time.Minute), now.Add(s.opts.MaxTTL))
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := pki.Sign(tmpl, &key.PublicKey, ca)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	s.serving = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return s.serving, nil
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
@@ -26,7 +27,13 @@ type GRPCOptions struct {
 	// MaxStreamsPerConnection bounds the streams of one connection (a
 	// proxy needs one).
 	MaxStreamsPerConnection uint32
-	Log                     logr.Logger
+	// Creds secure the connections (TLS with client certificates); nil
+	// serves plaintext.
+	Creds credentials.TransportCredentials
+	// Stream runs on every stream after panic recovery (the xDS server's
+	// authentication).
+	Stream grpc.StreamServerInterceptor
+	Log    logr.Logger
 }
 
 // NewGRPCServer returns the gRPC server for ADS: keepalives that find dead
@@ -42,13 +49,21 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 	if streams == 0 {
 		streams = 100
 	}
-	return grpc.NewServer(
+	interceptors := []grpc.StreamServerInterceptor{recoverStream(o.Log)}
+	if o.Stream != nil {
+		interceptors = append(interceptors, o.Stream)
+	}
+	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(streams),
 		grpc.KeepaliveParams(ka),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainStreamInterceptor(recoverStream(o.Log)),
+		grpc.ChainStreamInterceptor(interceptors...),
 		grpc.ChainUnaryInterceptor(recoverUnary(o.Log)),
-	)
+	}
+	if o.Creds != nil {
+		opts = append(opts, grpc.Creds(o.Creds))
+	}
+	return grpc.NewServer(opts...)
 }
 
 func recoverStream(log logr.Logger) grpc.StreamServerInterceptor {

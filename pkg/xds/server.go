@@ -39,6 +39,12 @@ type Options struct {
 	Log         logr.Logger
 	// Registry receives the server's metrics; nil makes a new one.
 	Registry *prometheus.Registry
+	// Authenticate, when set, lets in only clients it identifies, and
+	// only as nodes their identity may be (StreamInterceptor).
+	Authenticate Authenticator
+	// GatewayNamespace is the only namespace gateways may run in, when
+	// clients are authenticated.
+	GatewayNamespace string
 }
 
 // Server is fleetmesh's ADS server for one cluster.
@@ -49,6 +55,8 @@ type Server struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	xds      serverv3.Server
+
+	owners owners
 
 	mu      sync.Mutex
 	mesh    *model.Mesh
@@ -88,6 +96,15 @@ func NewServer(ctx context.Context, opts Options) *Server {
 	s.cache = NewCache(s.views)
 	s.xds = serverv3.NewServer(ctx, s.cache, s.tracker.callbacks(s.connected, s.disconnected))
 	return s
+}
+
+// StreamInterceptor is what the gRPC server must run on every stream for
+// the server's authentication, or nil when clients are not authenticated.
+func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
+	if s.opts.Authenticate == nil {
+		return nil
+	}
+	return s.authenticate(s.opts.Authenticate)
 }
 
 // Register serves ADS (state of the world and delta) on a gRPC server.

@@ -191,6 +191,7 @@ type metrics struct {
 	translations    prometheus.Counter
 	translated      prometheus.Counter
 	translateTime   prometheus.Histogram
+	refused         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -198,6 +199,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fleetmesh_xds_connected_proxies", Help: "Proxies connected over ADS, by role.",
 		}, []string{"role"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetmesh_xds_refused_streams_total", Help: "ADS streams refused: unauthenticated (no valid workload certificate) or denied (a node its identity may not be).",
+		}, []string{"reason"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetmesh_xds_pushes_total", Help: "xDS responses sent, by resource type.",
 		}, []string{"type"}),
@@ -222,7 +226,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.pushes, m.pushedResources, m.acks, m.nacks, m.translations, m.translated, m.translateTime)
+		reg.MustRegister(m.refused, m.connected, m.pushes, m.pushedResources, m.acks, m.nacks, m.translations, m.translated, m.translateTime)
 	}
 	return m
 }

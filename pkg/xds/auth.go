@@ -1,0 +1,240 @@
+package xds
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+)
+
+// Identity is who a client proved to be: the namespace and ServiceAccount
+// of its workload certificate's SPIFFE ID and, when the certificate binds
+// one, its pod.
+type Identity struct {
+	Namespace      string
+	ServiceAccount string
+	Pod            string
+}
+
+func (id Identity) String() string {
+	s := "ns/" + id.Namespace + "/sa/" + id.ServiceAccount
+	if id.Pod != "" {
+		s += " (pod " + id.Pod + ")"
+	}
+	return s
+}
+
+// Authenticator says who the client of a stream is, from its context (the
+// connection's TLS state), or why it cannot be let in.
+type Authenticator func(ctx context.Context) (Identity, error)
+
+// CertificateIdentity authenticates a client by the workload certificate
+// it presented on the TLS connection (verified against the workload roots
+// by the TLS handshake): its SPIFFE ID
+// spiffe://<trustDomain>/ns/<namespace>/sa/<service account>, and its
+// pod, which fleetmesh's signer writes as the certificate's subject common
+// name.
+func CertificateIdentity(trustDomain string) Authenticator {
+	return func(ctx context.Context) (Identity, error) {
+		p, ok := peer.FromContext(ctx)
+		if !ok {
+			return Identity{}, errors.New("no peer")
+		}
+		info, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok {
+			return Identity{}, errors.New("the connection is not TLS")
+		}
+		leaf := verifiedLeaf(info.State)
+		if leaf == nil {
+			return Identity{}, errors.New("the client presented no verified certificate")
+		}
+		return identityOf(leaf, trustDomain)
+	}
+}
+
+func verifiedLeaf(st tls.ConnectionState) *x509.Certificate {
+	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return st.VerifiedChains[0][0]
+}
+
+// identityOf reads a workload certificate's identity.
+func identityOf(leaf *x509.Certificate, trustDomain string) (Identity, error) {
+	if len(leaf.URIs) != 1 {
+		return Identity{}, fmt.Errorf("the certificate has %d URI names; a workload certificate has one SPIFFE ID", len(leaf.URIs))
+	}
+	u := leaf.URIs[0]
+	if u.Scheme != "spiffe" || u.Host != trustDomain {
+		return Identity{}, fmt.Errorf("the certificate names %s, not an identity of trust domain %s", u, trustDomain)
+	}
+	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" || parts[1] == "" || parts[3] == "" {
+		return Identity{}, fmt.Errorf("the certificate names %s, not spiffe://%s/ns/<namespace>/sa/<service account>", u, trustDomain)
+	}
+	return Identity{Namespace: parts[1], ServiceAccount: parts[3], Pod: leaf.Subject.CommonName}, nil
+}
+
+// authorize checks a proxy's node against the identity of its stream:
+// the node's namespace and serviceAccount must be the identity's, and so
+// must its pod when the credential binds one; a sidecar or gateway bound
+// to a pod has the node id <pod>.<namespace> (its state is its own). A
+// gateway is one of the control plane's own namespace.
+func (s *Server) authorize(id Identity, p model.Proxy) error {
+	var mismatch []string
+	if p.Namespace != id.Namespace {
+		mismatch = append(mismatch, fmt.Sprintf("metadata.namespace is %q, the credential's %q", p.Namespace, id.Namespace))
+	}
+	if p.ServiceAccount != id.ServiceAccount {
+		mismatch = append(mismatch, fmt.Sprintf("metadata.serviceAccount is %q, the credential's %q", p.ServiceAccount, id.ServiceAccount))
+	}
+	if id.Pod != "" && p.Pod != id.Pod {
+		mismatch = append(mismatch, fmt.Sprintf("metadata.pod is %q, the credential's %q", p.Pod, id.Pod))
+	}
+	if id.Pod != "" && p.Role != model.RoleGRPC && p.ID != id.Pod+"."+id.Namespace {
+		mismatch = append(mismatch, fmt.Sprintf("node.id is %q; a %s of pod %s/%s is %s.%s", p.ID, p.Role, id.Namespace, id.Pod, id.Pod, id.Namespace))
+	}
+	if p.Role == model.RoleGateway && s.opts.GatewayNamespace != "" && id.Namespace != s.opts.GatewayNamespace {
+		mismatch = append(mismatch, fmt.Sprintf("a gateway runs in namespace %s, not %s", s.opts.GatewayNamespace, id.Namespace))
+	}
+	if len(mismatch) > 0 {
+		return status.Errorf(codes.PermissionDenied, "node %s is not what %s may be: %s", p.ID, id, strings.Join(mismatch, "; "))
+	}
+	return nil
+}
+
+// owners records which identity holds each node id, so a node's state is
+// never shared across identities: a second identity claiming a node id in
+// use is refused.
+type owners struct {
+	mu    sync.Mutex
+	nodes map[string]*owner
+}
+
+type owner struct {
+	id      Identity
+	streams int
+}
+
+func (o *owners) claim(nodeID string, id Identity) (release func(), err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.nodes == nil {
+		o.nodes = map[string]*owner{}
+	}
+	cur := o.nodes[nodeID]
+	if cur != nil && cur.id != id {
+		return nil, status.Errorf(codes.PermissionDenied, "node %s is connected as %s; %s may not take it", nodeID, cur.id, id)
+	}
+	if cur == nil {
+		cur = &owner{id: id}
+		o.nodes[nodeID] = cur
+	}
+	cur.streams++
+	return func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if cur.streams--; cur.streams == 0 {
+			delete(o.nodes, nodeID)
+		}
+	}, nil
+}
+
+// authenticate is the stream interceptor that lets in only authenticated
+// clients whose every request's node is the one their stream began with,
+// and is what their identity may be.
+func (s *Server) authenticate(auth Authenticator) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		id, err := auth(ss.Context())
+		if err != nil {
+			s.metrics.refused.WithLabelValues("unauthenticated").Inc()
+			return status.Errorf(codes.Unauthenticated, "%s: %v", info.FullMethod, err)
+		}
+		w := &authStream{ServerStream: ss, server: s, id: id, release: func() {}}
+		defer w.release()
+		err = handler(srv, w)
+		// The xDS server ends a stream whose receive failed without
+		// saying why: the client is told here.
+		if w.denied != nil {
+			return w.denied
+		}
+		return err
+	}
+}
+
+// authStream checks each request's node against its stream's identity.
+type authStream struct {
+	grpc.ServerStream
+	server  *Server
+	id      Identity
+	first   *corev3.Node
+	release func()
+	// denied is why the stream was refused, if it was.
+	denied error
+}
+
+func (w *authStream) RecvMsg(m any) error {
+	if err := w.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := w.check(m); err != nil {
+		w.denied = err
+		return err
+	}
+	return nil
+}
+
+// check checks one request's node.
+func (w *authStream) check(m any) error {
+	var node *corev3.Node
+	switch r := m.(type) {
+	case *discoveryv3.DiscoveryRequest:
+		node = r.GetNode()
+	case *discoveryv3.DeltaDiscoveryRequest:
+		node = r.GetNode()
+	}
+	if node == nil {
+		if w.first == nil {
+			w.server.metrics.refused.WithLabelValues("denied").Inc()
+			return status.Error(codes.InvalidArgument, "the first request of a stream must carry its node")
+		}
+		return nil
+	}
+	if w.first != nil {
+		if !proto.Equal(node, w.first) {
+			w.server.metrics.refused.WithLabelValues("denied").Inc()
+			return status.Errorf(codes.PermissionDenied, "a stream may not change its node (it began as %s, now says %s)", w.first.GetId(), node.GetId())
+		}
+		return nil
+	}
+	p, err := w.server.Identify(node)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := w.server.authorize(w.id, p); err != nil {
+		w.server.metrics.refused.WithLabelValues("denied").Inc()
+		w.server.opts.Log.Info("refusing proxy", "node", p.ID, "identity", w.id.String(), "error", err.Error())
+		return err
+	}
+	release, err := w.server.owners.claim(p.ID, w.id)
+	if err != nil {
+		w.server.metrics.refused.WithLabelValues("denied").Inc()
+		return err
+	}
+	w.first, w.release = proto.Clone(node).(*corev3.Node), release
+	return nil
+}

@@ -1,0 +1,262 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/xds"
+	"google.golang.org/protobuf/types/known/structpb"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
+	"github.com/fleetmesh/fleetmesh/test/testenv"
+)
+
+// workload is a stand-in pod with the workload certificate the kubelet
+// would have written into its podCertificate volume (test/e2e/realnode has
+// the real kubelet), as files: key.pem, cert.pem and roots.pem.
+type workload struct {
+	ns, pod, sa string
+	cert        tls.Certificate
+	dir         string
+}
+
+// newWorkload runs a stand-in pod ns/pod as the ServiceAccount sa in c,
+// and gets its certificate from the signer of the control plane.
+func newWorkload(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod, sa string, roots []byte) *workload {
+	t.Helper()
+	if err := c.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: pod, ServiceAccountName: sa}); err != nil {
+		t.Fatal(err)
+	}
+	req, key, err := c.RequestPodCertificate(ctx, ns, pod, signer.Name, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &workload{ns: ns, pod: pod, sa: sa, dir: t.TempDir()}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	if w.cert, err = tls.X509KeyPair([]byte(req.Status.CertificateChain), keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"key.pem": keyPEM, "cert.pem": []byte(req.Status.CertificateChain), "roots.pem": roots} {
+		if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// dial connects to addr over TLS, with the workload's certificate when w
+// is not nil, checking the server against the workload roots.
+func dialXDS(t *testing.T, addr string, roots []byte, w *workload) *grpc.ClientConn {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(roots)
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if w != nil {
+		cfg.Certificates = []tls.Certificate{w.cert}
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// node is an xDS node of role for pod ns/pod running as sa.
+func node(t *testing.T, id, role, ns, pod, sa string) *corev3.Node {
+	t.Helper()
+	md, err := structpb.NewStruct(map[string]any{"role": role, "namespace": ns, "pod": pod, "serviceAccount": sa, "cluster": "cluster-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev3.Node{Id: id, Metadata: md}
+}
+
+// firstAnswer sends requests on a new ADS stream and returns the first
+// response or the error that ended the stream.
+func firstAnswer(ctx context.Context, conn *grpc.ClientConn, reqs ...*discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var resp *discoveryv3.DiscoveryResponse
+	for _, r := range reqs {
+		if err := stream.Send(r); err != nil {
+			break
+		}
+		if resp, err = stream.Recv(); err != nil {
+			return nil, err
+		}
+		r.ResponseNonce = resp.GetNonce()
+	}
+	return resp, nil
+}
+
+const clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+
+// TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration runs cluster-1's
+// built control plane with --workload-signer --xds-tls and talks to it
+// on the wire, as stand-in pods whose certificates its signer issued.
+func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := fleet.Cluster("cluster-1")
+	if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
+		Args:      []string{"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls"},
+		WaitReady: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Stop() }()
+	var roots []byte
+	err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+		cm := &corev1.ConfigMap{}
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap}, cm)
+		roots = []byte(cm.Data["roots.pem"])
+		return err == nil && len(pki.ParseCerts(roots)) > 0, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Fatalf("the roots were never published: %v", err)
+	}
+	curl := newWorkload(ctx, t, c, "auth-curl", "curl-1", "curl", roots)
+	attacker := newWorkload(ctx, t, c, "auth-curl", "attacker", "curl", roots)
+	other := newWorkload(ctx, t, c, "auth-other", "other-1", "other", roots)
+	sidecarOf := func(w *workload) *corev3.Node { return node(t, w.pod+"."+w.ns, "sidecar", w.ns, w.pod, w.sa) }
+	ask := func(n *corev3.Node) *discoveryv3.DiscoveryRequest {
+		return &discoveryv3.DiscoveryRequest{Node: n, TypeUrl: clusterType}
+	}
+
+	t.Run("a client without a workload certificate gets nothing", func(t *testing.T) {
+		_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, nil), ask(sidecarOf(curl)))
+		t.Logf("without a certificate: %v", err)
+		if err == nil {
+			t.Fatal("a client without a certificate was answered")
+		}
+		plain, err := grpc.NewClient(cp.XDSAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		if _, err := firstAnswer(ctx, plain, ask(sidecarOf(curl))); err == nil {
+			t.Fatal("a plaintext client was answered")
+		}
+	})
+
+	t.Run("the legitimate sidecar gets its configuration", func(t *testing.T) {
+		resp, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl), ask(sidecarOf(curl)))
+		if err != nil {
+			t.Fatalf("the sidecar of curl-1 was refused: %v", err)
+		}
+		t.Logf("curl-1's sidecar got %d clusters", len(resp.GetResources()))
+	})
+
+	for _, tt := range []struct {
+		name string
+		as   *workload
+		node *corev3.Node
+		want string
+	}{
+		{"a workload of namespace A claiming namespace B is denied", other, node(t, "other-1.auth-curl", "sidecar", "auth-curl", "other-1", "other"), `metadata.namespace is "auth-curl", the credential's "auth-other"`},
+		{"another pod of the same ServiceAccount cannot take the sidecar's node", attacker, sidecarOf(curl), `metadata.pod is "curl-1", the credential's "attacker"`},
+		{"nor its node id under its own pod name", attacker, node(t, "curl-1.auth-curl", "sidecar", "auth-curl", "attacker", "curl"), `node.id is "curl-1.auth-curl"`},
+		{"a workload cannot be a gateway", curl, node(t, "curl-1.auth-curl", "gateway", "auth-curl", "curl-1", "curl"), "a gateway runs in namespace fleetmesh-system"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, tt.as), ask(tt.node))
+			t.Logf("%v", err)
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want PermissionDenied naming %q", err, tt.want)
+			}
+		})
+	}
+
+	t.Run("a stream may not change its node", func(t *testing.T) {
+		_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl),
+			ask(sidecarOf(curl)),
+			ask(node(t, "curl-2.auth-curl", "sidecar", "auth-curl", "curl-2", "curl")))
+		t.Logf("%v", err)
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "may not change its node") {
+			t.Fatalf("got %v, want PermissionDenied: a stream may not change its node", err)
+		}
+	})
+
+	t.Run("a proxyless grpc-go client authenticates with the documented bootstrap", func(t *testing.T) {
+		// The bootstrap a proxyless pod uses, its files where its
+		// podCertificate and clusterTrustBundle projections put them.
+		bootstrap := fmt.Sprintf(`{
+			"xds_servers": [{"server_uri": %q, "server_features": ["xds_v3"], "channel_creds": [{"type": "tls", "config": {
+				"ca_certificate_file": %q, "certificate_file": %q, "private_key_file": %q}}]}],
+			"node": {"id": "client-1.auth-curl", "metadata": {"role": "grpc", "namespace": "auth-curl", "pod": "curl-1", "serviceAccount": "curl", "cluster": "cluster-1"}}
+		}`, cp.XDSAddress, filepath.Join(curl.dir, "roots.pem"), filepath.Join(curl.dir, "cert.pem"), filepath.Join(curl.dir, "key.pem"))
+		builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const ns, name = "auth-svc", "greeter"
+		createService(ctx, t, c, ns, name, "grpc", 9090)
+		if _, err := c.RunPod(ctx, testenv.PodOptions{
+			Namespace: ns, Name: name + "-1", Labels: map[string]string{"app": name},
+			Ports: []corev1.ContainerPort{{ContainerPort: 9090}}, Backend: &testenv.GRPCBackend{Cluster: c.Name, Port: 9090},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient("xds:///"+name+"."+ns+".svc.cluster.local:9090", grpc.WithResolvers(builder), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		counts := map[string]int{}
+		err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			counts = grpcCalls(ctx, testgrpc.NewTestServiceClient(conn), 5, (*testgrpc.SimpleResponse).GetHostname)
+			return counts["cluster-1"] == 5, nil
+		})
+		if err != nil {
+			t.Fatalf("the proxyless client over TLS never reached its service: %s", describe(counts))
+		}
+	})
+
+	metrics, err := cp.Get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", grepLines(metrics, "fleetmesh_xds_refused_streams_total"))
+	if !strings.Contains(metrics, `fleetmesh_xds_refused_streams_total{reason="denied"}`) {
+		t.Errorf("/metrics counts no denied stream")
+	}
+}
