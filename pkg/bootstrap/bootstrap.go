@@ -53,6 +53,15 @@ type Options struct {
 	// Intercept marks a sidecar whose pod's traffic is redirected to it by
 	// iptables (metadata interception: iptables).
 	Intercept bool
+	// IdentityDir, when set, makes the proxy speak TLS to the xDS server
+	// with its workload certificate: the directory holds key.pem,
+	// cert.pem and roots.pem (the pod's projected identity volume) and
+	// the SDS files that point Envoy at them (SDSFiles).
+	IdentityDir string
+	// XDSServerName is the name the proxy asks the xDS server for (TLS
+	// SNI); the server's certificate is checked for its SPIFFE ID, which
+	// is in the roots SDS file.
+	XDSServerName string
 	// HealthPort, when set, serves GET /healthz/ready on all addresses:
 	// Envoy's admin /ready, 200 once Envoy has its first configuration.
 	// Kubelet probes reach it; the admin API stays on localhost.
@@ -147,6 +156,13 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 			},
 		}}},
 		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
+	}
+	if o.IdentityDir != "" {
+		ts, err := xdsTransportSocket(o.IdentityDir, o.XDSServerName)
+		if err != nil {
+			return nil, err
+		}
+		b.StaticResources.Clusters[0].TransportSocket = ts
 	}
 	if o.HealthPort != 0 {
 		if err := addHealth(b, o.HealthPort, adminHost, adminPort); err != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -35,9 +35,10 @@ import (
 // would have written into its podCertificate volume (test/e2e/realnode has
 // the real kubelet), as files: key.pem, cert.pem and roots.pem.
 type workload struct {
-	ns, pod, sa string
-	cert        tls.Certificate
-	dir         string
+	c               *testenv.Cluster
+	ns, pod, sa, ip string
+	cert            tls.Certificate
+	dir             string
 }
 
 // newWorkload runs a stand-in pod ns/pod as the ServiceAccount sa in c,
@@ -50,10 +51,21 @@ func newWorkload(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod,
 	if err := c.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: pod, ServiceAccountName: sa}); err != nil {
+	p, err := c.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: pod, ServiceAccountName: sa})
+	if err != nil {
 		t.Fatal(err)
 	}
-	req, key, err := c.RequestPodCertificate(ctx, ns, pod, signer.Name, 3600)
+	w := &workload{c: c, ns: ns, pod: pod, sa: sa, ip: p.IP, dir: t.TempDir()}
+	w.renew(ctx, t, roots)
+	return w
+}
+
+// renew gets the workload a new certificate and writes its identity
+// directory as the kubelet does, SDS files included (the injector's
+// annotations hold them).
+func (w *workload) renew(ctx context.Context, t *testing.T, roots []byte) {
+	t.Helper()
+	req, key, err := w.c.RequestPodCertificate(ctx, w.ns, w.pod, signer.Name, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,17 +73,20 @@ func newWorkload(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod,
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &workload{ns: ns, pod: pod, sa: sa, dir: t.TempDir()}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	if w.cert, err = tls.X509KeyPair([]byte(req.Status.CertificateChain), keyPEM); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{"key.pem": keyPEM, "cert.pem": []byte(req.Status.CertificateChain), "roots.pem": roots} {
-		if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	identity, rootsSDS, err := bootstrap.SDSFiles(w.dir, signer.SPIFFEID("cluster.local", "fleetmesh-system", "fleetmesh-controller").String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return w
+	if err := testenv.WriteProjected(w.dir, map[string][]byte{
+		bootstrap.KeyFile: keyPEM, bootstrap.CertFile: []byte(req.Status.CertificateChain), bootstrap.RootsFile: roots,
+		bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: rootsSDS,
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // dial connects to addr over TLS, with the workload's certificate when w
@@ -137,7 +152,10 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
-		Args:      []string{"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls"},
+		Args: []string{"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls",
+			// Proxies reconnect often, so a renewed certificate is used
+			// within the test.
+			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s"},
 		WaitReady: true,
 	})
 	if err != nil {
@@ -251,6 +269,82 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		}
 	})
 
+	t.Run("a real Envoy sidecar authenticates, and a renewed certificate drops no request", func(t *testing.T) {
+		const ns, name = "auth-svc", "web"
+		createService(ctx, t, c, ns, name, "http", 8080)
+		if _, err := c.RunPod(ctx, testenv.PodOptions{
+			Namespace: ns, Name: name + "-1", Labels: map[string]string{"app": name},
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.HTTPBackend{Port: 8080, Body: "Hi, I am from cluster-1!\n"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sidecar, err := startEnvoy(ctx, bootstrap.Options{
+			NodeID: curl.pod + "." + curl.ns, Role: "sidecar", Namespace: curl.ns, Pod: curl.pod, ServiceAccount: curl.sa, Cluster: "cluster-1", Delta: true,
+			IdentityDir: curl.dir, XDSServerName: "fleetmesh-controller.fleetmesh-system.svc",
+		}, cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sidecar.Stop() }()
+		to, host := curl.ip+":8080", name+"."+ns+":8080"
+		eventuallyHTTP(ctx, t, "the sidecar routes to web", to, host, func(c map[string]int) bool { return c["cluster-1"] == 20 })
+		serial := func() string {
+			certs, _ := sidecar.Get("/certs")
+			return certs
+		}
+		before := serial()
+		// Calls go on while the certificate is renewed and the proxy
+		// reconnects (its connection is closed every 2s) with the new one.
+		stop, calls := make(chan struct{}), make(chan map[string]int, 1)
+		go func() {
+			total := map[string]int{}
+			for {
+				select {
+				case <-stop:
+					calls <- total
+					return
+				default:
+				}
+				for k, v := range httpCalls(ctx, to, host, "/", 20) {
+					total[k] += v
+				}
+			}
+		}()
+		stat := func(name string) int {
+			n, _ := sidecar.Stat("cluster.fleetmesh-xds." + name)
+			return n
+		}
+		time.Sleep(time.Second)
+		curl.renew(ctx, t, roots)
+		renewed := fmt.Sprintf("%x", curl.cert.Leaf.SerialNumber)
+		err = testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
+			return strings.Contains(strings.ReplaceAll(serial(), ":", ""), renewed), nil
+		})
+		if err != nil {
+			t.Errorf("Envoy never loaded the renewed certificate %s: /certs %s (before: %s)", renewed, serial(), before)
+		}
+		loaded := stat("upstream_cx_total")
+		err = testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
+			return stat("upstream_cx_total") >= loaded+2, nil
+		})
+		close(stop)
+		counts := <-calls
+		t.Logf("%d calls through the sidecar while its certificate was renewed: %s; connections to the xDS server: %d in all, %d after the renewal was loaded; TLS errors: %d",
+			counts["cluster-1"]+counts["failed"], describe(counts), stat("upstream_cx_total"), stat("upstream_cx_total")-loaded, stat("ssl.connection_error"))
+		if err != nil {
+			t.Errorf("the sidecar did not reconnect twice after the renewal: %v", err)
+		}
+		if counts["failed"] > 0 || counts["cluster-1"] == 0 {
+			t.Errorf("calls while the certificate was renewed: %s, want none failed", describe(counts))
+		}
+		if n := stat("ssl.connection_error"); n > 0 {
+			t.Errorf("%d TLS connections to the xDS server failed", n)
+		}
+		if st := syncState(cp, curl.pod+"."+curl.ns); st != "SYNCED" {
+			t.Errorf("after the renewal the sidecar is %s, want SYNCED", st)
+		}
+	})
+
 	metrics, err := cp.Get("/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -259,4 +353,21 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 	if !strings.Contains(metrics, `fleetmesh_xds_refused_streams_total{reason="denied"}`) {
 		t.Errorf("/metrics counts no denied stream")
 	}
+}
+
+// syncState is a proxy's state in the control plane's syncz: SYNCED once
+// it has acknowledged everything sent.
+func syncState(cp *testenv.ControlPlane, id string) string {
+	for _, p := range proxiesOf(cp) {
+		if p.ID == id {
+			state := "SYNCED"
+			for _, st := range p.Types {
+				if st.State() != "SYNCED" {
+					state = st.State()
+				}
+			}
+			return state
+		}
+	}
+	return "not connected"
 }

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -72,4 +74,43 @@ func (c *Cluster) RequestPodCertificate(ctx context.Context, ns, podName, signer
 		return nil, nil, fmt.Errorf("the certificate request %s/%s was never answered: %w", ns, req.Name, err)
 	}
 	return req, key, nil
+}
+
+// WriteProjected writes files into dir as the kubelet writes a projected
+// volume (a stand-in for it): into a new timestamped directory, made
+// current by renaming the ..data symlink onto it in one step, with each
+// file a symlink through ..data. A reader that watches dir sees every
+// file change at once.
+func WriteProjected(dir string, files map[string][]byte) error {
+	ts, err := os.MkdirTemp(dir, "..data_")
+	if err != nil {
+		return err
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(ts, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(dir, "..data_tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		return err
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	for name := range files {
+		link := filepath.Join(dir, name)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
+			return err
+		}
+	}
+	if old != "" {
+		return os.RemoveAll(filepath.Join(dir, old))
+	}
+	return nil
 }

@@ -1,0 +1,95 @@
+package bootstrap
+
+import (
+	"fmt"
+	"path/filepath"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Files of a proxy's identity directory: what the pod's projected volume
+// holds (the kubelet writes the key and the certificate from its
+// podCertificate source, and the roots from its clusterTrustBundle
+// source), and the two SDS files that point Envoy at them.
+const (
+	KeyFile          = "key.pem"
+	CertFile         = "cert.pem"
+	RootsFile        = "roots.pem"
+	IdentitySDSFile  = "identity-sds.json"
+	RootsSDSFile     = "roots-sds.json"
+	identitySecret   = "fleetmesh-identity"
+	rootsSecret      = "fleetmesh-roots"
+	tlsTransportName = "envoy.transport_sockets.tls"
+)
+
+// SDSFiles are the contents of the two SDS files of an identity directory
+// dir: the proxy's certificate and key, and the roots with the identity
+// the xDS server must have (its SPIFFE ID). Envoy reads them as
+// file-based SDS and watches dir, so a renewed certificate (the kubelet
+// swaps the volume's files at once) is used without a restart.
+func SDSFiles(dir, serverID string) (identity, roots []byte, err error) {
+	watched := &corev3.WatchedDirectory{Path: dir}
+	file := func(name string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: filepath.Join(dir, name)}}
+	}
+	identity, err = sdsFile(&tlsv3.Secret{Name: identitySecret, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		CertificateChain: file(CertFile), PrivateKey: file(KeyFile), WatchedDirectory: watched,
+	}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	roots, err = sdsFile(&tlsv3.Secret{Name: rootsSecret, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		TrustedCa: file(RootsFile), WatchedDirectory: watched,
+		MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+			SanType: tlsv3.SubjectAltNameMatcher_URI,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: serverID}},
+		}},
+	}}})
+	return identity, roots, err
+}
+
+func sdsFile(secret *tlsv3.Secret) ([]byte, error) {
+	if err := secret.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: SDS secret %s: %w", secret.GetName(), err)
+	}
+	a, err := anypb.New(secret)
+	if err != nil {
+		return nil, err
+	}
+	return protojson.Marshal(&discoveryv3.DiscoveryResponse{Resources: []*anypb.Any{a}})
+}
+
+// xdsTransportSocket is TLS to the xDS server with the proxy's identity,
+// both from the SDS files of dir.
+func xdsTransportSocket(dir, serverName string) (*corev3.TransportSocket, error) {
+	source := func(file string) *corev3.ConfigSource {
+		return &corev3.ConfigSource{
+			ResourceApiVersion: corev3.ApiVersion_V3,
+			ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
+				Path: filepath.Join(dir, file), WatchedDirectory: &corev3.WatchedDirectory{Path: dir},
+			}},
+		}
+	}
+	tc, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: serverName,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols: []string{"h2"},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{
+				Name: identitySecret, SdsConfig: source(IdentitySDSFile),
+			}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{
+				Name: rootsSecret, SdsConfig: source(RootsSDSFile),
+			}},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TransportSocket{Name: tlsTransportName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc}}, nil
+}
+
