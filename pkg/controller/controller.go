@@ -331,6 +331,10 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.KubeconfigSecretNamespace: {}}},
 		}
 	}
+	if o.XDSTLS {
+		// Injected sidecars get a workload certificate and speak TLS.
+		o.Injection.Identity = &inject.Identity{Signer: signer.Name, ServerID: signer.SPIFFEID(o.TrustDomain, o.Namespace, o.WebhookService).String()}
+	}
 	var certs *inject.CertManager
 	if o.Inject {
 		var err error

@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -69,7 +70,33 @@ type Config struct {
 	Resources corev1.ResourceRequirements
 	// Version is written into AnnotationStatus.
 	Version string
+	// Identity, when set, gives the sidecar a workload certificate (a
+	// podCertificate volume of the signer IdentitySigner) and makes it
+	// speak TLS to the xDS server, which must present ServerID.
+	Identity *Identity
 }
+
+// Identity is how injected sidecars authenticate to the xDS server.
+type Identity struct {
+	// Signer is the signer of the pods' workload certificates.
+	Signer string
+	// ServerID is the xDS server's SPIFFE ID.
+	ServerID string
+}
+
+// IdentityDir is where the sidecar finds its workload certificate, its
+// key, the roots and the SDS files naming them.
+const IdentityDir = "/var/run/fleetmesh/identity"
+
+// Annotations the injector sets on a pod with an identity: the SDS files
+// of its identity volume, which its downward-API source writes there.
+const (
+	AnnotationSDSIdentity = "fleetmesh.io/sds-identity"
+	AnnotationSDSRoots    = "fleetmesh.io/sds-roots"
+)
+
+// identityVolume is the volume the sidecar's identity is in.
+const identityVolume = "fleetmesh-identity"
 
 // DefaultResources are the sidecar's requests and limits unless
 // configured.
@@ -104,13 +131,18 @@ func (c *Config) Validate() error {
 // bootstrap is the sidecar's Envoy bootstrap; $(VAR) references are the
 // container's environment, expanded by the kubelet.
 func (c *Config) bootstrap() ([]byte, error) {
-	return bootstrap.JSON(bootstrap.Options{
+	o := bootstrap.Options{
 		NodeID: "$(POD_NAME).$(POD_NAMESPACE)", Role: "sidecar",
 		Namespace: "$(POD_NAMESPACE)", Pod: "$(POD_NAME)", ServiceAccount: "$(SERVICE_ACCOUNT)",
 		Cluster: c.ClusterName, XDSAddress: c.XDSAddress,
 		AdminAddress: fmt.Sprintf("127.0.0.1:%d", redirect.DefaultAdminPort),
 		Delta:        true, Intercept: true, HealthPort: redirect.DefaultHealthPort,
-	})
+	}
+	if c.Identity != nil {
+		o.IdentityDir = IdentityDir
+		o.XDSServerName, _, _ = strings.Cut(c.XDSAddress, ":")
+	}
+	return bootstrap.JSON(o)
 }
 
 // Skip is why a pod is left as it is; Inject returns it, never an error,
@@ -181,12 +213,50 @@ func Inject(pod *corev1.Pod, c *Config) *Skip {
 	// container that keeps running): it starts, and is ready, before the
 	// app and the pod's own init containers, and a Job's pod completes
 	// when its app does.
-	pod.Spec.InitContainers = append([]corev1.Container{initContainer(c, rc), proxyContainer(c, boot)}, pod.Spec.InitContainers...)
+	proxy := proxyContainer(c, boot)
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
+	if c.Identity != nil {
+		identity, roots, err := bootstrap.SDSFiles(IdentityDir, c.Identity.ServerID)
+		if err != nil {
+			return &Skip{Reason: "InjectorMisconfigured", Message: err.Error(), Warn: true}
+		}
+		pod.Annotations[AnnotationSDSIdentity], pod.Annotations[AnnotationSDSRoots] = string(identity), string(roots)
+		pod.Spec.Volumes = append(pod.Spec.Volumes, identityVolumeOf(c.Identity))
+		proxy.VolumeMounts = append(proxy.VolumeMounts, corev1.VolumeMount{Name: identityVolume, MountPath: IdentityDir, ReadOnly: true})
+	}
+	pod.Spec.InitContainers = append([]corev1.Container{initContainer(c, rc), proxy}, pod.Spec.InitContainers...)
 	pod.Annotations[AnnotationStatus] = orDefault(c.Version, "true")
 	return nil
+}
+
+// identityVolumeOf is the sidecar's identity: the kubelet asks the signer
+// for the pod's certificate (podCertificate; the key never leaves the
+// node), projects the signer's roots (clusterTrustBundle), and writes the
+// SDS files from the pod's annotations (downwardAPI). Only the sidecar
+// mounts it.
+func identityVolumeOf(id *Identity) corev1.Volume {
+	annotation := func(key string) *corev1.ObjectFieldSelector {
+		return &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + key + "']"}
+	}
+	return corev1.Volume{Name: identityVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		// Readable by the sidecar's user, the only one that mounts it.
+		DefaultMode: ptr.To[int32](0o444),
+		Sources: []corev1.VolumeProjection{
+			{PodCertificate: &corev1.PodCertificateProjection{
+				SignerName: id.Signer, KeyType: "ECDSAP256",
+				KeyPath: bootstrap.KeyFile, CertificateChainPath: bootstrap.CertFile,
+			}},
+			{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{
+				SignerName: ptr.To(id.Signer), LabelSelector: &metav1.LabelSelector{}, Path: bootstrap.RootsFile,
+			}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{
+				{Path: bootstrap.IdentitySDSFile, FieldRef: annotation(AnnotationSDSIdentity)},
+				{Path: bootstrap.RootsSDSFile, FieldRef: annotation(AnnotationSDSRoots)},
+			}}},
+		},
+	}}}
 }
 
 // ProxyOf returns the pod's fleetmesh sidecar, or nil.

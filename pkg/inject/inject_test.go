@@ -137,3 +137,37 @@ func BenchmarkInject(b *testing.B) {
 		}
 	}
 }
+
+func TestASidecarWithAnIdentityGetsItsCertificateVolumeAndSpeaksTLS(t *testing.T) {
+	c := testConfig()
+	c.Identity = &Identity{Signer: "fleetmesh.io/workload", ServerID: "spiffe://cluster.local/ns/fleetmesh-system/sa/fleetmesh-controller"}
+	pod := appPod(nil)
+	if skip := Inject(pod, c); skip != nil {
+		t.Fatalf("skipped: %+v", skip)
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].Projected == nil {
+		t.Fatalf("volumes %+v", pod.Spec.Volumes)
+	}
+	sources := pod.Spec.Volumes[0].Projected.Sources
+	if pc := sources[0].PodCertificate; pc == nil || pc.SignerName != "fleetmesh.io/workload" || pc.KeyPath != "key.pem" || pc.CertificateChainPath != "cert.pem" {
+		t.Errorf("the podCertificate source: %+v", sources[0])
+	}
+	for _, key := range []string{AnnotationSDSIdentity, AnnotationSDSRoots} {
+		if !strings.Contains(pod.Annotations[key], IdentityDir) {
+			t.Errorf("annotation %s = %q, want SDS naming files in %s", key, pod.Annotations[key], IdentityDir)
+		}
+	}
+	if !strings.Contains(pod.Annotations[AnnotationSDSRoots], c.Identity.ServerID) {
+		t.Errorf("the roots SDS does not check the server's identity: %s", pod.Annotations[AnnotationSDSRoots])
+	}
+	proxy := ProxyOf(pod)
+	if len(proxy.VolumeMounts) != 1 || proxy.VolumeMounts[0].MountPath != IdentityDir || !proxy.VolumeMounts[0].ReadOnly {
+		t.Errorf("the proxy's mounts: %+v", proxy.VolumeMounts)
+	}
+	if boot := strings.Join(proxy.Args, " "); !strings.Contains(boot, "envoy.transport_sockets.tls") || !strings.Contains(boot, `"sni":"fleetmesh-controller.fleetmesh-system.svc"`) {
+		t.Errorf("the bootstrap does not speak TLS to the xDS server: %s", boot)
+	}
+	if len(pod.Spec.Containers[0].VolumeMounts) != 0 {
+		t.Error("the app mounts the sidecar's identity")
+	}
+}

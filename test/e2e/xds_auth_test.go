@@ -152,10 +152,12 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
-		Args: []string{"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls",
+		Args: []string{
+			"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls",
 			// Proxies reconnect often, so a renewed certificate is used
 			// within the test.
-			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s"},
+			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s",
+		},
 		WaitReady: true,
 	})
 	if err != nil {

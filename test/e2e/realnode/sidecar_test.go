@@ -39,10 +39,19 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	waitAvailable(ctx, t, c, appNamespace, "client", 1)
 	t.Logf("injected pods Ready %v after their Deployments were created", time.Since(start).Round(time.Millisecond))
 
+	clientPod := meshedPair(ctx, t, c, appNamespace)
+	t.Logf("the client's Envoy counted %d 2xx responses from web", callThroughTheMesh(ctx, t, c, appNamespace, clientPod))
+}
+
+// meshedPair waits until the sidecars of the client and web pods of ns
+// are connected to a controller replica and hold what they were sent,
+// and returns the client pod.
+func meshedPair(ctx context.Context, t *testing.T, c *testenv.Cluster, ns string) corev1.Pod {
+	t.Helper()
 	var clientPod corev1.Pod
 	{
 		var pods corev1.PodList
-		if err := c.Client.List(ctx, &pods, client.InNamespace(appNamespace), client.MatchingLabels{"app": "client"}); err != nil || len(pods.Items) != 1 {
+		if err := c.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": "client"}); err != nil || len(pods.Items) != 1 {
 			t.Fatalf("the client pod: %v (%d pods)", err, len(pods.Items))
 		}
 		clientPod = pods.Items[0]
@@ -74,7 +83,7 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 		}
 		ok := 0
 		for pod, s := range synced {
-			if s && strings.HasPrefix(pod, appNamespace+"/") {
+			if s && strings.HasPrefix(pod, ns+"/") {
 				ok++
 			}
 		}
@@ -84,10 +93,17 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	return clientPod
+}
+
+// callThroughTheMesh has the client pod of ns call web by its Service's
+// name, and returns the 2xx responses from web its sidecar counted.
+func callThroughTheMesh(ctx context.Context, t *testing.T, c *testenv.Cluster, ns string, clientPod corev1.Pod) int {
+	t.Helper()
 	// The client calls web by its Service's name; the call goes through
 	// the client's sidecar.
-	err = testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
-		out, err := c.Kubectl(nil, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://web/through-the-mesh")
+	err := testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
+		out, err := c.Kubectl(nil, "-n", ns, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://web/through-the-mesh")
 		if err != nil {
 			return false, fmt.Errorf("%w: %s", err, out)
 		}
@@ -96,7 +112,7 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stats, err := c.Kubectl(nil, "-n", appNamespace, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://127.0.0.1:15000/stats?filter=upstream_rq_2xx")
+	stats, err := c.Kubectl(nil, "-n", ns, "exec", clientPod.Name, "-c", "app", "--", "/echo", "get", "http://127.0.0.1:15000/stats?filter=upstream_rq_2xx")
 	if err != nil {
 		t.Fatalf("the client sidecar's stats: %v: %s", err, stats)
 	}
@@ -107,8 +123,8 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 			served += n
 		}
 	}
-	t.Logf("the client's Envoy counted %d 2xx responses from web", served)
 	if served == 0 {
 		t.Errorf("the client's Envoy counted no 2xx from web: the call did not go through the sidecar\n%s", stats)
 	}
+	return served
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -112,4 +115,63 @@ func TestTheKubeletGetsAPodItsWorkloadCertificate(t *testing.T) {
 		t.Errorf("the certificate does not chain to the published roots: %v", err)
 	}
 	t.Logf("issued %s until %s", want, leaf.NotAfter.Format(time.RFC3339))
+}
+
+// TestInjectedSidecarsAuthenticateWithTheirPodCertificates turns on
+// --xds-tls in the member's controller Deployment: from then on it serves
+// ADS over TLS to workloads with a certificate only. Two injected pods get
+// the identity volume, the real kubelet gets their certificates from the
+// controller's signer, their Envoys connect over TLS and are SYNCED, and
+// one calls the other through the mesh.
+func TestInjectedSidecarsAuthenticateWithTheirPodCertificates(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := realFleet(t).Clusters[0]
+	installMember(ctx, t, c)
+	setControllerArg(ctx, t, c, "--xds-tls", true)
+	t.Cleanup(func() { setControllerArg(context.Background(), t, c, "--xds-tls", false) })
+
+	const ns = "mesh-tls"
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", "client"} {
+		dep, svc := echoApp(ns, name, 1, corev1.EnvVar{Name: "MESSAGE", Value: name})
+		for _, o := range []client.Object{dep, svc} {
+			if err := c.Client.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start := time.Now()
+	waitAvailable(ctx, t, c, ns, "web", 1)
+	waitAvailable(ctx, t, c, ns, "client", 1)
+	t.Logf("injected pods with identities Ready %v after their Deployments were created", time.Since(start).Round(time.Millisecond))
+	clientPod := meshedPair(ctx, t, c, ns)
+	if !slices.ContainsFunc(clientPod.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.Projected != nil && len(v.Projected.Sources) > 0 && v.Projected.Sources[0].PodCertificate != nil
+	}) {
+		t.Fatalf("the injected pod has no podCertificate volume: %+v", clientPod.Spec.Volumes)
+	}
+	t.Logf("the client's Envoy counted %d 2xx responses from web, over an xDS connection authenticated by its pod certificate", callThroughTheMesh(ctx, t, c, ns, clientPod))
+}
+
+// setControllerArg adds or removes an argument of the controller
+// Deployment and waits until its replicas run with it.
+func setControllerArg(ctx context.Context, t *testing.T, c *testenv.Cluster, arg string, on bool) {
+	t.Helper()
+	dep := &appsv1.Deployment{}
+	key := client.ObjectKey{Namespace: "fleetmesh-system", Name: "fleetmesh-controller"}
+	if err := c.Client.Get(ctx, key, dep); err != nil {
+		t.Fatal(err)
+	}
+	args := slices.DeleteFunc(dep.Spec.Template.Spec.Containers[0].Args, func(a string) bool { return a == arg })
+	if on {
+		args = append(args, arg)
+	}
+	dep.Spec.Template.Spec.Containers[0].Args = args
+	if err := c.Client.Update(ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	waitAvailable(ctx, t, c, key.Namespace, key.Name, 2)
 }
