@@ -26,8 +26,18 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	defer cancel()
 	c := realFleet(t).Clusters[0]
 	installMember(ctx, t, c)
+	clientPod := meshedPair(ctx, t, c, appNamespace)
+	t.Logf("the client's Envoy counted %d 2xx responses from web", callThroughTheMesh(ctx, t, c, appNamespace, clientPod))
+}
+
+// meshedPair deploys the echo apps web and client into the injected
+// namespace ns, waits until they are Ready and their sidecars are
+// connected to a controller replica and hold what they were sent, and
+// returns the client pod.
+func meshedPair(ctx context.Context, t *testing.T, c *testenv.Cluster, ns string) corev1.Pod {
+	t.Helper()
 	for _, name := range []string{"web", "client"} {
-		dep, svc := echoApp(appNamespace, name, 1, corev1.EnvVar{Name: "MESSAGE", Value: name})
+		dep, svc := echoApp(ns, name, 1, corev1.EnvVar{Name: "MESSAGE", Value: name})
 		for _, o := range []client.Object{dep, svc} {
 			if err := c.Client.Create(ctx, o); err != nil {
 				t.Fatal(err)
@@ -35,19 +45,9 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	waitAvailable(ctx, t, c, appNamespace, "web", 1)
-	waitAvailable(ctx, t, c, appNamespace, "client", 1)
+	waitAvailable(ctx, t, c, ns, "web", 1)
+	waitAvailable(ctx, t, c, ns, "client", 1)
 	t.Logf("injected pods Ready %v after their Deployments were created", time.Since(start).Round(time.Millisecond))
-
-	clientPod := meshedPair(ctx, t, c, appNamespace)
-	t.Logf("the client's Envoy counted %d 2xx responses from web", callThroughTheMesh(ctx, t, c, appNamespace, clientPod))
-}
-
-// meshedPair waits until the sidecars of the client and web pods of ns
-// are connected to a controller replica and hold what they were sent,
-// and returns the client pod.
-func meshedPair(ctx context.Context, t *testing.T, c *testenv.Cluster, ns string) corev1.Pod {
-	t.Helper()
 	var clientPod corev1.Pod
 	{
 		var pods corev1.PodList

@@ -135,18 +135,6 @@ func TestInjectedSidecarsAuthenticateWithTheirPodCertificates(t *testing.T) {
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"web", "client"} {
-		dep, svc := echoApp(ns, name, 1, corev1.EnvVar{Name: "MESSAGE", Value: name})
-		for _, o := range []client.Object{dep, svc} {
-			if err := c.Client.Create(ctx, o); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	start := time.Now()
-	waitAvailable(ctx, t, c, ns, "web", 1)
-	waitAvailable(ctx, t, c, ns, "client", 1)
-	t.Logf("injected pods with identities Ready %v after their Deployments were created", time.Since(start).Round(time.Millisecond))
 	clientPod := meshedPair(ctx, t, c, ns)
 	if !slices.ContainsFunc(clientPod.Spec.Volumes, func(v corev1.Volume) bool {
 		return v.Projected != nil && len(v.Projected.Sources) > 0 && v.Projected.Sources[0].PodCertificate != nil
