@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
-	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // wireCounter counts the bytes the server writes on the wire.
@@ -102,44 +101,12 @@ func BenchmarkEndpointChangeTo1000Clients(b *testing.B) {
 	s.Update(benchMeshWith(1), nil)
 	rssBefore := rssKiB()
 
-	target := "xds:///httpbin.httpbin.svc.cluster.local:8080"
-	for i := range clients {
-		bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-			"node": {"id": "bench-%d", "metadata": {"role": "grpc", "namespace": "bench"}}}`, lis.Addr().String(), i)
-		builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-		if err != nil {
-			b.Fatal(err)
-		}
-		conn, err := grpc.NewClient(target, grpc.WithResolvers(builder), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		conn.Connect()
-	}
-	version := func(st *syncz.TypeStatus) string { return st.Acked }
+	startBenchClients(b, lis.Addr().String(), clients)
 	var lastSent time.Time
 	waitAll := func(prev map[string]string) map[string]time.Time {
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			acked := map[string]time.Time{}
-			lastSent = time.Time{}
-			for _, p := range s.Proxies() {
-				if st := p.Types["ClusterLoadAssignment"]; st != nil && st.Acked != "" && st.Acked != prev[p.ID] && st.State() == "SYNCED" {
-					acked[p.ID] = st.AckedAt
-					if st.SentAt.After(lastSent) {
-						lastSent = st.SentAt
-					}
-				}
-			}
-			if len(acked) == clients {
-				return acked
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d of %d clients acknowledged", len(acked), clients)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		var acked map[string]time.Time
+		acked, lastSent = waitAcked(b, s, prev, clients)
+		return acked
 	}
 	waitAll(nil)
 	rssConnected := rssKiB()
@@ -148,12 +115,7 @@ func BenchmarkEndpointChangeTo1000Clients(b *testing.B) {
 	var bytes int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		prev := map[string]string{}
-		for _, p := range s.Proxies() {
-			if st := p.Types["ClusterLoadAssignment"]; st != nil {
-				prev[p.ID] = version(st)
-			}
-		}
+		prev := ackedVersions(s)
 		sent := wire.out.Load()
 		start := time.Now()
 		s.Update(benchMeshWith(2+i%2), nil) // one local endpoint comes or goes
@@ -170,18 +132,76 @@ func BenchmarkEndpointChangeTo1000Clients(b *testing.B) {
 		pushed = append(pushed, lastSent.Sub(start))
 	}
 	b.StopTimer()
-	median := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Microseconds()) / 1000
-	}
-	b.ReportMetric(median(p50s), "p50-ms")
-	b.ReportMetric(median(p99s), "p99-ms")
-	b.ReportMetric(median(lasts), "last-ms")
-	b.ReportMetric(median(pushed), "server-pushed-all-ms")
+	b.ReportMetric(medianMs(p50s), "p50-ms")
+	b.ReportMetric(medianMs(p99s), "p99-ms")
+	b.ReportMetric(medianMs(lasts), "last-ms")
+	b.ReportMetric(medianMs(pushed), "server-pushed-all-ms")
 	b.ReportMetric(float64(bytes)/float64(b.N), "wire-bytes/change")
 	// The first run's figures: later runs start with its memory still
 	// held by the process.
 	rssOnce.Do(func() { rssFirst = [2]int{rssBefore, rssConnected} })
 	b.ReportMetric(float64(rssFirst[0])/1024, "rss-MiB-server-only")
 	b.ReportMetric(float64(rssFirst[1])/1024, "rss-MiB-with-clients")
+}
+
+// startBenchClients connects n real grpc-go xDS clients to the server at
+// addr, each with its own xDS client and node id, subscribed to httpbin.
+func startBenchClients(b *testing.B, addr string, n int) {
+	target := "xds:///httpbin.httpbin.svc.cluster.local:8080"
+	for i := range n {
+		bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+			"node": {"id": "bench-%d", "metadata": {"role": "grpc", "namespace": "bench"}}}`, addr, i)
+		builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn, err := grpc.NewClient(target, grpc.WithResolvers(builder), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		conn.Connect()
+	}
+}
+
+// ackedVersions is the endpoint version each proxy acknowledged.
+func ackedVersions(s *Server) map[string]string {
+	prev := map[string]string{}
+	for _, p := range s.Proxies() {
+		if st := p.Types["ClusterLoadAssignment"]; st != nil {
+			prev[p.ID] = st.Acked
+		}
+	}
+	return prev
+}
+
+// waitAcked waits until n proxies have acknowledged endpoints newer than
+// prev, and returns when each did and when the server sent the last.
+func waitAcked(b *testing.B, s *Server, prev map[string]string, n int) (map[string]time.Time, time.Time) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		acked := map[string]time.Time{}
+		var lastSent time.Time
+		for _, p := range s.Proxies() {
+			if st := p.Types["ClusterLoadAssignment"]; st != nil && st.Acked != "" && st.Acked != prev[p.ID] && st.State() == "SYNCED" {
+				acked[p.ID] = st.AckedAt
+				if st.SentAt.After(lastSent) {
+					lastSent = st.SentAt
+				}
+			}
+		}
+		if len(acked) == n {
+			return acked, lastSent
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d clients acknowledged", len(acked), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// medianMs is the median of d in milliseconds.
+func medianMs(d []time.Duration) float64 {
+	slices.Sort(d)
+	return float64(d[len(d)/2].Microseconds()) / 1000
 }
