@@ -506,7 +506,7 @@ func (f *RealFleet) DeployGRPCBin(ctx context.Context, cluster string, export bo
 
 // grpcClientYAML is a proxyless grpc-go client in cluster-2, outside the
 // mesh: its xDS bootstrap names the controller's Service and the role
-// grpc.
+// grpc, and authenticates with the pod's workload certificate.
 const grpcClientYAML = `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -529,10 +529,31 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.name
+        # The bootstrap of docs/workload-identity.md: TLS to the
+        # controller with the pod's workload certificate.
         - name: GRPC_XDS_BOOTSTRAP_CONFIG
           value: >-
-            {"xds_servers": [{"server_uri": "fleetmesh-controller.fleetmesh-system.svc:15010", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-            "node": {"id": "$(POD_NAME).grpc-client", "metadata": {"role": "grpc", "namespace": "grpc-client", "pod": "$(POD_NAME)"}}}
+            {"xds_servers": [{"server_uri": "fleetmesh-controller.fleetmesh-system.svc:15010", "server_features": ["xds_v3"],
+            "channel_creds": [{"type": "tls", "config": {"ca_certificate_file": "/var/run/fleetmesh/identity/roots.pem",
+            "certificate_file": "/var/run/fleetmesh/identity/cert.pem", "private_key_file": "/var/run/fleetmesh/identity/key.pem"}}]}],
+            "node": {"id": "$(POD_NAME).grpc-client", "metadata": {"role": "grpc", "namespace": "grpc-client", "pod": "$(POD_NAME)", "serviceAccount": "default"}}}
+        volumeMounts:
+        - name: identity
+          mountPath: /var/run/fleetmesh/identity
+          readOnly: true
+      volumes:
+      - name: identity
+        projected:
+          sources:
+          - podCertificate:
+              signerName: fleetmesh.io/workload
+              keyType: ECDSAP256
+              keyPath: key.pem
+              certificateChainPath: cert.pem
+          - clusterTrustBundle:
+              signerName: fleetmesh.io/workload
+              labelSelector: {}
+              path: roots.pem
 `
 
 // StartGRPCClient runs the proxyless client in cluster-2.

@@ -2,7 +2,9 @@ package install
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -15,7 +17,9 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
@@ -122,7 +127,7 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 		"--debug-address="+ip+":15014", "--namespace="+ns, "--inject",
 		"--webhook-address="+ip+":9443", "--webhook-cert-dir="+m.certDir, "--webhook-cert-check-interval=500ms",
 		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info",
-		"--workload-signer")
+		"--workload-signer", "--xds-tls")
 	m.xds = run.XDSAddress
 	if _, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
@@ -333,7 +338,8 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			t.Fatalf("the gateway never showed SYNCED in proxy-status: %v\n%s", err, envoy.Log())
 		}
 		listeners, err := envoy.Get("/listeners")
-		if err != nil || !strings.Contains(listeners, "0.0.0.0:8080") {
+		// On its pod's address, as in a pod.
+		if err != nil || !strings.Contains(listeners, ":8080") {
 			t.Errorf("the gateway's listeners: %q %v", listeners, err)
 		}
 	})
@@ -470,6 +476,19 @@ func loadBootstrap(t *testing.T, c corev1.Container, env map[string]string) *boo
 	if xds.GetAddress() != "fleetmesh-controller.fleetmesh-system.svc" || xds.GetPortValue() != 15010 {
 		t.Errorf("container %s: xDS address %v", c.Name, xds)
 	}
+	// The identity directory the pod's volume provides, with its SDS
+	// files, for Envoy to find.
+	if strings.Contains(raw, inject.IdentityDir) {
+		dir := t.TempDir()
+		identity, roots, err := bootstrap.SDSFiles(dir, signer.SPIFFEID("cluster.local", ns, "fleetmesh-controller").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testenv.WriteProjected(dir, map[string][]byte{bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: roots}); err != nil {
+			t.Fatal(err)
+		}
+		raw = strings.ReplaceAll(raw, inject.IdentityDir, dir)
+	}
 	out, err := exec.Command(testenv.EnvoyBinary(), "--mode", "validate", "--config-yaml", raw, "--disable-hot-restart").CombinedOutput()
 	if err != nil {
 		t.Errorf("container %s: envoy --mode validate: %v\n%s", c.Name, err, out)
@@ -490,17 +509,23 @@ func TestTheGatewayBootstrapLoadsInEnvoy(t *testing.T) {
 // fleetmesh-gateway Deployment.
 func gatewayContainer(t *testing.T) corev1.Container {
 	t.Helper()
+	return gatewayPod(t).Spec.Containers[0]
+}
+
+// gatewayPod is the pod template of the manifests' gateway.
+func gatewayPod(t *testing.T) corev1.PodTemplateSpec {
+	t.Helper()
 	for _, doc := range manifestDocs(t, "member") {
 		var d appsv1.Deployment
 		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
 			t.Fatal(err)
 		}
 		if d.Kind == "Deployment" && d.Name == "fleetmesh-gateway" {
-			return d.Spec.Template.Spec.Containers[0]
+			return d.Spec.Template
 		}
 	}
 	t.Fatal("manifests/member has no fleetmesh-gateway Deployment")
-	return corev1.Container{}
+	return corev1.PodTemplateSpec{}
 }
 
 func TestOneVerbFewerIsForbidden(t *testing.T) {
@@ -847,12 +872,57 @@ func TestInjectionWithACertificateFromElsewhere(t *testing.T) {
 }
 
 // startManifestGateway runs the Envoy of manifests/gateway as its pod would
-// (arguments, downward API values), pointed at xds instead of the
-// fleetmesh-controller Service and with its admin on a free port: the
-// only two changes.
+// (arguments, downward API values, its identity volume's files for a
+// stand-in pod fleetmesh-gateway-7d9 whose certificate the member's signer
+// issued), pointed at xds instead of the fleetmesh-controller Service,
+// with its admin on a free port and its identity in a directory of its
+// own: the only changes.
 func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testenv.Envoy {
 	t.Helper()
-	args := gatewayContainer(t).Args
+	const podName = "fleetmesh-gateway-7d9"
+	mc := fleet.Cluster("member-1")
+	tmpl := gatewayPod(t)
+	// The SDS files the manifests' annotations hold are what the
+	// bootstrap package writes for the identity directory.
+	const identityDir = "/var/run/fleetmesh/identity"
+	serverID := signer.SPIFFEID("cluster.local", ns, "fleetmesh-controller").String()
+	identity, roots, err := bootstrap.SDSFiles(identityDir, serverID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string][]byte{inject.AnnotationSDSIdentity: identity, inject.AnnotationSDSRoots: roots} {
+		var got, wanted discoveryv3.DiscoveryResponse
+		if err := errors.Join(protojson.Unmarshal([]byte(tmpl.Annotations[key]), &got), protojson.Unmarshal(want, &wanted)); err != nil || !proto.Equal(&got, &wanted) {
+			t.Fatalf("the gateway's annotation %s is not what bootstrap.SDSFiles writes (%v):\n%s", key, err, want)
+		}
+	}
+	if _, err := mc.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: podName, ServiceAccountName: tmpl.Spec.ServiceAccountName}); err != nil {
+		t.Fatal(err)
+	}
+	req, key, err := mc.RequestPodCertificate(ctx, ns, podName, signer.Name, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := mc.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: signer.RootsConfigMap}, cm); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	identity, roots, err = bootstrap.SDSFiles(dir, serverID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.WriteProjected(dir, map[string][]byte{
+		bootstrap.KeyFile: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), bootstrap.CertFile: []byte(req.Status.CertificateChain),
+		bootstrap.RootsFile: []byte(cm.Data["roots.pem"]), bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: roots,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	args := tmpl.Spec.Containers[0].Args
 	i := slices.Index(args, "--config-yaml")
 	if i < 0 {
 		t.Fatalf("no --config-yaml in %v", args)
@@ -863,9 +933,10 @@ func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testen
 		t.Fatal(err)
 	}
 	raw := strings.NewReplacer(
-		"$(POD_NAME)", "fleetmesh-gateway-7d9", "$(POD_NAMESPACE)", ns,
+		"$(POD_NAME)", podName, "$(POD_NAMESPACE)", ns,
 		`"address":"fleetmesh-controller.fleetmesh-system.svc","portValue":15010`, `"address":"`+host+`","portValue":`+port,
 		`"portValue":15000`, fmt.Sprintf(`"portValue":%d`, admin),
+		identityDir, dir,
 	).Replace(args[i+1])
 	e, err := testenv.StartEnvoy("manifest-gateway", []byte(raw), admin)
 	if err != nil {

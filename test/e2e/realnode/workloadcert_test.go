@@ -117,9 +117,9 @@ func TestTheKubeletGetsAPodItsWorkloadCertificate(t *testing.T) {
 	t.Logf("issued %s until %s", want, leaf.NotAfter.Format(time.RFC3339))
 }
 
-// TestInjectedSidecarsAuthenticateWithTheirPodCertificates turns on
-// --xds-tls in the member's controller Deployment: from then on it serves
-// ADS over TLS to workloads with a certificate only. Two injected pods get
+// TestInjectedSidecarsAuthenticateWithTheirPodCertificates: the member's
+// controller runs with --xds-tls, as manifests/member says: it serves ADS
+// over TLS to workloads with a certificate only. Two injected pods get
 // the identity volume, the real kubelet gets their certificates from the
 // controller's signer, their Envoys connect over TLS and are SYNCED, and
 // one calls the other through the mesh.
@@ -128,8 +128,13 @@ func TestInjectedSidecarsAuthenticateWithTheirPodCertificates(t *testing.T) {
 	defer cancel()
 	c := realFleet(t).Clusters[0]
 	installMember(ctx, t, c)
-	setControllerArg(ctx, t, c, "--xds-tls", true)
-	t.Cleanup(func() { setControllerArg(context.Background(), t, c, "--xds-tls", false) })
+	dep := &appsv1.Deployment{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: "fleetmesh-controller"}, dep); err != nil {
+		t.Fatal(err)
+	}
+	if args := dep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--xds-tls") {
+		t.Fatalf("manifests/member runs the controller without --xds-tls: %v", args)
+	}
 
 	const ns = "mesh-tls"
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
@@ -142,24 +147,4 @@ func TestInjectedSidecarsAuthenticateWithTheirPodCertificates(t *testing.T) {
 		t.Fatalf("the injected pod has no podCertificate volume: %+v", clientPod.Spec.Volumes)
 	}
 	t.Logf("the client's Envoy counted %d 2xx responses from web, over an xDS connection authenticated by its pod certificate", callThroughTheMesh(ctx, t, c, ns, clientPod))
-}
-
-// setControllerArg adds or removes an argument of the controller
-// Deployment and waits until its replicas run with it.
-func setControllerArg(ctx context.Context, t *testing.T, c *testenv.Cluster, arg string, on bool) {
-	t.Helper()
-	dep := &appsv1.Deployment{}
-	key := client.ObjectKey{Namespace: "fleetmesh-system", Name: "fleetmesh-controller"}
-	if err := c.Client.Get(ctx, key, dep); err != nil {
-		t.Fatal(err)
-	}
-	args := slices.DeleteFunc(dep.Spec.Template.Spec.Containers[0].Args, func(a string) bool { return a == arg })
-	if on {
-		args = append(args, arg)
-	}
-	dep.Spec.Template.Spec.Containers[0].Args = args
-	if err := c.Client.Update(ctx, dep); err != nil {
-		t.Fatal(err)
-	}
-	waitAvailable(ctx, t, c, key.Namespace, key.Name, 2)
 }
