@@ -209,15 +209,13 @@ func (w *authStream) check(m any) error {
 	}
 	if node == nil {
 		if w.first == nil {
-			w.server.metrics.refused.WithLabelValues("denied").Inc()
-			return status.Error(codes.InvalidArgument, "the first request of a stream must carry its node")
+			return w.deny(status.Error(codes.InvalidArgument, "the first request of a stream must carry its node"))
 		}
 		return nil
 	}
 	if w.first != nil {
 		if !proto.Equal(node, w.first) {
-			w.server.metrics.refused.WithLabelValues("denied").Inc()
-			return status.Errorf(codes.PermissionDenied, "a stream may not change its node (it began as %s, now says %s)", w.first.GetId(), node.GetId())
+			return w.deny(status.Errorf(codes.PermissionDenied, "a stream may not change its node (it began as %s, now says %s)", w.first.GetId(), node.GetId()))
 		}
 		return nil
 	}
@@ -226,15 +224,19 @@ func (w *authStream) check(m any) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := w.server.authorize(w.id, p); err != nil {
-		w.server.metrics.refused.WithLabelValues("denied").Inc()
 		w.server.opts.Log.Info("refusing proxy", "node", p.ID, "identity", w.id.String(), "error", err.Error())
-		return err
+		return w.deny(err)
 	}
 	release, err := w.server.owners.claim(p.ID, w.id)
 	if err != nil {
-		w.server.metrics.refused.WithLabelValues("denied").Inc()
-		return err
+		return w.deny(err)
 	}
 	w.first, w.release = proto.Clone(node).(*corev3.Node), release
 	return nil
+}
+
+// deny counts a stream refused for what it asked, and returns why.
+func (w *authStream) deny(err error) error {
+	w.server.metrics.refused.WithLabelValues("denied").Inc()
+	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -65,26 +64,10 @@ func newWorkload(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod,
 // annotations hold them).
 func (w *workload) renew(ctx context.Context, t *testing.T, roots []byte) {
 	t.Helper()
-	req, key, err := w.c.RequestPodCertificate(ctx, w.ns, w.pod, signer.Name, 3600)
+	var err error
+	w.cert, err = w.c.WriteIdentity(ctx, w.ns, w.pod, signer.Name, w.dir,
+		signer.SPIFFEID("cluster.local", "fleetmesh-system", "fleetmesh-controller").String(), roots)
 	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if w.cert, err = tls.X509KeyPair([]byte(req.Status.CertificateChain), keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	identity, rootsSDS, err := bootstrap.SDSFiles(w.dir, signer.SPIFFEID("cluster.local", "fleetmesh-system", "fleetmesh-controller").String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.WriteProjected(w.dir, map[string][]byte{
-		bootstrap.KeyFile: keyPEM, bootstrap.CertFile: []byte(req.Status.CertificateChain), bootstrap.RootsFile: roots,
-		bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: rootsSDS,
-	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 )
 
 // RequestPodCertificate does the kubelet's side of a podCertificate
@@ -113,4 +117,33 @@ func WriteProjected(dir string, files map[string][]byte) error {
 		return os.RemoveAll(filepath.Join(dir, old))
 	}
 	return nil
+}
+
+// WriteIdentity does what the kubelet and the injector's annotations do
+// for a pod's identity volume (a stand-in): it asks signerName for the
+// pod's certificate and writes dir as the volume would be, with the key,
+// the certificate, roots and the SDS files naming them and the xDS
+// server's SPIFFE ID. It returns the certificate with its key.
+func (c *Cluster) WriteIdentity(ctx context.Context, ns, pod, signerName, dir, serverID string, roots []byte) (tls.Certificate, error) {
+	req, key, err := c.RequestPodCertificate(ctx, ns, pod, signerName, 3600)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	cert, err := tls.X509KeyPair([]byte(req.Status.CertificateChain), keyPEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	identity, rootsSDS, err := bootstrap.SDSFiles(dir, serverID)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return cert, WriteProjected(dir, map[string][]byte{
+		bootstrap.KeyFile: keyPEM, bootstrap.CertFile: []byte(req.Status.CertificateChain), bootstrap.RootsFile: roots,
+		bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: rootsSDS,
+	})
 }

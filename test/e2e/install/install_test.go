@@ -2,9 +2,7 @@ package install
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -899,27 +897,12 @@ func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testen
 	if _, err := mc.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: podName, ServiceAccountName: tmpl.Spec.ServiceAccountName}); err != nil {
 		t.Fatal(err)
 	}
-	req, key, err := mc.RequestPodCertificate(ctx, ns, podName, signer.Name, 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cm := &corev1.ConfigMap{}
 	if err := mc.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: signer.RootsConfigMap}, cm); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	identity, roots, err = bootstrap.SDSFiles(dir, serverID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.WriteProjected(dir, map[string][]byte{
-		bootstrap.KeyFile: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), bootstrap.CertFile: []byte(req.Status.CertificateChain),
-		bootstrap.RootsFile: []byte(cm.Data["roots.pem"]), bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: roots,
-	}); err != nil {
+	if _, err := mc.WriteIdentity(ctx, ns, podName, signer.Name, dir, serverID, []byte(cm.Data["roots.pem"])); err != nil {
 		t.Fatal(err)
 	}
 	args := tmpl.Spec.Containers[0].Args
