@@ -53,6 +53,20 @@ func SDSFiles(dir, serverID string) (identity, roots []byte, err error) {
 	return identity, roots, err
 }
 
+// IdentityFiles are the files of an identity directory dir, as a pod's
+// identity volume holds them: the key, the certificate chain and the
+// roots, and the SDS files naming them and the xDS server's SPIFFE ID.
+func IdentityFiles(dir, serverID string, key, chain, roots []byte) (map[string][]byte, error) {
+	identity, rootsSDS, err := SDSFiles(dir, serverID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{
+		KeyFile: key, CertFile: chain, RootsFile: roots,
+		IdentitySDSFile: identity, RootsSDSFile: rootsSDS,
+	}, nil
+}
+
 func sdsFile(secret *tlsv3.Secret) ([]byte, error) {
 	if err := secret.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap: SDS secret %s: %w", secret.GetName(), err)

@@ -65,8 +65,10 @@ func newWorkload(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod,
 func (w *workload) renew(ctx context.Context, t *testing.T, roots []byte) {
 	t.Helper()
 	var err error
-	w.cert, err = w.c.WriteIdentity(ctx, w.ns, w.pod, signer.Name, w.dir,
-		signer.SPIFFEID("cluster.local", "fleetmesh-system", "fleetmesh-controller").String(), roots)
+	serverID := signer.SPIFFEID("cluster.local", "fleetmesh-system", "fleetmesh-controller").String()
+	w.cert, err = w.c.WriteIdentity(ctx, w.ns, w.pod, signer.Name, w.dir, func(key, chain []byte) (map[string][]byte, error) {
+		return bootstrap.IdentityFiles(w.dir, serverID, key, chain, roots)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

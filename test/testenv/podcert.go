@@ -20,8 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 )
 
 // RequestPodCertificate does the kubelet's side of a podCertificate
@@ -119,12 +117,11 @@ func WriteProjected(dir string, files map[string][]byte) error {
 	return nil
 }
 
-// WriteIdentity does what the kubelet and the injector's annotations do
-// for a pod's identity volume (a stand-in): it asks signerName for the
-// pod's certificate and writes dir as the volume would be, with the key,
-// the certificate, roots and the SDS files naming them and the xDS
-// server's SPIFFE ID. It returns the certificate with its key.
-func (c *Cluster) WriteIdentity(ctx context.Context, ns, pod, signerName, dir, serverID string, roots []byte) (tls.Certificate, error) {
+// WriteIdentity does what the kubelet does for a pod's identity volume (a
+// stand-in): it asks signerName for the pod's certificate and writes dir
+// as the volume would be, with the files files makes of the PEM key and
+// certificate chain. It returns the certificate with its key.
+func (c *Cluster) WriteIdentity(ctx context.Context, ns, pod, signerName, dir string, files func(key, chain []byte) (map[string][]byte, error)) (tls.Certificate, error) {
 	req, key, err := c.RequestPodCertificate(ctx, ns, pod, signerName, 3600)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -138,12 +135,9 @@ func (c *Cluster) WriteIdentity(ctx context.Context, ns, pod, signerName, dir, s
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	identity, rootsSDS, err := bootstrap.SDSFiles(dir, serverID)
+	contents, err := files(keyPEM, []byte(req.Status.CertificateChain))
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return cert, WriteProjected(dir, map[string][]byte{
-		bootstrap.KeyFile: keyPEM, bootstrap.CertFile: []byte(req.Status.CertificateChain), bootstrap.RootsFile: roots,
-		bootstrap.IdentitySDSFile: identity, bootstrap.RootsSDSFile: rootsSDS,
-	})
+	return cert, WriteProjected(dir, contents)
 }

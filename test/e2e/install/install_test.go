@@ -902,7 +902,9 @@ func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testen
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if _, err := mc.WriteIdentity(ctx, ns, podName, signer.Name, dir, serverID, []byte(cm.Data["roots.pem"])); err != nil {
+	if _, err := mc.WriteIdentity(ctx, ns, podName, signer.Name, dir, func(key, chain []byte) (map[string][]byte, error) {
+		return bootstrap.IdentityFiles(dir, serverID, key, chain, []byte(cm.Data["roots.pem"]))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	args := tmpl.Spec.Containers[0].Args
