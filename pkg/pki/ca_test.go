@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestAWorkloadCertificateCarriesOnlyItsSPIFFEID(t *testing.T) {
 	} {
 		der, err := Sign(Workload(id, now, now.Add(time.Hour)), tt.pub, ca)
 		if !tt.ok {
-			if err != ErrUnsupportedKey {
+			if !errors.Is(err, ErrUnsupportedKey) {
 				t.Errorf("%s: err = %v, want ErrUnsupportedKey", name, err)
 			}
 			continue

@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -185,7 +186,7 @@ func (s *Signer) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	tmpl := pki.Workload(id, notBefore, notAfter)
 	tmpl.Subject = pkix.Name{CommonName: pcr.Spec.PodName, SerialNumber: string(pcr.Spec.PodUID)}
 	der, err := pki.Sign(tmpl, csr.PublicKey, ca)
-	if err == pki.ErrUnsupportedKey {
+	if errors.Is(err, pki.ErrUnsupportedKey) {
 		return ctrl.Result{}, s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeDenied,
 			certificatesv1.PodCertificateRequestConditionUnsupportedKeyType, "use ECDSAP256 (or ECDSAP384, ECDSAP521, ED25519, RSA3072, RSA4096)", now)
 	}
