@@ -29,15 +29,30 @@ func envoyConfigDump(ctx context.Context, k *kubeFlags, namespace, pod string, a
 	if !podReady(p) {
 		return nil, fmt.Errorf("pod %s/%s is not running and ready: its Envoy cannot be reached", namespace, pod)
 	}
+	var data []byte
+	err = forward(ctx, cs, namespace, pod, adminPort, func(local int) error {
+		data, err = httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/config_dump?include_eds", local))
+		if err != nil {
+			return fmt.Errorf("the Envoy admin API of %s/%s (port %d): %w", namespace, pod, adminPort, err)
+		}
+		return nil
+	})
+	return data, err
+}
+
+// forward calls use with a local port forwarded to the pod's port
+// through the API server (pods/portforward, with the caller's own
+// rights), as kubectl port-forward does, and ends the forward after.
+func forward(ctx context.Context, cs *clients, namespace, pod string, port int, use func(local int) error) error {
 	u := cs.core.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
 	transport, upgrader, err := spdy.RoundTripperFor(cs.config)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
 	tunneling, err := portforward.NewSPDYOverWebsocketDialerForStreaming(u, cs.config)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dialer = portforward.NewFallbackDialerForStreaming(tunneling, dialer, func(err error) bool {
 		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
@@ -45,26 +60,28 @@ func envoyConfigDump(ctx context.Context, k *kubeFlags, namespace, pod string, a
 	stop, ready := make(chan struct{}), make(chan struct{})
 	defer close(stop)
 	var errOut bytes.Buffer
-	fw, err := portforward.NewOnAddressesForStreaming(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(adminPort)}, stop, ready, io.Discard, &errOut)
+	fw, err := portforward.NewOnAddressesForStreaming(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, stop, ready, io.Discard, &errOut)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	done := make(chan error, 1)
 	go func() { done <- fw.ForwardPorts() }()
 	select {
 	case <-ready:
 	case err := <-done:
-		return nil, fmt.Errorf("port-forward to %s/%s:%d: %w %s", namespace, pod, adminPort, err, errOut.String())
+		return fmt.Errorf("port-forward to %s/%s:%d: %w %s", namespace, pod, port, err, errOut.String())
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) == 0 {
-		return nil, fmt.Errorf("port-forward to %s/%s:%d: no local port: %w", namespace, pod, adminPort, err)
+		return fmt.Errorf("port-forward to %s/%s:%d: no local port: %w", namespace, pod, port, err)
 	}
-	data, err := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/config_dump?include_eds", ports[0].Local))
-	if err != nil {
-		return nil, fmt.Errorf("the Envoy admin API of %s/%s (port %d): %w %s", namespace, pod, adminPort, err, errOut.String())
+	if err := use(int(ports[0].Local)); err != nil {
+		if errOut.Len() > 0 {
+			return fmt.Errorf("%w (port-forward: %s)", err, errOut.String())
+		}
+		return err
 	}
-	return data, nil
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -94,7 +95,7 @@ func (o *proxyConfigOptions) command(kind string) *cobra.Command {
 // fetch returns the proxy's config dump in JSON.
 func (o *proxyConfigOptions) fetch(ctx context.Context, errOut io.Writer, arg string) ([]byte, error) {
 	if o.adminURL != "" {
-		return httpGet(ctx, strings.TrimSuffix(o.adminURL, "/")+"/config_dump?include_eds")
+		return httpGet(ctx, http.DefaultClient, strings.TrimSuffix(o.adminURL, "/")+"/config_dump?include_eds")
 	}
 	if o.fromEnvoy {
 		pod, ns, found := strings.Cut(arg, ".")

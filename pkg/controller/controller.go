@@ -6,6 +6,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,10 +46,17 @@ import (
 // Options are fleetmesh-controller's settings (README, "The control
 // plane: fleetmesh-controller").
 type Options struct {
-	Kubeconfig     string
-	ClusterName    string
-	XDSAddress     string
-	DebugAddress   string
+	Kubeconfig   string
+	ClusterName  string
+	XDSAddress   string
+	DebugAddress string
+	// DebugAuth says who may read the debug API: AuthKubernetes (the
+	// default: HTTPS, callers authenticated and authorized by the API
+	// server) or AuthNone (plain HTTP, anyone: a lab).
+	DebugAuth string
+	// MetricsAuth says who may read /metrics: AuthKubernetes (the
+	// default: RBAC get on the nonResourceURL /metrics) or AuthNone.
+	MetricsAuth    string
 	Federation     bool
 	LeaderElection bool
 	DebounceAfter  time.Duration
@@ -101,6 +109,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, as in its Cluster object (default: learned from the Cluster copy the federation labels fleetmesh.io/local=true)")
 	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the ADS server (gRPC)")
 	fs.StringVar(&o.DebugAddress, "debug-address", ":15014", "address of /debug/config_dump, /debug/syncz, /metrics, /healthz and /readyz")
+	fs.StringVar(&o.DebugAuth, "debug-auth", AuthKubernetes, "who may read the debug API: "+AuthKubernetes+" (HTTPS; a bearer token or client certificate of this cluster, and RBAC get/list on proxies.fleetmesh.io) or "+AuthNone+" (plain HTTP, anyone who reaches the port: a lab only); /healthz, /readyz and /version answer anyone")
+	fs.StringVar(&o.MetricsAuth, "metrics-auth", AuthKubernetes, "who may read /metrics: "+AuthKubernetes+" (RBAC get on the nonResourceURL /metrics) or "+AuthNone+" (anyone who reaches the port)")
 	fs.BoolVar(&o.Federation, "federation", false, "also run the federation for the Cluster objects in this API server")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "with --federation: elect one federation among replicas (needs a namespace to hold the lease)")
 	fs.DurationVar(&o.DebounceAfter, "debounce-after", 100*time.Millisecond, "quiet period after a change before the mesh is rebuilt")
@@ -205,6 +215,32 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
+// The ways the debug API and /metrics may be guarded.
+const (
+	AuthKubernetes = "kubernetes"
+	AuthNone       = "none"
+)
+
+// checkAuth defaults and checks DebugAuth and MetricsAuth.
+func (o *Options) checkAuth() error {
+	for _, a := range []struct {
+		flag string
+		v    *string
+	}{{"--debug-auth", &o.DebugAuth}, {"--metrics-auth", &o.MetricsAuth}} {
+		switch *a.v {
+		case "":
+			*a.v = AuthKubernetes
+		case AuthKubernetes, AuthNone:
+		default:
+			return fmt.Errorf("%s %q: want %s or %s", a.flag, *a.v, AuthKubernetes, AuthNone)
+		}
+	}
+	if o.DebugAuth == AuthNone && o.MetricsAuth == AuthKubernetes {
+		return fmt.Errorf("--metrics-auth %s needs --debug-auth %s: /metrics is served on the debug address", AuthKubernetes, AuthKubernetes)
+	}
+	return nil
+}
+
 // Running is a started control plane.
 type Running struct {
 	XDS          *xds.Server
@@ -231,10 +267,17 @@ func Run(ctx context.Context, o Options) (*Running, error) {
 // RunWithConfig is Run against a given REST config (tests).
 func RunWithConfig(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*Running, error) {
 	ctrl.SetLogger(log)
+	if err := o.checkAuth(); err != nil {
+		return nil, err
+	}
+	debugTLS, err := o.debugTLS()
+	if err != nil {
+		return nil, err
+	}
 	if o.ClusterName == "" {
 		// While it waits, the process is alive but not ready: the
 		// kubelet's probes must not restart it.
-		stopWaiting, err := serveWaiting(o.DebugAddress)
+		stopWaiting, err := serveWaiting(o.DebugAddress, debugTLS)
 		if err != nil {
 			return nil, err
 		}
@@ -245,15 +288,15 @@ func RunWithConfig(ctx context.Context, o Options, cfg *rest.Config, log logr.Lo
 		}
 		o.ClusterName = name
 	}
-	return start(ctx, o, cfg, log.WithValues("cluster", o.ClusterName))
+	return start(ctx, o, cfg, debugTLS, log.WithValues("cluster", o.ClusterName))
 }
 
 // serveWaiting answers /healthz (alive) and /readyz (not yet) on the
 // debug address until the returned function is called.
-func serveWaiting(addr string) (func(), error) {
-	lis, err := net.Listen("tcp", addr)
+func serveWaiting(addr string, tlsConfig *tls.Config) (func(), error) {
+	lis, err := listenDebug(addr, tlsConfig)
 	if err != nil {
-		return nil, fmt.Errorf("--debug-address %s: %w", addr, err)
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
@@ -311,7 +354,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*Running, error) {
+func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Config, log logr.Logger) (*Running, error) {
 	mgrOpts := ctrl.Options{
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -415,17 +458,22 @@ func start(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("--xds-address %s: %w", o.XDSAddress, err)
 	}
-	debugLis, err := net.Listen("tcp", o.DebugAddress)
+	debugHandler, err := o.guardDebug(ctx, cfg, xdsServer, log.WithName("debug"))
 	if err != nil {
 		xdsLis.Close()
-		return nil, fmt.Errorf("--debug-address %s: %w", o.DebugAddress, err)
+		return nil, err
+	}
+	debugLis, err := listenDebug(o.DebugAddress, debugTLS)
+	if err != nil {
+		xdsLis.Close()
+		return nil, err
 	}
 	xdsOpts := o.XDS
 	xdsOpts.Log = log.WithName("xds")
 	xdsOpts.Stream = xdsServer.StreamInterceptor()
 	g := xds.NewGRPCServer(xdsOpts)
 	xdsServer.Register(g)
-	debug := &http.Server{Handler: xdsServer.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}
+	debug := &http.Server{Handler: debugHandler, ReadHeaderTimeout: 10 * time.Second}
 
 	r := &Running{XDS: xdsServer, XDSAddress: xdsLis.Addr(), DebugAddress: debugLis.Addr(), done: make(chan error, 1)}
 	errs := make(chan error, 2)

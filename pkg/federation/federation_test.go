@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -21,6 +20,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/controller"
+	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -168,7 +168,12 @@ func TestTheArticlesFlow(t *testing.T) {
 			t.Error(p)
 		}
 	}
-	resp, err := http.Get("http://" + run.DebugAddress.String() + "/metrics")
+	// As the cluster's admin (its client certificate).
+	hc, err := kubeauth.Client(hub.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get("https://" + run.DebugAddress.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 package xds
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -19,7 +21,16 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/fleetmesh/fleetmesh/pkg/version"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
+
+// DebugAccess says which proxies a debug API caller may read.
+type DebugAccess interface {
+	// MayRead reports whether the request's caller may read the proxy
+	// name of namespace; name "" asks to list the namespace's proxies,
+	// namespace "" every namespace's.
+	MayRead(r *http.Request, namespace, name string) (bool, error)
+}
 
 // DebugHandler serves the debug API:
 //
@@ -29,11 +40,20 @@ import (
 //	/healthz                             the process is up
 //	/readyz                              a mesh has been published
 //	/version                             the control plane's version
-func (s *Server) DebugHandler() http.Handler {
+//
+// With access, /debug/syncz lists only the proxies the caller may list
+// and /debug/config_dump serves only a proxy the caller may read; a nil
+// access lets everyone read everything.
+func (s *Server) DebugHandler(access DebugAccess) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/config_dump", s.serveConfigDump)
-	mux.HandleFunc("/debug/syncz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, s.Proxies())
+	mux.HandleFunc("/debug/config_dump", func(w http.ResponseWriter, r *http.Request) { s.serveConfigDump(w, r, access) })
+	mux.HandleFunc("/debug/syncz", func(w http.ResponseWriter, r *http.Request) {
+		proxies, err := readable(r, access, s.Proxies())
+		if err != nil {
+			http.Error(w, err.Error(), statusOf(err))
+			return
+		}
+		writeJSON(w, proxies)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
@@ -48,6 +68,52 @@ func (s *Server) DebugHandler() http.Handler {
 	return mux
 }
 
+// forbidden is a caller asking for what it may not read.
+type forbidden string
+
+func (f forbidden) Error() string { return string(f) }
+
+func statusOf(err error) int {
+	var f forbidden
+	if errors.As(err, &f) {
+		return http.StatusForbidden
+	}
+	return http.StatusInternalServerError
+}
+
+// readable is the proxies the caller may list: every one with the right
+// to list them in every namespace, else those of the namespaces it may
+// list them in.
+func readable(r *http.Request, access DebugAccess, proxies []syncz.ProxyStatus) ([]syncz.ProxyStatus, error) {
+	if access == nil {
+		return proxies, nil
+	}
+	all, err := access.MayRead(r, "", "")
+	if err != nil || all {
+		return proxies, err
+	}
+	may := map[string]bool{}
+	for _, p := range proxies {
+		if _, asked := may[p.Namespace]; asked || p.Namespace == "" {
+			continue
+		}
+		if may[p.Namespace], err = access.MayRead(r, p.Namespace, ""); err != nil {
+			return nil, err
+		}
+	}
+	out := []syncz.ProxyStatus{}
+	for _, p := range proxies {
+		if may[p.Namespace] {
+			out = append(out, p)
+		}
+	}
+	// Every namespace asked about has a proxy: none is readable.
+	if len(out) == 0 {
+		return nil, forbidden("Forbidden: you may not list proxies.fleetmesh.io in any namespace with a connected proxy (RBAC: list proxies.fleetmesh.io)")
+	}
+	return out, nil
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -55,11 +121,35 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-func (s *Server) serveConfigDump(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveConfigDump(w http.ResponseWriter, r *http.Request, access DebugAccess) {
 	id := r.URL.Query().Get("proxy")
 	if id == "" {
 		http.Error(w, "name a proxy: /debug/config_dump?proxy=<node id> (see /debug/syncz)", http.StatusBadRequest)
 		return
+	}
+	if access != nil {
+		// A proxy is read as proxies.fleetmesh.io named after its pod in
+		// its namespace; whether an unknown one is connected is told
+		// only to who may read every proxy.
+		namespace, name := "", ""
+		for _, p := range s.Proxies() {
+			if p.ID == id && p.Namespace != "" {
+				namespace, name = p.Namespace, cmp.Or(p.Pod, id)
+			}
+		}
+		ok, err := access.MayRead(r, namespace, name)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if !ok {
+			what := "every proxy (the proxy is not connected or has no namespace)"
+			if namespace != "" {
+				what = fmt.Sprintf("proxy %s in namespace %s", name, namespace)
+			}
+			http.Error(w, "Forbidden: you may not get "+what+" (RBAC: get proxies.fleetmesh.io)", http.StatusForbidden)
+			return
+		}
 	}
 	dump, err := s.ConfigDump(id)
 	if err != nil {

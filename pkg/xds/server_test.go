@@ -228,7 +228,7 @@ func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
 
 	// syncz shows the sidecar, delta, with everything acknowledged.
 	var proxies []syncz.ProxyStatus
-	srv := httptest.NewServer(h.server.DebugHandler())
+	srv := httptest.NewServer(h.server.DebugHandler(nil))
 	defer srv.Close()
 	getJSON(t, srv.URL+"/debug/syncz", &proxies)
 	if len(proxies) != 1 || proxies[0].ID != "curl-1.curl" || !proxies[0].Delta || proxies[0].Role != "sidecar" {
@@ -308,7 +308,7 @@ func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h.server.DebugHandler())
+	srv := httptest.NewServer(h.server.DebugHandler(nil))
 	defer srv.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

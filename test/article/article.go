@@ -125,6 +125,16 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 	return nil
 }
 
+// The lab's controllers run with their debug API open: their pods are
+// Pod objects without a kubelet, so the CLI cannot port-forward to them
+// and reaches them through the API server's pod proxy, which carries no
+// credentials. Real nodes run the manifests' authenticated debug API.
+const (
+	LabDebugAuth          = "--debug-auth=none"
+	LabMetricsAuth        = "--metrics-auth=none"
+	LabControlPlaneAccess = "pod-proxy"
+)
+
 // ControlPlaneIP is the address of a cluster's fleetmesh-controller pod;
 // its debug API listens on port 15014 there.
 func ControlPlaneIP(c *testenv.Cluster) string { return c.PodIP(2) }
@@ -140,7 +150,7 @@ func (f *Fleet) runControlPlane(ctx context.Context, c *testenv.Cluster, args ..
 		return nil, err
 	}
 	run, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
-		Args:      append(args, "--debug-address="+net.JoinHostPort(ip, "15014")),
+		Args:      append(args, "--debug-address="+net.JoinHostPort(ip, "15014"), LabDebugAuth, LabMetricsAuth),
 		WaitReady: true,
 	})
 	if err != nil {

@@ -78,6 +78,11 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 		if o.CLI == nil {
 			return
 		}
+		if !o.Real {
+			// The lab's controller pods have no kubelet to port-forward
+			// to; their debug API is open (--debug-auth=none).
+			args = append(args, "--control-plane-access="+LabControlPlaneAccess)
+		}
 		say("  $ fleetmesh --context %s", strings.Join(args, " "))
 		var buf strings.Builder
 		if err := o.CLI(ctx, &buf, append([]string{"--kubeconfig", kubeconfig, "--context"}, args...)); err != nil {

@@ -192,13 +192,12 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 	})
 
 	t.Run("the control plane's config dump shows what the sidecar holds", func(t *testing.T) {
-		debug := "http://" + cp.DebugAddress
 		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/syncz"} {
-			if _, err := httpGetBody(debug + path); err != nil {
+			if _, err := cp.Get(path); err != nil {
 				t.Errorf("%s: %v", path, err)
 			}
 		}
-		body, err := httpGetBody(debug + "/debug/config_dump?proxy=" + sidecarID)
+		body, err := cp.Get("/debug/config_dump?proxy=" + sidecarID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +218,7 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 		if want := []string{"cluster-2@0", "cluster-1@1", "cluster-3@1"}; fmt.Sprint(localities) != fmt.Sprint(want) {
 			t.Errorf("FailOver localities in the dump = %v, want %v", localities, want)
 		}
-		if _, err := httpGetBody(debug + "/debug/config_dump?proxy=nobody"); err == nil {
+		if _, err := cp.Get("/debug/config_dump?proxy=nobody"); err == nil {
 			t.Error("a dump of an unknown proxy did not fail")
 		}
 	})

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
 	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
@@ -24,6 +25,9 @@ import (
 type ControlPlane struct {
 	// XDSAddress and DebugAddress are where it serves (host:port).
 	XDSAddress, DebugAddress string
+
+	// debug reads the debug API as the cluster's admin.
+	debug *debugClient
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -63,6 +67,11 @@ func (c *Cluster) StartControlPlane(ctx context.Context, o ControlPlaneOptions) 
 		args = append(args, "--kubeconfig="+c.KubeconfigPath)
 	}
 	cp := &ControlPlane{done: make(chan struct{})}
+	// The debug API is HTTPS and authenticated unless told otherwise.
+	auth, _ := has("debug-auth")
+	if cp.debug, err = c.newDebugClient(auth != "none"); err != nil {
+		return nil, err
+	}
 	for _, a := range []struct {
 		flag string
 		addr *string
@@ -118,11 +127,30 @@ func (c *Cluster) StartControlPlane(ctx context.Context, o ControlPlaneOptions) 
 }
 
 // Get fetches a path of the debug API.
-func (cp *ControlPlane) Get(path string) (string, error) { return debugGet(cp.DebugAddress, path) }
+func (cp *ControlPlane) Get(path string) (string, error) { return cp.debug.get(cp.DebugAddress, path) }
 
-// debugGet fetches a path of the debug API at address.
-func debugGet(address, path string) (string, error) {
-	resp, err := http.Get("http://" + address + path)
+// debugClient reads a control plane's debug API: over HTTPS with the
+// cluster admin's credentials (its self-signed certificate unchecked),
+// or over plain HTTP (--debug-auth=none).
+type debugClient struct {
+	scheme string
+	client *http.Client
+}
+
+func (c *Cluster) newDebugClient(authenticated bool) (*debugClient, error) {
+	if !authenticated {
+		return &debugClient{scheme: "http", client: &http.Client{Timeout: 30 * time.Second}}, nil
+	}
+	hc, err := kubeauth.Client(c.Config, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &debugClient{scheme: "https", client: hc}, nil
+}
+
+// get fetches a path of the debug API at address.
+func (d *debugClient) get(address, path string) (string, error) {
+	resp, err := d.client.Get(d.scheme + "://" + address + path)
 	if err != nil {
 		return "", err
 	}
@@ -135,12 +163,23 @@ func debugGet(address, path string) (string, error) {
 }
 
 // Proxies is /debug/syncz: every connected proxy and its sync state.
-func (cp *ControlPlane) Proxies() ([]syncz.ProxyStatus, error) { return Syncz(cp.DebugAddress) }
+func (cp *ControlPlane) Proxies() ([]syncz.ProxyStatus, error) {
+	return cp.debug.syncz(cp.DebugAddress)
+}
 
-// Syncz reads /debug/syncz of the controller whose debug API is at
-// address (e.g. a controller pod's IP:15014).
-func Syncz(address string) ([]syncz.ProxyStatus, error) {
-	body, err := debugGet(address, "/debug/syncz")
+// Syncz reads /debug/syncz, as the cluster's admin, of the controller
+// whose debug API is at address (e.g. a controller pod's IP:15014,
+// HTTPS as the manifests run it).
+func (c *Cluster) Syncz(address string) ([]syncz.ProxyStatus, error) {
+	d, err := c.newDebugClient(true)
+	if err != nil {
+		return nil, err
+	}
+	return d.syncz(address)
+}
+
+func (d *debugClient) syncz(address string) ([]syncz.ProxyStatus, error) {
+	body, err := d.get(address, "/debug/syncz")
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -26,7 +27,7 @@ import (
 func fleetmesh(t *testing.T, ctx context.Context, cluster string, args ...string) string {
 	t.Helper()
 	var out bytes.Buffer
-	args = append([]string{"--kubeconfig", fleet.Cluster(cluster).KubeconfigPath}, args...)
+	args = append([]string{"--kubeconfig", fleet.Cluster(cluster).KubeconfigPath, "--control-plane-access=" + article.LabControlPlaneAccess}, args...)
 	if err := cli.Execute(ctx, &out, args); err != nil {
 		t.Fatalf("fleetmesh %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}

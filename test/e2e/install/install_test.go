@@ -86,8 +86,8 @@ type member struct {
 	warn    *warnings
 	audit   audit
 	certDir string
-	// xds is the controller's ADS address.
-	xds string
+	// xds is the controller's ADS address, debug its debug API's.
+	xds, debug string
 }
 
 func testPod(namespace, name string, annotations map[string]string) *corev1.Pod {
@@ -126,7 +126,7 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 		"--webhook-address="+ip+":9443", "--webhook-cert-dir="+m.certDir, "--webhook-cert-check-interval=500ms",
 		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info",
 		"--workload-signer", "--xds-tls")
-	m.xds = run.XDSAddress
+	m.xds, m.debug = run.XDSAddress, run.DebugAddress
 	if _, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
 		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
@@ -327,7 +327,10 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		envoy := startManifestGateway(t, ctx, m.xds)
 		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
 			var out strings.Builder
-			if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "member-1", "proxy-status", "fleetmesh-gateway-7d9." + ns}); err != nil {
+			// The controller "pod" has no kubelet to port-forward to:
+			// its debug API is reached at its address, as the admin.
+			if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "member-1", "proxy-status", "fleetmesh-gateway-7d9." + ns,
+				"--control-plane-url", "https://" + m.debug, "--control-plane-insecure-skip-tls-verify"}); err != nil {
 				return false, nil
 			}
 			return len(testenv.TableLines(out.String(), "gateway", "SYNCED")) == 1, nil
@@ -335,6 +338,9 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the gateway never showed SYNCED in proxy-status: %v\n%s", err, envoy.Log())
 		}
+		t.Run("the debug API answers whom RBAC lets read, and no one else", func(t *testing.T) {
+			checkDebugAPI(t, ctx, m.debug, "fleetmesh-gateway-7d9."+ns)
+		})
 		listeners, err := envoy.Get("/listeners")
 		// On its pod's address, as in a pod.
 		if err != nil || !strings.Contains(listeners, ":8080") {
@@ -602,7 +608,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	}
 	a := newAudit(hub, ns, "fleetmesh-controller")
 	// Tokens joined with a life of 30 minutes are renewed at once.
-	startController(t, ctx, hub, ns, "fleetmesh-controller", "--cluster-name=control-plane", "--federation", "--leader-elect",
+	run := startController(t, ctx, hub, ns, "fleetmesh-controller", "--cluster-name=control-plane", "--federation", "--leader-elect",
 		"--namespace="+ns, "--kubeconfig-secret-namespace="+ns, "--member-token-ttl=2h", "--member-token-renew-before=1h")
 
 	// Discovery runs here too and reports on policies and imports (the
@@ -751,6 +757,9 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		err := m1.Client.Get(ctx, client.ObjectKey{Name: "member-2"}, &fmv1alpha1.Cluster{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
+
+	// Its debug API knows callers and refuses those RBAC does not allow.
+	checkRefusesAStranger(t, ctx, hub, run.DebugAddress)
 
 	// Leader election renews its lease (an update) every few seconds.
 	waitFor(t, ctx, "the lease is renewed", func(context.Context) (bool, error) {

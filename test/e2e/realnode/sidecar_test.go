@@ -69,7 +69,7 @@ func meshedPair(ctx context.Context, t *testing.T, c *testenv.Cluster, ns string
 			if !testenv.PodReady(&p) {
 				continue
 			}
-			proxies, err := testenv.Syncz(p.Status.PodIP + ":15014")
+			proxies, err := c.Syncz(p.Status.PodIP + ":15014")
 			if err != nil {
 				return false, err
 			}
