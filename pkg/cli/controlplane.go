@@ -205,11 +205,17 @@ type connectedProxy struct {
 	plane        controlPlane
 }
 
-// proxies lists every proxy connected to any of the control planes.
-func proxies(ctx context.Context, planes []controlPlane) ([]connectedProxy, error) {
+// proxies lists every proxy of namespace ("": of every namespace)
+// connected to any of the control planes. Naming the namespace is what
+// lets a caller RBAC allows only there list its proxies.
+func proxies(ctx context.Context, planes []controlPlane, namespace string) ([]connectedProxy, error) {
+	var query url.Values
+	if namespace != "" {
+		query = url.Values{"namespace": {namespace}}
+	}
 	var out []connectedProxy
 	for _, p := range planes {
-		data, err := p.get(ctx, "/debug/syncz", nil)
+		data, err := p.get(ctx, "/debug/syncz", query)
 		if err != nil {
 			return nil, err
 		}
@@ -231,6 +237,15 @@ func (p *connectedProxy) displayName() string {
 		return p.Pod + "." + p.Namespace
 	}
 	return p.ID
+}
+
+// proxyNamespace is the namespace of POD[.NS] (or a sidecar's or
+// gateway's node ID, pod.namespace): NS, else defaultNamespace.
+func proxyNamespace(arg, defaultNamespace string) string {
+	if _, ns, found := strings.Cut(arg, "."); found {
+		return ns
+	}
+	return defaultNamespace
 }
 
 // findProxy resolves POD[.NS], or a node ID, to one connected proxy.

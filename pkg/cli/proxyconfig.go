@@ -108,7 +108,7 @@ func (o *proxyConfigOptions) fetch(ctx context.Context, errOut io.Writer, arg st
 	if err != nil {
 		return nil, err
 	}
-	all, err := proxies(ctx, planes)
+	all, err := proxies(ctx, planes, proxyNamespace(arg, o.kube.ns()))
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func (o *proxyConfigOptions) completeProxies(cmd *cobra.Command, args []string, 
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveError
 	}
-	all, err := proxies(cmd.Context(), planes)
+	all, err := proxies(cmd.Context(), planes, o.kube.namespace)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveError
 	}

@@ -30,7 +30,12 @@ xDS type, whether it holds what it was last sent:
 			if err != nil {
 				return err
 			}
-			all, err := proxies(cmd.Context(), planes)
+			// One proxy, or -n: that namespace's only.
+			namespace := k.namespace
+			if len(args) == 1 {
+				namespace = proxyNamespace(args[0], k.ns())
+			}
+			all, err := proxies(cmd.Context(), planes, namespace)
 			if err != nil {
 				return err
 			}

@@ -35,7 +35,7 @@ type DebugAccess interface {
 // DebugHandler serves the debug API:
 //
 //	/debug/config_dump?proxy=<node id>  what the proxy is served, in Envoy's ConfigDump JSON
-//	/debug/syncz                         every connected proxy with its versions sent, acked and nacked
+//	/debug/syncz[?namespace=<ns>]        every connected proxy (of ns) with its versions sent, acked and nacked
 //	/metrics                             Prometheus metrics
 //	/healthz                             the process is up
 //	/readyz                              a mesh has been published
@@ -48,7 +48,7 @@ func (s *Server) DebugHandler(access DebugAccess) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/config_dump", func(w http.ResponseWriter, r *http.Request) { s.serveConfigDump(w, r, access) })
 	mux.HandleFunc("/debug/syncz", func(w http.ResponseWriter, r *http.Request) {
-		proxies, err := readable(r, access, s.Proxies())
+		proxies, err := readable(r, access, s.Proxies(), r.URL.Query().Get("namespace"))
 		if err != nil {
 			http.Error(w, err.Error(), statusOf(err))
 			return
@@ -81,10 +81,22 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// readable is the proxies the caller may list: every one with the right
-// to list them in every namespace, else those of the namespaces it may
-// list them in.
-func readable(r *http.Request, access DebugAccess, proxies []syncz.ProxyStatus) ([]syncz.ProxyStatus, error) {
+// readable is the proxies of namespace ("": every namespace) the caller
+// may list. Asked for one namespace, it is all of them or a refusal. Asked
+// for all, it is every one with the right to list them in every
+// namespace, else those of the namespaces it may list them in.
+func readable(r *http.Request, access DebugAccess, proxies []syncz.ProxyStatus, namespace string) ([]syncz.ProxyStatus, error) {
+	if namespace != "" {
+		proxies = slices.DeleteFunc(proxies, func(p syncz.ProxyStatus) bool { return p.Namespace != namespace })
+		if access == nil {
+			return proxies, nil
+		}
+		ok, err := access.MayRead(r, namespace, "")
+		if err != nil || !ok {
+			return nil, cmp.Or(err, error(forbidden("Forbidden: you may not list proxies.fleetmesh.io in namespace "+namespace)))
+		}
+		return proxies, nil
+	}
 	if access == nil {
 		return proxies, nil
 	}

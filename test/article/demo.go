@@ -293,8 +293,12 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 		}
 		enter := fmt.Sprintf("nsenter -t %d %s env KUBECONFIG=%s", os.Getpid(), ns, kubeconfig)
 		say("enter the namespace from another terminal, e.g.:")
-		say("  %s bin/fleetmesh --context cluster-2 proxy-status", enter)
-		say("  %s bin/fleetmesh --context cluster-2 proxy-config endpoints %s", enter, fleet.CurlProxy())
+		access := ""
+		if !o.Real {
+			access = " --control-plane-access=" + LabControlPlaneAccess
+		}
+		say("  %s bin/fleetmesh --context cluster-2 proxy-status%s", enter, access)
+		say("  %s bin/fleetmesh --context cluster-2 proxy-config endpoints %s%s", enter, fleet.CurlProxy(), access)
 		say("  %s bin/fleetmesh --context control-plane cluster list", enter)
 		say("  %s bin/fleetmesh --context cluster-2 explain httpbin.httpbin --from-cluster cluster-2", enter)
 		say("  %s bin/k8s/kubectl --context cluster-2 get serviceimports -A", enter)

@@ -146,6 +146,9 @@ func checkDebugAPI(t *testing.T, ctx context.Context, address, gateway string) {
 	if body := expect(reader, who, "/debug/config_dump?proxy="+gateway, http.StatusOK); !strings.Contains(body, "ListenersConfigDump") {
 		t.Errorf("the gateway's dump: %.200s", body)
 	}
+	// Asked for its namespace's proxies, a caller gets them or a refusal.
+	expect(reader, who, "/debug/syncz?namespace="+ns, http.StatusOK)
+	expect(reader, who, "/debug/syncz?namespace="+team, http.StatusForbidden)
 	// Another namespace's proxy, or one not connected, stays refused.
 	expect(reader, who, "/debug/config_dump?proxy=nobody."+team, http.StatusForbidden)
 	err = testenv.Eventually(ctx, 30*time.Second, func(context.Context) (bool, error) {

@@ -28,6 +28,9 @@ func TestInjectedPodsTalkThroughTheirSidecars(t *testing.T) {
 	installMember(ctx, t, c)
 	clientPod := meshedPair(ctx, t, c, appNamespace)
 	t.Logf("the client's Envoy counted %d 2xx responses from web", callThroughTheMesh(ctx, t, c, appNamespace, clientPod))
+	t.Run("fleetmesh proxy-config reaches the controllers by port-forward, with the caller's own rights", func(t *testing.T) {
+		checkCLIThroughPortForward(ctx, t, c, clientPod)
+	})
 }
 
 // meshedPair deploys the echo apps web and client into the injected
