@@ -168,9 +168,9 @@ func (a *Auth) decide(ctx context.Context, attrs authorizer.Attributes) (bool, e
 // server, as a port-forward through the API server does.
 func Client(cfg *rest.Config, caPEM []byte) (*http.Client, error) {
 	c := rest.CopyConfig(cfg)
-	c.TLSClientConfig.CAFile, c.TLSClientConfig.ServerName = "", ""
-	c.TLSClientConfig.CAData = caPEM
-	c.TLSClientConfig.Insecure = len(caPEM) == 0
+	c.CAFile, c.ServerName = "", ""
+	c.CAData = caPEM
+	c.Insecure = len(caPEM) == 0
 	rt, err := rest.TransportFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("the credentials of %s: %w", cfg.Host, err)

@@ -240,19 +240,6 @@ func TestEnvoySidecarAndGatewaysFollowThePolicy(t *testing.T) {
 	})
 }
 
-func httpGetBody(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("%s: %s: %s", url, resp.Status, body)
-	}
-	return string(body), err
-}
-
 // waitSynced waits until the proxy has acknowledged everything it was sent.
 func waitSynced(ctx context.Context, t *testing.T, cp *testenv.ControlPlane, id string) {
 	t.Helper()

@@ -329,8 +329,11 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 			var out strings.Builder
 			// The controller "pod" has no kubelet to port-forward to:
 			// its debug API is reached at its address, as the admin.
-			if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "member-1", "proxy-status", "fleetmesh-gateway-7d9." + ns,
-				"--control-plane-url", "https://" + m.debug, "--control-plane-insecure-skip-tls-verify"}); err != nil {
+			args := []string{
+				"--kubeconfig", fleet.KubeconfigPath, "--context", "member-1", "proxy-status", "fleetmesh-gateway-7d9." + ns,
+				"--control-plane-url", "https://" + m.debug, "--control-plane-insecure-skip-tls-verify",
+			}
+			if err := cli.Execute(ctx, &out, args); err != nil {
 				return false, nil
 			}
 			return len(testenv.TableLines(out.String(), "gateway", "SYNCED")) == 1, nil
