@@ -105,11 +105,14 @@ const LocalClusterLabel = "fleetmesh.io/local"
 
 // Annotations of a member's credentials Secret written by `fleetmesh
 // cluster join`: the ServiceAccount (namespace/name) whose token it holds,
-// and when the token expires (RFC 3339). The federation renews such a
-// token before it expires.
+// when the token expires (RFC 3339), and the Secret in the member
+// (namespace/name) the token is bound to: deleting it revokes the token.
+// The federation renews such a token before it expires and revokes the
+// one it replaced.
 const (
 	AnnotationServiceAccount = "fleetmesh.io/service-account"
 	AnnotationTokenExpires   = "fleetmesh.io/token-expires"
+	AnnotationTokenBoundTo   = "fleetmesh.io/token-bound-to"
 )
 
 // ManagedByLabel marks objects fleetmesh owns; its value is ManagedByValue.

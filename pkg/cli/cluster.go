@@ -82,8 +82,11 @@ Ready in 'fleetmesh cluster list'.
 The federation acts in the member as the ServiceAccount
 fleetmesh-system/fleetmesh-federation that 'kubectl apply -k
 manifests/member' creates with only the rights it needs: join asks the
-member for a token of it (--token-ttl); the federation renews it before it
-expires.
+member for a token of it (--token-ttl, a day), bound to the Secret
+fleetmesh-federation-token-a or -b in the member's fleetmesh-system; the
+federation renews it before it expires and revokes the token it replaced
+by deleting the Secret that one was bound to. Joining again revokes the
+previous token the same way.
 --credentials context stores the context's own credentials instead.
 
 A member whose kubeconfig says 127.0.0.1 or localhost (k3d, kind) is not
@@ -112,7 +115,7 @@ against the original name.`,
 	f.StringVar(&o.secretNamespace, "secret-namespace", DefaultSystemNamespace, "namespace of the control-plane cluster that keeps the member's credentials")
 	f.BoolVar(&o.skipCheck, "skip-check", false, "do not check that the member's API server answers before joining it")
 	f.StringVar(&o.credentials, "credentials", "service-account", "what the federation uses in the member: service-account (a token of fleetmesh-system/fleetmesh-federation) or context (the context's own credentials)")
-	f.DurationVar(&o.tokenTTL, "token-ttl", 365*24*time.Hour, "with --credentials service-account: how long the token is valid")
+	f.DurationVar(&o.tokenTTL, "token-ttl", federation.DefaultTokenTTL, "with --credentials service-account: how long the token is valid (the federation renews it, --member-token-ttl)")
 	_ = cmd.MarkFlagRequired("member-context")
 	_ = cmd.RegisterFlagCompletionFunc("member-context", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		raw, err := (&kubeFlags{kubeconfig: o.memberKubeconfig}).rawConfig()
@@ -151,7 +154,20 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 			return fmt.Errorf("the member's API server (context %s) does not answer: %w (--skip-check joins it anyway)", o.memberContext, err)
 		}
 	}
-	var expires time.Time
+	hub, err := k.clients()
+	if err != nil {
+		return err
+	}
+	// Joined before: the token in use is revoked once its successor is
+	// stored.
+	previous := &corev1.Secret{}
+	switch err := hub.client.Get(ctx, client.ObjectKey{Namespace: o.secretNamespace, Name: memberSecretName(name)}, previous); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("get Secret %s/%s: %w", o.secretNamespace, memberSecretName(name), err)
+	}
+	var token federation.BoundToken
+	var member *clients
 	switch o.credentials {
 	case "context":
 	case "service-account":
@@ -161,17 +177,14 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 		if err != nil {
 			return err
 		}
-		if kubeconfig, expires, err = withServiceAccountToken(ctx, local, kubeconfig, o.tokenTTL); err != nil {
+		if kubeconfig, token, member, err = withServiceAccountToken(ctx, local, kubeconfig, o.tokenTTL, previous.Annotations[fmv1alpha1.AnnotationTokenBoundTo]); err != nil {
 			return fmt.Errorf("--member-context %s: %w", o.memberContext, err)
 		}
 	default:
 		return fmt.Errorf("--credentials %q: want service-account or context", o.credentials)
 	}
+	expires := token.Expires
 
-	hub, err := k.clients()
-	if err != nil {
-		return err
-	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.secretNamespace}}
 	if err := hub.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsForbidden(err) {
 		return fmt.Errorf("create namespace %s: %w", o.secretNamespace, err)
@@ -189,10 +202,16 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 		secret.Annotations = map[string]string{
 			fmv1alpha1.AnnotationTokenExpires:   expires.UTC().Format(time.RFC3339),
 			fmv1alpha1.AnnotationServiceAccount: DefaultSystemNamespace + "/" + FederationServiceAccount,
+			fmv1alpha1.AnnotationTokenBoundTo:   token.BoundTo,
 		}
 	}
 	if err := federation.Apply(ctx, hub.client, secret, FieldOwner); err != nil {
 		return fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	if old := previous.Annotations[fmv1alpha1.AnnotationTokenBoundTo]; old != "" && member != nil {
+		if err := federation.RevokeToken(ctx, member.client, old); err != nil {
+			_, _ = fmt.Fprintf(errOut, "warning: the previous token stays valid until %s: %v\n", previous.Annotations[fmv1alpha1.AnnotationTokenExpires], err)
+		}
 	}
 	spec := o.spec
 	spec.KubeconfigSecretRef = &fmv1alpha1.SecretKeyRef{Namespace: o.secretNamespace, Name: secret.Name, Key: "kubeconfig"}
@@ -221,26 +240,28 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 }
 
 // withServiceAccountToken asks the member (through local, a kubeconfig
-// the operator can use) for a token of the federation's ServiceAccount and
-// returns stored with its user's credentials replaced by that token.
-func withServiceAccountToken(ctx context.Context, local, stored []byte, ttl time.Duration) ([]byte, time.Time, error) {
+// the operator can use) for a token of the federation's ServiceAccount,
+// bound to the one of federation.TokenSecrets current is not, and returns
+// stored with its user's credentials replaced by that token, and the
+// member's clients.
+func withServiceAccountToken(ctx context.Context, local, stored []byte, ttl time.Duration, current string) ([]byte, federation.BoundToken, *clients, error) {
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(local)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, federation.BoundToken{}, nil, err
 	}
 	member, err := newClients(cfg)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, federation.BoundToken{}, nil, err
 	}
-	token, expires, err := federation.RequestToken(ctx, member.client, DefaultSystemNamespace, FederationServiceAccount, ttl)
+	token, err := federation.RequestBoundToken(ctx, member.client, DefaultSystemNamespace, FederationServiceAccount, ttl, current)
 	if apierrors.IsNotFound(err) {
-		return nil, time.Time{}, fmt.Errorf("the member has no ServiceAccount %s/%s: install fleetmesh there first (kubectl apply -k manifests/member), or join with --credentials context", DefaultSystemNamespace, FederationServiceAccount)
+		return nil, federation.BoundToken{}, nil, fmt.Errorf("the member has no ServiceAccount %s/%s: install fleetmesh there first (kubectl apply -k manifests/member), or join with --credentials context (%w)", DefaultSystemNamespace, FederationServiceAccount, err)
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("ask the member for a token: %w", err)
+		return nil, federation.BoundToken{}, nil, fmt.Errorf("ask the member for a token: %w", err)
 	}
-	data, err := federation.WithToken(stored, token)
-	return data, expires, err
+	data, err := federation.WithToken(stored, token.Token)
+	return data, token, member, err
 }
 
 // MemberKubeconfig extracts one context of a kubeconfig into a standalone

@@ -658,6 +658,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		}
 		return renewed == 2, nil
 	})
+	checkTokensAreRevoked(t, ctx, hub)
 	if table := fleetmesh(t, ctx, "--context", "hub", "cluster", "list"); len(testenv.TableLines(table, "member-1", "True", "in 1")) != 1 {
 		t.Errorf("cluster list does not show the token's expiry:\n%s", table)
 	}

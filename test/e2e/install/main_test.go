@@ -13,13 +13,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -121,12 +123,13 @@ func readAudit(path, user string) (sets.Set[perm], []string, error) {
 // until the test ends.
 func startController(tb testing.TB, ctx context.Context, c *testenv.Cluster, namespace, serviceAccount string, args ...string) *testenv.ControlPlane {
 	tb.Helper()
-	token, _, err := federation.RequestToken(ctx, c.Client, namespace, serviceAccount, time.Hour)
+	token, err := kubernetes.NewForConfigOrDie(c.Config).CoreV1().ServiceAccounts(namespace).CreateToken(ctx, serviceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg := rest.AnonymousClientConfig(c.Config)
-	cfg.BearerToken = token
+	cfg.BearerToken = token.Status.Token
 	kc, err := testenv.KubeconfigFor(cfg, c.Name)
 	if err != nil {
 		tb.Fatal(err)
