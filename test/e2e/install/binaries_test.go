@@ -86,7 +86,7 @@ func TestTheBuiltControllerRunsWithItsManifestsArguments(t *testing.T) {
 		prepare: func(ctx context.Context, t *testing.T, c *testenv.Cluster) {
 			// The federation's copy of the member's own Cluster names it.
 			if err := c.Client.Create(ctx, &fmv1alpha1.Cluster{
-				ObjectMeta: metav1.ObjectMeta{Name: c.Name, Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
+				ObjectMeta: metav1.ObjectMeta{Name: c.Name, Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true", fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
 				Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
 			}); err != nil {
 				t.Fatal(err)

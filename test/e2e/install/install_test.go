@@ -111,7 +111,7 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 	// The federation's copy of the member's own Cluster, from which a
 	// controller without --cluster-name learns its name.
 	if err := mc.Client.Create(ctx, &fmv1alpha1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: "member-1", Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "member-1", Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true", fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
 		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
 	}); err != nil {
 		tb.Fatal(err)
