@@ -127,6 +127,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.XDS.MaxStreamsPerConnection = uint32(n)
 		return nil
 	})
+	fs.IntVar(&o.XDS.MaxRequestBytes, "xds-max-request-bytes", xds.DefaultMaxRequestBytes, "the largest request a proxy may send (a DiscoveryRequest with the names it subscribes to); a larger one ends its stream with ResourceExhausted")
 	fs.IntVar(&o.XDSConnectionsPerSecond, "xds-connections-per-second", 100, "admit at most this many new ADS connections a second, so proxies reconnecting at once are let in at a pace the control plane serves (0: no bound)")
 
 	ns := os.Getenv("POD_NAMESPACE")

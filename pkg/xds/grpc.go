@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -27,6 +28,10 @@ type GRPCOptions struct {
 	// MaxStreamsPerConnection bounds the streams of one connection (a
 	// proxy needs one).
 	MaxStreamsPerConnection uint32
+	// MaxRequestBytes bounds one request a proxy sends (a DiscoveryRequest
+	// and the resource names it subscribes to); a larger one ends its
+	// stream with ResourceExhausted. 0: DefaultMaxRequestBytes.
+	MaxRequestBytes int
 	// Creds secure the connections (TLS with client certificates); nil
 	// serves plaintext.
 	Creds credentials.TransportCredentials
@@ -35,6 +40,10 @@ type GRPCOptions struct {
 	Stream grpc.StreamServerInterceptor
 	Log    logr.Logger
 }
+
+// DefaultMaxRequestBytes is the largest request a proxy may send by
+// default: 4 MiB, some 80,000 subscribed resource names.
+const DefaultMaxRequestBytes = 4 << 20
 
 // NewGRPCServer returns the gRPC server for ADS: keepalives that find dead
 // proxies, the connection age and stream bounds of o, and a panic in a
@@ -55,6 +64,7 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(streams),
+		grpc.MaxRecvMsgSize(cmp.Or(o.MaxRequestBytes, DefaultMaxRequestBytes)),
 		grpc.KeepaliveParams(ka),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(interceptors...),

@@ -142,6 +142,7 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 			// Proxies reconnect often, so a renewed certificate is used
 			// within the test.
 			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s",
+			"--xds-max-request-bytes=1048576",
 		},
 		WaitReady: true,
 	})
@@ -189,6 +190,21 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 			t.Fatalf("the sidecar of curl-1 was refused: %v", err)
 		}
 		t.Logf("curl-1's sidecar got %d clusters", len(resp.GetResources()))
+	})
+
+	t.Run("a request over --xds-max-request-bytes ends its stream, and the server serves on", func(t *testing.T) {
+		huge := ask(sidecarOf(curl))
+		for i := range 40_000 { // 2 MiB of names
+			huge.ResourceNames = append(huge.ResourceNames, fmt.Sprintf("outbound|8080||service-%05d.a-namespace.svc.cluster.local", i))
+		}
+		_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl), huge)
+		t.Logf("%v", err)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("got %v, want ResourceExhausted", err)
+		}
+		if _, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl), ask(sidecarOf(curl))); err != nil {
+			t.Fatalf("after the oversized request, the sidecar was refused: %v", err)
+		}
 	})
 
 	for _, tt := range []struct {
