@@ -62,6 +62,15 @@ type Options struct {
 	// SNI); the server's certificate is checked for its SPIFFE ID, which
 	// is in the roots SDS file.
 	XDSServerName string
+	// Token, with IdentityDir, authenticates the proxy with a
+	// ServiceAccount token instead of a certificate, where pods cannot
+	// get one: IdentityDir holds TokenFile (a projected serviceAccountToken
+	// of audience fleetmesh, bound to the pod) and RootsFile. Envoy's
+	// Google gRPC client speaks TLS to the server, checks its certificate
+	// for XDSServerName against the roots, and sends the token, read
+	// again for every stream (the kubelet renews it), as
+	// "authorization: Bearer <token>".
+	Token bool
 	// HealthPort, when set, serves GET /healthz/ready on all addresses:
 	// Envoy's admin /ready, 200 once Envoy has its first configuration.
 	// Kubelet probes reach it; the admin API stays on localhost.
@@ -157,7 +166,13 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 		}}},
 		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
 	}
-	if o.IdentityDir != "" {
+	if o.Token {
+		if o.IdentityDir == "" || o.XDSServerName == "" {
+			return nil, errors.New("bootstrap: Token needs IdentityDir and XDSServerName")
+		}
+		b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{tokenGRPCService(o.IdentityDir, o.XDSServerName, o.XDSAddress)}
+		b.StaticResources.Clusters = nil
+	} else if o.IdentityDir != "" {
 		ts, err := xdsTransportSocket(o.IdentityDir, o.XDSServerName)
 		if err != nil {
 			return nil, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	certutil "k8s.io/client-go/util/cert"
+
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -22,12 +24,30 @@ func TestBootstrapLoadsInEnvoy(t *testing.T) {
 			NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", Cluster: "cluster-2", Intercept: true,
 			XDSAddress: "fleetmesh-controller.fleetmesh-system.svc:15010", AdminAddress: "127.0.0.1:15000", Delta: true, HealthPort: 15021,
 		},
+		"sidecar with a token instead of a certificate": {
+			NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", ServiceAccount: "curl", Cluster: "cluster-2",
+			XDSAddress: "fleetmesh-controller.fleetmesh-system.svc:15010", AdminAddress: "127.0.0.1:15000", Delta: true, HealthPort: 15021,
+			XDSServerName: "fleetmesh-controller.fleetmesh-system.svc", Token: true,
+		},
 		"gateway over sotw, xDS by Service name": {
 			NodeID: "gw-1.fleetmesh", Role: "gateway", Cluster: "cluster-1", IP: "10.244.0.81",
 			XDSAddress: "fleetmesh.fleetmesh-system.svc:15010", AdminAddress: "127.0.0.1:15001",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
+			if o.Token {
+				// Envoy reads the roots and the token as it loads.
+				o.IdentityDir = t.TempDir()
+				roots, _, err := certutil.GenerateSelfSignedCertKey("fleetmesh-controller.fleetmesh-system.svc", nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for file, data := range map[string][]byte{RootsFile: roots, TokenFile: []byte("a-token")} {
+					if err := os.WriteFile(filepath.Join(o.IdentityDir, file), data, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			data, err := JSON(o)
 			if err != nil {
 				t.Fatal(err)
@@ -51,9 +71,10 @@ func TestBootstrapLoadsInEnvoy(t *testing.T) {
 
 func TestBadOptionsAreRefused(t *testing.T) {
 	for name, o := range map[string]Options{
-		"no node id":   {Role: "sidecar", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000"},
-		"unknown role": {NodeID: "x", Role: "grpc", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000"},
-		"no xds port":  {NodeID: "x", Role: "sidecar", XDSAddress: "127.0.0.1", AdminAddress: "127.0.0.1:15000"},
+		"no node id":                    {Role: "sidecar", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000"},
+		"unknown role":                  {NodeID: "x", Role: "grpc", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000"},
+		"no xds port":                   {NodeID: "x", Role: "sidecar", XDSAddress: "127.0.0.1", AdminAddress: "127.0.0.1:15000"},
+		"a token without its directory": {NodeID: "x", Role: "sidecar", XDSAddress: "127.0.0.1:15010", AdminAddress: "127.0.0.1:15000", Token: true, XDSServerName: "x"},
 	} {
 		if _, err := JSON(o); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	grpccredentialv3 "github.com/envoyproxy/go-control-plane/envoy/config/grpc_credential/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -17,7 +18,10 @@ import (
 // podCertificate source, and the roots from its clusterTrustBundle
 // source), and the two SDS files that point Envoy at them.
 const (
-	KeyFile          = "key.pem"
+	KeyFile = "key.pem"
+	// TokenFile is the ServiceAccount token, where pods present one
+	// instead of a certificate (Options.Token).
+	TokenFile        = "token"
 	CertFile         = "cert.pem"
 	RootsFile        = "roots.pem"
 	IdentitySDSFile  = "identity-sds.json"
@@ -105,4 +109,46 @@ func xdsTransportSocket(dir, serverName string) (*corev3.TransportSocket, error)
 		return nil, err
 	}
 	return &corev3.TransportSocket{Name: tlsTransportName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc}}, nil
+}
+
+const fileBasedMetadata = "envoy.grpc_credentials.file_based_metadata"
+
+// tokenGRPCService is the ADS server reached by Envoy's Google gRPC
+// client: TLS checked against the roots of dir for serverName, and the
+// token of dir sent with every stream (the file_based_metadata call
+// credentials read the file for each one, so a renewed token is used on
+// the next reconnection).
+func tokenGRPCService(dir, serverName, address string) *corev3.GrpcService {
+	file := func(name string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: filepath.Join(dir, name)}}
+	}
+	metadata, err := anypb.New(&grpccredentialv3.FileBasedMetadataConfig{
+		SecretData: file(TokenFile), HeaderKey: "authorization", HeaderPrefix: "Bearer ",
+	})
+	if err != nil {
+		panic(err) // a known message always marshals
+	}
+	return &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_GoogleGrpc_{GoogleGrpc: &corev3.GrpcService_GoogleGrpc{
+		TargetUri:  address,
+		StatPrefix: "fleetmesh_xds",
+		// The factory that knows the plugin below (the default one
+		// ignores plugins).
+		CredentialsFactoryName: fileBasedMetadata,
+		ChannelCredentials: &corev3.GrpcService_GoogleGrpc_ChannelCredentials{
+			CredentialSpecifier: &corev3.GrpcService_GoogleGrpc_ChannelCredentials_SslCredentials{
+				SslCredentials: &corev3.GrpcService_GoogleGrpc_SslCredentials{RootCerts: file(RootsFile)},
+			},
+		},
+		CallCredentials: []*corev3.GrpcService_GoogleGrpc_CallCredentials{{
+			CredentialSpecifier: &corev3.GrpcService_GoogleGrpc_CallCredentials_FromPlugin{
+				FromPlugin: &corev3.GrpcService_GoogleGrpc_CallCredentials_MetadataCredentialsFromPlugin{
+					Name:       fileBasedMetadata,
+					ConfigType: &corev3.GrpcService_GoogleGrpc_CallCredentials_MetadataCredentialsFromPlugin_TypedConfig{TypedConfig: metadata},
+				},
+			},
+		}},
+		ChannelArgs: &corev3.GrpcService_GoogleGrpc_ChannelArgs{Args: map[string]*corev3.GrpcService_GoogleGrpc_ChannelArgs_Value{
+			"grpc.ssl_target_name_override": {ValueSpecifier: &corev3.GrpcService_GoogleGrpc_ChannelArgs_Value_StringValue{StringValue: serverName}},
+		}},
+	}}}
 }

@@ -78,6 +78,10 @@ type Options struct {
 	WorkloadCertTTL time.Duration
 	// XDSTLS serves ADS over TLS to authenticated workloads only.
 	XDSTLS bool
+	// XDSTokenAuth also lets in, with XDSTLS, workloads that present a
+	// ServiceAccount token (audience fleetmesh, bound to their pod)
+	// instead of a certificate.
+	XDSTokenAuth bool
 	// WebhookAddress is where the webhook server listens (TLS).
 	WebhookAddress string
 	// WebhookCertDir holds tls.crt and tls.key for the webhook server.
@@ -140,6 +144,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
 	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
 	fs.BoolVar(&o.XDSTLS, "xds-tls", false, "serve ADS over TLS to clients with a workload certificate only, each only as the proxy its identity may be (needs --workload-signer)")
+	fs.BoolVar(&o.XDSTokenAuth, "xds-token-auth", false, "with --xds-tls: also let in clients without a workload certificate that present a ServiceAccount token of audience "+xds.TokenAudience+" bound to their pod (checked by TokenReview), for clusters without pod certificates")
 	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "with --workload-signer: the SPIFFE trust domain of the workload identities")
 	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
@@ -235,6 +240,9 @@ func (o *Options) checkAuth() error {
 		default:
 			return fmt.Errorf("%s %q: want %s or %s", a.flag, *a.v, AuthKubernetes, AuthNone)
 		}
+	}
+	if o.XDSTokenAuth && !o.XDSTLS {
+		return errors.New("--xds-token-auth needs --xds-tls: tokens are only taken over TLS")
 	}
 	if o.DebugAuth == AuthNone && o.MetricsAuth == AuthKubernetes {
 		return fmt.Errorf("--metrics-auth %s needs --debug-auth %s: /metrics is served on the debug address", AuthKubernetes, AuthKubernetes)
@@ -422,8 +430,18 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 				hosts = append(hosts, host)
 			}
 		}
-		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(signer.SPIFFEID(o.TrustDomain, o.Namespace, svc), hosts))
+		clientAuth := tls.RequireAndVerifyClientCert
 		xdsServerOpts.Authenticate = xds.CertificateIdentity(o.TrustDomain)
+		if o.XDSTokenAuth {
+			// Pods without a certificate present a token instead.
+			clientAuth = tls.VerifyClientCertIfGiven
+			review, err := tokenReviewer(cfg)
+			if err != nil {
+				return nil, err
+			}
+			xdsServerOpts.Authenticate = xds.CertificateOrToken(xdsServerOpts.Authenticate, xds.TokenIdentity(review, registry))
+		}
+		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(signer.SPIFFEID(o.TrustDomain, o.Namespace, svc), hosts, clientAuth))
 		xdsServerOpts.GatewayNamespace = o.Namespace
 	}
 	xdsServer := xds.NewServer(ctx, xdsServerOpts)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
@@ -112,4 +114,22 @@ func (a proxyAccess) MayRead(r *http.Request, namespace, name string) (bool, err
 		verb = "list"
 	}
 	return a.auth.Allowed(r, verb, ProxiesGroup, ProxiesResource, namespace, name)
+}
+
+// tokenReviewer asks the API server cfg reaches about a proxy's token,
+// for the audience xds.TokenAudience.
+func tokenReviewer(cfg *rest.Config) (xds.TokenReviewer, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, token string) (authenticationv1.TokenReviewStatus, error) {
+		tr, err := cs.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{
+			Token: token, Audiences: []string{xds.TokenAudience},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			return authenticationv1.TokenReviewStatus{}, err
+		}
+		return tr.Status, nil
+	}, nil
 }

@@ -328,13 +328,14 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 
 // ServerTLS is the TLS configuration of a server whose clients are
 // workloads (the xDS server): it presents a certificate for id and hosts,
-// issued from the workload CA and renewed at half its life, and requires
-// a client certificate that chains to the workload roots, read afresh for
-// each connection.
-func (s *Signer) ServerTLS(id *url.URL, hosts []string) *tls.Config {
+// issued from the workload CA and renewed at half its life, and checks
+// client certificates against the workload roots, read afresh for each
+// connection: required (tls.RequireAndVerifyClientCert), or checked when
+// given (tls.VerifyClientCertIfGiven: clients may authenticate otherwise).
+func (s *Signer) ServerTLS(id *url.URL, hosts []string, clientAuth tls.ClientAuthType) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientAuth: clientAuth,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			ca, err := s.ensureCA(hello.Context())
 			if err != nil {
@@ -350,7 +351,7 @@ func (s *Signer) ServerTLS(id *url.URL, hosts []string) *tls.Config {
 			}
 			return &tls.Config{
 				MinVersion:   tls.VersionTLS12,
-				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientAuth:   clientAuth,
 				ClientCAs:    roots,
 				Certificates: []tls.Certificate{*cert},
 				NextProtos:   []string{"h2"},

@@ -60,7 +60,7 @@ func CertificateIdentity(trustDomain string) Authenticator {
 		}
 		leaf := verifiedLeaf(info.State)
 		if leaf == nil {
-			return Identity{}, errors.New("the client presented no verified certificate")
+			return Identity{}, errNoCertificate
 		}
 		return identityOf(leaf, trustDomain)
 	}

@@ -130,7 +130,7 @@ const clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 // built control plane with --workload-signer --xds-tls and talks to it
 // on the wire, as stand-in pods whose certificates its signer issued.
 func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := fleet.Cluster("cluster-1")
 	if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
@@ -143,6 +143,8 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 			// within the test.
 			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s",
 			"--xds-max-request-bytes=1048576",
+			// Pods without a certificate may present a token.
+			"--xds-token-auth",
 		},
 		WaitReady: true,
 	})
@@ -346,6 +348,10 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		if st := syncState(cp, curl.pod+"."+curl.ns); st != "SYNCED" {
 			t.Errorf("after the renewal the sidecar is %s, want SYNCED", st)
 		}
+	})
+
+	t.Run("without a certificate, a pod's ServiceAccount token", func(t *testing.T) {
+		checkTokenAuth(ctx, t, c, cp, roots, curl, attacker)
 	})
 
 	metrics, err := cp.Get("/metrics")

@@ -56,3 +56,33 @@ func Binary(name string) (string, error) {
 	}
 	return filepath.Join(dir, name), nil
 }
+
+var (
+	programsMu sync.Mutex
+	programs   = map[string]string{}
+)
+
+// ImageProgram builds the program of a test image, ./test/images/<name>
+// (static, as in the image), once per test process, and returns its path:
+// e.g. "echo", whose grpc-call command is a proxyless gRPC client.
+func ImageProgram(name string) (string, error) {
+	programsMu.Lock()
+	defer programsMu.Unlock()
+	if bin, ok := programs[name]; ok {
+		return bin, nil
+	}
+	dir, err := os.MkdirTemp("", "fleetmesh-image-"+name+"-")
+	if err != nil {
+		return "", err
+	}
+	onExit(func() { _ = os.RemoveAll(dir) })
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/images/"+name)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "GOPROXY=off", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./test/images/%s: %w\n%s", name, err, out)
+	}
+	programs[name] = bin
+	return bin, nil
+}

@@ -253,19 +253,11 @@ func NodeImages(refs ImageRefs) ([]Image, error) {
 	if imgs, ok := imagesBuilt[key]; ok {
 		return imgs, nil
 	}
-	dir, err := os.MkdirTemp("", "fleetmesh-images-")
-	if err != nil {
-		return nil, err
-	}
-	onExit(func() { _ = os.RemoveAll(dir) })
 	var specs []imageSpec
 	for ref, prog := range map[string]string{PauseImage: "pause", EchoImage: "echo"} {
-		bin := filepath.Join(dir, prog)
-		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/images/"+prog)
-		cmd.Dir = RepoRoot()
-		cmd.Env = append(os.Environ(), "GOPROXY=off", "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./test/images/%s: %w\n%s", prog, err, out)
+		bin, err := ImageProgram(prog)
+		if err != nil {
+			return nil, err
 		}
 		specs = append(specs, imageSpec{ref: ref, entrypoint: []string{"/" + prog}, files: map[string]string{"/" + prog: bin}})
 	}
@@ -303,6 +295,11 @@ func NodeImages(refs ImageRefs) ([]Image, error) {
 		}
 		specs = append(specs, spec)
 	}
+	dir, err := os.MkdirTemp("", "fleetmesh-images-")
+	if err != nil {
+		return nil, err
+	}
+	onExit(func() { _ = os.RemoveAll(dir) })
 	var imgs []Image
 	for _, s := range specs {
 		img, err := writeImage(dir, s)
