@@ -20,7 +20,7 @@ import (
 const (
 	KeyFile = "key.pem"
 	// TokenFile is the ServiceAccount token, where pods present one
-	// instead of a certificate (Options.Token).
+	// instead of a certificate (Options.Token), for TokenAudience.
 	TokenFile        = "token"
 	CertFile         = "cert.pem"
 	RootsFile        = "roots.pem"
@@ -110,6 +110,12 @@ func xdsTransportSocket(dir, serverName string) (*corev3.TransportSocket, error)
 	}
 	return &corev3.TransportSocket{Name: tlsTransportName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc}}, nil
 }
+
+// TokenAudience is the audience of the ServiceAccount tokens proxies
+// present to the xDS server: a token made for the API server (or any
+// other audience) is not accepted, and one made for fleetmesh is not
+// accepted by the API server.
+const TokenAudience = "fleetmesh"
 
 const fileBasedMetadata = "envoy.grpc_credentials.file_based_metadata"
 

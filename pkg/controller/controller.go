@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
@@ -82,6 +83,11 @@ type Options struct {
 	// ServiceAccount token (audience fleetmesh, bound to their pod)
 	// instead of a certificate.
 	XDSTokenAuth bool
+	// ProxyCredential is what injected sidecars authenticate with:
+	// ProxyCredentialCertificate (a pod certificate) or
+	// ProxyCredentialToken (a ServiceAccount token, for clusters without
+	// pod certificates; implies XDSTokenAuth).
+	ProxyCredential string
 	// WebhookAddress is where the webhook server listens (TLS).
 	WebhookAddress string
 	// WebhookCertDir holds tls.crt and tls.key for the webhook server.
@@ -144,7 +150,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
 	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
 	fs.BoolVar(&o.XDSTLS, "xds-tls", false, "serve ADS over TLS to clients with a workload certificate only, each only as the proxy its identity may be (needs --workload-signer)")
-	fs.BoolVar(&o.XDSTokenAuth, "xds-token-auth", false, "with --xds-tls: also let in clients without a workload certificate that present a ServiceAccount token of audience "+xds.TokenAudience+" bound to their pod (checked by TokenReview), for clusters without pod certificates")
+	fs.BoolVar(&o.XDSTokenAuth, "xds-token-auth", false, "with --xds-tls: also let in clients without a workload certificate that present a ServiceAccount token of audience "+bootstrap.TokenAudience+" bound to their pod (checked by TokenReview), for clusters without pod certificates")
+	fs.StringVar(&o.ProxyCredential, "proxy-credential", ProxyCredentialCertificate, "with --xds-tls: what injected sidecars authenticate with: "+ProxyCredentialCertificate+" (a pod certificate from the workload signer) or "+ProxyCredentialToken+" (a ServiceAccount token of audience "+bootstrap.TokenAudience+" bound to the pod, for clusters without pod certificates; implies --xds-token-auth, and the signer then answers no pod certificate requests, publishes no ClusterTrustBundle and copies its roots ConfigMap into the namespaces labelled for injection)")
 	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "with --workload-signer: the SPIFFE trust domain of the workload identities")
 	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
@@ -227,7 +234,14 @@ const (
 	AuthNone       = "none"
 )
 
-// checkAuth defaults and checks DebugAuth and MetricsAuth.
+// What injected sidecars authenticate with (--proxy-credential).
+const (
+	ProxyCredentialCertificate = "certificate"
+	ProxyCredentialToken       = "token"
+)
+
+// checkAuth defaults and checks DebugAuth, MetricsAuth and
+// ProxyCredential.
 func (o *Options) checkAuth() error {
 	for _, a := range []struct {
 		flag string
@@ -240,6 +254,18 @@ func (o *Options) checkAuth() error {
 		default:
 			return fmt.Errorf("%s %q: want %s or %s", a.flag, *a.v, AuthKubernetes, AuthNone)
 		}
+	}
+	switch o.ProxyCredential {
+	case "":
+		o.ProxyCredential = ProxyCredentialCertificate
+	case ProxyCredentialCertificate:
+	case ProxyCredentialToken:
+		if !o.XDSTLS {
+			return fmt.Errorf("--proxy-credential %s needs --xds-tls: tokens are only taken over TLS", ProxyCredentialToken)
+		}
+		o.XDSTokenAuth = true
+	default:
+		return fmt.Errorf("--proxy-credential %q: want %s or %s", o.ProxyCredential, ProxyCredentialCertificate, ProxyCredentialToken)
 	}
 	if o.XDSTokenAuth && !o.XDSTLS {
 		return errors.New("--xds-token-auth needs --xds-tls: tokens are only taken over TLS")
@@ -385,7 +411,10 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 	}
 	if o.XDSTLS {
 		// Injected sidecars get a workload certificate and speak TLS.
-		o.Injection.Identity = &inject.Identity{Signer: signer.Name, ServerID: signer.SPIFFEID(o.TrustDomain, o.Namespace, o.WebhookService).String()}
+		o.Injection.Identity = &inject.Identity{
+			Signer: signer.Name, ServerID: signer.SPIFFEID(o.TrustDomain, o.Namespace, o.WebhookService).String(),
+			Token: o.ProxyCredential == ProxyCredentialToken, RootsConfigMap: signer.RootsConfigMap,
+		}
 	}
 	var certs *inject.CertManager
 	if o.Inject {
@@ -412,6 +441,8 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 	if o.WorkloadSigner {
 		if workloads, err = signer.Add(mgr, signer.Options{
 			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
+			Tokens:          o.ProxyCredential == ProxyCredentialToken,
+			RootsNamespaces: map[string]string{inject.NamespaceLabel: "enabled"},
 		}); err != nil {
 			return nil, err
 		}

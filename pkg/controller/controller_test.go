@@ -126,3 +126,23 @@ func TestWithoutAClusterNameItWaitsAliveButNotReadyThenLearnsItsName(t *testing.
 		t.Errorf("running %+v", r.run)
 	}
 }
+
+func TestAuthOptionsThatCannotWorkTogetherAreRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"tokens without TLS", Options{XDSTokenAuth: true}, "--xds-token-auth needs --xds-tls"},
+		{"token sidecars without TLS", Options{ProxyCredential: ProxyCredentialToken}, "--proxy-credential token needs --xds-tls"},
+		{"an unknown sidecar credential", Options{XDSTLS: true, ProxyCredential: "password"}, `--proxy-credential "password": want certificate or token`},
+		{"an unknown debug guard", Options{DebugAuth: "basic"}, `--debug-auth "basic": want kubernetes or none`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := RunWithConfig(context.Background(), tt.o, &rest.Config{Host: "https://127.0.0.1:1"}, logr.Discard())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("RunWithConfig() = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
 
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
 )
@@ -117,7 +118,7 @@ func (a proxyAccess) MayRead(r *http.Request, namespace, name string) (bool, err
 }
 
 // tokenReviewer asks the API server cfg reaches about a proxy's token,
-// for the audience xds.TokenAudience.
+// for the audience bootstrap.TokenAudience.
 func tokenReviewer(cfg *rest.Config) (xds.TokenReviewer, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -125,7 +126,7 @@ func tokenReviewer(cfg *rest.Config) (xds.TokenReviewer, error) {
 	}
 	return func(ctx context.Context, token string) (authenticationv1.TokenReviewStatus, error) {
 		tr, err := cs.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{
-			Token: token, Audiences: []string{xds.TokenAudience},
+			Token: token, Audiences: []string{bootstrap.TokenAudience},
 		}}, metav1.CreateOptions{})
 		if err != nil {
 			return authenticationv1.TokenReviewStatus{}, err

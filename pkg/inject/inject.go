@@ -82,7 +82,19 @@ type Identity struct {
 	Signer string
 	// ServerID is the xDS server's SPIFFE ID.
 	ServerID string
+	// Token gives the sidecar a ServiceAccount token instead (audience
+	// bootstrap.TokenAudience, bound to the pod, renewed by the kubelet) and the
+	// roots from ConfigMap RootsConfigMap of the pod's namespace: for
+	// clusters without pod certificates. The sidecar then checks the
+	// server's certificate for the xDS address's host name.
+	Token bool
+	// RootsConfigMap holds the roots under bootstrap.RootsFile (Token).
+	RootsConfigMap string
 }
+
+// tokenSeconds is the life of the sidecar's token; the kubelet renews it
+// at 80% of that.
+const tokenSeconds = 3600
 
 // IdentityDir is where the sidecar finds its workload certificate, its
 // key, the roots and the SDS files naming them.
@@ -141,6 +153,7 @@ func (c *Config) bootstrap() ([]byte, error) {
 	if c.Identity != nil {
 		o.IdentityDir = IdentityDir
 		o.XDSServerName, _, _ = strings.Cut(c.XDSAddress, ":")
+		o.Token = c.Identity.Token
 	}
 	return bootstrap.JSON(o)
 }
@@ -217,7 +230,11 @@ func Inject(pod *corev1.Pod, c *Config) *Skip {
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	if c.Identity != nil {
+	switch {
+	case c.Identity != nil && c.Identity.Token:
+		pod.Spec.Volumes = append(pod.Spec.Volumes, tokenVolumeOf(c.Identity))
+		proxy.VolumeMounts = append(proxy.VolumeMounts, corev1.VolumeMount{Name: identityVolume, MountPath: IdentityDir, ReadOnly: true})
+	case c.Identity != nil:
 		identity, roots, err := bootstrap.SDSFiles(IdentityDir, c.Identity.ServerID)
 		if err != nil {
 			return &Skip{Reason: "InjectorMisconfigured", Message: err.Error(), Warn: true}
@@ -255,6 +272,25 @@ func identityVolumeOf(id *Identity) corev1.Volume {
 				{Path: bootstrap.IdentitySDSFile, FieldRef: annotation(AnnotationSDSIdentity)},
 				{Path: bootstrap.RootsSDSFile, FieldRef: annotation(AnnotationSDSRoots)},
 			}}},
+		},
+	}}}
+}
+
+// tokenVolumeOf is the sidecar's identity where pods get no
+// certificate: a ServiceAccount token for the xDS server, bound to the
+// pod (the kubelet asks for it and renews it), and the roots copied into
+// the pod's namespace. Only the sidecar mounts it.
+func tokenVolumeOf(id *Identity) corev1.Volume {
+	return corev1.Volume{Name: identityVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: ptr.To[int32](0o444),
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: bootstrap.TokenAudience, ExpirationSeconds: ptr.To[int64](tokenSeconds), Path: bootstrap.TokenFile,
+			}},
+			{ConfigMap: &corev1.ConfigMapProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: id.RootsConfigMap},
+				Items:                []corev1.KeyToPath{{Key: bootstrap.RootsFile, Path: bootstrap.RootsFile}},
+			}},
 		},
 	}}}
 }

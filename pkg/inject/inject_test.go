@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 )
 
 func testConfig() *Config {
@@ -169,5 +171,40 @@ func TestASidecarWithAnIdentityGetsItsCertificateVolumeAndSpeaksTLS(t *testing.T
 	}
 	if len(pod.Spec.Containers[0].VolumeMounts) != 0 {
 		t.Error("the app mounts the sidecar's identity")
+	}
+}
+
+func TestASidecarWithATokenGetsItAndTheRootsOfItsNamespace(t *testing.T) {
+	c := testConfig()
+	c.Identity = &Identity{Signer: "fleetmesh.io/workload", Token: true, RootsConfigMap: "fleetmesh-workload-roots"}
+	pod := appPod(nil)
+	if skip := Inject(pod, c); skip != nil {
+		t.Fatalf("skipped: %+v", skip)
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].Projected == nil || len(pod.Spec.Volumes[0].Projected.Sources) != 2 {
+		t.Fatalf("volumes %+v", pod.Spec.Volumes)
+	}
+	sources := pod.Spec.Volumes[0].Projected.Sources
+	if tok := sources[0].ServiceAccountToken; tok == nil || tok.Audience != bootstrap.TokenAudience || tok.Path != bootstrap.TokenFile || *tok.ExpirationSeconds != 3600 {
+		t.Errorf("the token source: %+v", sources[0])
+	}
+	if cm := sources[1].ConfigMap; cm == nil || cm.Name != "fleetmesh-workload-roots" || len(cm.Items) != 1 || cm.Items[0].Path != bootstrap.RootsFile {
+		t.Errorf("the roots source: %+v", sources[1])
+	}
+	if _, ok := pod.Annotations[AnnotationSDSIdentity]; ok {
+		t.Error("a pod with a token gets SDS files for a certificate it has not")
+	}
+	proxy := ProxyOf(pod)
+	if len(proxy.VolumeMounts) != 1 || proxy.VolumeMounts[0].MountPath != IdentityDir || !proxy.VolumeMounts[0].ReadOnly {
+		t.Errorf("the proxy's mounts: %+v", proxy.VolumeMounts)
+	}
+	boot := strings.Join(proxy.Args, " ")
+	for _, want := range []string{"envoy.grpc_credentials.file_based_metadata", IdentityDir + "/token", `"stringValue":"fleetmesh-controller.fleetmesh-system.svc"`} {
+		if !strings.Contains(boot, want) {
+			t.Errorf("the bootstrap has no %s: %s", want, boot)
+		}
+	}
+	if len(pod.Spec.Containers[0].VolumeMounts) != 0 {
+		t.Error("the app mounts the sidecar's token")
 	}
 }

@@ -9,7 +9,6 @@
 package signer
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -35,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
@@ -53,6 +53,8 @@ const (
 	// bundle under roots.pem for clusters or clients that do not read
 	// ClusterTrustBundles.
 	RootsConfigMap = "fleetmesh-workload-roots"
+	// RootsKey is the roots' key in RootsConfigMap.
+	RootsKey = "roots.pem"
 	// TrustBundle is the ClusterTrustBundle linked to the signer.
 	TrustBundle = "fleetmesh.io:workload:roots"
 )
@@ -68,7 +70,17 @@ type Options struct {
 	MaxTTL time.Duration
 	// CAValidity is the CA's life; it is renewed with a third left.
 	CAValidity time.Duration
-	Log        logr.Logger
+	// Tokens is for clusters without pod certificates (before Kubernetes
+	// 1.35, or with the API off): pods present ServiceAccount tokens
+	// instead, so the signer answers no pod certificate requests and
+	// publishes no ClusterTrustBundle. It keeps the CA for the xDS
+	// server's certificate and copies the roots ConfigMap into every
+	// namespace whose labels match RootsNamespaces, where the pods'
+	// projected volumes read it (a ConfigMap projects only from the pod's
+	// own namespace).
+	Tokens          bool
+	RootsNamespaces map[string]string
+	Log             logr.Logger
 }
 
 // Signer issues the workload certificates.
@@ -121,6 +133,13 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 	// certificate of their own.
 	if err := mgr.Add(manager.RunnableFunc(s.keepCA)); err != nil {
 		return nil, err
+	}
+	if o.Tokens {
+		// A namespace labelled for the mesh gets the roots at once.
+		return s, ctrl.NewControllerManagedBy(mgr).
+			Named("workload-roots").
+			For(&corev1.Namespace{}, builder.WithPredicates(predicate.NewPredicateFuncs(s.wantsRoots))).
+			Complete(reconcile.Func(s.copyRoots))
 	}
 	return s, ctrl.NewControllerManagedBy(mgr).
 		Named("workload-signer").
@@ -288,15 +307,40 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 }
 
 // publish writes the roots where workloads read them: the signer's
-// ClusterTrustBundle and the roots ConfigMap.
+// ClusterTrustBundle and the roots ConfigMap (with Tokens: the roots
+// ConfigMap and its copies in the mesh's namespaces).
 func (s *Signer) publish(ctx context.Context, roots []byte) error {
-	labels := map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+	if !s.opts.Tokens {
+		if err := s.publishTrustBundle(ctx, roots); err != nil {
+			return err
+		}
+	}
+	if err := s.publishConfigMap(ctx, s.opts.Namespace, roots); err != nil {
+		return err
+	}
+	if !s.opts.Tokens {
+		return nil
+	}
+	var nss corev1.NamespaceList
+	if err := s.client.List(ctx, &nss, client.MatchingLabels(s.opts.RootsNamespaces)); err != nil {
+		return fmt.Errorf("list the namespaces that get the workload roots: %w", err)
+	}
+	var errs []error
+	for _, ns := range nss.Items {
+		if ns.Name != s.opts.Namespace && ns.DeletionTimestamp == nil {
+			errs = append(errs, s.publishConfigMap(ctx, ns.Name, roots))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Signer) publishTrustBundle(ctx context.Context, roots []byte) error {
 	ctb := &certificatesv1.ClusterTrustBundle{}
 	err := s.reader.Get(ctx, client.ObjectKey{Name: TrustBundle}, ctb)
 	switch {
 	case apierrors.IsNotFound(err):
 		ctb = &certificatesv1.ClusterTrustBundle{
-			ObjectMeta: metav1.ObjectMeta{Name: TrustBundle, Labels: labels},
+			ObjectMeta: metav1.ObjectMeta{Name: TrustBundle, Labels: managedBy()},
 			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: Name, TrustBundle: string(roots)},
 		}
 		err = s.client.Create(ctx, ctb)
@@ -307,23 +351,65 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("publish the workload roots in ClusterTrustBundle %s: %w", TrustBundle, err)
 	}
+	return nil
+}
+
+func managedBy() map[string]string {
+	return map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+}
+
+// publishConfigMap writes the roots as ConfigMap RootsConfigMap of ns,
+// under RootsKey. A ConfigMap of that name fleetmesh did not make is
+// left alone.
+func (s *Signer) publishConfigMap(ctx context.Context, ns string, roots []byte) error {
 	cm := &corev1.ConfigMap{}
-	err = s.reader.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: RootsConfigMap}, cm)
+	err := s.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: RootsConfigMap}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
 		cm = &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: s.opts.Namespace, Name: RootsConfigMap, Labels: labels},
-			Data:       map[string]string{"roots.pem": string(roots)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: RootsConfigMap, Labels: managedBy()},
+			Data:       map[string]string{RootsKey: string(roots)},
 		}
 		err = s.client.Create(ctx, cm)
-	case err == nil && !bytes.Equal([]byte(cm.Data["roots.pem"]), roots):
-		cm.Data = map[string]string{"roots.pem": string(roots)}
+	case err == nil && cm.Labels[fmv1alpha1.ManagedByLabel] != fmv1alpha1.ManagedByValue:
+		return fmt.Errorf("ConfigMap %s/%s is not fleetmesh's (no label %s=%s): its pods cannot read the workload roots until it is renamed or removed",
+			ns, RootsConfigMap, fmv1alpha1.ManagedByLabel, fmv1alpha1.ManagedByValue)
+	case err == nil && cm.Data[RootsKey] != string(roots):
+		cm.Data = map[string]string{RootsKey: string(roots)}
 		err = s.client.Update(ctx, cm)
 	}
 	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("publish the workload roots in ConfigMap %s/%s: %w", s.opts.Namespace, RootsConfigMap, err)
+		return fmt.Errorf("publish the workload roots in ConfigMap %s/%s: %w", ns, RootsConfigMap, err)
 	}
 	return nil
+}
+
+// wantsRoots is a namespace the roots are copied into (Tokens).
+func (s *Signer) wantsRoots(obj client.Object) bool {
+	for k, v := range s.opts.RootsNamespaces {
+		if obj.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return obj.GetDeletionTimestamp() == nil
+}
+
+// copyRoots writes the roots into one namespace labelled for the mesh.
+func (s *Signer) copyRoots(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	return reconcile.Result{}, recovered.Call(func() error {
+		ns := &corev1.Namespace{}
+		if err := s.client.Get(ctx, client.ObjectKey{Name: req.Name}, ns); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if !s.wantsRoots(ns) || ns.Name == s.opts.Namespace {
+			return nil
+		}
+		ca, err := s.ensureCA(ctx)
+		if err != nil {
+			return err
+		}
+		return s.publishConfigMap(ctx, ns.Name, ca.BundlePEM())
+	})
 }
 
 // ServerTLS is the TLS configuration of a server whose clients are

@@ -13,13 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/metadata"
 	authenticationv1 "k8s.io/api/authentication/v1"
-)
 
-// TokenAudience is the audience of the ServiceAccount tokens proxies
-// present to the xDS server: a token made for the API server (or any
-// other audience) is not accepted, and one made for fleetmesh is not
-// accepted by the API server.
-const TokenAudience = "fleetmesh"
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+)
 
 // The user info keys of a token bound to a pod, as a TokenReview returns
 // them.
@@ -28,7 +24,7 @@ const (
 	podUIDExtra  = "authentication.kubernetes.io/pod-uid"
 )
 
-// TokenReviewer asks the API server about a token for TokenAudience (a
+// TokenReviewer asks the API server about a token for bootstrap.TokenAudience (a
 // TokenReview).
 type TokenReviewer func(ctx context.Context, token string) (authenticationv1.TokenReviewStatus, error)
 
@@ -46,7 +42,7 @@ func CertificateOrToken(certificate, token Authenticator) Authenticator {
 			if id, err := token(ctx); err == nil || !errors.Is(err, errNoToken) {
 				return id, err
 			}
-			return Identity{}, errors.New("present a workload certificate, or a ServiceAccount token of audience " + TokenAudience + " bound to the pod (authorization: Bearer)")
+			return Identity{}, errors.New("present a workload certificate, or a ServiceAccount token of audience " + bootstrap.TokenAudience + " bound to the pod (authorization: Bearer)")
 		}
 		return id, err
 	}
@@ -57,7 +53,7 @@ var errNoToken = errors.New("no bearer token (metadata authorization: Bearer <to
 
 // TokenIdentity authenticates a client by the bearer token of its stream
 // (metadata "authorization: Bearer <token>"): a projected ServiceAccount
-// token of audience TokenAudience, bound to a pod, as the API server
+// token of audience bootstrap.TokenAudience, bound to a pod, as the API server
 // says in a TokenReview. The identity is the token's namespace,
 // ServiceAccount and pod. Answers are remembered for a minute (a refusal
 // for 10 s), by the token's hash; reviews are counted in
@@ -107,8 +103,8 @@ func tokenIdentity(st authenticationv1.TokenReviewStatus) (Identity, error) {
 	if !st.Authenticated {
 		return Identity{}, fmt.Errorf("the API server does not accept the token: %s", st.Error)
 	}
-	if !slices.Contains(st.Audiences, TokenAudience) {
-		return Identity{}, fmt.Errorf("the token is not for audience %s", TokenAudience)
+	if !slices.Contains(st.Audiences, bootstrap.TokenAudience) {
+		return Identity{}, fmt.Errorf("the token is not for audience %s", bootstrap.TokenAudience)
 	}
 	rest, ok := strings.CutPrefix(st.User.Username, "system:serviceaccount:")
 	ns, sa, found := strings.Cut(rest, ":")
@@ -117,7 +113,7 @@ func tokenIdentity(st authenticationv1.TokenReviewStatus) (Identity, error) {
 	}
 	pod := st.User.Extra[podNameExtra]
 	if len(pod) != 1 || pod[0] == "" || len(st.User.Extra[podUIDExtra]) != 1 {
-		return Identity{}, fmt.Errorf("the token of %s/%s is not bound to a pod: use a projected serviceAccountToken volume (audience %s)", ns, sa, TokenAudience)
+		return Identity{}, fmt.Errorf("the token of %s/%s is not bound to a pod: use a projected serviceAccountToken volume (audience %s)", ns, sa, bootstrap.TokenAudience)
 	}
 	return Identity{Namespace: ns, ServiceAccount: sa, Pod: pod[0]}, nil
 }

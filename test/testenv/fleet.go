@@ -48,6 +48,12 @@ type FleetOptions struct {
 	// enable-aggregator-routing=true so webhooks behind a Service reach
 	// the Service's endpoints (there is no kube-proxy here).
 	APIServerFlags map[string]string
+	// FeatureGates (--feature-gates) are given to every Kubernetes
+	// component of the fleet: the API servers, the controller managers
+	// and, with RealNodes, the kubelets. E.g.
+	// "PodCertificateRequest=false" makes a cluster as it was before the
+	// feature.
+	FeatureGates string
 	// AuditLog makes each API server write every request (metadata
 	// level, JSON) to its Cluster's AuditLogPath.
 	AuditLog bool
@@ -113,6 +119,8 @@ type Cluster struct {
 	procs   []*daemon
 	kubelet *httptest.Server
 	dir     string
+	// featureGates are the cluster's components' --feature-gates.
+	featureGates string
 
 	mu      sync.Mutex
 	nextPod int
@@ -276,6 +284,10 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	}
 	for k, v := range opts.APIServerFlags {
 		api.Configure().Set(k, v)
+	}
+	if opts.FeatureGates != "" {
+		api.Configure().Set("feature-gates", opts.FeatureGates)
+		c.featureGates = opts.FeatureGates
 	}
 	if opts.AuditLog {
 		policy := filepath.Join(dir, "audit-policy.yaml")
@@ -503,6 +515,9 @@ func (c *Cluster) startControllerManager(out *os.File, controllers string, extra
 		// Publish endpoint changes at once, as fast as a real cluster can.
 		"--endpointslice-updates-batch-period=0s",
 		"--concurrent-service-endpoint-syncs=5",
+	}
+	if c.featureGates != "" {
+		args = append(args, "--feature-gates="+c.featureGates)
 	}
 	return c.startProcess("kube-controller-manager", out, filepath.Join(AssetsDir(), "kube-controller-manager"), append(args, extra...)...)
 }

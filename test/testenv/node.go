@@ -57,6 +57,8 @@ type Node struct {
 	daemons []*daemon
 	// veth is the test network's end of the node's link.
 	veth string
+	// featureGates is the kubelet's --feature-gates (FleetOptions.FeatureGates).
+	featureGates string
 }
 
 // daemon is a process of a node.
@@ -106,6 +108,7 @@ func (c *Cluster) startNode(ctx context.Context, images []Image, kubeletKubeconf
 		dir:              filepath.Join(c.dir, "node"),
 		cgroup:           cgroupBase() + "/" + c.NodeName,
 		veth:             fmt.Sprintf("fmnode%d", c.Index),
+		featureGates:     c.featureGates,
 	}
 	if c.Index > 150 {
 		return nil, fmt.Errorf("node of %s: cluster index %d has no pod range left", c.Name, c.Index)
@@ -173,15 +176,20 @@ func (n *Node) start(ctx context.Context, images []Image, kubeletKubeconfig, pro
 			return fmt.Errorf("ctr images import %s: %w: %s", img.Ref, err, out)
 		}
 	}
-	if err := n.run("kubelet", filepath.Join(AssetsDir(), "kubelet"),
-		"--config="+filepath.Join(n.dir, "kubelet.yaml"),
-		"--kubeconfig="+kubeletKubeconfig,
+	kubelet := []string{
+		filepath.Join(AssetsDir(), "kubelet"),
+		"--config=" + filepath.Join(n.dir, "kubelet.yaml"),
+		"--kubeconfig=" + kubeletKubeconfig,
 		"--root-dir=/var/lib/kubelet",
-		"--node-ip="+n.IP,
-		"--hostname-override="+n.Name,
+		"--node-ip=" + n.IP,
+		"--hostname-override=" + n.Name,
 		"--node-labels=topology.kubernetes.io/zone=default,topology.kubernetes.io/region=default",
 		"--v=2",
-	); err != nil {
+	}
+	if n.featureGates != "" {
+		kubelet = append(kubelet, "--feature-gates="+n.featureGates)
+	}
+	if err := n.run("kubelet", kubelet...); err != nil {
 		return err
 	}
 	if err := n.run("kube-proxy", filepath.Join(AssetsDir(), "kube-proxy"),
@@ -415,13 +423,24 @@ func (c *Cluster) startDNS(ctx context.Context) error {
 	if out, err := c.Kubectl(strings.NewReader(coreDNSManifest), "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("install CoreDNS: %w: %s", err, out)
 	}
-	return Eventually(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
+	err := Eventually(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
 		var d appsv1.Deployment
 		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: "kube-system", Name: "coredns"}, &d); err != nil {
 			return false, err
 		}
 		return d.Status.ReadyReplicas == 1, errors.New("CoreDNS is not Ready")
 	})
+	if err != nil {
+		describe, _ := c.Kubectl(nil, "-n", "kube-system", "describe", "pods")
+		logs, _ := c.Kubectl(nil, "-n", "kube-system", "logs", "deploy/coredns", "--previous", "--tail", "20")
+		describe += "\ncoredns:\n" + logs
+		var kubelet string
+		if c.Node != nil {
+			kubelet = c.Node.Log("kubelet")
+		}
+		return fmt.Errorf("%w\n%s\nkubelet:\n%s", err, describe, kubelet)
+	}
+	return nil
 }
 
 // Log returns the end of a daemon's log: containerd, kubelet or kube-proxy.

@@ -50,7 +50,7 @@ func TestTheOverlaysApplyWithServerSideDryRun(t *testing.T) {
 	if err := fleet.Cluster("hub").EnsureNamespace(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
-	for _, overlay := range []string{"member", "control-plane"} {
+	for _, overlay := range []string{"member", "member-token", "control-plane"} {
 		out, err := fleet.Cluster("hub").Kubectl(nil, "apply", "--dry-run=server", "-k", "manifests/"+overlay)
 		if err != nil {
 			t.Errorf("kubectl apply --dry-run=server -k manifests/%s: %v\n%s", overlay, err, out)

@@ -97,9 +97,19 @@ func installMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
 }
 
 func doInstallMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
+	applyMember(ctx, t, c, "manifests/member")
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace, Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// applyMember installs a member overlay into c as a user does, and waits
+// until both controller replicas are Ready.
+func applyMember(ctx context.Context, t *testing.T, c *testenv.Cluster, overlay string) {
+	t.Helper()
 	start := time.Now()
-	if out, err := c.Kubectl(nil, "apply", "--server-side", "--force-conflicts", "-k", "manifests/member"); err != nil {
-		t.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
+	if out, err := c.Kubectl(nil, "apply", "--server-side", "--force-conflicts", "-k", overlay); err != nil {
+		t.Fatalf("kubectl apply -k %s: %v\n%s", overlay, err, out)
 	}
 	// The federation's copy of the member's own Cluster, from which a
 	// controller without --cluster-name learns its name.
@@ -109,12 +119,8 @@ func doInstallMember(ctx context.Context, t *testing.T, c *testenv.Cluster) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	const ns = "fleetmesh-system"
-	waitAvailable(ctx, t, c, ns, "fleetmesh-controller", 2)
-	t.Logf("fleetmesh-controller: 2 replicas Ready %v after kubectl apply", time.Since(start).Round(time.Millisecond))
-	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNamespace, Labels: map[string]string{inject.NamespaceLabel: "enabled"}}}); err != nil {
-		t.Fatal(err)
-	}
+	waitAvailable(ctx, t, c, "fleetmesh-system", "fleetmesh-controller", 2)
+	t.Logf("fleetmesh-controller: 2 replicas Ready %v after kubectl apply -k %s", time.Since(start).Round(time.Millisecond), overlay)
 }
 
 func controllerPods(ctx context.Context, t *testing.T, c *testenv.Cluster) []corev1.Pod {
