@@ -118,7 +118,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig for this cluster's API server (default: in-cluster)")
 	fs.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, as in its Cluster object (default: learned from the Cluster copy the federation labels fleetmesh.io/local=true)")
 	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the ADS server (gRPC)")
-	fs.StringVar(&o.DebugAddress, "debug-address", ":15014", "address of /debug/config_dump, /debug/syncz, /metrics, /healthz and /readyz")
+	fs.StringVar(&o.DebugAddress, "debug-address", ":15014", "address of /debug/config_dump, /debug/syncz, /debug/pprof, /metrics, /healthz and /readyz")
 	fs.StringVar(&o.DebugAuth, "debug-auth", AuthKubernetes, "who may read the debug API: "+AuthKubernetes+" (HTTPS; a bearer token or client certificate of this cluster, and RBAC get/list on proxies.fleetmesh.io) or "+AuthNone+" (plain HTTP, anyone who reaches the port: a lab only); /healthz, /readyz and /version answer anyone")
 	fs.StringVar(&o.MetricsAuth, "metrics-auth", AuthKubernetes, "who may read /metrics: "+AuthKubernetes+" (RBAC get on the nonResourceURL /metrics) or "+AuthNone+" (anyone who reaches the port)")
 	fs.BoolVar(&o.Federation, "federation", false, "also run the federation for the Cluster objects in this API server")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -100,6 +101,10 @@ func (o *Options) guardDebug(ctx context.Context, cfg *rest.Config, s *xds.Serve
 			return kubeauth.Open
 		case "/metrics":
 			return metrics
+		}
+		if strings.HasPrefix(path, "/debug/pprof") {
+			// RBAC get on the nonResourceURL /debug/pprof/*.
+			return kubeauth.NonResource
 		}
 		return kubeauth.Authenticated
 	}

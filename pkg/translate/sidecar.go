@@ -49,40 +49,55 @@ type servicePort struct {
 // per service port number, bound to the pod's address, whose routes answer
 // every name form of every service on that port; and an inbound listener
 // per port of the pod's own app, with the cluster that reaches the app.
+// It is SidecarShared and SidecarOwn together.
 func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	r, err := SidecarShared(m, p)
+	if err != nil {
+		return nil, err
+	}
+	own, err := SidecarOwn(m, p)
+	if err != nil {
+		return nil, err
+	}
+	r.merge(own)
+	r.sort()
+	return r, nil
+}
+
+// SidecarShared builds the outbound side of a sidecar: a listener per service port number whose
+// routes answer every name form of every service on that port, and, for
+// an intercepting sidecar, the capture listener of outbound connections
+// and the cluster that passes connections through. For an intercepting
+// sidecar it depends on the sidecar's namespace only (the bare service
+// names in its routes), so every intercepting sidecar of a namespace can
+// share it; a sidecar that binds its listeners to its pod's address has
+// its own.
+func SidecarShared(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.Role != model.RoleSidecar {
 		return nil, fmt.Errorf("proxy %s: role %q is not a sidecar", p.ID, p.Role)
 	}
 	r := &Resources{}
 	ip := p.IP
-	if ip == "" {
+	if ip == "" || p.Intercept {
 		ip = "0.0.0.0"
 	}
-
-	// The pod's own ports: where the local cluster's endpoints are this
-	// pod's address.
-	inbound := map[uint32]model.Protocol{}
+	// A sidecar that binds cannot also proxy outbound traffic to a port
+	// its own app serves on.
+	var inbound map[uint32]model.Protocol
+	if !p.Intercept {
+		inbound = inboundPorts(m, p)
+	}
 	byPort := map[uint32][]servicePort{}
 	for i := range m.Services {
 		svc := &m.Services[i]
 		for j := range svc.Ports {
 			port := &svc.Ports[j]
 			byPort[port.Port] = append(byPort[port.Port], servicePort{svc, port})
-			if p.IP == "" {
-				continue
-			}
-			for _, e := range port.Endpoints {
-				if e.Cluster == m.LocalCluster && !e.Gateway && e.Address == p.IP {
-					if prev, ok := inbound[e.Port]; !ok || port.Protocol.IsHTTP2() || prev == model.ProtocolTCP {
-						inbound[e.Port] = port.Protocol
-					}
-				}
-			}
 		}
 	}
 
 	for _, portNumber := range slices.Sorted(maps.Keys(byPort)) {
-		if _, taken := inbound[portNumber]; taken && !p.Intercept {
+		if _, taken := inbound[portNumber]; taken {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("outbound port %d: the pod itself serves on %s:%d; outbound traffic to that port is not proxied", portNumber, ip, portNumber))
 			continue
 		}
@@ -112,15 +127,59 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			}
 		}
 	}
+	if p.Intercept {
+		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName, false))
+		virtualOutbound.UseOriginalDst = wrapperspb.Bool(true)
+		r.Listeners = append(r.Listeners, virtualOutbound)
+		r.Clusters = append(r.Clusters, passthroughCluster())
+	}
+	r.sort()
+	return r, nil
+}
 
+// inboundPorts are the ports the local cluster's endpoints have at the
+// pod's address, with their protocol (HTTP/2 over HTTP over TCP when
+// services disagree).
+func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]model.Protocol {
+	inbound := map[uint32]model.Protocol{}
+	if p.IP == "" {
+		return inbound
+	}
+	for i := range m.Services {
+		svc := &m.Services[i]
+		for j := range svc.Ports {
+			port := &svc.Ports[j]
+			for _, e := range port.Endpoints {
+				if e.Cluster == m.LocalCluster && !e.Gateway && e.Address == p.IP {
+					if prev, ok := inbound[e.Port]; !ok || port.Protocol.IsHTTP2() || prev == model.ProtocolTCP {
+						inbound[e.Port] = port.Protocol
+					}
+				}
+			}
+		}
+	}
+	return inbound
+}
+
+// SidecarOwn builds the inbound side of a sidecar, its own: a listener
+// (or, intercepting, a filter chain of the inbound capture listener) per
+// port of the pod's own app, and the cluster that reaches the app there.
+func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	if p.Role != model.RoleSidecar {
+		return nil, fmt.Errorf("proxy %s: role %q is not a sidecar", p.ID, p.Role)
+	}
+	r := &Resources{}
+	ip := p.IP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	inbound := inboundPorts(m, p)
 	appIP := p.AppIP
 	if appIP == "" {
 		appIP = "127.0.0.1"
 	}
 	var virtualInbound *listenerv3.Listener
 	if p.Intercept {
-		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName, false))
-		virtualOutbound.UseOriginalDst = wrapperspb.Bool(true)
 		// Its filter chains (one per app port) come below; what matches none
 		// passes through.
 		virtualInbound = &listenerv3.Listener{
@@ -129,8 +188,7 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			ListenerFilters:    []*listenerv3.ListenerFilter{originalDstFilter()},
 			DefaultFilterChain: &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(VirtualInboundName, PassthroughClusterName, false)}},
 		}
-		r.Listeners = append(r.Listeners, virtualOutbound, virtualInbound)
-		r.Clusters = append(r.Clusters, passthroughCluster())
+		r.Listeners = append(r.Listeners, virtualInbound)
 	}
 	for _, portNumber := range slices.Sorted(maps.Keys(inbound)) {
 		proto := inbound[portNumber]

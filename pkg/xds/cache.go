@@ -217,7 +217,9 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 	if err != nil {
 		return nil, err
 	}
-	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, sotw: req, sotwCh: ch, first: req.GetResponseNonce() == ""}
+	// The watch keeps only the request's type: a proxy's request can name
+	// a thousand resources, and the subscription already holds them.
+	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, sotw: &discoveryv3.DiscoveryRequest{TypeUrl: req.GetTypeUrl()}, sotwCh: ch, first: req.GetResponseNonce() == ""}
 	return c.open(w), nil
 }
 
@@ -227,7 +229,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	if err != nil {
 		return nil, err
 	}
-	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, delta: req, deltaCh: ch, first: req.GetResponseNonce() == ""}
+	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, delta: &discoveryv3.DeltaDiscoveryRequest{TypeUrl: req.GetTypeUrl()}, deltaCh: ch, first: req.GetResponseNonce() == ""}
 	return c.open(w), nil
 }
 

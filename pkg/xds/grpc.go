@@ -7,7 +7,9 @@ import (
 	"net"
 	"runtime/debug"
 	"time"
+	"unique"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -58,7 +60,7 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 	if streams == 0 {
 		streams = 100
 	}
-	interceptors := []grpc.StreamServerInterceptor{recoverStream(o.Log)}
+	interceptors := []grpc.StreamServerInterceptor{recoverStream(o.Log), internNames}
 	if o.Stream != nil {
 		interceptors = append(interceptors, o.Stream)
 	}
@@ -69,11 +71,49 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(interceptors...),
 		grpc.ChainUnaryInterceptor(recoverUnary(o.Log)),
+		// A connection's buffers, times thousands of proxies: the write
+		// buffer goes back to a pool once flushed, and reads, mostly
+		// small acknowledgements, use a smaller one.
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(readBufferSize),
 	}
 	if o.Creds != nil {
 		opts = append(opts, grpc.Creds(o.Creds))
 	}
 	return grpc.NewServer(opts...)
+}
+
+// readBufferSize is a connection's read buffer (gRPC's default is 32 KiB).
+const readBufferSize = 8 << 10
+
+// internNames makes the resource names of the requests a stream receives
+// the same strings for every proxy that asks for them: a thousand
+// sidecars subscribing to the same thousand assignments keep one copy of
+// each name in their subscriptions, not a thousand.
+func internNames(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, interning{ss})
+}
+
+type interning struct{ grpc.ServerStream }
+
+func (s interning) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	switch req := m.(type) {
+	case *discoveryv3.DeltaDiscoveryRequest:
+		intern(req.ResourceNamesSubscribe)
+		intern(req.ResourceNamesUnsubscribe)
+	case *discoveryv3.DiscoveryRequest:
+		intern(req.ResourceNames)
+	}
+	return nil
+}
+
+func intern(names []string) {
+	for i, n := range names {
+		names[i] = unique.Make(n).Value()
+	}
 }
 
 func recoverStream(log logr.Logger) grpc.StreamServerInterceptor {

@@ -31,6 +31,17 @@ const (
 
 func proxyLayer(id string) string { return "proxy/" + id }
 
+// sharedLayer is the layer of a sidecar's outbound side
+// (translate.SidecarShared): one per namespace for intercepting sidecars,
+// which need nothing of their own there, else one per proxy (it binds to
+// its pod's address).
+func sharedLayer(p model.Proxy) string {
+	if p.Intercept {
+		return "sidecar/" + p.Namespace
+	}
+	return "sidecar-bind/" + p.ID
+}
+
 // Options configure a Server.
 type Options struct {
 	// ClusterName is the cluster this control plane serves; a proxy whose
@@ -62,8 +73,19 @@ type Server struct {
 	mesh    *model.Mesh
 	pods    map[string]string
 	proxies map[string]*proxyEntry
-	memo    map[string]memoEntry
-	ready   bool
+	// shared are the sidecars' shared layers in use, by layer name.
+	shared map[string]*sharedEntry
+	memo   map[string]memoEntry
+	ready  bool
+}
+
+// sharedEntry is a shared layer and the sidecars that use it.
+type sharedEntry struct {
+	// proxy is one of them, to translate for.
+	proxy model.Proxy
+	users int
+	// warnings of the layer's last translation
+	warnings []string
 }
 
 type proxyEntry struct {
@@ -90,6 +112,7 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		registry: opts.Registry,
 		metrics:  newMetrics(opts.Registry),
 		proxies:  map[string]*proxyEntry{},
+		shared:   map[string]*sharedEntry{},
 		memo:     map[string]memoEntry{},
 	}
 	s.tracker = newTracker(opts.Log, s.metrics)
@@ -161,7 +184,7 @@ func layersOf(p model.Proxy) []string {
 	case model.RoleGRPC:
 		return []string{layerOutbound, layerProxyless}
 	case model.RoleSidecar:
-		return []string{layerOutbound, proxyLayer(p.ID)}
+		return []string{layerOutbound, sharedLayer(p), proxyLayer(p.ID)}
 	default:
 		return []string{proxyLayer(p.ID)}
 	}
@@ -191,6 +214,16 @@ func (s *Server) connected(node *corev3.Node) (*syncz.ProxyStatus, error) {
 		e = &proxyEntry{proxy: p}
 		s.proxies[p.ID] = e
 		s.opts.Log.Info("proxy connected", "proxy", p.ID, "role", p.Role, "namespace", p.Namespace, "pod", p.Pod)
+		if p.Role == model.RoleSidecar {
+			name := sharedLayer(p)
+			sh := s.shared[name]
+			if sh == nil {
+				sh = &sharedEntry{proxy: p}
+				s.shared[name] = sh
+				s.updateShared(name, sh)
+			}
+			sh.users++
+		}
 		s.updateProxy(e)
 	}
 	e.streams++
@@ -208,6 +241,15 @@ func (s *Server) disconnected(st *syncz.ProxyStatus) {
 	if e.streams--; e.streams <= 0 {
 		delete(s.proxies, st.ID)
 		s.cache.DeleteLayer(proxyLayer(st.ID))
+		if e.proxy.Role == model.RoleSidecar {
+			name := sharedLayer(e.proxy)
+			if sh := s.shared[name]; sh != nil {
+				if sh.users--; sh.users <= 0 {
+					delete(s.shared, name)
+					s.cache.DeleteLayer(name)
+				}
+			}
+		}
 		s.opts.Log.Info("proxy disconnected", "proxy", st.ID)
 	}
 }
@@ -251,6 +293,9 @@ func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.Unmat
 	s.memo = memo
 	s.cache.SetLayer(layerOutbound, outbound)
 	s.cache.SetLayer(layerProxyless, proxyless)
+	for name, sh := range s.shared {
+		s.updateShared(name, sh)
+	}
 	for _, e := range s.proxies {
 		s.updateProxy(e)
 	}
@@ -263,19 +308,50 @@ func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.Unmat
 	return unmatched
 }
 
+// withPodIP is p with its pod's address, when its node does not say it.
+func (s *Server) withPodIP(p model.Proxy) model.Proxy {
+	if p.IP == "" && p.Pod != "" {
+		p.IP = s.pods[p.Namespace+"/"+p.Pod]
+	}
+	return p
+}
+
+// updateShared rebuilds a sidecars' shared layer.
+func (s *Server) updateShared(name string, sh *sharedEntry) {
+	if s.mesh == nil {
+		return
+	}
+	p := s.withPodIP(sh.proxy)
+	res, err := translate.SidecarShared(s.mesh, &p)
+	if err != nil {
+		s.opts.Log.Error(err, "translate shared layer", "layer", name)
+		return
+	}
+	sh.warnings = s.logNewWarnings(sh.warnings, res.Warnings, "layer", name)
+	s.cache.SetLayer(name, s.entries(res, resource.ListenerType, resource.RouteType, resource.ClusterType))
+}
+
+// logNewWarnings logs the warnings of a translation that the previous one
+// did not have, and returns them all.
+func (s *Server) logNewWarnings(prev, now []string, key, value string) []string {
+	for _, w := range now {
+		if !slices.Contains(prev, w) {
+			s.opts.Log.Info("translation warning", key, value, "warning", w)
+		}
+	}
+	return now
+}
+
 // updateProxy rebuilds a proxy's own layer (sidecars and gateways).
 func (s *Server) updateProxy(e *proxyEntry) {
 	if s.mesh == nil || e.proxy.Role == model.RoleGRPC {
 		return
 	}
-	p := e.proxy
-	if p.IP == "" && p.Pod != "" {
-		p.IP = s.pods[p.Namespace+"/"+p.Pod]
-	}
+	p := s.withPodIP(e.proxy)
 	var res *translate.Resources
 	var err error
 	if p.Role == model.RoleSidecar {
-		res, err = translate.SidecarListeners(s.mesh, &p)
+		res, err = translate.SidecarOwn(s.mesh, &p)
 	} else {
 		res, err = translate.Gateway(s.mesh, &p)
 	}
@@ -283,14 +359,7 @@ func (s *Server) updateProxy(e *proxyEntry) {
 		s.opts.Log.Error(err, "translate proxy", "proxy", p.ID)
 		return
 	}
-	if !slices.Equal(e.warnings, res.Warnings) {
-		for _, w := range res.Warnings {
-			if !slices.Contains(e.warnings, w) {
-				s.opts.Log.Info("translation warning", "proxy", p.ID, "warning", w)
-			}
-		}
-	}
-	e.warnings = res.Warnings
+	e.warnings = s.logNewWarnings(e.warnings, res.Warnings, "proxy", p.ID)
 	layer := s.entries(res, resource.ListenerType, resource.RouteType, resource.ClusterType)
 	if p.Role == model.RoleGateway {
 		mergeInto(layer, s.entries(res, resource.EndpointType))

@@ -3,8 +3,10 @@ package xds
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/translate"
 	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
@@ -416,5 +419,79 @@ func TestNothingIsServedBeforeTheFirstMesh(t *testing.T) {
 	}
 	if len(resp.GetRemovedResources()) != 0 || !contains(namesOf(resp.GetResources()), held) {
 		t.Fatalf("after the first mesh: removed %v, sent %v", resp.GetRemovedResources(), namesOf(resp.GetResources()))
+	}
+}
+
+// TestSidecarsOfANamespaceShareTheirOutboundSide: intercepting sidecars of
+// one namespace are served one outbound layer (listeners, routes and the
+// passthrough cluster, translated and marshalled once); another
+// namespace's sidecar gets its own, with its own route names; the layer
+// goes when its last sidecar does, and each sidecar keeps its inbound
+// side to itself.
+func TestSidecarsOfANamespaceShareTheirOutboundSide(t *testing.T) {
+	h := startServer(t)
+	h.server.Update(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10", "curl/curl-2": "10.244.2.11", "other/web-1": "10.244.2.12"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	connect := func(ns, pod string) (context.CancelFunc, map[string]bool) {
+		sctx, stop := context.WithCancel(ctx)
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := node(pod+"."+ns, "sidecar", map[string]any{"namespace": ns, "pod": pod, "interception": "iptables"})
+		if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: n, TypeUrl: resource.ListenerType}); err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, name := range namesOf(recvDelta(t, stream).GetResources()) {
+			names[name] = true
+		}
+		return stop, names
+	}
+	layer := func(name string) Resources {
+		h.server.cache.mu.Lock()
+		defer h.server.cache.mu.Unlock()
+		return h.server.cache.layers[name]
+	}
+	stop1, l1 := connect("curl", "curl-1")
+	stop2, l2 := connect("curl", "curl-2")
+	stop3, _ := connect("other", "web-1")
+	defer stop3()
+	if !l1["outbound|8080"] || !l1[translate.VirtualOutboundName] || !l2["outbound|8080"] {
+		t.Fatalf("the sidecars' listeners: %v and %v", l1, l2)
+	}
+	curl, other := layer("sidecar/curl"), layer("sidecar/other")
+	if curl == nil || other == nil {
+		t.Fatal("no shared layer per namespace")
+	}
+	if curl[resource.RouteType]["outbound|8080|curl"] == nil || other[resource.RouteType]["outbound|8080|other"] == nil {
+		t.Fatalf("route configurations: curl %v, other %v", slices.Collect(maps.Keys(curl[resource.RouteType])), slices.Collect(maps.Keys(other[resource.RouteType])))
+	}
+	for _, id := range []string{"curl-1.curl", "curl-2.curl"} {
+		own := layer(proxyLayer(id))
+		if own[resource.ListenerType][translate.VirtualInboundName] == nil || len(own[resource.RouteType]) != 0 || own[resource.ListenerType]["outbound|8080"] != nil {
+			t.Fatalf("%s's own layer holds %v", id, own)
+		}
+	}
+
+	// The layer stays while a sidecar uses it.
+	stop1()
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	wait("curl-1's own layer is not dropped", func() bool { return layer(proxyLayer("curl-1.curl")) == nil })
+	if layer("sidecar/curl") == nil {
+		t.Fatal("the shared layer went with one of its two sidecars")
+	}
+	stop2()
+	wait("the shared layer outlives its last sidecar", func() bool { return layer("sidecar/curl") == nil })
+	if layer("sidecar/other") == nil {
+		t.Fatal("another namespace's layer went too")
 	}
 }
