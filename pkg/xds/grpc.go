@@ -71,10 +71,9 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(interceptors...),
 		grpc.ChainUnaryInterceptor(recoverUnary(o.Log)),
-		// A connection's buffers, times thousands of proxies: the write
-		// buffer goes back to a pool once flushed, and reads, mostly
-		// small acknowledgements, use a smaller one.
-		grpc.SharedWriteBuffer(true),
+		// A connection's buffers, times thousands of proxies: reads,
+		// mostly small acknowledgements, use a smaller one (gRPC shares
+		// write buffers already).
 		grpc.ReadBufferSize(readBufferSize),
 	}
 	if o.Creds != nil {

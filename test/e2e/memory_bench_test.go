@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -211,7 +212,7 @@ func subscribe(ctx context.Context, addr, ns, pod string) (*subscriber, error) {
 		for {
 			resp, err := stream.Recv()
 			if err != nil {
-				if err != io.EOF && sctx.Err() == nil {
+				if !errors.Is(err, io.EOF) && sctx.Err() == nil {
 					s.err.Store(err)
 				}
 				return
