@@ -18,6 +18,12 @@ import (
 // port-forward to the pod, as kubectl port-forward and istioctl do: the
 // admin listener is on the pod's localhost, out of reach otherwise.
 func envoyConfigDump(ctx context.Context, k *kubeFlags, namespace, pod string, adminPort int) ([]byte, error) {
+	return envoyAdminGet(ctx, k, namespace, pod, adminPort, "/config_dump?include_eds")
+}
+
+// envoyAdminGet reads path of the Envoy admin API of a pod's sidecar,
+// port-forwarded through the API server.
+func envoyAdminGet(ctx context.Context, k *kubeFlags, namespace, pod string, adminPort int, path string) ([]byte, error) {
 	cs, err := k.clients()
 	if err != nil {
 		return nil, err
@@ -31,7 +37,7 @@ func envoyConfigDump(ctx context.Context, k *kubeFlags, namespace, pod string, a
 	}
 	var data []byte
 	err = forward(ctx, cs, namespace, pod, adminPort, func(local int) error {
-		data, err = httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/config_dump?include_eds", local))
+		data, err = httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d%s", local, path))
 		if err != nil {
 			return fmt.Errorf("the Envoy admin API of %s/%s (port %d): %w", namespace, pod, adminPort, err)
 		}

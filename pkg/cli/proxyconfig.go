@@ -32,7 +32,7 @@ type proxyConfigOptions struct {
 func newProxyConfigCommand(k *kubeFlags, p *planeFlags) *cobra.Command {
 	o := &proxyConfigOptions{kube: k, planeFlags: p}
 	cmd := &cobra.Command{
-		Use:     "proxy-config clusters|endpoints|listeners|routes|all POD[.NAMESPACE]",
+		Use:     "proxy-config clusters|endpoints|listeners|routes|secrets|all POD[.NAMESPACE]",
 		Aliases: []string{"pc"},
 		Short:   "Show what fleetmesh sent one proxy: its clusters, endpoints, listeners and routes",
 		Long: `Show the configuration of one proxy — an Envoy sidecar (POD.NAMESPACE), a
@@ -54,6 +54,7 @@ rather than sent unhealthy.`,
 	for _, kind := range []string{"clusters", "endpoints", "listeners", "routes", "all"} {
 		cmd.AddCommand(o.command(kind))
 	}
+	cmd.AddCommand(o.secretsCommand())
 	return cmd
 }
 

@@ -6,7 +6,26 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
+
+// credentialCell is a proxy's credential in a table: its kind and how
+// long it has left, flagged when that is little or nothing.
+func credentialCell(c *syncz.Credential, now time.Time) string {
+	if c == nil {
+		return "<none>"
+	}
+	switch c.Expiry(now) {
+	case "":
+		return c.Kind
+	case "EXPIRED":
+		return c.Kind + " EXPIRED"
+	case "EXPIRING":
+		return fmt.Sprintf("%s %s EXPIRING", c.Kind, age(now, c.NotAfter))
+	}
+	return c.Kind + " " + age(now, c.NotAfter)
+}
 
 func newProxyStatusCommand(k *kubeFlags, p *planeFlags) *cobra.Command {
 	var o outputFlag
@@ -21,7 +40,14 @@ xDS type, whether it holds what it was last sent:
   SYNCED    the proxy acknowledged the last configuration sent
   STALE     sent, not acknowledged yet (a slow or stuck proxy)
   NACKED    the proxy refused it (-o json shows the proxy's error)
-  NOT SENT  nothing of that type was sent to this proxy yet`,
+  NOT SENT  nothing of that type was sent to this proxy yet
+
+CREDENTIAL is what the proxy authenticated its xDS stream with (a workload
+certificate or a ServiceAccount token) and when it expires. A credential
+with less than a tenth of its life left is flagged EXPIRING (EXPIRED past
+it): the kubelet renews both long before, and a proxy reconnects at least
+every --xds-max-connection-age, so such a proxy is not picking up renewals.
+"fleetmesh proxy-config secrets" shows the certificate itself.`,
 		Example: `  fleetmesh --context cluster-2 proxy-status
   fleetmesh proxy-status curl-1.curl -o json`,
 		Args: cobra.MaximumNArgs(1),
@@ -52,13 +78,19 @@ xDS type, whether it holds what it was last sent:
 				for _, t := range xdsTypes {
 					header = append(header, t.column)
 				}
-				row(w, append(header, "CONTROL PLANE", "CONNECTED")...)
+				row(w, append(header, "CREDENTIAL", "CONTROL PLANE", "CONNECTED")...)
 				for _, px := range all {
 					cells := []any{px.displayName(), orNone(px.Cluster), px.Role}
 					for _, t := range xdsTypes {
 						cells = append(cells, syncState(px.Types[t.short]))
 					}
-					row(w, append(cells, px.ControlPlane, age(px.ConnectedAt, now)+" ago")...)
+					row(w, append(cells, credentialCell(px.Credential, now), px.ControlPlane, age(px.ConnectedAt, now)+" ago")...)
+				}
+				for _, px := range all {
+					if e := px.Credential.Expiry(now); e == "EXPIRING" || e == "EXPIRED" {
+						_, _ = fmt.Fprintf(w, "\n%s: its %s (%s, serial %s) expires %s: it was not renewed, or the proxy has not reconnected since",
+							px.displayName(), px.Credential.Kind, px.Credential.Identity, orNone(px.Credential.Serial), px.Credential.NotAfter.Format(time.RFC3339))
+					}
 				}
 				for _, px := range all {
 					for _, t := range xdsTypes {

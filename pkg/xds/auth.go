@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // Identity is who a client proved to be: the namespace and ServiceAccount
@@ -28,6 +29,14 @@ type Identity struct {
 	Namespace      string
 	ServiceAccount string
 	Pod            string
+	// Credential is what the client presented, for the debug API.
+	Credential *syncz.Credential
+}
+
+// same reports whether two identities are one workload's, whatever
+// credential each came with (a renewed certificate is the same identity).
+func (id Identity) same(o Identity) bool {
+	return id.Namespace == o.Namespace && id.ServiceAccount == o.ServiceAccount && id.Pod == o.Pod
 }
 
 func (id Identity) String() string {
@@ -86,7 +95,21 @@ func identityOf(leaf *x509.Certificate, trustDomain string) (Identity, error) {
 	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" || parts[1] == "" || parts[3] == "" {
 		return Identity{}, fmt.Errorf("the certificate names %s, not spiffe://%s/ns/<namespace>/sa/<service account>", u, trustDomain)
 	}
-	return Identity{Namespace: parts[1], ServiceAccount: parts[3], Pod: leaf.Subject.CommonName}, nil
+	cred := &syncz.Credential{Kind: syncz.CredentialCertificate, Identity: u.String(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
+	if leaf.SerialNumber != nil {
+		cred.Serial = leaf.SerialNumber.Text(16)
+	}
+	return Identity{Namespace: parts[1], ServiceAccount: parts[3], Pod: leaf.Subject.CommonName, Credential: cred}, nil
+}
+
+// identityKey carries a stream's Identity in its context.
+type identityKey struct{}
+
+// credentialOf is the credential of the authenticated stream whose
+// context is ctx, or nil.
+func credentialOf(ctx context.Context) *syncz.Credential {
+	id, _ := ctx.Value(identityKey{}).(Identity)
+	return id.Credential
 }
 
 // authorize checks a proxy's node against the identity of its stream:
@@ -137,7 +160,7 @@ func (o *owners) claim(nodeID string, id Identity) (release func(), err error) {
 		o.nodes = map[string]*owner{}
 	}
 	cur := o.nodes[nodeID]
-	if cur != nil && cur.id != id {
+	if cur != nil && !cur.id.same(id) {
 		return nil, status.Errorf(codes.PermissionDenied, "node %s is connected as %s; %s may not take it", nodeID, cur.id, id)
 	}
 	if cur == nil {
@@ -164,7 +187,7 @@ func (s *Server) authenticate(auth Authenticator) grpc.StreamServerInterceptor {
 			s.metrics.refused.WithLabelValues("unauthenticated").Inc()
 			return status.Errorf(codes.Unauthenticated, "%s: %v", info.FullMethod, err)
 		}
-		w := &authStream{ServerStream: ss, server: s, id: id, release: func() {}}
+		w := &authStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), identityKey{}, id), server: s, id: id, release: func() {}}
 		defer w.release()
 		err = handler(srv, w)
 		// The xDS server ends a stream whose receive failed without
@@ -179,6 +202,8 @@ func (s *Server) authenticate(auth Authenticator) grpc.StreamServerInterceptor {
 // authStream checks each request's node against its stream's identity.
 type authStream struct {
 	grpc.ServerStream
+	// ctx carries the identity to the xDS server's callbacks.
+	ctx     context.Context
 	server  *Server
 	id      Identity
 	first   *corev3.Node
@@ -186,6 +211,8 @@ type authStream struct {
 	// denied is why the stream was refused, if it was.
 	denied error
 }
+
+func (w *authStream) Context() context.Context { return w.ctx }
 
 func (w *authStream) RecvMsg(m any) error {
 	if err := w.ServerStream.RecvMsg(m); err != nil {

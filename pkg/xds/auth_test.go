@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 func TestAWorkloadCertificateNamesItsIdentity(t *testing.T) {
@@ -21,7 +23,8 @@ func TestAWorkloadCertificateNamesItsIdentity(t *testing.T) {
 		return c
 	}
 	got, err := identityOf(cert("curl-1", "spiffe://cluster.local/ns/curl/sa/curl"), "cluster.local")
-	if err != nil || got != (Identity{Namespace: "curl", ServiceAccount: "curl", Pod: "curl-1"}) {
+	if err != nil || !got.same(Identity{Namespace: "curl", ServiceAccount: "curl", Pod: "curl-1"}) ||
+		got.Credential.Kind != syncz.CredentialCertificate || got.Credential.Identity != "spiffe://cluster.local/ns/curl/sa/curl" {
 		t.Fatalf("identityOf = %+v, %v", got, err)
 	}
 	for _, tt := range []struct {

@@ -10,7 +10,7 @@ import (
 
 // callbackFuncs adapts the tracker to go-control-plane's Callbacks.
 type callbackFuncs struct {
-	open          func(id int64, delta bool)
+	open          func(ctx context.Context, id int64, delta bool)
 	closed        func(id int64, delta bool)
 	sotwRequest   func(id int64, req *discoveryv3.DiscoveryRequest)
 	sotwResponse  func(id int64, resp *discoveryv3.DiscoveryResponse)
@@ -20,13 +20,13 @@ type callbackFuncs struct {
 
 var _ serverv3.Callbacks = callbackFuncs{}
 
-func (c callbackFuncs) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	c.open(id, false)
+func (c callbackFuncs) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.open(ctx, id, false)
 	return nil
 }
 func (c callbackFuncs) OnStreamClosed(id int64, _ *corev3.Node) { c.closed(id, false) }
-func (c callbackFuncs) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	c.open(id, true)
+func (c callbackFuncs) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.open(ctx, id, true)
 	return nil
 }
 func (c callbackFuncs) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.closed(id, true) }

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -45,11 +46,11 @@ func shortType(typeURL string) string {
 	return typeURL[strings.LastIndexByte(typeURL, '.')+1:]
 }
 
-func (t *tracker) open(k streamKey) {
+func (t *tracker) open(k streamKey, credential *syncz.Credential) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.streams[k] = &streamState{
-		status: &syncz.ProxyStatus{Delta: k.delta, ConnectedAt: time.Now(), Types: map[string]*syncz.TypeStatus{}},
+		status: &syncz.ProxyStatus{Delta: k.delta, ConnectedAt: time.Now(), Types: map[string]*syncz.TypeStatus{}, Credential: credential},
 		nonces: map[string]string{},
 	}
 }
@@ -161,7 +162,7 @@ func (t *tracker) snapshot() []syncz.ProxyStatus {
 // callbacks connects the tracker to go-control-plane's servers.
 func (t *tracker) callbacks(identify func(*corev3.Node) (*syncz.ProxyStatus, error), closed func(status *syncz.ProxyStatus)) callbackFuncs {
 	return callbackFuncs{
-		open: func(id int64, delta bool) { t.open(streamKey{delta, id}) },
+		open: func(ctx context.Context, id int64, delta bool) { t.open(streamKey{delta, id}, credentialOf(ctx)) },
 		closed: func(id int64, delta bool) {
 			if st := t.close(streamKey{delta, id}); st != nil {
 				closed(st)

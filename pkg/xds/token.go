@@ -3,6 +3,8 @@ package xds
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
 // The user info keys of a token bound to a pod, as a TokenReview returns
@@ -87,6 +90,10 @@ func TokenIdentity(review TokenReviewer, reg prometheus.Registerer) Authenticato
 			return Identity{}, fmt.Errorf("cannot review the token: %w", err)
 		}
 		id, err := tokenIdentity(st)
+		if err == nil {
+			issued, expires := tokenLife(token)
+			id.Credential = &syncz.Credential{Kind: syncz.CredentialToken, Identity: st.User.Username, NotBefore: issued, NotAfter: expires}
+		}
 		if err != nil {
 			reviews.WithLabelValues("refused").Inc()
 			c.put(key, Identity{}, err, 10*time.Second)
@@ -116,6 +123,34 @@ func tokenIdentity(st authenticationv1.TokenReviewStatus) (Identity, error) {
 		return Identity{}, fmt.Errorf("the token of %s/%s is not bound to a pod: use a projected serviceAccountToken volume (audience %s)", ns, sa, bootstrap.TokenAudience)
 	}
 	return Identity{Namespace: ns, ServiceAccount: sa, Pod: pod[0]}, nil
+}
+
+// tokenLife reads the iat and exp claims of a JWT the API server has
+// reviewed (its signature is not checked again here); zero times when it
+// has none.
+func tokenLife(token string) (issued, expires time.Time) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return
+	}
+	var claims struct {
+		Iat int64 `json:"iat"`
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return
+	}
+	if claims.Iat != 0 {
+		issued = time.Unix(claims.Iat, 0)
+	}
+	if claims.Exp != 0 {
+		expires = time.Unix(claims.Exp, 0)
+	}
+	return
 }
 
 // tokenCache remembers reviewed tokens by hash.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -348,6 +349,25 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		if st := syncState(cp, curl.pod+"."+curl.ns); st != "SYNCED" {
 			t.Errorf("after the renewal the sidecar is %s, want SYNCED", st)
 		}
+
+		// The built CLI shows the renewed certificate: the one the
+		// control plane saw on the sidecar's stream, and the one its
+		// Envoy holds.
+		id := curl.pod + "." + curl.ns
+		spiffe := "spiffe://cluster.local/ns/" + curl.ns + "/sa/" + curl.sa
+		out := fleetmeshCLI(ctx, t, c, cp, "proxy-status", id)
+		if len(testenv.TableLines(out, id, "certificate")) != 1 {
+			t.Errorf("fleetmesh proxy-status shows no certificate for %s:\n%s", id, out)
+		}
+		out = fleetmeshCLI(ctx, t, c, cp, "proxy-config", "secrets", id)
+		if len(testenv.TableLines(out, "certificate", spiffe, renewed)) != 1 {
+			t.Errorf("fleetmesh proxy-config secrets %s: want the renewed certificate %s of %s:\n%s", id, renewed, spiffe, out)
+		}
+		out = fleetmeshCLI(ctx, t, c, cp, "proxy-config", "secrets", id, "--envoy-admin-url", sidecar.Admin)
+		if len(testenv.TableLines(out, "CHAIN", renewed, spiffe)) != 1 {
+			t.Errorf("fleetmesh proxy-config secrets %s --envoy-admin-url: want Envoy's renewed certificate %s:\n%s", id, renewed, out)
+		}
+		t.Logf("fleetmesh proxy-config secrets %s --envoy-admin-url:\n%s", id, out)
 	})
 
 	t.Run("without a certificate, a pod's ServiceAccount token", func(t *testing.T) {
@@ -379,4 +399,21 @@ func syncState(cp *testenv.ControlPlane, id string) string {
 		}
 	}
 	return "not connected"
+}
+
+// fleetmeshCLI runs the built CLI as the cluster's admin against the
+// control plane's debug API (HTTPS, its self-signed certificate), and
+// fails the test if it fails.
+func fleetmeshCLI(ctx context.Context, t *testing.T, c *testenv.Cluster, cp *testenv.ControlPlane, args ...string) string {
+	t.Helper()
+	bin, err := testenv.Binary("fleetmesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"--kubeconfig", c.KubeconfigPath, "--control-plane-url", "https://" + cp.DebugAddress, "--control-plane-insecure-skip-tls-verify"}, args...)
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("fleetmesh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }

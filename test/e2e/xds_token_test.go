@@ -172,6 +172,10 @@ func checkTokenAuth(ctx context.Context, t *testing.T, c *testenv.Cluster, cp *t
 		if st := syncState(cp, id); st != "SYNCED" {
 			t.Errorf("after the renewal the Envoy is %s, want SYNCED", st)
 		}
+		user := "system:serviceaccount:" + w.ns + ":" + w.sa
+		if out := fleetmeshCLI(ctx, t, c, cp, "proxy-config", "secrets", id); len(testenv.TableLines(out, "token", user)) != 1 {
+			t.Errorf("fleetmesh proxy-config secrets %s: want its token of %s:\n%s", id, user, out)
+		}
 	})
 
 	t.Run("a proxyless grpc-go client authenticates with its token file (call_creds)", func(t *testing.T) {

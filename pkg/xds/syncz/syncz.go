@@ -42,4 +42,50 @@ type ProxyStatus struct {
 	Delta       bool                   `json:"delta"`
 	ConnectedAt time.Time              `json:"connectedAt"`
 	Types       map[string]*TypeStatus `json:"types"`
+	// Credential is what the proxy authenticated its stream with, when
+	// the server authenticates proxies.
+	Credential *Credential `json:"credential,omitempty"`
+}
+
+// The kinds of credential a proxy authenticates with.
+const (
+	CredentialCertificate = "certificate"
+	CredentialToken       = "token"
+)
+
+// Credential is the credential a proxy presented on its xDS stream: a
+// workload certificate or a ServiceAccount token.
+type Credential struct {
+	Kind string `json:"kind"`
+	// Identity is the certificate's SPIFFE ID, or the token's user
+	// (system:serviceaccount:<namespace>:<name>).
+	Identity string `json:"identity"`
+	// Serial is the certificate's serial number, in hex.
+	Serial string `json:"serial,omitempty"`
+	// NotBefore and NotAfter are when the credential was issued and when
+	// it expires.
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	NotAfter  time.Time `json:"notAfter,omitzero"`
+}
+
+// ExpiringShare is how little of its life a credential may have left
+// before it is flagged EXPIRING: the kubelet renews pod certificates at
+// about half their life and tokens at 80%, and a proxy reconnects (with
+// what it holds then) at least every --xds-max-connection-age, so a
+// stream whose credential is this close to its end belongs to a proxy
+// that is not picking up renewals.
+const ExpiringShare = 10
+
+// Expiry says whether the credential is EXPIRED, EXPIRING (less than
+// 1/ExpiringShare of its life left) or OK; "" when its life is unknown.
+func (c *Credential) Expiry(now time.Time) string {
+	switch {
+	case c == nil || c.NotAfter.IsZero():
+		return ""
+	case !now.Before(c.NotAfter):
+		return "EXPIRED"
+	case !c.NotBefore.IsZero() && c.NotAfter.Sub(now) < c.NotAfter.Sub(c.NotBefore)/ExpiringShare:
+		return "EXPIRING"
+	}
+	return "OK"
 }
