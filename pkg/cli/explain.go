@@ -165,7 +165,7 @@ func explain(ctx context.Context, k *kubeFlags, from, ns, name string) (*Explana
 			return nil, fmt.Errorf("list %T in %s: %w", l, from, err)
 		}
 	}
-	mesh, _ := discovery.Build(&discovery.Objects{
+	mesh := discovery.Build(&discovery.Objects{
 		ClusterName: from, Clusters: clusters.Items, Services: services.Items,
 		EndpointSlices: slices.Items, Imports: imports.Items, Policies: policies.Items,
 	})

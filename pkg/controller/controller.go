@@ -38,7 +38,6 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
-	"github.com/fleetmesh/fleetmesh/pkg/model"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/pkg/version"
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
@@ -483,13 +482,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		Log:           log.WithName("discovery"),
 		Events:        mgr.GetEventRecorder("fleetmesh-discovery"),
 		Registry:      registry,
-		Publish: func(m *model.Mesh, pods map[string]string) map[string][]string {
-			out := map[string][]string{}
-			for _, u := range xdsServer.Update(m, pods) {
-				out[u.Namespace+"/"+u.Name] = u.Targets
-			}
-			return out
-		},
+		Publish:       xdsServer.Update,
 	}); err != nil {
 		return nil, err
 	}

@@ -30,9 +30,9 @@ type Objects struct {
 	Pods           []corev1.Pod                     `json:"pods,omitempty"`
 }
 
-// Build turns the objects into the mesh model, and returns the pods' IPs
-// by namespace/name (for binding sidecar listeners). It is pure: the same
-// objects always give the same mesh.
+// Build turns the objects into the mesh model, the pods' IPs by
+// namespace/name included (for binding sidecar listeners). It is pure:
+// the same objects always give the same mesh.
 //
 //   - The fleet is the Cluster objects (the federation copies every one into
 //     each member); the local cluster is added if it has none.
@@ -46,7 +46,7 @@ type Objects struct {
 //   - Ingresses of class fleetmesh (the federation writes one per export
 //     with rules; users may write their own) add their paths to the
 //     gateway's north-south routes of the services they name.
-func Build(in *Objects) (*model.Mesh, map[string]string) {
+func Build(in *Objects) *model.Mesh {
 	m := &model.Mesh{LocalCluster: in.ClusterName}
 	byKey := map[string]*model.Cluster{}
 	for _, c := range in.Clusters {
@@ -309,13 +309,15 @@ func Build(in *Objects) (*model.Mesh, map[string]string) {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 
-	pods := make(map[string]string, len(in.Pods))
 	for _, p := range in.Pods {
 		if p.Status.PodIP != "" {
-			pods[p.Namespace+"/"+p.Name] = p.Status.PodIP
+			if m.Pods == nil {
+				m.Pods = make(map[string]string, len(in.Pods))
+			}
+			m.Pods[p.Namespace+"/"+p.Name] = p.Status.PodIP
 		}
 	}
-	return m, pods
+	return m
 }
 
 // IngressClass is the Ingress class whose Ingresses fleetmesh's gateways

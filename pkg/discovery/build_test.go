@@ -30,11 +30,11 @@ func TestBuildGolden(t *testing.T) {
 			if err := yaml.UnmarshalStrict(data, &objs); err != nil {
 				t.Fatal(err)
 			}
-			mesh, pods := Build(&objs)
+			mesh := Build(&objs)
 			if err := mesh.Validate(); err != nil {
 				t.Fatalf("Build made an invalid mesh: %v", err)
 			}
-			got, err := yaml.Marshal(map[string]any{"mesh": mesh, "pods": pods})
+			got, err := yaml.Marshal(map[string]any{"mesh": mesh})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,9 +34,9 @@ type Options struct {
 	DebounceAfter time.Duration
 	// DebounceMax bounds how long a burst of events can delay a rebuild.
 	DebounceMax time.Duration
-	// Publish receives every new mesh with the pods' IPs; it returns, per
-	// policy (namespace/name), the targets that match no exporting cluster.
-	Publish func(m *model.Mesh, pods map[string]string) map[string][]string
+	// Publish receives every new mesh. Discovery writes the status of
+	// what the mesh came from itself; nothing comes back.
+	Publish func(m *model.Mesh)
 	Log     logr.Logger
 	// Events receives a Warning on the Service (else the ServiceImport)
 	// of a service left out of the mesh or kept at its last good
@@ -159,7 +159,7 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
-	mesh, podIPs := Build(&Objects{
+	mesh := Build(&Objects{
 		ClusterName: w.opts.ClusterName,
 		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items,
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
@@ -170,9 +170,9 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		return fmt.Errorf("the mesh built from cluster %s is inconsistent: %w", w.opts.ClusterName, problems.Mesh)
 	}
 	mesh = w.isolate(mesh, problems.Services, &services, &imports)
-	unmatched := w.opts.Publish(mesh, podIPs)
+	w.opts.Publish(mesh)
 	return errors.Join(
-		w.writePolicyStatus(ctx, policies.Items, unmatched),
+		w.writePolicyStatus(ctx, policies.Items, mesh),
 		w.writeImportStatus(ctx, imports.Items, mesh, problems.Services),
 	)
 }
@@ -221,7 +221,13 @@ func (w *Watcher) writeImportStatus(ctx context.Context, imports []fmv1alpha1.Se
 
 // writePolicyStatus records, on every policy whose status is out of date,
 // the generation read and the targets that match no exporting cluster.
-func (w *Watcher) writePolicyStatus(ctx context.Context, policies []fmv1alpha1.GlobalTrafficPolicy, unmatched map[string][]string) error {
+func (w *Watcher) writePolicyStatus(ctx context.Context, policies []fmv1alpha1.GlobalTrafficPolicy, mesh *model.Mesh) error {
+	unmatched := make(map[string][]string)
+	for i := range mesh.Services {
+		if svc := &mesh.Services[i]; svc.Policy != nil {
+			unmatched[svc.Key()] = mesh.UnmatchedTargets(svc)
+		}
+	}
 	for i := range policies {
 		p := &policies[i]
 		targets := unmatched[p.Namespace+"/"+p.Name]

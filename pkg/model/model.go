@@ -11,6 +11,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -24,6 +25,48 @@ type Mesh struct {
 	// Services are the services reachable from the local cluster: its own,
 	// the imported ones, or both.
 	Services []Service `json:"services,omitempty"`
+	// Pods are the IPs of the local cluster's pods, by namespace/name:
+	// where a sidecar binds its listeners when its node does not say.
+	Pods map[string]string `json:"pods,omitempty"`
+}
+
+// Exporter is the cluster clusterKey names when it serves svc to the
+// local cluster (the local cluster itself, or one svc is imported from),
+// else nil.
+func (m *Mesh) Exporter(svc *Service, clusterKey string) *Cluster {
+	for i := range m.Clusters {
+		c := &m.Clusters[i]
+		if c.Key() != clusterKey {
+			continue
+		}
+		if m.Serves(svc, c) {
+			return c
+		}
+		return nil
+	}
+	return nil
+}
+
+// Serves reports whether cluster c serves svc to the local cluster: it is
+// the local cluster, or svc is imported from it.
+func (m *Mesh) Serves(svc *Service, c *Cluster) bool {
+	return c.Name == m.LocalCluster || slices.Contains(svc.ImportedFrom, c.Name)
+}
+
+// UnmatchedTargets are the clusterKeys of svc's policy targets that name
+// no cluster serving svc to the local cluster: the policy ignores them,
+// and its status says so.
+func (m *Mesh) UnmatchedTargets(svc *Service) []string {
+	if svc.Policy == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range svc.Policy.Targets {
+		if m.Exporter(svc, t.ClusterKey) == nil {
+			out = append(out, t.ClusterKey)
+		}
+	}
+	return out
 }
 
 // Cluster is one cluster of the fleet.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
 func translateCase(t *testing.T, name string) *Resources {
@@ -188,12 +190,21 @@ func TestSidecarAnswersEveryNameFormOfAService(t *testing.T) {
 }
 
 func TestUnmatchedTargetsAreReported(t *testing.T) {
-	r := translateCase(t, "unknown-target")
-	want := []UnmatchedTargets{{Namespace: "httpbin", Name: "httpbin", Targets: []string{"default/default/default/cluster-9", "us/east/default/cluster-3"}}}
-	if diff := cmp.Diff(want, r.Unmatched); diff != "" {
-		t.Fatalf("(-want +got):\n%s", diff)
+	c := loadCase(t, filepath.Join("testdata", "unknown-target.in.yaml"))
+	i := slices.IndexFunc(c.Mesh.Services, func(s model.Service) bool { return s.Key() == "httpbin/httpbin" })
+	if i < 0 {
+		t.Fatal("no httpbin in the case")
 	}
-	w := mustWalk(t, r, curlHTTPBin)
+	svc := &c.Mesh.Services[i]
+	want := []string{"default/default/default/cluster-9", "us/east/default/cluster-3"}
+	if diff := cmp.Diff(want, c.Mesh.UnmatchedTargets(svc)); diff != "" {
+		t.Fatalf("the policy's status (-want +got):\n%s", diff)
+	}
+	// Placement ignores exactly those (one rule for both).
+	if diff := cmp.Diff(want, Place(&c.Mesh, svc, &svc.Ports[0]).Unmatched); diff != "" {
+		t.Fatalf("placement (-want +got):\n%s", diff)
+	}
+	w := mustWalk(t, translateCase(t, "unknown-target"), curlHTTPBin)
 	if diff := cmp.Diff([][]string{{"cluster-1"}}, w.ClustersByTier()); diff != "" {
 		t.Fatalf("only the matched target serves (-want +got):\n%s", diff)
 	}

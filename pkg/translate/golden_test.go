@@ -128,9 +128,6 @@ func render(r *Resources) ([]byte, error) {
 			return nil, fmt.Errorf("render %s: %w", part.key, err)
 		}
 	}
-	if len(r.Unmatched) > 0 {
-		doc["unmatchedTargets"] = r.Unmatched
-	}
 	if len(r.Warnings) > 0 {
 		doc["warnings"] = r.Warnings
 	}

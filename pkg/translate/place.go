@@ -68,19 +68,15 @@ func (ix *index) place(svc *model.Service, port *model.Port) Placement {
 		lbType, targets = svc.Policy.LbType, svc.Policy.Targets
 	}
 
-	exporters := make(map[string]bool, len(svc.ImportedFrom)+1)
-	exporters[ix.mesh.LocalCluster] = true
-	for _, name := range svc.ImportedFrom {
-		exporters[name] = true
-	}
-
 	// The consumer's own cluster weighs 1 unless a target sets its weight.
 	local := candidate{cluster: ix.local, weight: 1}
 	var remote []candidate
 	for i := range targets {
 		t := &targets[i]
 		c := ix.byKey[t.ClusterKey]
-		if c == nil || !exporters[c.Name] {
+		if c == nil || !ix.mesh.Serves(svc, c) {
+			// The same rule as model.Mesh.UnmatchedTargets, which the
+			// policy's status reports.
 			pl.Unmatched = append(pl.Unmatched, t.ClusterKey)
 			continue
 		}

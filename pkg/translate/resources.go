@@ -20,18 +20,8 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
-	// Unmatched lists, per service with a policy, the targets that name no
-	// cluster exporting it (for the policy's status).
-	Unmatched []UnmatchedTargets
 	// Warnings are what translation left out and why.
 	Warnings []string
-}
-
-// UnmatchedTargets are a policy's targets that match no exporting cluster.
-type UnmatchedTargets struct {
-	Namespace string
-	Name      string
-	Targets   []string
 }
 
 // Translate builds the resources for the proxy, by its role.
@@ -108,7 +98,7 @@ type Translator struct {
 func NewTranslator(m *model.Mesh) *Translator { return &Translator{ix: newIndex(m)} }
 
 // OutboundService builds the outbound clusters and endpoint assignments of
-// one service, one per port, and reports its policy's unmatched targets.
+// one service, one per port.
 func (t *Translator) OutboundService(svc *model.Service) *Resources {
 	r := &Resources{
 		Clusters:  make([]*clusterv3.Cluster, 0, len(svc.Ports)),
@@ -118,9 +108,6 @@ func (t *Translator) OutboundService(svc *model.Service) *Resources {
 		port := &svc.Ports[j]
 		name := OutboundClusterName(svc, port.Port)
 		pl := t.ix.place(svc, port)
-		if j == 0 && svc.Policy != nil && len(pl.Unmatched) > 0 {
-			r.Unmatched = append(r.Unmatched, UnmatchedTargets{Namespace: svc.Namespace, Name: svc.Name, Targets: pl.Unmatched})
-		}
 		r.Clusters = append(r.Clusters, edsCluster(name, clusterOptions{http2: port.Protocol.IsHTTP2(), lb: svc.LoadBalancer, outlier: true}))
 		r.Endpoints = append(r.Endpoints, assignment(name, pl, ProxylessName(svc, port.Port)))
 	}

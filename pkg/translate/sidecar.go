@@ -36,7 +36,6 @@ func (r *Resources) merge(o *Resources) {
 	r.Routes = append(r.Routes, o.Routes...)
 	r.Clusters = append(r.Clusters, o.Clusters...)
 	r.Endpoints = append(r.Endpoints, o.Endpoints...)
-	r.Unmatched = append(r.Unmatched, o.Unmatched...)
 	r.Warnings = append(r.Warnings, o.Warnings...)
 }
 

@@ -40,7 +40,7 @@ func startFuzzServer(t testing.TB) *fuzzServer {
 	}, funcr.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	s := NewServer(ctx, Options{ClusterName: "c0", Log: logr.Discard()})
-	s.Update(meshgen.Mesh(&meshgen.Choices{Data: []byte("a fleet of a few clusters and services, some exported")}), nil)
+	s.Update(meshgen.Mesh(&meshgen.Choices{Data: []byte("a fleet of a few clusters and services, some exported")}))
 	g := NewGRPCServer(GRPCOptions{Log: log})
 	s.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

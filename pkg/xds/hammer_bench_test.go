@@ -37,14 +37,14 @@ func BenchmarkEndpointChangeWhileHammered(b *testing.B) {
 	}
 	go func() { _ = g.Serve(LimitAccepts(lis, 100)) }()
 	defer g.Stop()
-	s.Update(benchMeshWith(1), nil)
+	s.Update(benchMeshWith(1))
 	startBenchClients(b, lis.Addr().String(), clients)
 	waitAcked(b, s, nil, clients)
 
 	change := func(i int) time.Duration {
 		prev := ackedVersions(s)
 		start := time.Now()
-		s.Update(benchMeshWith(2+i%2), nil)
+		s.Update(benchMeshWith(2+i%2))
 		acked, _ := waitAcked(b, s, prev, clients)
 		var lat []time.Duration
 		for _, t := range acked {

@@ -38,10 +38,10 @@ func TestIncrementalTranslationEqualsAFreshOne(t *testing.T) {
 			continue
 		}
 		incremental := NewServer(ctx, Options{Log: logr.Discard()})
-		incremental.Update(before, nil)
-		incremental.Update(after, nil)
+		incremental.Update(before)
+		incremental.Update(after)
 		fresh := NewServer(ctx, Options{Log: logr.Discard()})
-		fresh.Update(after, nil)
+		fresh.Update(after)
 		for layer, types := range map[string][]string{
 			layerOutbound:  {resource.ClusterType, resource.EndpointType},
 			layerProxyless: {resource.ListenerType, resource.RouteType},

@@ -71,7 +71,6 @@ type Server struct {
 
 	mu      sync.Mutex
 	mesh    *model.Mesh
-	pods    map[string]string
 	proxies map[string]*proxyEntry
 	// shared are the sidecars' shared layers in use, by layer name.
 	shared map[string]*sharedEntry
@@ -99,7 +98,6 @@ type memoEntry struct {
 	fingerprint uint64
 	outbound    Resources
 	proxyless   Resources
-	unmatched   []translate.UnmatchedTargets
 }
 
 // NewServer returns a server with an empty mesh; Update publishes one.
@@ -256,20 +254,17 @@ func (s *Server) disconnected(st *syncz.ProxyStatus) {
 
 // Update publishes a mesh: the services that changed since the last one are
 // translated again, and every connected proxy's own layer is rebuilt.
-// pods maps namespace/name to a pod's IP, for binding sidecar listeners.
-// It returns the policies' unmatched targets.
-func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.UnmatchedTargets {
+func (s *Server) Update(m *model.Mesh) {
 	start := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.mesh, s.pods = m, pods
+	s.mesh = m
 
 	fleet := fleetFingerprint(m)
 	t := translate.NewTranslator(m)
 	memo := make(map[string]memoEntry, len(m.Services))
 	outbound := Resources{resource.ClusterType: {}, resource.EndpointType: {}}
 	proxyless := Resources{resource.ListenerType: {}, resource.RouteType: {}}
-	var unmatched []translate.UnmatchedTargets
 	translated := 0
 	for i := range m.Services {
 		svc := &m.Services[i]
@@ -282,13 +277,11 @@ func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.Unmat
 				fingerprint: fp,
 				outbound:    s.entries(out, resource.ClusterType, resource.EndpointType),
 				proxyless:   s.entries(translate.ProxylessService(svc), resource.ListenerType, resource.RouteType),
-				unmatched:   out.Unmatched,
 			}
 		}
 		memo[svc.Key()] = e
 		mergeInto(outbound, e.outbound)
 		mergeInto(proxyless, e.proxyless)
-		unmatched = append(unmatched, e.unmatched...)
 	}
 	s.memo = memo
 	s.cache.SetLayer(layerOutbound, outbound)
@@ -305,13 +298,12 @@ func (s *Server) Update(m *model.Mesh, pods map[string]string) []translate.Unmat
 	s.metrics.translations.Inc()
 	s.metrics.translated.Add(float64(translated))
 	s.metrics.translateTime.Observe(time.Since(start).Seconds())
-	return unmatched
 }
 
 // withPodIP is p with its pod's address, when its node does not say it.
 func (s *Server) withPodIP(p model.Proxy) model.Proxy {
 	if p.IP == "" && p.Pod != "" {
-		p.IP = s.pods[p.Namespace+"/"+p.Pod]
+		p.IP = s.mesh.Pods[p.Namespace+"/"+p.Pod]
 	}
 	return p
 }

@@ -125,7 +125,7 @@ func recvDelta(t *testing.T, stream discoveryv3.AggregatedDiscoveryService_Delta
 // ClusterLoadAssignment comes, and nothing for clusters or listeners.
 func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
 	h := startServer(t)
-	h.server.Update(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10"})
+	h.server.Update(withPods(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(ctx)
@@ -195,7 +195,7 @@ func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
 	}
 
 	// One endpoint changes: the local pod becomes not ready.
-	h.server.Update(articleMesh(false), map[string]string{"curl/curl-1": "10.244.2.10"})
+	h.server.Update(withPods(articleMesh(false), map[string]string{"curl/curl-1": "10.244.2.10"}))
 	resp := recvDelta(t, stream)
 	if resp.GetTypeUrl() != resource.EndpointType || len(resp.GetResources()) != 1 || len(resp.GetRemovedResources()) != 0 {
 		t.Fatalf("want exactly one assignment, got %s with %d resources, %d removed", resp.GetTypeUrl(), len(resp.GetResources()), len(resp.GetRemovedResources()))
@@ -222,7 +222,7 @@ func TestDeltaSidecarGetsOnlyTheChangedAssignment(t *testing.T) {
 			extra <- r
 		}
 	}()
-	h.server.Update(articleMesh(false), map[string]string{"curl/curl-1": "10.244.2.10"}) // the same mesh again
+	h.server.Update(withPods(articleMesh(false), map[string]string{"curl/curl-1": "10.244.2.10"})) // the same mesh again
 	select {
 	case r := <-extra:
 		t.Fatalf("an unchanged mesh or an endpoint change sent %s with %d resources", r.GetTypeUrl(), len(r.GetResources()))
@@ -277,7 +277,7 @@ func contains(list []string, s string) bool {
 // change is sent.
 func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
 	h := startServer(t)
-	h.server.Update(articleMesh(true), nil)
+	h.server.Update(articleMesh(true))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
@@ -302,7 +302,7 @@ func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{name}, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
-	h.server.Update(articleMesh(false), nil)
+	h.server.Update(articleMesh(false))
 	second := recv()
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{
 		TypeUrl: resource.EndpointType, ResourceNames: []string{name},
@@ -336,8 +336,8 @@ func TestNACKKeepsTheLastGoodConfig(t *testing.T) {
 		t.Fatalf("metrics lack the NACK: %v\n%s", err, metrics)
 	}
 	// The refused version is not pushed again; the next change is.
-	h.server.Update(articleMesh(false), nil)
-	h.server.Update(articleMesh(true, model.Endpoint{Cluster: "cluster-2", Address: "10.244.2.12", Port: 8080, Ready: true}), nil)
+	h.server.Update(articleMesh(false))
+	h.server.Update(articleMesh(true, model.Endpoint{Cluster: "cluster-2", Address: "10.244.2.12", Port: 8080, Ready: true}))
 	third := recv()
 	cla := &endpointv3.ClusterLoadAssignment{}
 	if err := third.GetResources()[0].UnmarshalTo(cla); err != nil {
@@ -410,7 +410,7 @@ func TestNothingIsServedBeforeTheFirstMesh(t *testing.T) {
 	if h.server.Ready() {
 		t.Fatal("Ready before the first mesh")
 	}
-	h.server.Update(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10"})
+	h.server.Update(withPods(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10"}))
 	var resp *discoveryv3.DeltaDiscoveryResponse
 	select {
 	case resp = <-early:
@@ -430,7 +430,7 @@ func TestNothingIsServedBeforeTheFirstMesh(t *testing.T) {
 // side to itself.
 func TestSidecarsOfANamespaceShareTheirOutboundSide(t *testing.T) {
 	h := startServer(t)
-	h.server.Update(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10", "curl/curl-2": "10.244.2.11", "other/web-1": "10.244.2.12"})
+	h.server.Update(withPods(articleMesh(true), map[string]string{"curl/curl-1": "10.244.2.10", "curl/curl-2": "10.244.2.11", "other/web-1": "10.244.2.12"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	connect := func(ns, pod string) (context.CancelFunc, map[string]bool) {
@@ -494,4 +494,10 @@ func TestSidecarsOfANamespaceShareTheirOutboundSide(t *testing.T) {
 	if layer("sidecar/other") == nil {
 		t.Fatal("another namespace's layer went too")
 	}
+}
+
+// withPods is m with its pods' addresses.
+func withPods(m *model.Mesh, pods map[string]string) *model.Mesh {
+	m.Pods = pods
+	return m
 }
