@@ -118,7 +118,7 @@ func BenchmarkEndpointChangeTo1000Clients(b *testing.B) {
 		prev := ackedVersions(s)
 		sent := wire.out.Load()
 		start := time.Now()
-		s.Update(benchMeshWith(2+i%2)) // one local endpoint comes or goes
+		s.Update(benchMeshWith(2 + i%2)) // one local endpoint comes or goes
 		acked := waitAll(prev)
 		bytes += wire.out.Load() - sent
 		var lat []time.Duration

@@ -44,7 +44,7 @@ func BenchmarkEndpointChangeWhileHammered(b *testing.B) {
 	change := func(i int) time.Duration {
 		prev := ackedVersions(s)
 		start := time.Now()
-		s.Update(benchMeshWith(2+i%2))
+		s.Update(benchMeshWith(2 + i%2))
 		acked, _ := waitAcked(b, s, prev, clients)
 		var lat []time.Duration
 		for _, t := range acked {
