@@ -108,192 +108,62 @@ func hasLabels(have, want map[string]string) bool {
 // applyMember writes one reachable member's share of the plan, touching
 // only what differs, and deletes what fleetmesh wrote there before and no
 // longer wants, except what came from a member that cannot be reached
-// now. It returns every error, having tried every write.
+// now. A user's objects are never touched. It returns every error,
+// having tried every write.
 func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports map[string][]metav1.Condition, unknown map[string]bool) error {
-	c := w.client
-	// Writes run in phases (namespaces; objects; statuses; deletes), each
-	// phase's writes side by side: a member's writes are bound by the API
-	// server's latency, not by work here.
-	var (
-		mu     sync.Mutex
-		errs   []error
-		phases [4][]func()
-		phase  = 1
-	)
-	record := func(what string, err error) {
-		// A delete of what is already gone is done.
-		gone := apierrors.IsNotFound(err) && strings.HasPrefix(what, "delete ")
-		if err != nil && !gone {
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("%s in %s: %w", what, m.name(), err))
-			mu.Unlock()
-		}
-	}
-	// try queues a write in the current phase; what names it for errors.
-	try := func(what string, write func() error) {
-		p := phase
-		switch {
-		case strings.HasPrefix(what, "delete "), strings.HasPrefix(what, "release "):
-			p = 3
-		case strings.Contains(what, " status "), strings.HasPrefix(what, "write status"):
-			p = 2
-		}
-		phases[p] = append(phases[p], func() { record(what, write()) })
-	}
+	q := &writeQueue{member: m.name()}
+	q.namespaces(ctx, w.client, m, d)
+	q.clusters(ctx, w, d)
+	q.imports(ctx, w, m, d, unknown)
+	q.services(ctx, w, m, d, unknown)
+	q.slices(ctx, w, m, d, unknown)
+	q.ingresses(ctx, w, m, d)
+	q.exportStatus(ctx, w, m, exports)
+	return q.run(ctx)
+}
 
-	have := map[string]bool{}
-	for _, ns := range m.Namespaces {
-		have[ns.Name] = true
-	}
-	for _, ns := range d.Namespaces {
-		if !have[ns] {
-			obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}}}
-			phases[0] = append(phases[0], func() {
-				if err := c.Create(ctx, obj); !apierrors.IsAlreadyExists(err) {
-					record("create namespace "+ns, err)
-				}
-			})
-		}
-	}
+// phase orders a member's writes: the writes of one phase run side by
+// side, and a phase starts once the one before it is done.
+type phase int
 
-	// Mirrored Clusters.
-	var existingClusters fmv1alpha1.ClusterList
-	if err := c.List(ctx, &existingClusters); err != nil {
-		record("list clusters", err)
-	}
-	for name, want := range d.Clusters {
-		var cur *fmv1alpha1.Cluster
-		for i := range existingClusters.Items {
-			if existingClusters.Items[i].Name == name {
-				cur = &existingClusters.Items[i]
-			}
-		}
-		if cur != nil && !cur.Spec.Mirrored {
-			continue // this member holds the real Cluster (it is also the control plane)
-		}
-		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
-			try("apply cluster "+name, func() error { return w.apply(ctx, want) })
-		}
-		if cur == nil || cur.Status.GatewayIP != want.Status.GatewayIP || cur.Status.ClusterKey != want.Status.ClusterKey {
-			try("apply cluster status "+name, func() error { return w.applyStatus(ctx, want) })
-		}
-	}
-	for i := range existingClusters.Items {
-		cur := &existingClusters.Items[i]
-		if cur.Spec.Mirrored && isOurs(cur.Labels) && d.Clusters[cur.Name] == nil {
-			try("delete cluster "+cur.Name, func() error { return w.delete(ctx, cur) })
-		}
-	}
+const (
+	// phaseNamespaces creates the namespaces the objects go in.
+	phaseNamespaces phase = iota
+	// phaseObjects writes imports, derived Services, EndpointSlices,
+	// Ingresses and mirrored Clusters.
+	phaseObjects
+	// phaseStatus writes their status, and the exports' conditions.
+	phaseStatus
+	// phaseDeletes deletes what is no longer wanted and releases derived
+	// Services users took over; what is already gone is done.
+	phaseDeletes
+	phases
+)
 
-	// ServiceImports: adopted when one exists under the name.
-	existingImports := map[string]*fmv1alpha1.ServiceImport{}
-	for i := range m.Imports {
-		existingImports[m.Imports[i].Namespace+"/"+m.Imports[i].Name] = &m.Imports[i]
-	}
-	for key, want := range d.Imports {
-		cur := existingImports[key]
-		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Spec, want.Spec) {
-			try("apply import "+key, func() error { return w.apply(ctx, want) })
-		}
-		// The federation owns the exporting clusters; the conditions are
-		// the member control plane's.
-		if cur == nil || !equality.Semantic.DeepEqual(cur.Status.Clusters, want.Status.Clusters) {
-			try("apply import status "+key, func() error { return w.applyStatus(ctx, want) })
-		}
-	}
-	for key, cur := range existingImports {
-		if isOurs(cur.Labels) && d.Imports[key] == nil && !fromUnknown(cur, unknown) {
-			try("delete import "+key, func() error { return w.delete(ctx, cur) })
-		}
-	}
+// writeQueue is one member's writes, by phase, and their errors.
+type writeQueue struct {
+	member string
+	ops    [phases][]func()
+	mu     sync.Mutex
+	errs   []error
+}
 
-	// Derived Services: a user's Service is never touched; a derived one a
-	// user has given a selector is released (our label dropped).
-	existingServices := map[string]*corev1.Service{}
-	for i := range m.Services {
-		existingServices[m.Services[i].Namespace+"/"+m.Services[i].Name] = &m.Services[i]
-	}
-	for key, cur := range existingServices {
-		if isOurs(cur.Labels) && cur.Spec.Selector != nil {
-			patch := client.MergeFrom(cur.DeepCopy())
-			released := cur.DeepCopy()
-			delete(released.Labels, fmv1alpha1.ManagedByLabel)
-			try("release service "+key, func() error { return c.Patch(ctx, released, patch) })
-			continue
+// add queues a write; what names it in errors.
+func (q *writeQueue) add(p phase, what string, write func() error) {
+	q.ops[p] = append(q.ops[p], func() {
+		err := write()
+		if err == nil || (p == phaseDeletes && apierrors.IsNotFound(err)) {
+			return
 		}
-		if isOurs(cur.Labels) && d.Services[key] == nil && !importedFromUnknown(key, m, unknown) {
-			try("delete service "+key, func() error { return w.delete(ctx, cur) })
-		}
-	}
-	for key, want := range d.Services {
-		cur := existingServices[key]
-		if cur != nil && !isOurs(cur.Labels) {
-			continue
-		}
-		if cur == nil || !samePorts(cur.Spec.Ports, want.Spec.Ports) || (cur.Spec.ClusterIP == corev1.ClusterIPNone) != (want.Spec.ClusterIP == corev1.ClusterIPNone) {
-			try("apply service "+key, func() error { return w.apply(ctx, want) })
-		}
-	}
+		q.mu.Lock()
+		q.errs = append(q.errs, fmt.Errorf("%s in %s: %w", what, q.member, err))
+		q.mu.Unlock()
+	})
+}
 
-	// MCS EndpointSlices.
-	existingSlices := map[string]*discoveryv1.EndpointSlice{}
-	for i := range m.EndpointSlices {
-		s := &m.EndpointSlices[i]
-		if s.Labels[discoveryv1.LabelManagedBy] == fmv1alpha1.EndpointSliceManagedByFederation {
-			existingSlices[s.Namespace+"/"+s.Name] = s
-		}
-	}
-	for key, want := range d.Slices {
-		cur := existingSlices[key]
-		if cur == nil || !hasLabels(cur.Labels, want.Labels) || !equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) || !equality.Semantic.DeepEqual(cur.Ports, want.Ports) {
-			try("apply endpointslice "+key, func() error { return w.apply(ctx, want) })
-		}
-	}
-	for key, cur := range existingSlices {
-		if d.Slices[key] == nil && !unknown[cur.Labels[fmv1alpha1.LabelSourceCluster]] {
-			try("delete endpointslice "+key, func() error { return w.delete(ctx, cur) })
-		}
-	}
-
-	// Ingresses of export rules.
-	existingIngresses := map[string]*networkingv1.Ingress{}
-	for i := range m.Ingresses {
-		if isOurs(m.Ingresses[i].Labels) {
-			existingIngresses[m.Ingresses[i].Namespace+"/"+m.Ingresses[i].Name] = &m.Ingresses[i]
-		}
-	}
-	for key, want := range d.Ingresses {
-		cur := existingIngresses[key]
-		if cur == nil || !equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules) {
-			try("apply ingress "+key, func() error { return w.apply(ctx, want) })
-		}
-	}
-	for key, cur := range existingIngresses {
-		if d.Ingresses[key] == nil {
-			try("delete ingress "+key, func() error { return w.delete(ctx, cur) })
-		}
-	}
-
-	// Export conditions.
-	for i := range m.Exports {
-		e := &m.Exports[i]
-		conds := exports[e.Namespace+"/"+e.Name]
-		next := e.DeepCopy()
-		for _, cond := range conds {
-			prev := meta.FindStatusCondition(e.Status.Conditions, cond.Type)
-			changed := prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason
-			bad := (cond.Type == fmv1alpha1.ConditionValid && cond.Status == metav1.ConditionFalse) ||
-				(cond.Type == fmv1alpha1.ConditionConflict && cond.Status == metav1.ConditionTrue)
-			if changed && bad {
-				w.events.Eventf(e, nil, corev1.EventTypeWarning, cond.Reason, "Export", "%s", cond.Message)
-			}
-			meta.SetStatusCondition(&next.Status.Conditions, cond)
-		}
-		if !equality.Semantic.DeepEqual(e.Status, next.Status) {
-			try("write status of export "+e.Namespace+"/"+e.Name, func() error { return c.Status().Patch(ctx, next, client.MergeFrom(e), client.FieldOwner(FieldOwner)) })
-		}
-	}
-	for _, ops := range phases {
+// run runs the phases in order, writeWorkers writes at a time.
+func (q *writeQueue) run(ctx context.Context) error {
+	for _, ops := range q.ops {
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, writeWorkers)
 		for _, op := range ops {
@@ -309,9 +179,201 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 		wg.Wait()
 	}
 	if err := ctx.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("writing to %s: %w", m.name(), err))
+		q.errs = append(q.errs, fmt.Errorf("writing to %s: %w", q.member, err))
 	}
-	return errors.Join(errs...)
+	return errors.Join(q.errs...)
+}
+
+// kindSync is one kind's desired and existing objects in a member, by
+// namespace/name (or name), and the rules of writing them.
+type kindSync[T client.Object] struct {
+	kind     string
+	desired  map[string]T
+	existing map[string]T
+	// upToDate: cur needs no write to be want (or may not be written).
+	upToDate func(cur, want T) bool
+	// keep: cur, no longer desired, stays (a user's, or an unknown
+	// member's contribution).
+	keep func(key string, cur T) bool
+}
+
+// reconcileKind queues the applies of what is desired and not up to
+// date, and the deletes of what exists, is not desired and is not kept.
+func reconcileKind[T client.Object](ctx context.Context, q *writeQueue, w *writer, k kindSync[T]) {
+	for key, want := range k.desired {
+		if cur, ok := k.existing[key]; ok && k.upToDate(cur, want) {
+			continue
+		}
+		q.add(phaseObjects, "apply "+k.kind+" "+key, func() error { return w.apply(ctx, want) })
+	}
+	for key, cur := range k.existing {
+		if _, ok := k.desired[key]; !ok && !k.keep(key, cur) {
+			q.add(phaseDeletes, "delete "+k.kind+" "+key, func() error { return w.delete(ctx, cur) })
+		}
+	}
+}
+
+func byKey[T client.Object](items []T, include func(T) bool) map[string]T {
+	out := make(map[string]T, len(items))
+	for _, o := range items {
+		if include == nil || include(o) {
+			key := o.GetName()
+			if ns := o.GetNamespace(); ns != "" {
+				key = ns + "/" + key
+			}
+			out[key] = o
+		}
+	}
+	return out
+}
+
+// pointers is a slice's elements, as pointers.
+func pointers[T any](items []T) []*T {
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
+}
+
+func (q *writeQueue) namespaces(ctx context.Context, c client.Client, m *Member, d *Desired) {
+	have := map[string]bool{}
+	for _, ns := range m.Namespaces {
+		have[ns.Name] = true
+	}
+	for _, ns := range d.Namespaces {
+		if !have[ns] {
+			obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}}}
+			q.add(phaseNamespaces, "create namespace "+ns, func() error {
+				if err := c.Create(ctx, obj); !apierrors.IsAlreadyExists(err) {
+					return err
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// clusters: the mirrored Clusters. A member that holds the real Cluster
+// of a name (it is also the control plane) keeps it.
+func (q *writeQueue) clusters(ctx context.Context, w *writer, d *Desired) {
+	var list fmv1alpha1.ClusterList
+	if err := w.client.List(ctx, &list); err != nil {
+		q.add(phaseObjects, "list clusters", func() error { return err })
+		return
+	}
+	existing := byKey(pointers(list.Items), nil)
+	reconcileKind(ctx, q, w, kindSync[*fmv1alpha1.Cluster]{
+		kind: "cluster", desired: d.Clusters, existing: existing,
+		upToDate: func(cur, want *fmv1alpha1.Cluster) bool {
+			return !cur.Spec.Mirrored || (hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Spec, want.Spec))
+		},
+		keep: func(_ string, cur *fmv1alpha1.Cluster) bool { return !cur.Spec.Mirrored || !isOurs(cur.Labels) },
+	})
+	for name, want := range d.Clusters {
+		cur := existing[name]
+		if cur != nil && !cur.Spec.Mirrored {
+			continue
+		}
+		if cur == nil || cur.Status.GatewayIP != want.Status.GatewayIP || cur.Status.ClusterKey != want.Status.ClusterKey {
+			q.add(phaseStatus, "apply cluster status "+name, func() error { return w.applyStatus(ctx, want) })
+		}
+	}
+}
+
+// imports: an existing ServiceImport of the name is adopted. The
+// federation writes the exporting clusters of the status; the conditions
+// are the member's control plane's.
+func (q *writeQueue) imports(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
+	existing := byKey(pointers(m.Imports), nil)
+	reconcileKind(ctx, q, w, kindSync[*fmv1alpha1.ServiceImport]{
+		kind: "import", desired: d.Imports, existing: existing,
+		upToDate: func(cur, want *fmv1alpha1.ServiceImport) bool {
+			return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Spec, want.Spec)
+		},
+		keep: func(_ string, cur *fmv1alpha1.ServiceImport) bool { return !isOurs(cur.Labels) || fromUnknown(cur, unknown) },
+	})
+	for key, want := range d.Imports {
+		if cur := existing[key]; cur == nil || !equality.Semantic.DeepEqual(cur.Status.Clusters, want.Status.Clusters) {
+			q.add(phaseStatus, "apply import status "+key, func() error { return w.applyStatus(ctx, want) })
+		}
+	}
+}
+
+// services: the derived Services. A user's Service is never touched; a
+// derived one a user has given a selector is released (our label
+// dropped).
+func (q *writeQueue) services(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
+	existing := byKey(pointers(m.Services), nil)
+	released := map[string]bool{}
+	for key, cur := range existing {
+		if isOurs(cur.Labels) && cur.Spec.Selector != nil {
+			patch := client.MergeFrom(cur.DeepCopy())
+			next := cur.DeepCopy()
+			delete(next.Labels, fmv1alpha1.ManagedByLabel)
+			q.add(phaseDeletes, "release service "+key, func() error { return w.client.Patch(ctx, next, patch) })
+			released[key] = true
+		}
+	}
+	reconcileKind(ctx, q, w, kindSync[*corev1.Service]{
+		kind: "service", desired: d.Services, existing: existing,
+		upToDate: func(cur, want *corev1.Service) bool {
+			return !isOurs(cur.Labels) ||
+				(samePorts(cur.Spec.Ports, want.Spec.Ports) && (cur.Spec.ClusterIP == corev1.ClusterIPNone) == (want.Spec.ClusterIP == corev1.ClusterIPNone))
+		},
+		keep: func(key string, cur *corev1.Service) bool {
+			return !isOurs(cur.Labels) || released[key] || importedFromUnknown(key, m, unknown)
+		},
+	})
+}
+
+// slices: the MCS EndpointSlices the federation copies.
+func (q *writeQueue) slices(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
+	reconcileKind(ctx, q, w, kindSync[*discoveryv1.EndpointSlice]{
+		kind: "endpointslice", desired: d.Slices,
+		existing: byKey(pointers(m.EndpointSlices), func(s *discoveryv1.EndpointSlice) bool {
+			return s.Labels[discoveryv1.LabelManagedBy] == fmv1alpha1.EndpointSliceManagedByFederation
+		}),
+		upToDate: func(cur, want *discoveryv1.EndpointSlice) bool {
+			return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) && equality.Semantic.DeepEqual(cur.Ports, want.Ports)
+		},
+		keep: func(_ string, cur *discoveryv1.EndpointSlice) bool { return unknown[cur.Labels[fmv1alpha1.LabelSourceCluster]] },
+	})
+}
+
+// ingresses: those of export rules.
+func (q *writeQueue) ingresses(ctx context.Context, w *writer, m *Member, d *Desired) {
+	reconcileKind(ctx, q, w, kindSync[*networkingv1.Ingress]{
+		kind: "ingress", desired: d.Ingresses,
+		existing: byKey(pointers(m.Ingresses), func(i *networkingv1.Ingress) bool { return isOurs(i.Labels) }),
+		upToDate: func(cur, want *networkingv1.Ingress) bool { return equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules) },
+		keep:     func(string, *networkingv1.Ingress) bool { return false },
+	})
+}
+
+// exportStatus writes the conditions of the member's exports, with an
+// event when one turns bad.
+func (q *writeQueue) exportStatus(ctx context.Context, w *writer, m *Member, exports map[string][]metav1.Condition) {
+	for i := range m.Exports {
+		e := &m.Exports[i]
+		conds := exports[e.Namespace+"/"+e.Name]
+		next := e.DeepCopy()
+		for _, cond := range conds {
+			prev := meta.FindStatusCondition(e.Status.Conditions, cond.Type)
+			changed := prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason
+			bad := (cond.Type == fmv1alpha1.ConditionValid && cond.Status == metav1.ConditionFalse) ||
+				(cond.Type == fmv1alpha1.ConditionConflict && cond.Status == metav1.ConditionTrue)
+			if changed && bad {
+				w.events.Eventf(e, nil, corev1.EventTypeWarning, cond.Reason, "Export", "%s", cond.Message)
+			}
+			meta.SetStatusCondition(&next.Status.Conditions, cond)
+		}
+		if !equality.Semantic.DeepEqual(e.Status, next.Status) {
+			q.add(phaseStatus, "write status of export "+e.Namespace+"/"+e.Name, func() error {
+				return w.client.Status().Patch(ctx, next, client.MergeFrom(e), client.FieldOwner(FieldOwner))
+			})
+		}
+	}
 }
 
 // writeWorkers is how many writes to one member run at once.
