@@ -291,7 +291,9 @@ func (q *writeQueue) imports(ctx context.Context, w *writer, m *Member, d *Desir
 		upToDate: func(cur, want *fmv1alpha1.ServiceImport) bool {
 			return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Spec, want.Spec)
 		},
-		keep: func(_ string, cur *fmv1alpha1.ServiceImport) bool { return !isOurs(cur.Labels) || fromUnknown(cur, unknown) },
+		keep: func(_ string, cur *fmv1alpha1.ServiceImport) bool {
+			return !isOurs(cur.Labels) || fromUnknown(cur, unknown)
+		},
 	})
 	for key, want := range d.Imports {
 		if cur := existing[key]; cur == nil || !equality.Semantic.DeepEqual(cur.Status.Clusters, want.Status.Clusters) {
@@ -337,7 +339,9 @@ func (q *writeQueue) slices(ctx context.Context, w *writer, m *Member, d *Desire
 		upToDate: func(cur, want *discoveryv1.EndpointSlice) bool {
 			return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) && equality.Semantic.DeepEqual(cur.Ports, want.Ports)
 		},
-		keep: func(_ string, cur *discoveryv1.EndpointSlice) bool { return unknown[cur.Labels[fmv1alpha1.LabelSourceCluster]] },
+		keep: func(_ string, cur *discoveryv1.EndpointSlice) bool {
+			return unknown[cur.Labels[fmv1alpha1.LabelSourceCluster]]
+		},
 	})
 }
 
@@ -346,8 +350,10 @@ func (q *writeQueue) ingresses(ctx context.Context, w *writer, m *Member, d *Des
 	reconcileKind(ctx, q, w, kindSync[*networkingv1.Ingress]{
 		kind: "ingress", desired: d.Ingresses,
 		existing: byKey(pointers(m.Ingresses), func(i *networkingv1.Ingress) bool { return isOurs(i.Labels) }),
-		upToDate: func(cur, want *networkingv1.Ingress) bool { return equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules) },
-		keep:     func(string, *networkingv1.Ingress) bool { return false },
+		upToDate: func(cur, want *networkingv1.Ingress) bool {
+			return equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules)
+		},
+		keep: func(string, *networkingv1.Ingress) bool { return false },
 	})
 }
 
