@@ -47,8 +47,48 @@ type Objects struct {
 //     with rules; users may write their own) add their paths to the
 //     gateway's north-south routes of the services they name.
 func Build(in *Objects) *model.Mesh {
-	m := &model.Mesh{LocalCluster: in.ClusterName}
-	byKey := map[string]*model.Cluster{}
+	b := &builder{
+		in:            in,
+		m:             &model.Mesh{LocalCluster: in.ClusterName},
+		services:      map[string]*model.Service{},
+		localServices: map[string]bool{},
+	}
+	b.clusters()
+	b.indexSlices()
+	b.ownServices()
+	b.imports()
+	b.policies()
+	b.exports()
+	b.ingressPaths()
+	b.collect()
+	b.pods()
+	return b.m
+}
+
+// builder holds what Build's steps share.
+type builder struct {
+	in *Objects
+	m  *model.Mesh
+	// byKey and local are the mesh's clusters by clusterKey, and the
+	// local one.
+	byKey map[string]*model.Cluster
+	local *model.Cluster
+	// localSlices are the EndpointSlices of the cluster's own Services,
+	// by namespace/service; remoteSlices the MCS ones copied from other
+	// clusters, by namespace/service and source cluster.
+	localSlices  map[string][]*discoveryv1.EndpointSlice
+	remoteSlices map[string]map[string][]*discoveryv1.EndpointSlice
+	// services are the mesh's services as they are built, by
+	// namespace/name; localServices those a user made here (not derived
+	// by fleetmesh): they are exported and served by the gateway.
+	services      map[string]*model.Service
+	localServices map[string]bool
+}
+
+// clusters: the fleet from the Cluster objects, the local cluster added
+// if it has none.
+func (b *builder) clusters() {
+	m, in := b.m, b.in
 	for _, c := range in.Clusters {
 		mc := model.Cluster{Name: c.Name, Region: c.Spec.Region, Zone: c.Spec.Zone, Group: c.Spec.Group, Network: c.Spec.Network}
 		if ip := gatewayIP(&c); ip != "" {
@@ -64,71 +104,77 @@ func Build(in *Objects) *model.Mesh {
 		m.Clusters = append(m.Clusters, model.Cluster{Name: in.ClusterName})
 	}
 	slices.SortFunc(m.Clusters, func(a, b model.Cluster) int { return cmp.Compare(a.Name, b.Name) })
-	var local *model.Cluster
+	b.byKey = make(map[string]*model.Cluster, len(m.Clusters))
 	for i := range m.Clusters {
-		byKey[m.Clusters[i].Key()] = &m.Clusters[i]
+		b.byKey[m.Clusters[i].Key()] = &m.Clusters[i]
 		if m.Clusters[i].Name == in.ClusterName {
-			local = &m.Clusters[i]
+			b.local = &m.Clusters[i]
 		}
 	}
+}
 
-	// Slices by namespace/service: the local ones, and the imported ones by
-	// source cluster.
-	localSlices := map[string][]*discoveryv1.EndpointSlice{}
-	remoteSlices := map[string]map[string][]*discoveryv1.EndpointSlice{}
-	for i := range in.EndpointSlices {
-		s := &in.EndpointSlices[i]
-		if src := s.Labels[fmv1alpha1.LabelSourceCluster]; src != "" && src != in.ClusterName {
+// indexSlices sorts the EndpointSlices into the local ones and the
+// imported ones.
+func (b *builder) indexSlices() {
+	b.localSlices = map[string][]*discoveryv1.EndpointSlice{}
+	b.remoteSlices = map[string]map[string][]*discoveryv1.EndpointSlice{}
+	for i := range b.in.EndpointSlices {
+		s := &b.in.EndpointSlices[i]
+		if src := s.Labels[fmv1alpha1.LabelSourceCluster]; src != "" && src != b.in.ClusterName {
 			key := s.Namespace + "/" + s.Labels[fmv1alpha1.LabelServiceName]
-			if remoteSlices[key] == nil {
-				remoteSlices[key] = map[string][]*discoveryv1.EndpointSlice{}
+			if b.remoteSlices[key] == nil {
+				b.remoteSlices[key] = map[string][]*discoveryv1.EndpointSlice{}
 			}
-			remoteSlices[key][src] = append(remoteSlices[key][src], s)
+			b.remoteSlices[key][src] = append(b.remoteSlices[key][src], s)
 			continue
 		}
 		if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
-			localSlices[s.Namespace+"/"+name] = append(localSlices[s.Namespace+"/"+name], s)
+			b.localSlices[s.Namespace+"/"+name] = append(b.localSlices[s.Namespace+"/"+name], s)
 		}
 	}
+}
 
-	services := map[string]*model.Service{}
-	get := func(ns, name string) *model.Service {
-		key := ns + "/" + name
-		if services[key] == nil {
-			services[key] = &model.Service{Namespace: ns, Name: name}
-		}
-		return services[key]
+// service is the service ns/name, made on first use.
+func (b *builder) service(ns, name string) *model.Service {
+	key := ns + "/" + name
+	if b.services[key] == nil {
+		b.services[key] = &model.Service{Namespace: ns, Name: name}
 	}
-	portOf := func(svc *model.Service, number uint32, name string, appProtocol *string) *model.Port {
-		for i := range svc.Ports {
-			if svc.Ports[i].Port == number {
-				return &svc.Ports[i]
-			}
-		}
-		svc.Ports = append(svc.Ports, model.Port{Name: name, Port: number, Protocol: model.ProtocolFor(name, appProtocol)})
-		return &svc.Ports[len(svc.Ports)-1]
-	}
+	return b.services[key]
+}
 
-	// The Services a user made (not derived by fleetmesh): they are
-	// exported and served by the gateway.
-	localServices := map[string]bool{}
-	for i := range in.Services {
-		s := &in.Services[i]
+// portOf is svc's port number, added (named name) on first use.
+func portOf(svc *model.Service, number uint32, name string, appProtocol *string) *model.Port {
+	for i := range svc.Ports {
+		if svc.Ports[i].Port == number {
+			return &svc.Ports[i]
+		}
+	}
+	svc.Ports = append(svc.Ports, model.Port{Name: name, Port: number, Protocol: model.ProtocolFor(name, appProtocol)})
+	return &svc.Ports[len(svc.Ports)-1]
+}
+
+// ownServices: the cluster's Services, with their addresses and, for
+// those a user made, their ports and endpoints. A derived Service only
+// names its import.
+func (b *builder) ownServices() {
+	for i := range b.in.Services {
+		s := &b.in.Services[i]
 		if s.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
-		if s.Labels[fmv1alpha1.ManagedByLabel] != fmv1alpha1.ManagedByValue {
-			localServices[s.Namespace+"/"+s.Name] = true
+		derived := s.Labels[fmv1alpha1.ManagedByLabel] == fmv1alpha1.ManagedByValue
+		if !derived {
+			b.localServices[s.Namespace+"/"+s.Name] = true
 		}
-		svc := get(s.Namespace, s.Name)
+		svc := b.service(s.Namespace, s.Name)
 		for _, ip := range s.Spec.ClusterIPs {
 			if _, err := netip.ParseAddr(ip); err == nil {
 				svc.VIPs = append(svc.VIPs, ip)
 			}
 		}
 		svc.Headless = s.Spec.ClusterIP == corev1.ClusterIPNone
-		if s.Labels[fmv1alpha1.ManagedByLabel] == fmv1alpha1.ManagedByValue {
-			// A derived Service only names the import; it has no pods.
+		if derived {
 			continue
 		}
 		for _, sp := range s.Spec.Ports {
@@ -136,19 +182,23 @@ func Build(in *Objects) *model.Mesh {
 				continue
 			}
 			port := portOf(svc, uint32(sp.Port), sp.Name, sp.AppProtocol)
-			port.Endpoints = append(port.Endpoints, sliceEndpoints(localSlices[s.Namespace+"/"+s.Name], sp.Name, in.ClusterName)...)
+			port.Endpoints = append(port.Endpoints, sliceEndpoints(b.localSlices[s.Namespace+"/"+s.Name], sp.Name, b.in.ClusterName)...)
 		}
 	}
+}
 
-	for i := range in.Imports {
-		imp := &in.Imports[i]
-		svc := get(imp.Namespace, imp.Name)
+// imports: each exporting cluster on the local network contributes its
+// pods (the MCS EndpointSlices from it), any other its gateway.
+func (b *builder) imports() {
+	for i := range b.in.Imports {
+		imp := &b.in.Imports[i]
+		svc := b.service(imp.Namespace, imp.Name)
 		if imp.Spec.Type == fmv1alpha1.Headless {
 			svc.Headless = true
 		}
 		svc.LoadBalancer = string(imp.Spec.LoadBalancer)
 		from := map[string]bool{}
-		own := localServices[imp.Namespace+"/"+imp.Name]
+		own := b.localServices[imp.Namespace+"/"+imp.Name]
 		for _, ip := range imp.Spec.Ports {
 			if ip.Protocol != "" && ip.Protocol != corev1.ProtocolTCP {
 				continue
@@ -165,13 +215,13 @@ func Build(in *Objects) *model.Mesh {
 			}
 			port := portOf(svc, uint32(ip.Port), ip.Name, ip.AppProtocol)
 			for _, ep := range ip.Endpoints {
-				c := byKey[ep.ClusterKey]
-				if c == nil || c.Name == in.ClusterName {
+				c := b.byKey[ep.ClusterKey]
+				if c == nil || c.Name == b.in.ClusterName {
 					continue
 				}
 				from[c.Name] = true
-				if c.SharesNetworkWith(local) {
-					port.Endpoints = append(port.Endpoints, sliceEndpoints(remoteSlices[imp.Namespace+"/"+imp.Name][c.Name], ip.Name, c.Name)...)
+				if c.SharesNetworkWith(b.local) {
+					port.Endpoints = append(port.Endpoints, sliceEndpoints(b.remoteSlices[imp.Namespace+"/"+imp.Name][c.Name], ip.Name, c.Name)...)
 					continue
 				}
 				addr, gwPort := ep.Target.IP, uint32(ep.Target.Port)
@@ -187,16 +237,19 @@ func Build(in *Objects) *model.Mesh {
 				port.Endpoints = append(port.Endpoints, model.Endpoint{Cluster: c.Name, Address: addr, Port: gwPort, Ready: true, Gateway: true})
 			}
 		}
-		for _, c := range m.Clusters {
+		for _, c := range b.m.Clusters {
 			if from[c.Name] {
 				svc.ImportedFrom = append(svc.ImportedFrom, c.Name)
 			}
 		}
 	}
+}
 
-	for i := range in.Policies {
-		p := &in.Policies[i]
-		svc := services[p.Namespace+"/"+p.Name]
+// policies: each GlobalTrafficPolicy applies to the service of its name.
+func (b *builder) policies() {
+	for i := range b.in.Policies {
+		p := &b.in.Policies[i]
+		svc := b.services[p.Namespace+"/"+p.Name]
 		if svc == nil {
 			continue
 		}
@@ -214,11 +267,15 @@ func Build(in *Objects) *model.Mesh {
 		}
 		svc.Policy = mp
 	}
+}
 
-	for i := range in.Exports {
-		e := &in.Exports[i]
-		svc := services[e.Namespace+"/"+e.Name]
-		if svc == nil || !localServices[e.Namespace+"/"+e.Name] {
+// exports: the local ServiceExport of a Service a user made here, with
+// its rules for ports the Service has.
+func (b *builder) exports() {
+	for i := range b.in.Exports {
+		e := &b.in.Exports[i]
+		svc := b.services[e.Namespace+"/"+e.Name]
+		if svc == nil || !b.localServices[e.Namespace+"/"+e.Name] {
 			continue
 		}
 		me := &model.Export{PathRewrite: e.Spec.PathRewrite, LoadBalancer: string(e.Spec.LoadBalancer)}
@@ -232,16 +289,19 @@ func Build(in *Objects) *model.Mesh {
 			svc.LoadBalancer = me.LoadBalancer
 		}
 	}
+}
 
-	// The gateway's paths belong to their first claimers: Ingresses are
-	// read oldest first, and a path already claimed, or one under a
-	// prefix another namespace claimed, is left out.
-	ingresses := make([]*networkingv1.Ingress, 0, len(in.Ingresses))
-	for i := range in.Ingresses {
-		ingresses = append(ingresses, &in.Ingresses[i])
+// ingressPaths: the gateway's paths from Ingresses of class fleetmesh.
+// They belong to their first claimers: Ingresses are read oldest first,
+// and a path already claimed, or one under a prefix another namespace
+// claimed, is left out.
+func (b *builder) ingressPaths() {
+	ingresses := make([]*networkingv1.Ingress, 0, len(b.in.Ingresses))
+	for i := range b.in.Ingresses {
+		ingresses = append(ingresses, &b.in.Ingresses[i])
 	}
-	slices.SortStableFunc(ingresses, func(a, b *networkingv1.Ingress) int {
-		return ingressClaim(a, networkingv1.HTTPIngressPath{}).Compare(ingressClaim(b, networkingv1.HTTPIngressPath{}))
+	slices.SortStableFunc(ingresses, func(x, y *networkingv1.Ingress) int {
+		return ingressClaim(x, networkingv1.HTTPIngressPath{}).Compare(ingressClaim(y, networkingv1.HTTPIngressPath{}))
 	})
 	var claims []model.PathClaim
 	for _, ing := range ingresses {
@@ -253,71 +313,82 @@ func Build(in *Objects) *model.Mesh {
 				continue
 			}
 			for _, p := range rule.HTTP.Paths {
-				b := p.Backend.Service
-				if b == nil || !localServices[ing.Namespace+"/"+b.Name] {
+				backend := p.Backend.Service
+				if backend == nil || !b.localServices[ing.Namespace+"/"+backend.Name] {
 					continue
 				}
+				svc := b.services[ing.Namespace+"/"+backend.Name]
 				if owner := claimedBy(claims, ing, p.Path); owner != "" {
-					svc := services[ing.Namespace+"/"+b.Name]
 					svc.LeftOut = append(svc.LeftOut, fmt.Sprintf("the gateway path %s of Ingress %s/%s is left out: Ingress %s claimed it first", p.Path, ing.Namespace, ing.Name, owner))
 					continue
 				}
 				claims = append(claims, ingressClaim(ing, p))
-				svc := services[ing.Namespace+"/"+b.Name]
-				number := uint32(b.Port.Number)
-				if b.Port.Name != "" {
-					number = 0
-					for _, port := range svc.Ports {
-						if port.Name == b.Port.Name {
-							number = port.Port
-						}
-					}
-				}
-				if svc.Port(number) == nil || !strings.HasPrefix(p.Path, "/") {
-					continue
-				}
-				pathType := model.PathPrefix
-				if p.PathType != nil && *p.PathType == networkingv1.PathTypeExact {
-					pathType = model.PathExact
-				}
-				if svc.Export == nil {
-					svc.Export = &model.Export{}
-				}
-				if !slices.ContainsFunc(svc.Export.Rules, func(r model.ExportRule) bool { return r.Path == p.Path }) {
-					svc.Export.Rules = append(svc.Export.Rules, model.ExportRule{Port: number, Path: p.Path, PathType: pathType})
-				}
+				addIngressRule(svc, backend, p)
 			}
 		}
 	}
+}
 
-	for _, svc := range services {
+// addIngressRule adds an Ingress path to the export rules of svc, its
+// backend.
+func addIngressRule(svc *model.Service, backend *networkingv1.IngressServiceBackend, p networkingv1.HTTPIngressPath) {
+	number := uint32(backend.Port.Number)
+	if backend.Port.Name != "" {
+		number = 0
+		for _, port := range svc.Ports {
+			if port.Name == backend.Port.Name {
+				number = port.Port
+			}
+		}
+	}
+	if svc.Port(number) == nil || !strings.HasPrefix(p.Path, "/") {
+		return
+	}
+	pathType := model.PathPrefix
+	if p.PathType != nil && *p.PathType == networkingv1.PathTypeExact {
+		pathType = model.PathExact
+	}
+	if svc.Export == nil {
+		svc.Export = &model.Export{}
+	}
+	if !slices.ContainsFunc(svc.Export.Rules, func(r model.ExportRule) bool { return r.Path == p.Path }) {
+		svc.Export.Rules = append(svc.Export.Rules, model.ExportRule{Port: number, Path: p.Path, PathType: pathType})
+	}
+}
+
+// collect puts the services with ports into the mesh, in order, each
+// port's endpoints sorted and without duplicates.
+func (b *builder) collect() {
+	for _, svc := range b.services {
 		if len(svc.Ports) == 0 {
 			continue
 		}
 		for i := range svc.Ports {
-			slices.SortFunc(svc.Ports[i].Endpoints, func(a, b model.Endpoint) int {
-				return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+			slices.SortFunc(svc.Ports[i].Endpoints, func(x, y model.Endpoint) int {
+				return cmp.Or(cmp.Compare(x.Cluster, y.Cluster), cmp.Compare(x.Address, y.Address), cmp.Compare(x.Port, y.Port))
 			})
-			svc.Ports[i].Endpoints = slices.CompactFunc(svc.Ports[i].Endpoints, func(a, b model.Endpoint) bool {
-				return a.Cluster == b.Cluster && a.Address == b.Address && a.Port == b.Port
+			svc.Ports[i].Endpoints = slices.CompactFunc(svc.Ports[i].Endpoints, func(x, y model.Endpoint) bool {
+				return x.Cluster == y.Cluster && x.Address == y.Address && x.Port == y.Port
 			})
 		}
-		slices.SortFunc(svc.Ports, func(a, b model.Port) int { return cmp.Compare(a.Port, b.Port) })
-		m.Services = append(m.Services, *svc)
+		slices.SortFunc(svc.Ports, func(x, y model.Port) int { return cmp.Compare(x.Port, y.Port) })
+		b.m.Services = append(b.m.Services, *svc)
 	}
-	slices.SortFunc(m.Services, func(a, b model.Service) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	slices.SortFunc(b.m.Services, func(x, y model.Service) int {
+		return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name))
 	})
+}
 
-	for _, p := range in.Pods {
+// pods: the addresses of the pods, for sidecars to bind to.
+func (b *builder) pods() {
+	for _, p := range b.in.Pods {
 		if p.Status.PodIP != "" {
-			if m.Pods == nil {
-				m.Pods = make(map[string]string, len(in.Pods))
+			if b.m.Pods == nil {
+				b.m.Pods = make(map[string]string, len(b.in.Pods))
 			}
-			m.Pods[p.Namespace+"/"+p.Name] = p.Status.PodIP
+			b.m.Pods[p.Namespace+"/"+p.Name] = p.Status.PodIP
 		}
 	}
-	return m
 }
 
 // IngressClass is the Ingress class whose Ingresses fleetmesh's gateways
