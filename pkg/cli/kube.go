@@ -10,7 +10,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetmesh/fleetmesh/pkg/controller"
+	"github.com/fleetmesh/fleetmesh/pkg/scheme"
 )
 
 // kubeFlags are kubectl's connection flags: --kubeconfig, --context and
@@ -75,7 +75,7 @@ func (k *kubeFlags) clients() (*clients, error) {
 }
 
 func newClients(cfg *rest.Config) (*clients, error) {
-	c, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Host, err)
 	}

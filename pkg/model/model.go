@@ -30,6 +30,14 @@ type Mesh struct {
 	Pods map[string]string `json:"pods,omitempty"`
 }
 
+// The ports an intercepting sidecar's captured connections arrive on:
+// the redirection (pkg/redirect) sends them there, and the sidecar's
+// capture listeners (pkg/translate) take them.
+const (
+	OutboundCapturePort = 15001
+	InboundCapturePort  = 15006
+)
+
 // Exporter is the cluster clusterKey names when it serves svc to the
 // local cluster (the local cluster itself, or one svc is imported from),
 // else nil.

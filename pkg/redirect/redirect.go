@@ -17,12 +17,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
-// Default ports and identity of the sidecar, shared with injection.
+// Default ports and identity of the sidecar, shared with injection. The
+// capture ports are the model's, which the sidecar's listeners use.
 const (
-	DefaultOutboundPort = 15001
-	DefaultInboundPort  = 15006
+	DefaultOutboundPort = model.OutboundCapturePort
+	DefaultInboundPort  = model.InboundCapturePort
 	DefaultProxyUID     = 1337
 	// DefaultAdminPort is Envoy's admin listener (on localhost).
 	DefaultAdminPort = 15000

@@ -14,7 +14,6 @@ import (
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
-	"github.com/fleetmesh/fleetmesh/pkg/redirect"
 )
 
 // Sidecar builds a sidecar's resources: the outbound clusters and endpoints
@@ -127,7 +126,7 @@ func SidecarShared(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		}
 	}
 	if p.Intercept {
-		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", redirect.DefaultOutboundPort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName, false))
+		virtualOutbound := listener(VirtualOutboundName, "0.0.0.0", model.OutboundCapturePort, tcpProxyFilter(VirtualOutboundName, PassthroughClusterName, false))
 		virtualOutbound.UseOriginalDst = wrapperspb.Bool(true)
 		r.Listeners = append(r.Listeners, virtualOutbound)
 		r.Clusters = append(r.Clusters, passthroughCluster())
@@ -183,7 +182,7 @@ func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		// passes through.
 		virtualInbound = &listenerv3.Listener{
 			Name:               VirtualInboundName,
-			Address:            socketAddress("0.0.0.0", redirect.DefaultInboundPort),
+			Address:            socketAddress("0.0.0.0", model.InboundCapturePort),
 			ListenerFilters:    []*listenerv3.ListenerFilter{originalDstFilter()},
 			DefaultFilterChain: &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(VirtualInboundName, PassthroughClusterName, false)}},
 		}
