@@ -37,6 +37,28 @@ type Member struct {
 	EndpointSlices []discoveryv1.EndpointSlice
 	Imports        []fmv1alpha1.ServiceImport
 	Ingresses      []networkingv1.Ingress
+
+	// services and slices index Services and the member's own
+	// EndpointSlices by namespace/name (of their Service), for Compute.
+	services map[string]*corev1.Service
+	slices   map[string][]*discoveryv1.EndpointSlice
+}
+
+// index builds the member's lookups from its objects.
+func (m *Member) index() {
+	m.services = make(map[string]*corev1.Service, len(m.Services))
+	for i := range m.Services {
+		s := &m.Services[i]
+		m.services[s.Namespace+"/"+s.Name] = s
+	}
+	m.slices = make(map[string][]*discoveryv1.EndpointSlice)
+	for i := range m.EndpointSlices {
+		s := &m.EndpointSlices[i]
+		if s.Labels[fmv1alpha1.LabelSourceCluster] == "" {
+			key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
+			m.slices[key] = append(m.slices[key], s)
+		}
+	}
 }
 
 func (m *Member) name() string { return m.Cluster.Name }
@@ -103,6 +125,9 @@ func condition(typ string, ok bool, reason, message string, generation int64) me
 
 // Compute is the federation's plan for the members, a pure function.
 func Compute(members []*Member) *Plan {
+	for _, m := range members {
+		m.index()
+	}
 	plan := &Plan{Members: map[string]*Desired{}, Exports: map[string]map[string][]metav1.Condition{}}
 	for _, m := range members {
 		plan.Members[m.name()] = &Desired{
@@ -185,12 +210,9 @@ func carriedRank(e *exporter) int {
 // validate checks an export against its member's Service (MCS: Valid).
 func validate(m *Member, e *fmv1alpha1.ServiceExport) (*exporter, []metav1.Condition) {
 	gen := e.Generation
-	var svc *corev1.Service
-	for i := range m.Services {
-		s := &m.Services[i]
-		if s.Namespace == e.Namespace && s.Name == e.Name && !isOurs(s.Labels) {
-			svc = s
-		}
+	svc := m.services[e.Namespace+"/"+e.Name]
+	if svc != nil && isOurs(svc.Labels) {
+		svc = nil // a Service fleetmesh derived is not the user's
 	}
 	if svc == nil {
 		return nil, []metav1.Condition{condition(fmv1alpha1.ConditionValid, false, fmv1alpha1.ReasonNoService,
@@ -418,9 +440,8 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 	}
 	d.Imports[ns+"/"+name] = imp
 
-	derived := !slices.ContainsFunc(importer.Services, func(s corev1.Service) bool {
-		return s.Namespace == ns && s.Name == name && (!isOurs(s.Labels) || s.Spec.Selector != nil)
-	})
+	own := importer.services[ns+"/"+name]
+	derived := own == nil || (isOurs(own.Labels) && own.Spec.Selector == nil)
 	if derived {
 		svc := &corev1.Service{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -439,10 +460,7 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 		if !ex.member.Known || ex.member.Cluster.Spec.Network == "" || ex.member.Cluster.Spec.Network != importer.Cluster.Spec.Network {
 			continue
 		}
-		for _, s := range ex.member.EndpointSlices {
-			if s.Namespace != ns || s.Labels[discoveryv1.LabelServiceName] != name || s.Labels[fmv1alpha1.LabelSourceCluster] != "" {
-				continue
-			}
+		for _, s := range ex.member.slices[ns+"/"+name] {
 			cp := &discoveryv1.EndpointSlice{
 				TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sliceName(name, ex.member.name(), s.Name), Labels: map[string]string{
