@@ -200,15 +200,46 @@ func sameEntries(a, b map[string]*Entry) bool {
 func (c *Cache) View(layers []string, typeURL string) map[string]*Entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.view(layers, typeURL)
+	out := map[string]*Entry{}
+	c.view(layers, typeURL).each(func(name string, e *Entry) { out[name] = e })
+	return out
 }
 
-func (c *Cache) view(layers []string, typeURL string) map[string]*Entry {
-	out := map[string]*Entry{}
+// view is the union of the layers' entries of one type, without copying
+// them: a proxy's view is read for every response, and its entries are
+// mostly the shared layers' thousands.
+func (c *Cache) view(layers []string, typeURL string) view {
+	v := make(view, 0, len(layers))
 	for _, l := range layers {
-		maps.Copy(out, c.layers[l][typeURL])
+		if entries := c.layers[l][typeURL]; len(entries) > 0 {
+			v = append(v, entries)
+		}
 	}
-	return out
+	return v
+}
+
+// view is the entries of one type of some layers, in order: a name in a
+// later layer hides the same name in an earlier one.
+type view []map[string]*Entry
+
+func (v view) get(name string) (*Entry, bool) {
+	for i := len(v) - 1; i >= 0; i-- {
+		if e, ok := v[i][name]; ok {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// each calls f for every name of the view, once, with its entry.
+func (v view) each(f func(name string, e *Entry)) {
+	for i, entries := range v {
+		for name, e := range entries {
+			if _, hidden := v[i+1:].get(name); !hidden {
+				f(name, e)
+			}
+		}
+	}
 }
 
 // CreateWatch opens a state-of-the-world watch.
@@ -272,20 +303,20 @@ func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
 	known := w.sub.ReturnedResources()
 	var changed, removed []string
 	if w.sub.IsWildcard() {
-		for name, e := range view {
+		view.each(func(name string, e *Entry) {
 			if v, ok := known[name]; !ok || v != e.Version {
 				changed = append(changed, name)
 			}
-		}
+		})
 		for name := range known {
-			if _, ok := view[name]; !ok {
+			if _, ok := view.get(name); !ok {
 				removed = append(removed, name)
 			}
 		}
 	} else {
 		subscribed := w.sub.SubscribedResources()
 		for name := range subscribed {
-			e, exists := view[name]
+			e, exists := view.get(name)
 			v, isKnown := known[name]
 			switch {
 			case !exists && isKnown:
@@ -307,11 +338,11 @@ func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
 	toReturn := changed
 	if w.sotw != nil && fullState(w.typeURL) {
 		toReturn = toReturn[:0:0]
-		for name := range view {
+		view.each(func(name string, _ *Entry) {
 			if _, ok := w.sub.SubscribedResources()[name]; ok || w.sub.IsWildcard() {
 				toReturn = append(toReturn, name)
 			}
-		}
+		})
 	} else if w.sotw != nil && len(changed) == 0 && !evenIfEmpty {
 		// sotw cannot say that a resource of other types went away.
 		return nil
@@ -325,7 +356,7 @@ func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
 	}
 	entries := make([]*Entry, 0, len(toReturn))
 	for _, name := range toReturn {
-		e := view[name]
+		e, _ := view.get(name)
 		entries = append(entries, e)
 		returned[name] = e.Version
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -164,10 +166,65 @@ func BenchmarkMemoryPerSidecar(b *testing.B) {
 			b.ReportMetric(perHeap, fmt.Sprintf("heap-KiB/sidecar@%d", n))
 			b.ReportMetric(perRSS, fmt.Sprintf("rss-KiB/sidecar@%d", n))
 		}
+		profiled := make(chan struct{})
+		if dir := os.Getenv("FLEETMESH_BENCH_PROFILES"); dir != "" {
+			// Where the push's time goes: go tool pprof <binary> <file>
+			go func() {
+				defer close(profiled)
+				profile, err := cp.Get("/debug/pprof/profile?seconds=2")
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, "cpu-endpoint-change.pprof"), []byte(profile), 0o644)
+				}
+				if err != nil {
+					b.Error(err)
+				}
+			}()
+			time.Sleep(100 * time.Millisecond)
+		} else {
+			close(profiled)
+		}
+		p50, p99, last := endpointChangeTo(ctx, b, c, ns, subs)
+		<-profiled
+		b.Logf("an endpoint change reached all %d sidecars: p50 %v, p99 %v, last %v after the EndpointSlice write", len(subs), p50, p99, last)
+		b.ReportMetric(float64(p99.Milliseconds()), "push-p99-ms")
 		for _, s := range subs {
 			s.close()
 		}
 	}
+}
+
+// watchedAssignment is the assignment whose updates subscribers time.
+const watchedAssignment = "outbound|80||svc-0000.memory.svc.cluster.local"
+
+// endpointChangeTo changes the endpoint of svc-0000 through the API
+// server and returns when every subscriber received the new assignment:
+// p50, p99 and the last, from the write (watch, debounce, translation,
+// push).
+func endpointChangeTo(ctx context.Context, b *testing.B, c *testenv.Cluster, ns string, subs []*subscriber) (p50, p99, last time.Duration) {
+	slice := &discoveryv1.EndpointSlice{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "svc-0000"}, slice); err != nil {
+		b.Fatal(err)
+	}
+	slice.Endpoints[0].Addresses = []string{"10.201.0.1"}
+	start := time.Now()
+	if err := c.Client.Update(ctx, slice); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	err := testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
+		lat = lat[:0]
+		for _, s := range subs {
+			if at := s.watchedAt.Load(); at > start.UnixNano() {
+				lat = append(lat, time.Duration(at-start.UnixNano()))
+			}
+		}
+		return len(lat) == len(subs), fmt.Errorf("%d of %d sidecars have the new assignment", len(lat), len(subs))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 }
 
 // subscriber is an Envoy-like delta ADS client of one sidecar.
@@ -177,6 +234,8 @@ type subscriber struct {
 	// counts of the resources held, by type
 	clusters, endpoints, listeners, routes atomic.Int64
 	err                                    atomic.Value
+	// watchedAt is when watchedAssignment last came (Unix ns).
+	watchedAt atomic.Int64
 }
 
 // subscribe connects a sidecar named pod of namespace ns and keeps its
@@ -224,6 +283,9 @@ func subscribe(ctx context.Context, addr, ns, pod string) (*subscriber, error) {
 			more := map[string][]string{}
 			for _, r := range resp.GetResources() {
 				held[typ][r.GetName()] = true
+				if r.GetName() == watchedAssignment {
+					s.watchedAt.Store(time.Now().UnixNano())
+				}
 				switch typ {
 				case resource.ClusterType:
 					c := &clusterv3.Cluster{}
