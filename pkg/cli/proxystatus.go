@@ -16,15 +16,24 @@ func credentialCell(c *syncz.Credential, now time.Time) string {
 	if c == nil {
 		return "<none>"
 	}
-	switch c.Expiry(now) {
-	case "":
-		return c.Kind
-	case "EXPIRED":
-		return c.Kind + " EXPIRED"
-	case "EXPIRING":
-		return fmt.Sprintf("%s %s EXPIRING", c.Kind, age(now, c.NotAfter))
+	if left := timeLeft(c, now); left != "" {
+		return c.Kind + " " + left
 	}
-	return c.Kind + " " + age(now, c.NotAfter)
+	return c.Kind
+}
+
+// timeLeft is how long a credential has left ("" when that is unknown),
+// flagged EXPIRING when it is little, or EXPIRED.
+func timeLeft(c *syncz.Credential, now time.Time) string {
+	switch e := c.Expiry(now); e {
+	case "":
+		return ""
+	case "EXPIRED":
+		return e
+	case "EXPIRING":
+		return age(now, c.NotAfter) + " " + e
+	}
+	return age(now, c.NotAfter)
 }
 
 func newProxyStatusCommand(k *kubeFlags, p *planeFlags) *cobra.Command {

@@ -84,18 +84,16 @@ func notAfter(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// expires is how long a credential has left, flagged when that is
-// little or nothing.
+// expires is how long a credential has left, as a table cell.
 func expires(c *syncz.Credential, now time.Time) string {
-	switch c.Expiry(now) {
+	switch left := timeLeft(c, now); left {
 	case "":
 		return "<unknown>"
 	case "EXPIRED":
-		return "EXPIRED"
-	case "EXPIRING":
-		return "in " + age(now, c.NotAfter) + " EXPIRING"
+		return left
+	default:
+		return "in " + left
 	}
-	return "in " + age(now, c.NotAfter)
 }
 
 func (o *proxyConfigOptions) envoyCerts(ctx context.Context, arg string) ([]byte, error) {

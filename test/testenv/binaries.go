@@ -13,39 +13,13 @@ import (
 // Tests run what ships, not the packages behind it.
 func Binaries() (string, error) { return buildBinaries("") }
 
-var (
-	binariesMu    sync.Mutex
-	binariesBuilt = map[string]string{}
-)
-
 // buildBinaries builds ./cmd/... once per version; a version other than
 // "" is set as a release build sets it (the Dockerfile's VERSION).
 func buildBinaries(version string) (string, error) {
-	binariesMu.Lock()
-	defer binariesMu.Unlock()
-	if dir, ok := binariesBuilt[version]; ok {
-		return dir, nil
+	if version == "" {
+		return goBuild("cmd", "", "./cmd/...")
 	}
-	dir, err := os.MkdirTemp("", "fleetmesh-bin-")
-	if err != nil {
-		return "", err
-	}
-	onExit(func() { _ = os.RemoveAll(dir) })
-	args := []string{"build", "-trimpath"}
-	if version != "" {
-		args = append(args, "-ldflags", "-s -w -X github.com/fleetmesh/fleetmesh/pkg/version.Version="+version)
-	}
-	cmd := exec.Command("go", append(args, "-o", dir+string(filepath.Separator), "./cmd/...")...)
-	cmd.Dir = RepoRoot()
-	// Inside the test network nothing can be downloaded: the module cache
-	// already holds what the test binary itself was built from.
-	// Static, as in the images, which hold no C library.
-	cmd.Env = append(os.Environ(), "GOPROXY=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/...: %w\n%s", err, out)
-	}
-	binariesBuilt[version] = dir
-	return dir, nil
+	return goBuild("cmd@"+version, "", "-ldflags", "-s -w -X github.com/fleetmesh/fleetmesh/pkg/version.Version="+version, "./cmd/...")
 }
 
 // Binary is the path of one of Binaries, e.g. "fleetmesh-controller".
@@ -57,32 +31,60 @@ func Binary(name string) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
-var (
-	programsMu sync.Mutex
-	programs   = map[string]string{}
-)
-
 // ImageProgram builds the program of a test image, ./test/images/<name>
 // (static, as in the image), once per test process, and returns its path:
 // e.g. "echo", whose grpc-call command is a proxyless gRPC client.
 func ImageProgram(name string) (string, error) {
-	programsMu.Lock()
-	defer programsMu.Unlock()
-	if bin, ok := programs[name]; ok {
-		return bin, nil
+	return goBuild("image/"+name, name, "./test/images/"+name)
+}
+
+// A build, done once per test process.
+type build struct {
+	mu   sync.Mutex
+	path string
+}
+
+var (
+	buildsMu sync.Mutex
+	builds   = map[string]*build{}
+)
+
+// goBuild runs go build with args once per test process for key, into a
+// new folder, and returns the path of out in it (the folder itself when
+// out is "", for several packages). The build is static and trimmed, as
+// the Dockerfile's, and downloads nothing: inside the test network
+// nothing can be, and the module cache already holds what the test
+// binary itself was built from. A failed build is tried again on the
+// next call.
+func goBuild(key, out string, args ...string) (string, error) {
+	buildsMu.Lock()
+	b := builds[key]
+	if b == nil {
+		b = &build{}
+		builds[key] = b
 	}
-	dir, err := os.MkdirTemp("", "fleetmesh-image-"+name+"-")
+	buildsMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.path != "" {
+		return b.path, nil
+	}
+	dir, err := os.MkdirTemp("", "fleetmesh-build-")
 	if err != nil {
 		return "", err
 	}
 	onExit(func() { _ = os.RemoveAll(dir) })
-	bin := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/images/"+name)
+	path := filepath.Join(dir, out)
+	dest := path
+	if out == "" {
+		dest = dir + string(filepath.Separator)
+	}
+	cmd := exec.Command("go", append([]string{"build", "-trimpath", "-o", dest}, args...)...)
 	cmd.Dir = RepoRoot()
 	cmd.Env = append(os.Environ(), "GOPROXY=off", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./test/images/%s: %w\n%s", name, err, out)
+		return "", fmt.Errorf("go build %s: %w\n%s", args[len(args)-1], err, out)
 	}
-	programs[name] = bin
-	return bin, nil
+	b.path = path
+	return path, nil
 }

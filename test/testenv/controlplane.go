@@ -226,14 +226,8 @@ func (cp *ControlPlane) Stop() error {
 
 // RSSKiB is the control plane process's resident memory (VmRSS), in KiB.
 func (cp *ControlPlane) RSSKiB() (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cp.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
+	if n := rssOf(cp.cmd.Process.Pid); n > 0 {
+		return n, nil
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.Atoi(strings.Fields(rest)[0])
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", cp.cmd.Process.Pid)
+	return 0, fmt.Errorf("no VmRSS for the control plane (pid %d): has it exited?", cp.cmd.Process.Pid)
 }
