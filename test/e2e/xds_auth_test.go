@@ -115,7 +115,11 @@ func firstAnswer(ctx context.Context, conn *grpc.ClientConn, reqs ...*discoveryv
 	var resp *discoveryv3.DiscoveryResponse
 	for _, r := range reqs {
 		if err := stream.Send(r); err != nil {
-			break
+			// The server ended the stream first (a refusal): its status
+			// comes with Recv. Returning here without it read a
+			// refusal as an answer.
+			_, err = stream.Recv()
+			return nil, err
 		}
 		if resp, err = stream.Recv(); err != nil {
 			return nil, err
