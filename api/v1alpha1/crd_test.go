@@ -17,6 +17,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -222,6 +223,8 @@ func TestInvalidObjectsAreRefusedNamingTheField(t *testing.T) {
 		{"an unknown loadBalancer is refused", exportHeader + "spec: {loadBalancer: RandomLoadBalancer}", "spec.loadBalancer", "Unsupported value"},
 		{"export targetClusters are clusterKeys", exportHeader + "spec: {targetClusters: [cluster-2]}", "spec.targetClusters[0]", "region/zone/group/name"},
 		{"serviceAccountName is * or a name", exportHeader + "spec: {serviceAccountName: Not_A_Name}", "spec.serviceAccountName", `must be "*"`},
+		{"serviceAccountName names namespace/name, not more", exportHeader + "spec: {serviceAccountName: \"curl/curl/x\"}", "spec.serviceAccountName", `comma-separated list`},
+		{"serviceAccountName is a list, not a list with *", exportHeader + "spec: {serviceAccountName: \"curl/curl,*\"}", "spec.serviceAccountName", `comma-separated list`},
 		{"pathRewrite starts with /", exportHeader + "spec: {pathRewrite: api}", "spec.pathRewrite", "pathRewrite must start with /"},
 		{"a Cluster needs a kubeconfig", clusterHeader + "spec: {gatewayHost: 10.0.0.1}", "spec", "exactly one of spec.kubeconfig and spec.kubeconfigSecretRef"},
 		{"a Cluster takes one kubeconfig, not two", clusterHeader + "spec:\n  kubeconfigSecretRef: {namespace: fleetmesh, name: c1}\n  " + kubeconfig, "spec", "exactly one of spec.kubeconfig and spec.kubeconfigSecretRef"},
@@ -375,6 +378,24 @@ func TestKubectlGetShowsPrinterColumns(t *testing.T) {
 					t.Errorf("row %v lacks %q", row, cell)
 				}
 			}
+		})
+	}
+}
+
+// TestServiceAccountNameTakesItsForms creates exports with each form
+// serviceAccountName takes: anyone, a name of the export's namespace, and
+// a list mixing names and namespace/name.
+func TestServiceAccountNameTakesItsForms(t *testing.T) {
+	for i, value := range []string{"*", "curl", "curl/curl", "curl/curl,shop/web, api", "team-a/sa.1"} {
+		t.Run(value, func(t *testing.T) {
+			export := &fmv1alpha1.ServiceExport{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("callers-%d", i)},
+				Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: value},
+			}
+			if err := api.Client.Create(ctxFor(t), export); err != nil {
+				t.Fatalf("serviceAccountName %q was refused: %v", value, err)
+			}
+			_ = api.Client.Delete(context.Background(), export)
 		})
 	}
 }

@@ -25,10 +25,14 @@ type ServiceExportSpec struct {
 	// +listMapKey=path
 	// +optional
 	Rules []ServiceExportRule `json:"rules,omitempty"`
-	// ServiceAccountName is the service account the exported workload runs
-	// as; "*" means any.
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="serviceAccountName must be \"*\" or a service account name"
+	// ServiceAccountName names who may call the service: "*" (or empty)
+	// is anyone; else a comma-separated list of ServiceAccounts,
+	// namespace/name or, for one of the export's own namespace, name. The
+	// serving sidecars enforce it on every caller with mesh mTLS (a
+	// caller not listed gets 403, or its TCP connection closed); a
+	// plaintext caller has no identity and is let in only by "*".
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(, ?([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?)*$')",message="serviceAccountName must be \"*\" or a comma-separated list of service accounts, namespace/name or name"
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// LoadBalancer balances requests among the service's endpoints in this

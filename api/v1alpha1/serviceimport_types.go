@@ -31,7 +31,7 @@ type ServiceImportSpec struct {
 	// +optional
 	Ports []ServicePort `json:"ports,omitempty"`
 	// ServiceAccountName is the exporters' serviceAccountName.
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// LoadBalancer is the exporters' load balancer type.

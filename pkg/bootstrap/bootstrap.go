@@ -110,6 +110,11 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 	if o.Intercept {
 		md["interception"] = "iptables"
 	}
+	if o.IdentityDir != "" && !o.Token {
+		// The certificate serves the data plane too: the control plane
+		// points the proxy's mesh mTLS at the same SDS files.
+		md["identityDir"] = o.IdentityDir
+	}
 	metadata, err := structpb.NewStruct(md)
 	if err != nil {
 		return nil, err

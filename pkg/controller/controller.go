@@ -152,7 +152,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.XDSTokenAuth, "xds-token-auth", false, "with --xds-tls: also let in clients without a workload certificate that present a ServiceAccount token of audience "+bootstrap.TokenAudience+" bound to their pod (checked by TokenReview), for clusters without pod certificates")
 	fs.StringVar(&o.ProxyCredential, "proxy-credential", ProxyCredentialCertificate, "with --xds-tls: what injected sidecars authenticate with: "+ProxyCredentialCertificate+" (a pod certificate from the workload signer) or "+ProxyCredentialToken+" (a ServiceAccount token of audience "+bootstrap.TokenAudience+" bound to the pod, for clusters without pod certificates; implies --xds-token-auth, and the signer then answers no pod certificate requests, publishes no ClusterTrustBundle and copies its roots ConfigMap into the namespaces labelled for injection)")
 	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
-	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "with --workload-signer: the SPIFFE trust domain of the workload identities")
+	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the SPIFFE trust domain of the workload identities, the same in every cluster of a fleet: the signer issues them in it, sidecars take mesh mTLS from any identity in it")
 	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
 	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "fleetmesh-webhook"), "directory of the webhook's tls.crt and tls.key")
@@ -467,13 +467,15 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 	}
 	xdsServer := xds.NewServer(ctx, xdsServerOpts)
 	if _, err := discovery.New(ctx, mgr, discovery.Options{
-		ClusterName:   o.ClusterName,
-		DebounceAfter: o.DebounceAfter,
-		DebounceMax:   o.DebounceMax,
-		Log:           log.WithName("discovery"),
-		Events:        mgr.GetEventRecorder("fleetmesh-discovery"),
-		Registry:      registry,
-		Publish:       xdsServer.Update,
+		ClusterName:      o.ClusterName,
+		TrustDomain:      o.TrustDomain,
+		GatewayNamespace: o.Namespace,
+		DebounceAfter:    o.DebounceAfter,
+		DebounceMax:      o.DebounceMax,
+		Log:              log.WithName("discovery"),
+		Events:           mgr.GetEventRecorder("fleetmesh-discovery"),
+		Registry:         registry,
+		Publish:          xdsServer.Update,
 	}); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,22 @@ type Objects struct {
 	Policies       []fmv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
 	Ingresses      []networkingv1.Ingress           `json:"ingresses,omitempty"`
 	Pods           []corev1.Pod                     `json:"pods,omitempty"`
+	// Namespaces are read for their mTLS mode label.
+	Namespaces []corev1.Namespace `json:"namespaces,omitempty"`
+	// TrustDomain is the fleet's SPIFFE trust domain; GatewayNamespace
+	// where the cluster's gateways run (the control plane's namespace).
+	TrustDomain      string `json:"trustDomain,omitempty"`
+	GatewayNamespace string `json:"gatewayNamespace,omitempty"`
 }
+
+// MTLSModeKey is the label of a Namespace, or the annotation of a pod
+// (which wins), that sets its mTLS mode: STRICT or PERMISSIVE.
+const MTLSModeKey = "fleetmesh.io/mtls-mode"
+
+// MeshedAnnotation marks a pod whose sidecar has a workload certificate:
+// the injector sets it (it holds the sidecar's SDS file) only then, so
+// the pod takes mesh mTLS.
+const MeshedAnnotation = "fleetmesh.io/sds-identity"
 
 // Build turns the objects into the mesh model, the pods' IPs by
 // namespace/name included (for binding sidecar listeners). It is pure:
@@ -49,12 +64,13 @@ type Objects struct {
 func Build(in *Objects) *model.Mesh {
 	b := &builder{
 		in:            in,
-		m:             &model.Mesh{LocalCluster: in.ClusterName},
+		m:             &model.Mesh{LocalCluster: in.ClusterName, TrustDomain: in.TrustDomain, GatewayNamespace: in.GatewayNamespace},
 		services:      map[string]*model.Service{},
 		localServices: map[string]bool{},
 	}
 	b.clusters()
 	b.indexSlices()
+	b.mtls()
 	b.ownServices()
 	b.imports()
 	b.policies()
@@ -83,6 +99,65 @@ type builder struct {
 	// by fleetmesh): they are exported and served by the gateway.
 	services      map[string]*model.Service
 	localServices map[string]bool
+	// meshed are the pods that take mesh mTLS, by namespace/name.
+	meshed map[string]bool
+}
+
+// mtls: the mTLS modes of namespaces and pods, and the pods that take
+// mesh mTLS. A mode that is neither STRICT nor PERMISSIVE is ignored
+// (the rebuild logs it: MTLSModeProblems).
+func (b *builder) mtls() {
+	b.meshed = map[string]bool{}
+	set := func(key, value string) {
+		if mode, ok := parseMTLSMode(value); ok {
+			if b.m.MTLSModes == nil {
+				b.m.MTLSModes = map[string]model.MTLSMode{}
+			}
+			b.m.MTLSModes[key] = mode
+		}
+	}
+	for _, ns := range b.in.Namespaces {
+		if v, ok := ns.Labels[MTLSModeKey]; ok {
+			set(ns.Name, v)
+		}
+	}
+	for _, p := range b.in.Pods {
+		if v, ok := p.Annotations[MTLSModeKey]; ok {
+			set(p.Namespace+"/"+p.Name, v)
+		}
+		if _, ok := p.Annotations[MeshedAnnotation]; ok {
+			b.meshed[p.Namespace+"/"+p.Name] = true
+		}
+	}
+}
+
+func parseMTLSMode(v string) (model.MTLSMode, bool) {
+	switch mode := model.MTLSMode(strings.ToUpper(v)); mode {
+	case model.MTLSStrict, model.MTLSPermissive:
+		return mode, true
+	}
+	return "", false
+}
+
+// MTLSModeProblems name each namespace label and pod annotation whose
+// mTLS mode is not one: it is ignored.
+func MTLSModeProblems(in *Objects) []string {
+	var out []string
+	for _, ns := range in.Namespaces {
+		if v, ok := ns.Labels[MTLSModeKey]; ok {
+			if _, valid := parseMTLSMode(v); !valid {
+				out = append(out, fmt.Sprintf("Namespace %s: label %s is %q, not STRICT or PERMISSIVE; ignored", ns.Name, MTLSModeKey, v))
+			}
+		}
+	}
+	for _, p := range in.Pods {
+		if v, ok := p.Annotations[MTLSModeKey]; ok {
+			if _, valid := parseMTLSMode(v); !valid {
+				out = append(out, fmt.Sprintf("Pod %s/%s: annotation %s is %q, not STRICT or PERMISSIVE; ignored", p.Namespace, p.Name, MTLSModeKey, v))
+			}
+		}
+	}
+	return out
 }
 
 // clusters: the fleet from the Cluster objects, the local cluster added
@@ -182,7 +257,7 @@ func (b *builder) ownServices() {
 				continue
 			}
 			port := portOf(svc, uint32(sp.Port), sp.Name, sp.AppProtocol)
-			port.Endpoints = append(port.Endpoints, sliceEndpoints(b.localSlices[s.Namespace+"/"+s.Name], sp.Name, b.in.ClusterName)...)
+			port.Endpoints = append(port.Endpoints, sliceEndpoints(b.localSlices[s.Namespace+"/"+s.Name], sp.Name, b.in.ClusterName, b.meshed)...)
 		}
 	}
 }
@@ -221,7 +296,7 @@ func (b *builder) imports() {
 				}
 				from[c.Name] = true
 				if c.SharesNetworkWith(b.local) {
-					port.Endpoints = append(port.Endpoints, sliceEndpoints(b.remoteSlices[imp.Namespace+"/"+imp.Name][c.Name], ip.Name, c.Name)...)
+					port.Endpoints = append(port.Endpoints, sliceEndpoints(b.remoteSlices[imp.Namespace+"/"+imp.Name][c.Name], ip.Name, c.Name, nil)...)
 					continue
 				}
 				addr, gwPort := ep.Target.IP, uint32(ep.Target.Port)
@@ -278,7 +353,7 @@ func (b *builder) exports() {
 		if svc == nil || !b.localServices[e.Namespace+"/"+e.Name] {
 			continue
 		}
-		me := &model.Export{PathRewrite: e.Spec.PathRewrite, LoadBalancer: string(e.Spec.LoadBalancer)}
+		me := &model.Export{PathRewrite: e.Spec.PathRewrite, LoadBalancer: string(e.Spec.LoadBalancer), Callers: Callers(e.Spec.ServiceAccountName)}
 		for _, r := range e.Spec.Rules {
 			if svc.Port(uint32(r.PortNumber)) != nil {
 				me.Rules = append(me.Rules, model.ExportRule{Port: uint32(r.PortNumber), Path: r.Path, PathType: model.PathType(r.PathType)})
@@ -289,6 +364,23 @@ func (b *builder) exports() {
 			svc.LoadBalancer = me.LoadBalancer
 		}
 	}
+}
+
+// Callers are the ServiceAccounts a serviceAccountName lets call: "*" or
+// empty is anyone (nil); else a comma-separated list of namespace/name,
+// or name for one of the export's own namespace.
+func Callers(serviceAccountName string) []string {
+	var out []string
+	for _, c := range strings.Split(serviceAccountName, ",") {
+		c = strings.TrimSpace(c)
+		if c == "*" {
+			return nil
+		}
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ingressPaths: the gateway's paths from Ingresses of class fleetmesh.
@@ -441,8 +533,9 @@ func gatewayIP(c *fmv1alpha1.Cluster) string {
 
 // sliceEndpoints reads the endpoints of the slices' port of that name, in
 // the given cluster. An endpoint whose ready condition is unset is ready,
-// as the EndpointSlice API says; a terminating one is not.
-func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName, cluster string) []model.Endpoint {
+// as the EndpointSlice API says; a terminating one is not. One whose pod
+// is meshed (namespace/name) takes mesh mTLS.
+func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName, cluster string, meshed map[string]bool) []model.Endpoint {
 	var out []model.Endpoint
 	for _, s := range slices {
 		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
@@ -465,8 +558,9 @@ func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName, cluster strin
 			if e.Conditions.Terminating != nil && *e.Conditions.Terminating {
 				ready = false
 			}
+			mtls := e.TargetRef != nil && e.TargetRef.Kind == "Pod" && meshed[s.Namespace+"/"+e.TargetRef.Name]
 			for _, addr := range e.Addresses {
-				out = append(out, model.Endpoint{Cluster: cluster, Address: addr, Port: uint32(number), Ready: ready})
+				out = append(out, model.Endpoint{Cluster: cluster, Address: addr, Port: uint32(number), Ready: ready, MTLS: mtls})
 			}
 		}
 	}

@@ -34,7 +34,11 @@ func TestBuildGolden(t *testing.T) {
 			if err := mesh.Validate(); err != nil {
 				t.Fatalf("Build made an invalid mesh: %v", err)
 			}
-			got, err := yaml.Marshal(map[string]any{"mesh": mesh})
+			golden := map[string]any{"mesh": mesh}
+			if problems := MTLSModeProblems(&objs); len(problems) > 0 {
+				golden["mtlsModeProblems"] = problems
+			}
+			got, err := yaml.Marshal(golden)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -44,6 +44,10 @@ type Options struct {
 	Events events.EventRecorder
 	// Registry receives the discovery metrics; nil makes a new one.
 	Registry *prometheus.Registry
+	// TrustDomain is the fleet's SPIFFE trust domain (default
+	// cluster.local); GatewayNamespace where the cluster's gateways run.
+	TrustDomain      string
+	GatewayNamespace string
 }
 
 // Watcher rebuilds and publishes the mesh whenever the cluster changes.
@@ -65,7 +69,7 @@ type Watcher struct {
 
 // watched are the kinds the mesh is made of.
 var watched = []client.Object{
-	&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{},
+	&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{}, &corev1.Namespace{},
 	&fmv1alpha1.Cluster{}, &fmv1alpha1.ServiceImport{}, &fmv1alpha1.ServiceExport{}, &fmv1alpha1.GlobalTrafficPolicy{},
 	&networkingv1.Ingress{},
 }
@@ -83,6 +87,9 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.TrustDomain == "" {
+		opts.TrustDomain = "cluster.local"
 	}
 	w := &Watcher{
 		opts: opts, cache: mgr.GetCache(), client: mgr.GetClient(), trigger: make(chan struct{}, 1),
@@ -153,18 +160,27 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		policies fmv1alpha1.GlobalTrafficPolicyList
 		pods     corev1.PodList
 		ingress  networkingv1.IngressList
+		nss      corev1.NamespaceList
 	)
-	for _, l := range []client.ObjectList{&clusters, &services, &epSlices, &imports, &exports, &policies, &pods, &ingress} {
+	for _, l := range []client.ObjectList{&clusters, &services, &epSlices, &imports, &exports, &policies, &pods, &ingress, &nss} {
 		if err := w.cache.List(ctx, l); err != nil {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
-	mesh := Build(&Objects{
+	in := &Objects{
 		ClusterName: w.opts.ClusterName,
 		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items,
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
-		Ingresses: ingress.Items,
-	})
+		Ingresses: ingress.Items, Namespaces: nss.Items,
+		TrustDomain: w.opts.TrustDomain, GatewayNamespace: w.opts.GatewayNamespace,
+	}
+	mesh := Build(in)
+	for _, p := range MTLSModeProblems(in) {
+		if w.reported[p] == "" {
+			w.opts.Log.Info("invalid mTLS mode", "problem", p)
+			w.reported[p] = p
+		}
+	}
 	problems := mesh.Problems()
 	if problems.Mesh != nil {
 		return fmt.Errorf("the mesh built from cluster %s is inconsistent: %w", w.opts.ClusterName, problems.Mesh)

@@ -28,6 +28,48 @@ type Mesh struct {
 	// Pods are the IPs of the local cluster's pods, by namespace/name:
 	// where a sidecar binds its listeners when its node does not say.
 	Pods map[string]string `json:"pods,omitempty"`
+	// TrustDomain is the SPIFFE trust domain of the fleet's workload
+	// identities: a sidecar accepts mTLS from any identity in it, and
+	// exports name their callers in it.
+	TrustDomain string `json:"trustDomain,omitempty"`
+	// GatewayNamespace is where the local cluster's gateways run: the
+	// north-south routes of an export reach its pods as them.
+	GatewayNamespace string `json:"gatewayNamespace,omitempty"`
+	// MTLSModes are the mTLS modes set in the local cluster, by namespace
+	// (a Namespace's label) and by namespace/pod (a pod's annotation,
+	// which wins). Where none is set the mode is PERMISSIVE.
+	MTLSModes map[string]MTLSMode `json:"mtlsModes,omitempty"`
+}
+
+// MTLSMode is what a meshed workload's sidecar accepts on its app's ports.
+type MTLSMode string
+
+// The mTLS modes.
+const (
+	// MTLSPermissive accepts mesh mTLS and plaintext: a workload being
+	// moved onto the mesh keeps its plaintext callers.
+	MTLSPermissive MTLSMode = "PERMISSIVE"
+	// MTLSStrict accepts mesh mTLS only.
+	MTLSStrict MTLSMode = "STRICT"
+)
+
+// MTLSMode is the mode of a pod (pod empty: of the namespace).
+func (m *Mesh) MTLSMode(namespace, pod string) MTLSMode {
+	if pod != "" {
+		if mode, ok := m.MTLSModes[namespace+"/"+pod]; ok {
+			return mode
+		}
+	}
+	if mode, ok := m.MTLSModes[namespace]; ok {
+		return mode
+	}
+	return MTLSPermissive
+}
+
+// SPIFFEID is the identity of a ServiceAccount in the mesh's trust
+// domain: spiffe://<trust domain>/ns/<namespace>/sa/<name>.
+func (m *Mesh) SPIFFEID(namespace, serviceAccount string) string {
+	return "spiffe://" + m.TrustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
 }
 
 // The ports an intercepting sidecar's captured connections arrive on:
@@ -238,6 +280,10 @@ type Endpoint struct {
 	// Gateway marks the remote cluster's gateway, which routes the request
 	// by its authority to the service in that cluster.
 	Gateway bool `json:"gateway,omitempty"`
+	// MTLS marks a pod whose sidecar takes mesh mTLS (it has a workload
+	// certificate): a consumer with a certificate of its own speaks mTLS
+	// to it. Remote gateways always take it.
+	MTLS bool `json:"mtls,omitempty"`
 }
 
 // LbType is how the local cluster lets traffic for a service leave it.
@@ -311,6 +357,9 @@ type Export struct {
 	PathRewrite string `json:"pathRewrite,omitempty"`
 	// LoadBalancer is the export's load balancer type for the gateway.
 	LoadBalancer string `json:"loadBalancer,omitempty"`
+	// Callers are the ServiceAccounts, as namespace/name, that may call
+	// the service: the export's serviceAccountName. Empty is anyone.
+	Callers []string `json:"callers,omitempty"`
 }
 
 // ExportRule serves a service port at a path of the gateway.
@@ -353,4 +402,7 @@ type Proxy struct {
 	// bind, the capture ports hand connections to them by their original
 	// destination.
 	Intercept bool `json:"intercept,omitempty"`
+	// IdentityDir is where a sidecar's or gateway's workload certificate
+	// is (its SDS files, pkg/bootstrap): set, the proxy speaks mesh mTLS.
+	IdentityDir string `json:"identityDir,omitempty"`
 }

@@ -12,6 +12,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -82,6 +83,33 @@ func hcmFilter(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes}
 	} else {
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: rdsName}}
+	}
+	return &listenerv3.Filter{
+		Name:       "envoy.filters.network.http_connection_manager",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+	}
+}
+
+// inboundHCM is a sidecar's HTTP connection manager for one app port:
+// its routes inline, the callers allowed (nil: anyone), and, over mesh
+// mTLS, the caller's identity for the app in x-forwarded-client-cert
+// (whatever a client sent in that header is dropped either way).
+func inboundHCM(statPrefix string, routes *routev3.RouteConfiguration, allowed callers, mtls bool) *listenerv3.Filter {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix,
+		CodecType:      hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes},
+		HttpFilters:    []*hcmv3.HttpFilter{routerFilter()},
+	}
+	if allowed != nil {
+		hcm.HttpFilters = append([]*hcmv3.HttpFilter{{
+			Name:       "envoy.filters.http.rbac",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&httprbacv3.RBAC{Rules: allowed.rbacPolicy()})},
+		}}, hcm.HttpFilters...)
+	}
+	if mtls {
+		hcm.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+		hcm.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true}
 	}
 	return &listenerv3.Filter{
 		Name:       "envoy.filters.network.http_connection_manager",
@@ -246,7 +274,12 @@ func assignment(name string, pl Placement, authority string) *endpointv3.Cluster
 				if e.Gateway {
 					host = authority
 				}
-				lle.LbEndpoints = append(lle.LbEndpoints, lbEndpoint(e.Address, e.Port, host))
+				le := lbEndpoint(e.Address, e.Port, host)
+				if e.Gateway || e.MTLS {
+					// A consumer with a certificate reaches it over mTLS.
+					le.Metadata = mtlsEndpointMetadata()
+				}
+				lle.LbEndpoints = append(lle.LbEndpoints, le)
 			}
 			cla.Endpoints = append(cla.Endpoints, lle)
 		}

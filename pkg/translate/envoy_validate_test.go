@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -17,6 +18,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -37,6 +40,10 @@ func TestGoldenOutputsLoadInEnvoy(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			c := loadCase(t, in)
+			if c.Proxy.IdentityDir != "" {
+				// Envoy checks that the SDS files exist.
+				c.Proxy.IdentityDir = writeIdentity(t)
+			}
 			res, err := Translate(&c.Mesh, &c.Proxy)
 			if err != nil {
 				t.Fatal(err)
@@ -55,6 +62,32 @@ func TestGoldenOutputsLoadInEnvoy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeIdentity writes an identity directory as a pod's volume holds it,
+// with a certificate of a CA made for the test.
+func writeIdentity(t *testing.T) string {
+	t.Helper()
+	now := time.Now()
+	ca, caKey, err := pki.IssueCA("test", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, key, err := pki.IssueServing("workload", []string{"localhost"}, now, time.Hour, ca, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files, err := bootstrap.IdentityFiles(dir, "spiffe://cluster.local/ns/fleetmesh-system/sa/fleetmesh-controller", pki.PEMKey(key), pki.PEMCert(der), pki.PEMCert(ca.Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // staticBootstrap turns resources into an Envoy bootstrap of static

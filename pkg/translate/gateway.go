@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/fleetmesh/fleetmesh/pkg/model"
@@ -19,6 +20,18 @@ const DefaultGatewayPort = 80
 // clusters) and a north-south virtual host (the export rules' paths). Both
 // lead to this cluster's own endpoints only, so a request that crossed
 // once never crosses again.
+//
+// Mesh mTLS from other clusters comes in by SNI (see SNI), one filter
+// chain per exported HTTP port:
+//   - when every ready pod of the port takes mesh mTLS, the connection is
+//     passed through to them, still encrypted: the pod's sidecar sees the
+//     caller's own identity and decides (as Istio's AUTO_PASSTHROUGH);
+//   - otherwise a gateway with a certificate ends the TLS, lets in only the
+//     export's callers and sends the request on; one without refuses.
+//
+// Plaintext east-west is served only for services of PERMISSIVE
+// namespaces. The north-south routes stay plain HTTP at the edge; a
+// gateway with a certificate reaches pods that take mesh mTLS over it.
 func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.Role != model.RoleGateway {
 		return nil, fmt.Errorf("proxy %s: role %q is not a gateway", p.ID, p.Role)
@@ -41,6 +54,7 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	name := gatewayName(listenPort)
 	r := &Resources{}
 	rc := &routev3.RouteConfiguration{Name: name}
+	var meshChains []*listenerv3.FilterChain
 
 	type nsRoute struct {
 		route *routev3.Route
@@ -65,8 +79,13 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 				continue
 			}
 			cluster := LocalClusterName(svc, port.Port)
-			r.Clusters = append(r.Clusters, edsCluster(cluster, clusterOptions{http2: port.Protocol.IsHTTP2(), lb: svc.Export.LoadBalancer, outlier: true}))
-			r.Endpoints = append(r.Endpoints, assignment(cluster, ix.localOnly(svc, port), ""))
+			c := edsCluster(cluster, clusterOptions{http2: port.Protocol.IsHTTP2(), lb: svc.Export.LoadBalancer, outlier: true})
+			if p.IdentityDir != "" {
+				c = WithMTLS(c, p.IdentityDir, m.TrustDomain, SNI(svc, port.Port))
+			}
+			r.Clusters = append(r.Clusters, c)
+			local := ix.localOnly(svc, port)
+			r.Endpoints = append(r.Endpoints, assignment(cluster, local, ""))
 			vh := &routev3.VirtualHost{
 				Name:   ProxylessName(svc, port.Port),
 				Routes: []*routev3.Route{prefixRoute(routeAction(cluster, port, routing{retry: otherEndpoint, hash: hashingFor(svc.Export.LoadBalancer, byClient)}))},
@@ -74,7 +93,16 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			// Without a port, a name is the service's only when it has one
 			// HTTP port.
 			vh.Domains = hostnames(svc, port.Port, "", httpPorts == 1)
-			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+			if m.MTLSMode(svc.Namespace, "") == model.MTLSPermissive {
+				rc.VirtualHosts = append(rc.VirtualHosts, vh)
+			}
+			chain, warning := gatewayMeshChain(m, p, svc, port, local, vh, r)
+			if chain != nil {
+				meshChains = append(meshChains, chain)
+			}
+			if warning != "" {
+				r.Warnings = append(r.Warnings, warning)
+			}
 		}
 		for _, rule := range svc.Export.Rules {
 			port := svc.Port(rule.Port)
@@ -110,7 +138,54 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
 	r.Routes = append(r.Routes, rc)
-	r.Listeners = append(r.Listeners, listener(name, ip, listenPort, hcmFilter(name, name, nil)))
+	l := listener(name, ip, listenPort, hcmFilter(name, name, nil))
+	if len(meshChains) > 0 {
+		// TLS that names no exported port matches no chain: closed.
+		l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector()}
+		l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}
+		slices.SortFunc(meshChains, func(a, b *listenerv3.FilterChain) int { return cmp.Compare(a.Name, b.Name) })
+		l.FilterChains = append(l.FilterChains, meshChains...)
+	}
+	r.Listeners = append(r.Listeners, l)
 	r.sort()
 	return r, nil
+}
+
+// gatewayMeshChain is the filter chain of an exported port's mesh mTLS,
+// by its SNI: passed through to pods that all take it, else ended here
+// (with a certificate) and routed as vh. Resources it needs go into r.
+func gatewayMeshChain(m *model.Mesh, p *model.Proxy, svc *model.Service, port *model.Port, local Placement, vh *routev3.VirtualHost, r *Resources) (*listenerv3.FilterChain, string) {
+	sni := SNI(svc, port.Port)
+	var eps, meshed int
+	for _, tier := range local.Tiers {
+		for _, loc := range tier {
+			for _, e := range loc.Endpoints {
+				eps++
+				if e.MTLS {
+					meshed++
+				}
+			}
+		}
+	}
+	match := &listenerv3.FilterChainMatch{TransportProtocol: "tls", ServerNames: []string{sni}}
+	if eps > 0 && meshed == eps {
+		cluster := PassthroughClusterNameFor(svc, port.Port)
+		r.Clusters = append(r.Clusters, edsCluster(cluster, clusterOptions{lb: svc.Export.LoadBalancer}))
+		r.Endpoints = append(r.Endpoints, assignment(cluster, local, ""))
+		return &listenerv3.FilterChain{Name: sni, FilterChainMatch: match, Filters: []*listenerv3.Filter{
+			tcpProxyFilter(sni, cluster, svc.Export.LoadBalancer == model.HashingLoadBalancer),
+		}}, ""
+	}
+	if p.IdentityDir == "" {
+		if meshed == 0 {
+			return nil, "" // the mesh's mTLS is not in use here
+		}
+		return nil, fmt.Sprintf("service %s port %d: %d of its %d pods take no mesh mTLS and the gateway has no certificate to end it with: mesh mTLS from other clusters is refused", svc.Key(), port.Port, eps-meshed, eps)
+	}
+	routes := &routev3.RouteConfiguration{Name: sni, VirtualHosts: []*routev3.VirtualHost{{Name: vh.Name, Domains: []string{"*"}, Routes: vh.Routes}}}
+	return &listenerv3.FilterChain{
+		Name: sni, FilterChainMatch: match,
+		TransportSocket: downstreamMTLS(p.IdentityDir, m.TrustDomain),
+		Filters:         []*listenerv3.Filter{inboundHCM(sni, routes, exportCallers(m, []*model.Service{svc}), true)},
+	}, ""
 }

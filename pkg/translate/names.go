@@ -18,6 +18,13 @@ func LocalClusterName(svc *model.Service, port uint32) string {
 	return fmt.Sprintf("local|%d||%s", port, svc.FQDN())
 }
 
+// PassthroughClusterNameFor names the gateway's cluster of a service
+// port's local pods that take mesh mTLS: connections for the port's SNI
+// go on to them, still encrypted.
+func PassthroughClusterNameFor(svc *model.Service, port uint32) string {
+	return fmt.Sprintf("sni|%d||%s", port, svc.FQDN())
+}
+
 // InboundClusterName names the cluster of a sidecar's own app port.
 func InboundClusterName(port uint32) string {
 	return fmt.Sprintf("inbound|%d||", port)

@@ -17,9 +17,21 @@ import (
 )
 
 // Sidecar builds a sidecar's resources: the outbound clusters and endpoints
-// (see Outbound) and its own listeners and routes (see SidecarListeners).
+// (see Outbound; with a certificate, its clusters take mesh mTLS: see
+// WithMTLS) and its own listeners and routes (see SidecarListeners).
 func Sidecar(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	r := Outbound(m)
+	if p.IdentityDir != "" {
+		sni := map[string]string{}
+		for i := range m.Services {
+			for _, port := range m.Services[i].Ports {
+				sni[OutboundClusterName(&m.Services[i], port.Port)] = SNI(&m.Services[i], port.Port)
+			}
+		}
+		for i, c := range r.Clusters {
+			r.Clusters[i] = WithMTLS(c, p.IdentityDir, m.TrustDomain, sni[c.GetName()])
+		}
+	}
 	own, err := SidecarListeners(m, p)
 	if err != nil {
 		return nil, err
@@ -81,7 +93,7 @@ func SidecarShared(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	}
 	// A sidecar that binds cannot also proxy outbound traffic to a port
 	// its own app serves on.
-	var inbound map[uint32]model.Protocol
+	var inbound map[uint32]*inboundPort
 	if !p.Intercept {
 		inbound = inboundPorts(m, p)
 	}
@@ -135,11 +147,18 @@ func SidecarShared(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	return r, nil
 }
 
+// inboundPort is a port the pod's app serves on: its protocol (HTTP/2
+// over HTTP over TCP when services disagree) and the services that reach
+// it.
+type inboundPort struct {
+	proto    model.Protocol
+	services []*model.Service
+}
+
 // inboundPorts are the ports the local cluster's endpoints have at the
-// pod's address, with their protocol (HTTP/2 over HTTP over TCP when
-// services disagree).
-func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]model.Protocol {
-	inbound := map[uint32]model.Protocol{}
+// pod's address.
+func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]*inboundPort {
+	inbound := map[uint32]*inboundPort{}
 	if p.IP == "" {
 		return inbound
 	}
@@ -148,10 +167,18 @@ func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]model.Protocol {
 		for j := range svc.Ports {
 			port := &svc.Ports[j]
 			for _, e := range port.Endpoints {
-				if e.Cluster == m.LocalCluster && !e.Gateway && e.Address == p.IP {
-					if prev, ok := inbound[e.Port]; !ok || port.Protocol.IsHTTP2() || prev == model.ProtocolTCP {
-						inbound[e.Port] = port.Protocol
-					}
+				if e.Cluster != m.LocalCluster || e.Gateway || e.Address != p.IP {
+					continue
+				}
+				in := inbound[e.Port]
+				if in == nil {
+					in = &inboundPort{proto: port.Protocol}
+					inbound[e.Port] = in
+				} else if port.Protocol.IsHTTP2() || in.proto == model.ProtocolTCP {
+					in.proto = port.Protocol
+				}
+				if !slices.Contains(in.services, svc) {
+					in.services = append(in.services, svc)
 				}
 			}
 		}
@@ -160,8 +187,15 @@ func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]model.Protocol {
 }
 
 // SidecarOwn builds the inbound side of a sidecar, its own: a listener
-// (or, intercepting, a filter chain of the inbound capture listener) per
+// (or, intercepting, filter chains of the inbound capture listener) per
 // port of the pod's own app, and the cluster that reaches the app there.
+//
+// A sidecar with a workload certificate takes mesh mTLS on each port
+// (clients offering MTLSALPN), tells the app the caller's identity
+// (x-forwarded-client-cert), and, PERMISSIVE, plaintext too; STRICT, a
+// plaintext connection is closed. A port whose services are all exported
+// to named ServiceAccounts lets only those call: others get 403 (TCP: the
+// connection is closed).
 func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.Role != model.RoleSidecar {
 		return nil, fmt.Errorf("proxy %s: role %q is not a sidecar", p.ID, p.Role)
@@ -176,6 +210,10 @@ func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if appIP == "" {
 		appIP = "127.0.0.1"
 	}
+	mode := m.MTLSMode(p.Namespace, p.Pod)
+	if mode == model.MTLSStrict && p.IdentityDir == "" && len(inbound) > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("proxy %s: mTLS mode STRICT, but the sidecar has no workload certificate: it takes plaintext", p.ID))
+	}
 	var virtualInbound *listenerv3.Listener
 	if p.Intercept {
 		// Its filter chains (one per app port) come below; what matches none
@@ -186,46 +224,89 @@ func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			ListenerFilters:    []*listenerv3.ListenerFilter{originalDstFilter()},
 			DefaultFilterChain: &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(VirtualInboundName, PassthroughClusterName, false)}},
 		}
+		if p.IdentityDir != "" {
+			virtualInbound.ListenerFilters = append(virtualInbound.ListenerFilters, tlsInspector())
+			// A protocol whose server speaks first sends the inspector
+			// nothing: it goes on after the timeout instead of closing.
+			virtualInbound.ContinueOnListenerFiltersTimeout = true
+		}
 		r.Listeners = append(r.Listeners, virtualInbound)
 	}
 	for _, portNumber := range slices.Sorted(maps.Keys(inbound)) {
-		proto := inbound[portNumber]
+		in := inbound[portNumber]
 		name := inboundListenerName(portNumber)
 		cluster := InboundClusterName(portNumber)
-		var filter *listenerv3.Filter
-		if proto.IsHTTP() {
-			routes := &routev3.RouteConfiguration{
-				Name: name,
-				// The inbound cluster comes over CDS; a listener that
-				// arrives first must not be refused for it.
-				ValidateClusters: wrapperspb.Bool(false),
-				VirtualHosts: []*routev3.VirtualHost{{
-					Name:    name,
-					Domains: []string{"*"},
-					Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: proto}, routing{}))},
-				}},
-			}
-			filter = hcmFilter(name, "", routes)
-		} else {
-			filter = tcpProxyFilter(name, cluster, false)
-		}
+		chains := inboundChains(m, p, mode, name, cluster, in)
 		if p.Intercept {
 			// The inbound capture port serves the app's ports by the
 			// connection's original destination port; the default chain
 			// passes anything else through.
-			chain := &listenerv3.FilterChain{
-				Name:             name,
-				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(portNumber)},
-				Filters:          []*listenerv3.Filter{filter},
+			for _, chain := range chains {
+				if chain.FilterChainMatch == nil {
+					chain.FilterChainMatch = &listenerv3.FilterChainMatch{}
+				}
+				chain.FilterChainMatch.DestinationPort = wrapperspb.UInt32(portNumber)
 			}
-			virtualInbound.FilterChains = append(virtualInbound.FilterChains, chain)
+			virtualInbound.FilterChains = append(virtualInbound.FilterChains, chains...)
 		} else {
-			r.Listeners = append(r.Listeners, listener(name, ip, portNumber, filter))
+			l := &listenerv3.Listener{Name: name, Address: socketAddress(ip, portNumber), FilterChains: chains}
+			if p.IdentityDir != "" {
+				l.ListenerFilters = []*listenerv3.ListenerFilter{tlsInspector()}
+				l.ContinueOnListenerFiltersTimeout = true
+			}
+			r.Listeners = append(r.Listeners, l)
 		}
-		r.Clusters = append(r.Clusters, staticCluster(cluster, appIP, portNumber, proto.IsHTTP2()))
+		r.Clusters = append(r.Clusters, staticCluster(cluster, appIP, portNumber, in.proto.IsHTTP2()))
 	}
 	r.sort()
 	return r, nil
+}
+
+// inboundChains are the filter chains of one app port: the mesh mTLS one
+// (with a certificate) and the plaintext one, which STRICT closes.
+func inboundChains(m *model.Mesh, p *model.Proxy, mode model.MTLSMode, name, cluster string, in *inboundPort) []*listenerv3.FilterChain {
+	allowed := exportCallers(m, in.services)
+	filters := func(mtls bool) []*listenerv3.Filter {
+		if !in.proto.IsHTTP() {
+			fs := []*listenerv3.Filter{}
+			if allowed != nil {
+				fs = append(fs, networkRBAC(name, allowed))
+			}
+			return append(fs, tcpProxyFilter(name, cluster, false))
+		}
+		routes := &routev3.RouteConfiguration{
+			Name: name,
+			// The inbound cluster comes over CDS; a listener that
+			// arrives first must not be refused for it.
+			ValidateClusters: wrapperspb.Bool(false),
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    name,
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{prefixRoute(routeAction(cluster, &model.Port{Protocol: in.proto}, routing{}))},
+			}},
+		}
+		return []*listenerv3.Filter{inboundHCM(name, routes, allowed, mtls)}
+	}
+	plaintext := &listenerv3.FilterChain{Filters: filters(false)}
+	if p.Intercept {
+		plaintext.Name = name
+	}
+	if p.IdentityDir == "" {
+		return []*listenerv3.FilterChain{plaintext}
+	}
+	plaintext.Name = name
+	mtls := &listenerv3.FilterChain{
+		Name:             name + "|mtls",
+		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: []string{MTLSALPN}},
+		TransportSocket:  downstreamMTLS(p.IdentityDir, m.TrustDomain),
+		Filters:          filters(true),
+	}
+	if mode == model.MTLSStrict {
+		// Plaintext (and TLS that is not the mesh's) is closed.
+		// (RBAC needs a terminal filter after it; nothing reaches it.)
+		plaintext.Filters = []*listenerv3.Filter{networkRBAC(name+"_strict", callers{}), tcpProxyFilter(name, cluster, false)}
+	}
+	return []*listenerv3.FilterChain{mtls, plaintext}
 }
 
 // outboundRoutes is the route configuration of one outbound port: a virtual

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -30,6 +31,11 @@ const (
 )
 
 func proxyLayer(id string) string { return "proxy/" + id }
+
+// mtlsLayer holds the outbound clusters with mesh mTLS for the proxies
+// whose certificate is in dir (every injected sidecar's is the same): it
+// hides the outbound layer's plaintext ones.
+func mtlsLayer(dir string) string { return "mtls/" + dir }
 
 // sharedLayer is the layer of a sidecar's outbound side
 // (translate.SidecarShared): one per namespace for intercepting sidecars,
@@ -74,8 +80,11 @@ type Server struct {
 	proxies map[string]*proxyEntry
 	// shared are the sidecars' shared layers in use, by layer name.
 	shared map[string]*sharedEntry
-	memo   map[string]memoEntry
-	ready  bool
+	// mtlsUsers count the sidecars of each identity directory, whose
+	// mTLS layer is kept.
+	mtlsUsers map[string]int
+	memo      map[string]memoEntry
+	ready     bool
 }
 
 // sharedEntry is a shared layer and the sidecars that use it.
@@ -98,6 +107,38 @@ type memoEntry struct {
 	fingerprint uint64
 	outbound    Resources
 	proxyless   Resources
+	// clusters are the outbound clusters, with the SNI of each, to make
+	// the mTLS ones from; mtls are those made, by identity directory.
+	clusters []sniCluster
+	mtls     map[string]Resources
+}
+
+type sniCluster struct {
+	cluster *clusterv3.Cluster
+	sni     string
+}
+
+// mtlsFor returns the entry's outbound clusters with mesh mTLS from dir.
+func (s *Server) mtlsFor(e memoEntry, dir string) Resources {
+	if r, ok := e.mtls[dir]; ok {
+		return r
+	}
+	res := &translate.Resources{}
+	for _, c := range e.clusters {
+		res.Clusters = append(res.Clusters, translate.WithMTLS(c.cluster, dir, s.mesh.TrustDomain, c.sni))
+	}
+	r := s.entries(res, resource.ClusterType)
+	e.mtls[dir] = r
+	return r
+}
+
+// updateMTLS rebuilds the mTLS layer of an identity directory.
+func (s *Server) updateMTLS(dir string) {
+	layer := Resources{resource.ClusterType: {}}
+	for _, e := range s.memo {
+		mergeInto(layer, s.mtlsFor(e, dir))
+	}
+	s.cache.SetLayer(mtlsLayer(dir), layer)
 }
 
 // NewServer returns a server with an empty mesh; Update publishes one.
@@ -106,12 +147,13 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{
-		opts:     opts,
-		registry: opts.Registry,
-		metrics:  newMetrics(opts.Registry),
-		proxies:  map[string]*proxyEntry{},
-		shared:   map[string]*sharedEntry{},
-		memo:     map[string]memoEntry{},
+		opts:      opts,
+		registry:  opts.Registry,
+		metrics:   newMetrics(opts.Registry),
+		proxies:   map[string]*proxyEntry{},
+		shared:    map[string]*sharedEntry{},
+		mtlsUsers: map[string]int{},
+		memo:      map[string]memoEntry{},
 	}
 	s.tracker = newTracker(opts.Log, s.metrics)
 	s.cache = NewCache(s.views)
@@ -142,15 +184,16 @@ func (s *Server) Cache() *Cache { return s.cache }
 // address to bind listeners to, when the proxy has no Pod) and appIP
 // (where a sidecar's inbound traffic goes; 127.0.0.1 by default),
 // interception ("iptables" for an injected sidecar whose traffic is
-// redirected to it) and listenPort (the port a gateway listens on, when a
-// Service maps the Cluster's gatewayPort to it).
+// redirected to it), listenPort (the port a gateway listens on, when a
+// Service maps the Cluster's gatewayPort to it) and identityDir (where the
+// proxy's workload certificate is: it then speaks mesh mTLS).
 func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
 	md := node.GetMetadata().GetFields()
 	str := func(k string) string { return md[k].GetStringValue() }
 	p := model.Proxy{
 		ID: node.GetId(), Role: model.Role(str("role")), Namespace: str("namespace"), Pod: str("pod"),
 		ServiceAccount: str("serviceAccount"), Cluster: str("cluster"), IP: str("ip"), AppIP: str("appIP"),
-		Intercept: str("interception") == "iptables",
+		Intercept: str("interception") == "iptables", IdentityDir: str("identityDir"),
 	}
 	if v := str("listenPort"); v != "" {
 		port, err := strconv.ParseUint(v, 10, 16)
@@ -182,6 +225,9 @@ func layersOf(p model.Proxy) []string {
 	case model.RoleGRPC:
 		return []string{layerOutbound, layerProxyless}
 	case model.RoleSidecar:
+		if p.IdentityDir != "" {
+			return []string{layerOutbound, mtlsLayer(p.IdentityDir), sharedLayer(p), proxyLayer(p.ID)}
+		}
 		return []string{layerOutbound, sharedLayer(p), proxyLayer(p.ID)}
 	default:
 		return []string{proxyLayer(p.ID)}
@@ -221,6 +267,11 @@ func (s *Server) connected(node *corev3.Node) (*syncz.ProxyStatus, error) {
 				s.updateShared(name, sh)
 			}
 			sh.users++
+			if dir := p.IdentityDir; dir != "" {
+				if s.mtlsUsers[dir]++; s.mtlsUsers[dir] == 1 && s.mesh != nil {
+					s.updateMTLS(dir)
+				}
+			}
 		}
 		s.updateProxy(e)
 	}
@@ -245,6 +296,12 @@ func (s *Server) disconnected(st *syncz.ProxyStatus) {
 				if sh.users--; sh.users <= 0 {
 					delete(s.shared, name)
 					s.cache.DeleteLayer(name)
+				}
+			}
+			if dir := e.proxy.IdentityDir; dir != "" {
+				if s.mtlsUsers[dir]--; s.mtlsUsers[dir] <= 0 {
+					delete(s.mtlsUsers, dir)
+					s.cache.DeleteLayer(mtlsLayer(dir))
 				}
 			}
 		}
@@ -277,6 +334,11 @@ func (s *Server) Update(m *model.Mesh) {
 				fingerprint: fp,
 				outbound:    s.entries(out, resource.ClusterType, resource.EndpointType),
 				proxyless:   s.entries(translate.ProxylessService(svc), resource.ListenerType, resource.RouteType),
+				mtls:        map[string]Resources{},
+			}
+			// OutboundService makes one cluster per port, in order.
+			for j, c := range out.Clusters {
+				e.clusters = append(e.clusters, sniCluster{cluster: c, sni: translate.SNI(svc, svc.Ports[j].Port)})
 			}
 		}
 		memo[svc.Key()] = e
@@ -286,6 +348,9 @@ func (s *Server) Update(m *model.Mesh) {
 	s.memo = memo
 	s.cache.SetLayer(layerOutbound, outbound)
 	s.cache.SetLayer(layerProxyless, proxyless)
+	for dir := range s.mtlsUsers {
+		s.updateMTLS(dir)
+	}
 	for name, sh := range s.shared {
 		s.updateShared(name, sh)
 	}

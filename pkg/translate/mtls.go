@@ -1,0 +1,217 @@
+package translate
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
+)
+
+// Mesh mTLS. A proxy with a workload certificate (model.Proxy.IdentityDir)
+// reads it, and the roots it checks peers with, from the SDS files of its
+// identity directory (pkg/bootstrap writes them; Envoy watches the
+// directory, so a renewed certificate is used at once). Peers must be
+// identities of the mesh's trust domain; which of them may call what is
+// the RBAC of the serving side.
+const (
+	// MTLSALPN is the protocol a mesh client offers: a sidecar takes a
+	// TLS connection as mesh mTLS only when it offers it, so an app's
+	// own TLS on a PERMISSIVE port is passed on untouched.
+	MTLSALPN = "fleetmesh-mtls"
+	// identity directory files (the same names as pkg/bootstrap's)
+	identitySDSFile = "identity-sds.json"
+	rootsSDSFile    = "roots-sds.json"
+	identitySecret  = "fleetmesh-identity"
+	rootsSecret     = "fleetmesh-roots"
+	tlsSocketName   = "envoy.transport_sockets.tls"
+	// transportSocketMatch is the endpoint metadata an outbound cluster
+	// picks its mTLS transport socket by.
+	transportSocketMatch = "envoy.transport_socket_match"
+	mtlsMatchKey         = "fleetmesh.io/tls"
+	mtlsMatchValue       = "mtls"
+)
+
+// SNI is the TLS server name a mesh client asks for when it calls a
+// service port: a remote gateway passes the connection through, by this
+// name, to the service's pods (their sidecars end the TLS).
+func SNI(svc *model.Service, port uint32) string {
+	return "outbound_." + strconv.FormatUint(uint64(port), 10) + "_._." + svc.FQDN()
+}
+
+// sds is the SDS config of one of the identity directory's files.
+func sds(dir, secret, file string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: secret, SdsConfig: &corev3.ConfigSource{
+		ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
+			Path: filepath.Join(dir, file), WatchedDirectory: &corev3.WatchedDirectory{Path: dir},
+		}},
+	}}
+}
+
+// commonTLS is the proxy's certificate, and peers checked against the
+// roots for an identity of the trust domain. (The roots file also names
+// the xDS server's identity; the names a peer may have are the union.)
+func commonTLS(dir, trustDomain string, alpn []string) *tlsv3.CommonTlsContext {
+	return &tlsv3.CommonTlsContext{
+		AlpnProtocols:                  alpn,
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(dir, identitySecret, identitySDSFile)},
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_URI,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"}},
+			}}},
+			ValidationContextSdsSecretConfig: sds(dir, rootsSecret, rootsSDSFile),
+		}},
+	}
+}
+
+func tlsSocket(m proto.Message) *corev3.TransportSocket {
+	return &corev3.TransportSocket{Name: tlsSocketName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+// upstreamMTLS is a mesh client's TLS to a service port, sni naming it.
+func upstreamMTLS(dir, trustDomain, sni string) *corev3.TransportSocket {
+	return tlsSocket(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: commonTLS(dir, trustDomain, []string{MTLSALPN})})
+}
+
+// downstreamMTLS is a mesh server's TLS: a client certificate is required.
+func downstreamMTLS(dir, trustDomain string) *corev3.TransportSocket {
+	return tlsSocket(&tlsv3.DownstreamTlsContext{
+		RequireClientCertificate: wrapperspb.Bool(true),
+		CommonTlsContext:         commonTLS(dir, trustDomain, nil),
+	})
+}
+
+// mtlsEndpointMetadata marks an endpoint that takes mesh mTLS.
+func mtlsEndpointMetadata() *corev3.Metadata {
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		transportSocketMatch: {Fields: map[string]*structpb.Value{mtlsMatchKey: structpb.NewStringValue(mtlsMatchValue)}},
+	}}
+}
+
+// WithMTLS is a copy of an EDS cluster whose endpoints that take mesh mTLS
+// (local pods with a certificate, remote gateways) are reached over it,
+// with the proxy's certificate from dir, asking for sni; the others stay
+// plaintext.
+func WithMTLS(c *clusterv3.Cluster, dir, trustDomain, sni string) *clusterv3.Cluster {
+	out := proto.Clone(c).(*clusterv3.Cluster)
+	match, err := structpb.NewStruct(map[string]any{mtlsMatchKey: mtlsMatchValue})
+	if err != nil {
+		panic(err) // a string value always converts
+	}
+	out.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
+		Name: mtlsMatchValue, Match: match, TransportSocket: upstreamMTLS(dir, trustDomain, sni),
+	}}
+	return out
+}
+
+// tlsInspector lets filter chains match on TLS, its SNI and ALPN.
+func tlsInspector() *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{
+		Name:       "envoy.filters.listener.tls_inspector",
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+	}
+}
+
+// callers is who may call a port: nil is anyone; else the SPIFFE IDs of
+// the allowed ServiceAccounts (a plaintext caller has none).
+type callers []string
+
+// principals are the RBAC principals of the allowed callers.
+func (c callers) principals() []*rbacv3.Principal {
+	out := make([]*rbacv3.Principal, 0, len(c))
+	for _, id := range c {
+		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{
+			PrincipalName: principalMatcher(id),
+		}}})
+	}
+	return out
+}
+
+// principalMatcher matches a SPIFFE ID; one ending in "/*" (every
+// ServiceAccount of a namespace) by its prefix.
+func principalMatcher(id string) *matcherv3.StringMatcher {
+	if prefix, ok := strings.CutSuffix(id, "*"); ok {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: id}}
+}
+
+// rbacPolicy allows the callers; no callers at all allows nobody.
+func (c callers) rbacPolicy() *rbacv3.RBAC {
+	r := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{}}
+	if len(c) > 0 {
+		r.Policies["export-callers"] = &rbacv3.Policy{
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+			Principals:  c.principals(),
+		}
+	}
+	return r
+}
+
+// networkRBAC is the RBAC of a TCP filter chain; with no callers it
+// closes every connection (a STRICT port's plaintext chain).
+func networkRBAC(statPrefix string, c callers) *listenerv3.Filter {
+	return &listenerv3.Filter{
+		Name: "envoy.filters.network.rbac",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&netrbacv3.RBAC{
+			StatPrefix: statPrefix + ".", Rules: c.rbacPolicy(),
+		})},
+	}
+}
+
+// exportCallers are the SPIFFE IDs that may call the services a pod
+// serves on a port, or nil for anyone. A port is restricted only when
+// every service that reaches it is exported with callers named; then the
+// callers of all of them may, and so may the local gateways: they bring
+// the edge's requests of the export's north-south rules, and requests
+// whose mTLS they ended after checking the same callers.
+func exportCallers(m *model.Mesh, svcs []*model.Service) callers {
+	if len(svcs) == 0 {
+		return nil
+	}
+	var out callers
+	for _, svc := range svcs {
+		if svc.Export == nil || len(svc.Export.Callers) == 0 {
+			return nil
+		}
+		for _, c := range svc.Export.Callers {
+			if c == "*" {
+				return nil
+			}
+			ns, sa, ok := strings.Cut(c, "/")
+			if !ok {
+				ns, sa = svc.Namespace, c
+			}
+			out = append(out, m.SPIFFEID(ns, sa))
+		}
+	}
+	if m.GatewayNamespace != "" {
+		out = append(out, m.SPIFFEID(m.GatewayNamespace, "*"))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// describeCallers says who may call, for warnings and explain.
+func (c callers) String() string {
+	if c == nil {
+		return "anyone"
+	}
+	return fmt.Sprint([]string(c))
+}
