@@ -394,10 +394,13 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		LeaderElectionReleaseOnCancel: true,
 		Logger:                        log,
 	}
+	mgrOpts.Cache.ByObject = map[client.Object]cache.ByObject{}
 	if o.KubeconfigSecretNamespace != "" {
-		mgrOpts.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.KubeconfigSecretNamespace: {}}},
-		}
+		mgrOpts.Cache.ByObject[&corev1.Secret{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.KubeconfigSecretNamespace: {}}}
+	}
+	if o.WorkloadSigner && o.ProxyCredential != ProxyCredentialToken {
+		// The signer watches the fleet's roots, and no other ConfigMap.
+		mgrOpts.Cache.ByObject[&corev1.ConfigMap{}] = signer.FleetRootsCache(o.Namespace)
 	}
 	if o.XDSTLS {
 		// Injected sidecars get a workload certificate and speak TLS.
@@ -485,6 +488,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 			Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace,
 			Debounce: o.DebounceAfter, DebounceMax: o.DebounceMax,
 			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore,
+			MemberNamespace: o.Namespace,
 		}); err != nil {
 			return nil, fmt.Errorf("start the federation: %w", err)
 		}

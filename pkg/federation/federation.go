@@ -27,11 +27,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
 )
 
 // Options configure the federation.
@@ -57,6 +59,10 @@ type Options struct {
 	// TokenTTL is the life of a member token the federation renews;
 	// TokenRenewBefore is how long before its expiry it renews it.
 	TokenTTL, TokenRenewBefore time.Duration
+	// MemberNamespace is where fleetmesh runs in every member (its
+	// workload roots are read there, the fleet's written there);
+	// fleetmesh-system when empty.
+	MemberNamespace string
 }
 
 // Federation keeps the members of the control-plane cluster's Cluster
@@ -78,6 +84,10 @@ type Federation struct {
 
 	mu      sync.Mutex
 	members map[string]*memberConn
+	// roots are the members' workload roots last read; rootsWritten what
+	// was last written as each member's fleet roots.
+	roots        map[string][]byte
+	rootsWritten map[string][32]byte
 }
 
 // memberConn is the federation's connection to one member.
@@ -131,6 +141,9 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 	}
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = 2 * time.Second
+	}
+	if opts.MemberNamespace == "" {
+		opts.MemberNamespace = "fleetmesh-system"
 	}
 	if opts.Resolve == nil {
 		opts.Resolve = resolve
@@ -263,6 +276,8 @@ func (f *Federation) sync(ctx context.Context) error {
 			f.renewToken(ctx, c, conn)
 			if err := readMember(ctx, conn.cluster.GetCache(), m); err != nil {
 				errs = append(errs, err)
+			} else if m.Roots, err = readRoots(ctx, conn.cluster.GetCache(), f.opts.MemberNamespace); err != nil {
+				errs = append(errs, fmt.Errorf("read the workload roots of %s: %w", m.name(), err))
 			} else {
 				m.Known = true
 			}
@@ -273,6 +288,7 @@ func (f *Federation) sync(ctx context.Context) error {
 	f.disconnectGone(seen)
 
 	plan := Compute(members)
+	fleetRoots := f.keepRoots(members)
 	markFailedImports(plan, f.writeFailures)
 	f.count(members, plan)
 	unknown := map[string]bool{}
@@ -297,7 +313,14 @@ func (f *Federation) sync(ctx context.Context) error {
 			conn.stopApply = cancel
 			f.mu.Unlock()
 			w := &writer{client: conn.client, metrics: f.metrics, events: conn.cluster.GetEventRecorder("fleetmesh-federation")}
-			applyErrs[i] = applyMember(actx, w, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
+			err := applyMember(actx, w, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
+			if len(m.Roots) > 0 {
+				// A member without a workload signer has no use for them.
+				q := &writeQueue{member: m.name()}
+				q.fleetRoots(actx, f, w, m, f.opts.MemberNamespace, fleetRoots[m.name()])
+				err = errors.Join(err, q.run(actx))
+			}
+			applyErrs[i] = err
 			f.mu.Lock()
 			conn.stopApply = nil
 			f.mu.Unlock()
@@ -491,12 +514,13 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 	}
 	cl, err := cluster.New(cfg, func(o *cluster.Options) {
 		o.Scheme, o.Logger = f.opts.Scheme, f.opts.Log.WithValues("member", conn.name)
+		o.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.ConfigMap{}: rootsCache(f.opts.MemberNamespace)}
 	})
 	if err != nil {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
-	for _, obj := range watchedInMembers {
+	for _, obj := range append(slices.Clone(watchedInMembers), &corev1.ConfigMap{}) {
 		inf, err := cl.GetCache().GetInformer(ctx, obj)
 		if err == nil {
 			_, err = inf.AddEventHandler(f.handler())
@@ -550,6 +574,12 @@ func (f *Federation) checkAccess(ctx context.Context, c client.Client) (string, 
 			// gone since.
 			return fmv1alpha1.ReasonUnreachable, fmt.Sprintf("the member's API server did not list %s: %v", strings.ToLower(gvk.Kind)+"s", err)
 		}
+	}
+	// The workload roots, read as rootsCache does.
+	roots := rootsCache(f.opts.MemberNamespace)
+	err := c.List(ctx, &corev1.ConfigMapList{}, client.InNamespace(f.opts.MemberNamespace), client.MatchingFieldsSelector{Selector: roots.Field}, client.Limit(1))
+	if apierrors.IsForbidden(err) {
+		return fmv1alpha1.ReasonForbidden, fmt.Sprintf("the member's credentials may not list the workload roots (ConfigMap %s/%s): apply manifests/member there (Role fleetmesh-federation-roots) and join it again, or use credentials that may (%v)", f.opts.MemberNamespace, signer.RootsConfigMap, err)
 	}
 	return "", ""
 }

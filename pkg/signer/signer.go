@@ -18,8 +18,11 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,8 +32,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -57,6 +62,13 @@ const (
 	RootsKey = "roots.pem"
 	// TrustBundle is the ClusterTrustBundle linked to the signer.
 	TrustBundle = "fleetmesh.io:workload:roots"
+	// FleetRootsConfigMap, in the controller's namespace, holds the
+	// other members' roots (a key <member>.pem each): the federation
+	// writes it.
+	FleetRootsConfigMap = "fleetmesh-fleet-roots"
+	// FleetTrustBundle is the ClusterTrustBundle of the signer that
+	// publishes the other members' roots to this member's pods.
+	FleetTrustBundle = "fleetmesh.io:workload:fleet"
 )
 
 // Options configure the signer.
@@ -141,10 +153,56 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 			For(&corev1.Namespace{}, builder.WithPredicates(predicate.NewPredicateFuncs(s.wantsRoots))).
 			Complete(reconcile.Func(s.copyRoots))
 	}
+	fleetRoots := predicate.NewPredicateFuncs(func(obj client.Object) bool {
+		return obj.GetNamespace() == o.Namespace && obj.GetName() == FleetRootsConfigMap
+	})
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named("fleet-roots").
+		For(&corev1.ConfigMap{}, builder.WithPredicates(fleetRoots)).
+		Complete(reconcile.Func(s.publishFleetRoots)); err != nil {
+		return nil, err
+	}
 	return s, ctrl.NewControllerManagedBy(mgr).
 		Named("workload-signer").
 		For(&certificatesv1.PodCertificateRequest{}, builder.WithPredicates(ours)).
 		Complete(s)
+}
+
+// FleetRootsCache scopes the manager's cache of ConfigMaps to the fleet
+// roots: the signer watches no other ConfigMap.
+func FleetRootsCache(namespace string) cache.ByObject {
+	return cache.ByObject{
+		Namespaces: map[string]cache.Config{namespace: {}},
+		Field:      fields.OneTermEqualSelector("metadata.name", FleetRootsConfigMap),
+	}
+}
+
+// publishFleetRoots publishes the other members' roots, which the
+// federation wrote into FleetRootsConfigMap, as the signer's second
+// ClusterTrustBundle, FleetTrustBundle: pods project every trust bundle of
+// the signer, so they trust the whole fleet's workload certificates. It is
+// deleted when there are none.
+func (s *Signer) publishFleetRoots(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	return reconcile.Result{}, recovered.Call(func() error {
+		cm := &corev1.ConfigMap{}
+		err := s.reader.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: FleetRootsConfigMap}, cm)
+		if client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		var roots strings.Builder
+		for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
+			if len(pki.ParseCerts([]byte(cm.Data[k]))) == 0 {
+				s.opts.Log.Info("fleet roots: no certificate", "configMap", FleetRootsConfigMap, "key", k)
+				continue
+			}
+			roots.WriteString(strings.TrimSpace(cm.Data[k]) + "\n")
+		}
+		if roots.Len() == 0 {
+			err := s.client.Delete(ctx, &certificatesv1.ClusterTrustBundle{ObjectMeta: metav1.ObjectMeta{Name: FleetTrustBundle}})
+			return client.IgnoreNotFound(err)
+		}
+		return s.publishBundle(ctx, FleetTrustBundle, []byte(roots.String()))
+	})
 }
 
 // keepCA checks the CA and the published roots every caCheckEvery.
@@ -335,12 +393,17 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 }
 
 func (s *Signer) publishTrustBundle(ctx context.Context, roots []byte) error {
+	return s.publishBundle(ctx, TrustBundle, roots)
+}
+
+// publishBundle writes the signer's ClusterTrustBundle name.
+func (s *Signer) publishBundle(ctx context.Context, name string, roots []byte) error {
 	ctb := &certificatesv1.ClusterTrustBundle{}
-	err := s.reader.Get(ctx, client.ObjectKey{Name: TrustBundle}, ctb)
+	err := s.reader.Get(ctx, client.ObjectKey{Name: name}, ctb)
 	switch {
 	case apierrors.IsNotFound(err):
 		ctb = &certificatesv1.ClusterTrustBundle{
-			ObjectMeta: metav1.ObjectMeta{Name: TrustBundle, Labels: managedBy()},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managedBy()},
 			Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: Name, TrustBundle: string(roots)},
 		}
 		err = s.client.Create(ctx, ctb)
@@ -349,7 +412,7 @@ func (s *Signer) publishTrustBundle(ctx context.Context, roots []byte) error {
 		err = s.client.Update(ctx, ctb)
 	}
 	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("publish the workload roots in ClusterTrustBundle %s: %w", TrustBundle, err)
+		return fmt.Errorf("publish the workload roots in ClusterTrustBundle %s: %w", name, err)
 	}
 	return nil
 }

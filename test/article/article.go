@@ -15,14 +15,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +34,8 @@ import (
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/pkg/discovery"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -42,6 +47,11 @@ type Options struct {
 	// Flat puts the members on one network: remote traffic then goes pod
 	// to pod instead of through the remote gateway.
 	Flat bool
+	// MTLS runs the members' control planes as manifests/member does
+	// (--workload-signer --xds-tls): every proxy gets a workload
+	// certificate from its member's signer (as the kubelet would, for a
+	// stand-in pod), speaks TLS to its control plane and mesh mTLS.
+	MTLS bool
 }
 
 // Objects writes and reads the article's API objects (exports, imports,
@@ -62,6 +72,7 @@ type Fleet struct {
 	CurlEnvoy *testenv.Envoy
 
 	envoys   []*testenv.Envoy
+	mtls     bool
 	cancel   context.CancelFunc
 	grpcConn *grpc.ClientConn
 	grpc     testgrpc.TestServiceClient
@@ -86,7 +97,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		cancel()
 		return nil, err
 	}
-	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel}
+	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel, mtls: o.MTLS}
 	if err := f.start(ctx, o); err != nil {
 		f.Stop()
 		return nil, err
@@ -110,7 +121,11 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 		if err := hub.Client.Create(ctx, &fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}); err != nil {
 			return err
 		}
-		cp, err := f.runControlPlane(ctx, c, "--cluster-name="+name, "--debounce-after=50ms", "--debounce-max=500ms")
+		args := []string{"--cluster-name=" + name, "--debounce-after=50ms", "--debounce-max=500ms"}
+		if o.MTLS {
+			args = append(args, "--workload-signer", "--xds-tls")
+		}
+		cp, err := f.runControlPlane(ctx, c, args...)
 		if err != nil {
 			return err
 		}
@@ -118,11 +133,81 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 		if err := testenv.AddAddress(gatewayIP(c)); err != nil {
 			return err
 		}
-		if _, err := f.Envoy(ctx, bootstrap.Options{NodeID: "gateway." + name, Role: "gateway", Namespace: "fleetmesh", Cluster: name, IP: gatewayIP(c)}); err != nil {
+		gw := bootstrap.Options{NodeID: "gateway." + name, Role: "gateway", Namespace: "fleetmesh", Cluster: name, IP: gatewayIP(c)}
+		if o.MTLS {
+			// The gateway runs as a pod of the controller's namespace,
+			// as manifests/gateway has it, with its certificate.
+			gw.Namespace, gw.Pod, gw.ServiceAccount = "fleetmesh-system", "fleetmesh-gateway-0", "fleetmesh-gateway"
+			gw.NodeID = gw.Pod + "." + gw.Namespace
+			if _, err := c.RunPod(ctx, testenv.PodOptions{Namespace: gw.Namespace, Name: gw.Pod, ServiceAccountName: gw.ServiceAccount, IP: gatewayIP(c)}); err != nil {
+				return err
+			}
+			if err := f.identity(ctx, &gw); err != nil {
+				return err
+			}
+		}
+		if _, err := f.Envoy(ctx, gw); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// XDSServerName is the name proxies ask their control plane's xDS server
+// for over TLS, and whose SPIFFE ID they check (MTLS).
+const XDSServerName = "fleetmesh-controller.fleetmesh-system.svc"
+
+// XDSServerID is the xDS server's SPIFFE ID (MTLS).
+const XDSServerID = "spiffe://cluster.local/ns/fleetmesh-system/sa/fleetmesh-controller"
+
+// identity gets the proxy o describes its pod's workload certificate, as
+// the kubelet would for the pod's identity volume: the key and
+// certificate, the roots of every ClusterTrustBundle of the signer (its
+// own and the fleet's), and the SDS files; o then speaks TLS to its
+// control plane with it. The pod's ServiceAccount is made if missing.
+func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
+	c := f.Cluster(o.Cluster)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.ServiceAccount}}
+	if err := c.Client.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
+		return err
+	}
+	if o.IdentityDir == "" {
+		dir, err := os.MkdirTemp("", "identity-"+o.Pod+"-")
+		if err != nil {
+			return err
+		}
+		o.IdentityDir = dir
+	}
+	o.XDSServerName = XDSServerName
+	roots, err := TrustedRoots(ctx, c)
+	if err != nil {
+		return err
+	}
+	_, err = c.WriteIdentity(ctx, o.Namespace, o.Pod, signer.Name, o.IdentityDir, func(key, chain []byte) (map[string][]byte, error) {
+		return bootstrap.IdentityFiles(o.IdentityDir, XDSServerID, key, chain, roots)
+	})
+	return err
+}
+
+// TrustedRoots are what a pod's clusterTrustBundle source with the
+// workload signer projects: every ClusterTrustBundle of the signer (the
+// member's own roots, and the other members' once the federation has
+// brought them).
+func TrustedRoots(ctx context.Context, c *testenv.Cluster) ([]byte, error) {
+	var list certificatesv1.ClusterTrustBundleList
+	if err := c.Client.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	var roots []byte
+	for _, ctb := range list.Items {
+		if ctb.Spec.SignerName == signer.Name {
+			roots = append(roots, []byte(strings.TrimSpace(ctb.Spec.TrustBundle)+"\n")...)
+		}
+	}
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("cluster %s has no trust bundle of %s yet", c.Name, signer.Name)
+	}
+	return roots, nil
 }
 
 // The lab's controllers run with their debug API open: their pods are
@@ -233,16 +318,34 @@ func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) e
 		}
 	}
 	appIP := fmt.Sprintf("127.0.%d.10", c.Index)
-	if _, err := c.RunPod(ctx, testenv.PodOptions{
+	o := bootstrap.Options{
+		NodeID: "httpbin-1.httpbin", Role: "sidecar", Namespace: "httpbin", Pod: "httpbin-1", Cluster: cluster, AppIP: appIP, Delta: true,
+	}
+	pod := testenv.PodOptions{
 		Namespace: "httpbin", Name: "httpbin-1", Labels: map[string]string{"app": "pipy"},
 		Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
 		Backend: &appBackend{HTTPBackend: testenv.HTTPBackend{Port: 8080, Body: body}, appIP: appIP},
-	}); err != nil {
+	}
+	if f.mtls {
+		o.ServiceAccount, pod.ServiceAccountName = "httpbin", "httpbin"
+		// The injector marks a pod whose sidecar has a certificate; the
+		// app tells who called it.
+		pod.Annotations = map[string]string{discovery.MeshedAnnotation: "{}"}
+		pod.Backend.(*appBackend).ShowHeader = "X-Forwarded-Client-Cert"
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"}}
+		if err := c.Client.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
+			return err
+		}
+	}
+	if _, err := c.RunPod(ctx, pod); err != nil {
 		return err
 	}
-	_, err := f.Envoy(ctx, bootstrap.Options{
-		NodeID: "httpbin-1.httpbin", Role: "sidecar", Namespace: "httpbin", Pod: "httpbin-1", Cluster: cluster, AppIP: appIP, Delta: true,
-	})
+	if f.mtls {
+		if err := f.identity(ctx, &o); err != nil {
+			return err
+		}
+	}
+	_, err := f.Envoy(ctx, o)
 	return err
 }
 
@@ -268,14 +371,47 @@ func (f Objects) Export(ctx context.Context, cluster string) error {
 
 // StartCurl runs the curl pod in cluster-2 with its sidecar.
 func (f *Fleet) StartCurl(ctx context.Context) error {
-	c2 := f.Cluster("cluster-2")
-	pod, err := c2.RunPod(ctx, testenv.PodOptions{Namespace: "curl", Name: "curl-1", Labels: map[string]string{"app": "curl"}})
-	if err != nil {
-		return err
-	}
-	f.Curl = pod
-	f.CurlEnvoy, err = f.Envoy(ctx, bootstrap.Options{NodeID: "curl-1.curl", Role: "sidecar", Namespace: "curl", Pod: "curl-1", Cluster: "cluster-2", Delta: true})
+	var err error
+	f.Curl, f.CurlEnvoy, _, err = f.RunClient(ctx, "curl", "curl-1", "curl")
 	return err
+}
+
+// RunClient runs a pod ns/name as the ServiceAccount sa in cluster-2 with
+// its sidecar (with MTLS, its certificate, in the identity directory it
+// returns).
+func (f *Fleet) RunClient(ctx context.Context, ns, name, sa string) (*testenv.Pod, *testenv.Envoy, string, error) {
+	c2 := f.Cluster("cluster-2")
+	o := bootstrap.Options{NodeID: name + "." + ns, Role: "sidecar", Namespace: ns, Pod: name, Cluster: "cluster-2", Delta: true}
+	opts := testenv.PodOptions{Namespace: ns, Name: name, Labels: map[string]string{"app": strings.TrimSuffix(name, "-1")}}
+	if f.mtls {
+		o.ServiceAccount, opts.ServiceAccountName = sa, sa
+		if err := c2.EnsureNamespace(ctx, ns); err != nil {
+			return nil, nil, "", err
+		}
+		obj := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+		if err := c2.Client.Create(ctx, obj); client.IgnoreAlreadyExists(err) != nil {
+			return nil, nil, "", err
+		}
+	}
+	pod, err := c2.RunPod(ctx, opts)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if f.mtls {
+		if err := f.identity(ctx, &o); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	e, err := f.Envoy(ctx, o)
+	return pod, e, o.IdentityDir, err
+}
+
+// RenewIdentity gets the proxy of pod ns/name in cluster a new
+// certificate, written into its identity directory dir as the kubelet
+// renews it (MTLS).
+func (f *Fleet) RenewIdentity(ctx context.Context, cluster, ns, name, sa, dir string) error {
+	o := bootstrap.Options{Cluster: cluster, Namespace: ns, Pod: name, ServiceAccount: sa, IdentityDir: dir}
+	return f.identity(ctx, &o)
 }
 
 // Imports lists cluster-2's ServiceImports in namespace httpbin.

@@ -27,9 +27,10 @@ type Backend interface {
 
 // PodOptions describes a pod to run.
 type PodOptions struct {
-	Namespace string
-	Name      string
-	Labels    map[string]string
+	Namespace   string
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
 	// ServiceAccountName of the pod; "default" when empty.
 	ServiceAccountName string
 	// IP is the pod's address; empty takes the cluster's next free one.
@@ -91,7 +92,7 @@ func (c *Cluster) RunPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 		}
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name, Labels: opts.Labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name, Labels: opts.Labels, Annotations: opts.Annotations},
 		Spec: corev1.PodSpec{
 			NodeName:                      c.NodeName,
 			ServiceAccountName:            opts.ServiceAccountName,
@@ -206,6 +207,9 @@ type HTTPBackend struct {
 	// Status is the answer's status code; 0 is 200. A Ready pod that
 	// answers 503 is a failing endpoint.
 	Status int
+	// ShowHeader, when set, adds a line to the answer with that request
+	// header's value ("<header>: <value>"): what the pod was told.
+	ShowHeader string
 
 	srv *http.Server
 }
@@ -218,12 +222,15 @@ func (b *HTTPBackend) Start(ip string) error {
 	}
 	body := []byte(b.Body)
 	b.srv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			if b.Status != 0 {
 				w.WriteHeader(b.Status)
 			}
 			_, _ = w.Write(body)
+			if b.ShowHeader != "" {
+				_, _ = fmt.Fprintf(w, "%s: %s\n", b.ShowHeader, r.Header.Get(b.ShowHeader))
+			}
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
