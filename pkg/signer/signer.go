@@ -115,6 +115,9 @@ type Signer struct {
 // in memory.
 const caCheckEvery = 10 * time.Minute
 
+// caRetry is how soon a failed check of the CA is tried again.
+const caRetry = 5 * time.Second
+
 // SPIFFEID is the identity a pod of namespace ns running as the service
 // account sa gets in trustDomain.
 func SPIFFEID(trustDomain, ns, sa string) *url.URL {
@@ -208,13 +211,17 @@ func (s *Signer) publishFleetRoots(ctx context.Context, _ reconcile.Request) (re
 // keepCA checks the CA and the published roots every caCheckEvery.
 func (s *Signer) keepCA(ctx context.Context) error {
 	for {
+		next := caCheckEvery
 		if _, err := s.ensureCA(ctx); err != nil {
+			// Its namespace not made yet, a conflict with another
+			// replica: soon again, not in ten minutes.
 			s.opts.Log.Error(err, "workload CA")
+			next = caRetry
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(caCheckEvery):
+		case <-time.After(next):
 		}
 	}
 }

@@ -92,33 +92,42 @@ func NewCache(views func(node *corev3.Node) ([]string, error)) *Cache {
 // Types absent from res are left as they were; an empty map for a type
 // empties it.
 func (c *Cache) SetLayer(name string, res Resources) {
-	c.update(func() []string {
-		layer := c.layers[name]
-		if layer == nil {
-			layer = Resources{}
-			c.layers[name] = layer
-		}
-		var changed []string
-		for typeURL, entries := range res {
-			if !sameEntries(layer[typeURL], entries) {
-				layer[typeURL] = entries
-				changed = append(changed, typeURL)
+	c.SetLayers(map[string]Resources{name: res})
+}
+
+// SetLayers replaces layers at once, as SetLayer does each: no watch sees
+// one of them changed and not the others (a resource that moves from one
+// layer to one that hides it is never answered from the first alone).
+func (c *Cache) SetLayers(set map[string]Resources) {
+	c.update(func() map[string][]string {
+		changed := map[string][]string{}
+		for name, res := range set {
+			layer := c.layers[name]
+			if layer == nil {
+				layer = Resources{}
+				c.layers[name] = layer
+			}
+			for typeURL, entries := range res {
+				if !sameEntries(layer[typeURL], entries) {
+					layer[typeURL] = entries
+					changed[name] = append(changed[name], typeURL)
+				}
 			}
 		}
 		return changed
-	}, name)
+	})
 }
 
 // DeleteLayer removes a layer, e.g. the own layer of a proxy that left.
 func (c *Cache) DeleteLayer(name string) {
-	c.update(func() []string {
+	c.update(func() map[string][]string {
 		layer, ok := c.layers[name]
 		if !ok {
 			return nil
 		}
 		delete(c.layers, name)
-		return slices.Collect(maps.Keys(layer))
-	}, name)
+		return map[string][]string{name: slices.Collect(maps.Keys(layer))}
+	})
 }
 
 // pushOrder is the order in which a change is pushed across types, as the
@@ -128,16 +137,31 @@ var pushOrder = map[string]int{
 	resource.ClusterType: 0, resource.EndpointType: 1, resource.ListenerType: 2, resource.RouteType: 3,
 }
 
-func (c *Cache) update(apply func() (changedTypes []string), layerName string) {
+// update applies a change (which returns the types it changed, by
+// layer) and answers the watches whose views it changed.
+func (c *Cache) update(apply func() (changed map[string][]string)) {
 	var sends []pending
 	c.mu.Lock()
 	changed := apply()
+	for name, types := range changed {
+		if len(types) == 0 {
+			delete(changed, name)
+		}
+	}
 	if len(changed) > 0 {
 		c.version++
 	}
+	touches := func(w *cacheWatch) bool {
+		for _, l := range w.layers {
+			if slices.Contains(changed[l], w.typeURL) {
+				return true
+			}
+		}
+		return false
+	}
 	if len(changed) > 0 && c.serving {
 		for w := range c.watches {
-			if slices.Contains(changed, w.typeURL) && slices.Contains(w.layers, layerName) {
+			if touches(w) {
 				if send := c.respond(w, false); send != nil {
 					delete(c.watches, w)
 					sends = append(sends, pending{pushOrder[w.typeURL], send})

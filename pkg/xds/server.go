@@ -132,13 +132,13 @@ func (s *Server) mtlsFor(e memoEntry, dir string) Resources {
 	return r
 }
 
-// updateMTLS rebuilds the mTLS layer of an identity directory.
-func (s *Server) updateMTLS(dir string) {
+// mtlsLayerOf builds the mTLS layer of an identity directory.
+func (s *Server) mtlsLayerOf(dir string) Resources {
 	layer := Resources{resource.ClusterType: {}}
 	for _, e := range s.memo {
 		mergeInto(layer, s.mtlsFor(e, dir))
 	}
-	s.cache.SetLayer(mtlsLayer(dir), layer)
+	return layer
 }
 
 // NewServer returns a server with an empty mesh; Update publishes one.
@@ -269,7 +269,7 @@ func (s *Server) connected(node *corev3.Node) (*syncz.ProxyStatus, error) {
 			sh.users++
 			if dir := p.IdentityDir; dir != "" {
 				if s.mtlsUsers[dir]++; s.mtlsUsers[dir] == 1 && s.mesh != nil {
-					s.updateMTLS(dir)
+					s.cache.SetLayer(mtlsLayer(dir), s.mtlsLayerOf(dir))
 				}
 			}
 		}
@@ -346,11 +346,14 @@ func (s *Server) Update(m *model.Mesh) {
 		mergeInto(proxyless, e.proxyless)
 	}
 	s.memo = memo
-	s.cache.SetLayer(layerOutbound, outbound)
-	s.cache.SetLayer(layerProxyless, proxyless)
+	// The mTLS layers hide the outbound layer's clusters: they change
+	// with it, or a proxy could be answered a plaintext cluster meant to
+	// be hidden.
+	layers := map[string]Resources{layerOutbound: outbound, layerProxyless: proxyless}
 	for dir := range s.mtlsUsers {
-		s.updateMTLS(dir)
+		layers[mtlsLayer(dir)] = s.mtlsLayerOf(dir)
 	}
+	s.cache.SetLayers(layers)
 	for name, sh := range s.shared {
 		s.updateShared(name, sh)
 	}

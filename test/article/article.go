@@ -70,9 +70,16 @@ type Fleet struct {
 	Curl *testenv.Pod
 	// CurlEnvoy is the curl pod's sidecar, set by StartCurl.
 	CurlEnvoy *testenv.Envoy
+	// Gateways are the members' gateways, and HTTPBinSidecars the meshed
+	// httpbin pods' sidecars, by cluster.
+	Gateways, HTTPBinSidecars map[string]*testenv.Envoy
+	// HTTPBinIdentityDirs are the httpbin sidecars' identity directories,
+	// by cluster (MTLS).
+	HTTPBinIdentityDirs map[string]string
 
 	envoys   []*testenv.Envoy
 	mtls     bool
+	tempDirs []string
 	cancel   context.CancelFunc
 	grpcConn *grpc.ClientConn
 	grpc     testgrpc.TestServiceClient
@@ -97,7 +104,8 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		cancel()
 		return nil, err
 	}
-	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel, mtls: o.MTLS}
+	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel, mtls: o.MTLS,
+		Gateways: map[string]*testenv.Envoy{}, HTTPBinSidecars: map[string]*testenv.Envoy{}, HTTPBinIdentityDirs: map[string]string{}}
 	if err := f.start(ctx, o); err != nil {
 		f.Stop()
 		return nil, err
@@ -146,7 +154,7 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 				return err
 			}
 		}
-		if _, err := f.Envoy(ctx, gw); err != nil {
+		if f.Gateways[name], err = f.Envoy(ctx, gw); err != nil {
 			return err
 		}
 	}
@@ -177,11 +185,22 @@ func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
 			return err
 		}
 		o.IdentityDir = dir
+		f.tempDirs = append(f.tempDirs, dir)
 	}
 	o.XDSServerName = XDSServerName
-	roots, err := TrustedRoots(ctx, c)
+	var roots []byte
+	// The signer publishes its roots once it has made its CA.
+	err := testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		var err error
+		roots, err = TrustedRoots(ctx, c)
+		return err == nil, nil
+	})
 	if err != nil {
-		return err
+		log := ""
+		if cp := f.Planes[c.Name]; cp != nil {
+			log = cp.Log()
+		}
+		return fmt.Errorf("cluster %s published no roots of %s: %w\n%s", c.Name, signer.Name, err, log)
 	}
 	_, err = c.WriteIdentity(ctx, o.Namespace, o.Pod, signer.Name, o.IdentityDir, func(key, chain []byte) (map[string][]byte, error) {
 		return bootstrap.IdentityFiles(o.IdentityDir, XDSServerID, key, chain, roots)
@@ -234,6 +253,10 @@ func (f *Fleet) runControlPlane(ctx context.Context, c *testenv.Cluster, args ..
 	if err := testenv.AddAddress(ip); err != nil {
 		return nil, err
 	}
+	// It runs in fleetmesh-system, as installed.
+	if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
+		return nil, err
+	}
 	run, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
 		Args:      append(args, "--debug-address="+net.JoinHostPort(ip, "15014"), LabDebugAuth, LabMetricsAuth),
 		WaitReady: true,
@@ -260,6 +283,9 @@ func (f *Fleet) Stop() {
 	}
 	for _, e := range f.envoys {
 		_ = e.Stop()
+	}
+	for _, dir := range f.tempDirs {
+		_ = os.RemoveAll(dir)
 	}
 	f.cancel()
 	for _, p := range f.Planes {
@@ -344,8 +370,10 @@ func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) e
 		if err := f.identity(ctx, &o); err != nil {
 			return err
 		}
+		f.HTTPBinIdentityDirs[cluster] = o.IdentityDir
 	}
-	_, err := f.Envoy(ctx, o)
+	e, err := f.Envoy(ctx, o)
+	f.HTTPBinSidecars[cluster] = e
 	return err
 }
 
