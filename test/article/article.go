@@ -10,6 +10,7 @@ package article
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -77,12 +79,17 @@ type Fleet struct {
 	// by cluster (MTLS).
 	HTTPBinIdentityDirs map[string]string
 
-	envoys   []*testenv.Envoy
-	mtls     bool
-	tempDirs []string
-	cancel   context.CancelFunc
-	grpcConn *grpc.ClientConn
-	grpc     testgrpc.TestServiceClient
+	envoys     []*testenv.Envoy
+	mtls       bool
+	tempDirs   []string
+	lastSerial string
+	// the benchmark path (BenchPath)
+	benchOnce   sync.Once
+	benchClient *testenv.Pod
+	benchErr    error
+	cancel      context.CancelFunc
+	grpcConn    *grpc.ClientConn
+	grpc        testgrpc.TestServiceClient
 }
 
 // GatewayAddress is a member's gateway, host:port (10.244.0.8N:8N).
@@ -104,8 +111,10 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 		cancel()
 		return nil, err
 	}
-	f := &Fleet{Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel, mtls: o.MTLS,
-		Gateways: map[string]*testenv.Envoy{}, HTTPBinSidecars: map[string]*testenv.Envoy{}, HTTPBinIdentityDirs: map[string]string{}}
+	f := &Fleet{
+		Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel, mtls: o.MTLS,
+		Gateways: map[string]*testenv.Envoy{}, HTTPBinSidecars: map[string]*testenv.Envoy{}, HTTPBinIdentityDirs: map[string]string{},
+	}
 	if err := f.start(ctx, o); err != nil {
 		f.Stop()
 		return nil, err
@@ -202,9 +211,13 @@ func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
 		}
 		return fmt.Errorf("cluster %s published no roots of %s: %w\n%s", c.Name, signer.Name, err, log)
 	}
-	_, err = c.WriteIdentity(ctx, o.Namespace, o.Pod, signer.Name, o.IdentityDir, func(key, chain []byte) (map[string][]byte, error) {
+	cert, err := c.WriteIdentity(ctx, o.Namespace, o.Pod, signer.Name, o.IdentityDir, func(key, chain []byte) (map[string][]byte, error) {
 		return bootstrap.IdentityFiles(o.IdentityDir, XDSServerID, key, chain, roots)
 	})
+	if err == nil && cert.Leaf != nil {
+		// As Envoy's admin /certs shows it: the serial's bytes in hex.
+		f.lastSerial = hex.EncodeToString(cert.Leaf.SerialNumber.Bytes())
+	}
 	return err
 }
 
@@ -330,51 +343,71 @@ func (b *appBackend) Start(string) error { return b.HTTPBackend.Start(b.appIP) }
 // mesh-managed namespace of a member: pipy answers body behind the pod's
 // inbound sidecar.
 func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) error {
+	dir, e, err := f.deployMeshed(ctx, cluster, meshedApp{
+		namespace: "httpbin", pod: "httpbin-1", app: "pipy", serviceAccount: "httpbin",
+		services: []string{"httpbin", "httpbin-" + cluster}, body: body, appHost: 10,
+	})
+	f.HTTPBinIdentityDirs[cluster], f.HTTPBinSidecars[cluster] = dir, e
+	return err
+}
+
+// meshedApp is a pod behind an inbound sidecar, with the Services that
+// select it (port 8080).
+type meshedApp struct {
+	namespace, pod, app, serviceAccount string
+	services                            []string
+	body                                string
+	// appHost is the last byte of the app's loopback address,
+	// 127.0.<cluster index>.<appHost>: one per meshed pod of a cluster.
+	appHost int
+}
+
+// deployMeshed runs a meshedApp in a cluster: its Services, its pod and
+// its sidecar (with MTLS, its certificate, in the identity directory it
+// returns; the app then tells who called it).
+func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (string, *testenv.Envoy, error) {
 	c := f.Cluster(cluster)
-	if err := c.EnsureNamespace(ctx, "httpbin"); err != nil {
-		return err
+	if err := c.EnsureNamespace(ctx, a.namespace); err != nil {
+		return "", nil, err
 	}
-	for _, name := range []string{"httpbin", "httpbin-" + cluster} {
+	for _, name := range a.services {
 		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: name},
-			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "pipy"}, Ports: []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolTCP}}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace, Name: name},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": a.app}, Ports: []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolTCP}}},
 		}
 		if err := c.Client.Create(ctx, svc); err != nil {
-			return err
+			return "", nil, err
 		}
 	}
-	appIP := fmt.Sprintf("127.0.%d.10", c.Index)
+	appIP := fmt.Sprintf("127.0.%d.%d", c.Index, a.appHost)
 	o := bootstrap.Options{
-		NodeID: "httpbin-1.httpbin", Role: "sidecar", Namespace: "httpbin", Pod: "httpbin-1", Cluster: cluster, AppIP: appIP, Delta: true,
+		NodeID: a.pod + "." + a.namespace, Role: "sidecar", Namespace: a.namespace, Pod: a.pod, Cluster: cluster, AppIP: appIP, Delta: true,
 	}
+	backend := &appBackend{HTTPBackend: testenv.HTTPBackend{Port: 8080, Body: a.body}, appIP: appIP}
 	pod := testenv.PodOptions{
-		Namespace: "httpbin", Name: "httpbin-1", Labels: map[string]string{"app": "pipy"},
-		Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
-		Backend: &appBackend{HTTPBackend: testenv.HTTPBackend{Port: 8080, Body: body}, appIP: appIP},
+		Namespace: a.namespace, Name: a.pod, Labels: map[string]string{"app": a.app},
+		Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: backend,
 	}
 	if f.mtls {
-		o.ServiceAccount, pod.ServiceAccountName = "httpbin", "httpbin"
-		// The injector marks a pod whose sidecar has a certificate; the
-		// app tells who called it.
+		o.ServiceAccount, pod.ServiceAccountName = a.serviceAccount, a.serviceAccount
+		// The injector marks a pod whose sidecar has a certificate.
 		pod.Annotations = map[string]string{discovery.MeshedAnnotation: "{}"}
-		pod.Backend.(*appBackend).ShowHeader = "X-Forwarded-Client-Cert"
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"}}
+		backend.ShowHeader = "X-Forwarded-Client-Cert"
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace, Name: a.serviceAccount}}
 		if err := c.Client.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
-			return err
+			return "", nil, err
 		}
 	}
 	if _, err := c.RunPod(ctx, pod); err != nil {
-		return err
+		return "", nil, err
 	}
 	if f.mtls {
 		if err := f.identity(ctx, &o); err != nil {
-			return err
+			return "", nil, err
 		}
-		f.HTTPBinIdentityDirs[cluster] = o.IdentityDir
 	}
 	e, err := f.Envoy(ctx, o)
-	f.HTTPBinSidecars[cluster] = e
-	return err
+	return o.IdentityDir, e, err
 }
 
 // Export writes the article's two ServiceExports of a member.
@@ -436,10 +469,11 @@ func (f *Fleet) RunClient(ctx context.Context, ns, name, sa string) (*testenv.Po
 
 // RenewIdentity gets the proxy of pod ns/name in cluster a new
 // certificate, written into its identity directory dir as the kubelet
-// renews it (MTLS).
-func (f *Fleet) RenewIdentity(ctx context.Context, cluster, ns, name, sa, dir string) error {
+// renews it (MTLS). It returns the new certificate's serial, in hex.
+func (f *Fleet) RenewIdentity(ctx context.Context, cluster, ns, name, sa, dir string) (string, error) {
 	o := bootstrap.Options{Cluster: cluster, Namespace: ns, Pod: name, ServiceAccount: sa, IdentityDir: dir}
-	return f.identity(ctx, &o)
+	err := f.identity(ctx, &o)
+	return f.lastSerial, err
 }
 
 // Imports lists cluster-2's ServiceImports in namespace httpbin.

@@ -392,7 +392,10 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		perm{"sign", "certificates.k8s.io", "signers"}, perm{"attest", "certificates.k8s.io", "signers"},
 		// Only when the workload CA is renewed (years) or its roots were
 		// changed by hand.
-		perm{"update", "certificates.k8s.io", "clustertrustbundles"}, perm{"update", "", "configmaps"})
+		perm{"update", "certificates.k8s.io", "clustertrustbundles"}, perm{"update", "", "configmaps"},
+		// Only when the fleet's other members all leave it: their roots'
+		// trust bundle goes.
+		perm{"delete", "certificates.k8s.io", "clustertrustbundles"})
 }
 
 // checkLeastPrivilege says which granted permissions went unused (except

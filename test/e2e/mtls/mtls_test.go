@@ -336,13 +336,14 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 				}
 			}
 		})
+		var curlSerial, httpbinSerial string
 		for range 2 {
 			time.Sleep(500 * time.Millisecond)
-			if err := fleet.RenewIdentity(ctx, "cluster-2", "curl", "curl-1", "curl", curlDir); err != nil {
+			if curlSerial, err = fleet.RenewIdentity(ctx, "cluster-2", "curl", "curl-1", "curl", curlDir); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(500 * time.Millisecond)
-			if err := fleet.RenewIdentity(ctx, "cluster-1", "httpbin", "httpbin-1", "httpbin", fleet.HTTPBinIdentityDirs["cluster-1"]); err != nil {
+			if httpbinSerial, err = fleet.RenewIdentity(ctx, "cluster-1", "httpbin", "httpbin-1", "httpbin", fleet.HTTPBinIdentityDirs["cluster-1"]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -355,6 +356,20 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		}
 		if ok.Load() < 50 {
 			t.Fatalf("only %d calls went through", ok.Load())
+		}
+		// Each side's Envoy took its renewed certificate, for the mesh
+		// too, with no restart.
+		for name, c := range map[string]struct {
+			e      *testenv.Envoy
+			serial string
+		}{"curl": {curlEnvoy, curlSerial}, "httpbin": {server, httpbinSerial}} {
+			certs, err := c.e.Get("/certs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(certs, `"serial_number": "`+c.serial+`"`) {
+				t.Errorf("%s's Envoy does not hold its renewed certificate %s:\n%s", name, c.serial, certs)
+			}
 		}
 	})
 }
