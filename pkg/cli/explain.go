@@ -35,7 +35,16 @@ type Explanation struct {
 	Exporters        []string          `json:"exporters"`
 	Ports            []ExplainedPort   `json:"ports"`
 	UnmatchedTargets []string          `json:"unmatchedTargets,omitempty"`
-	Summary          string            `json:"summary"`
+	// Callers are the ServiceAccounts (namespace/name) the exporters let
+	// call the service, from the serviceAccountName the fleet carries
+	// (the oldest export's); empty is anyone.
+	Callers []string `json:"callers,omitempty"`
+	// MTLSMode is the mode of the service's namespace in FromCluster
+	// (the same in every member, by namespace sameness).
+	MTLSMode model.MTLSMode `json:"mtlsMode"`
+	// Access says, in a sentence, who may call and how.
+	Access  string            `json:"access"`
+	Summary string            `json:"summary"`
 	Objects          map[string]string `json:"objects"`
 }
 
@@ -151,12 +160,13 @@ func explain(ctx context.Context, k *kubeFlags, from, ns, name string) (*Explana
 		services corev1.ServiceList
 		slices   discoveryv1.EndpointSliceList
 		imports  fmv1alpha1.ServiceImportList
+		exports  fmv1alpha1.ServiceExportList
 		policies fmv1alpha1.GlobalTrafficPolicyList
 	)
 	if err := c.List(ctx, &clusters); err != nil {
 		return nil, fmt.Errorf("list Clusters in %s: %w", from, err)
 	}
-	for _, l := range []client.ObjectList{&services, &slices, &imports, &policies} {
+	for _, l := range []client.ObjectList{&services, &slices, &imports, &exports, &policies} {
 		if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
 			if apierrors.IsForbidden(err) && through != "" {
 				// The federation's own identity reads only what it needs.
@@ -165,11 +175,43 @@ func explain(ctx context.Context, k *kubeFlags, from, ns, name string) (*Explana
 			return nil, fmt.Errorf("list %T in %s: %w", l, from, err)
 		}
 	}
-	mesh := discovery.Build(&discovery.Objects{
+	in := &discovery.Objects{
 		ClusterName: from, Clusters: clusters.Items, Services: services.Items,
-		EndpointSlices: slices.Items, Imports: imports.Items, Policies: policies.Items,
-	})
-	return Explain(mesh, ns, name)
+		EndpointSlices: slices.Items, Imports: imports.Items, Exports: exports.Items, Policies: policies.Items,
+	}
+	// The namespace's mTLS mode, when it may be read.
+	namespace := corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: ns}, &namespace); err == nil {
+		in.Namespaces = []corev1.Namespace{namespace}
+	}
+	ex, err := Explain(discovery.Build(in), ns, name)
+	if err != nil {
+		return nil, err
+	}
+	for _, imp := range imports.Items {
+		if imp.Name == name && ex.Objects["service"] == "" {
+			// Served from elsewhere only: the fleet's callers.
+			ex.Callers = discovery.Callers(imp.Spec.ServiceAccountName)
+		}
+	}
+	ex.Access = access(ex)
+	return ex, nil
+}
+
+// access says who may call the service and how: what the serving
+// sidecars enforce.
+func access(ex *Explanation) string {
+	who := "Callers: anyone (serviceAccountName *)."
+	if len(ex.Callers) > 0 {
+		who = "Callers: only " + strings.Join(ex.Callers, ", ") + "; others get 403 (HTTP) or a closed connection (TCP)."
+	}
+	mode := " mTLS: PERMISSIVE (mesh mTLS and plaintext)."
+	if ex.MTLSMode == model.MTLSStrict {
+		mode = " mTLS: STRICT (mesh mTLS only: plaintext callers, proxyless gRPC included, are refused)."
+	} else if len(ex.Callers) > 0 {
+		mode += " A plaintext caller has no identity: it gets 403."
+	}
+	return who + mode
 }
 
 // Explain places the service's traffic from the mesh's local cluster with
@@ -190,7 +232,10 @@ func Explain(mesh *model.Mesh, ns, name string) (*Explanation, error) {
 	}
 	ex := &Explanation{
 		Service: name, Namespace: ns, FromCluster: mesh.LocalCluster, LbType: model.Locality,
-		Objects: map[string]string{},
+		Objects: map[string]string{}, MTLSMode: mesh.MTLSMode(ns, ""),
+	}
+	if svc.Export != nil {
+		ex.Callers = svc.Export.Callers
 	}
 	if svc.Policy != nil {
 		ex.LbType, ex.HasPolicy = svc.Policy.LbType, true
@@ -314,6 +359,9 @@ func summary(ex *Explanation) string {
 
 func (ex *Explanation) table(w io.Writer) {
 	_, _ = fmt.Fprintln(w, ex.Summary)
+	if ex.Access != "" {
+		_, _ = fmt.Fprintln(w, ex.Access)
+	}
 	_, _ = fmt.Fprintln(w)
 	row(w, "PORT", "PRIORITY", "CLUSTER", "CLUSTERKEY", "VIA", "ENDPOINTS", "WEIGHT", "SHARE")
 	for _, p := range ex.Ports {

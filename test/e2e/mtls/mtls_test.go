@@ -9,6 +9,7 @@
 package mtls
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/translate"
@@ -313,6 +315,17 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		}
 		if b, err := article.Get(ctx, fleet.GatewayAddress("cluster-1"), "anything", "/cluster-1/httpbin-mesh"); err != nil {
 			t.Fatalf("north-south with callers named: %v (%s)", err, b)
+		}
+		// explain tells an operator the same.
+		var out bytes.Buffer
+		args := []string{"--kubeconfig", fleet.Cluster("cluster-1").KubeconfigPath, "explain", "httpbin.httpbin", "--from-cluster", "cluster-1"}
+		if err := cli.Execute(ctx, &out, args); err != nil {
+			t.Fatalf("fleetmesh explain: %v\n%s", err, out.String())
+		}
+		for _, want := range []string{"Callers: only curl/curl; others get 403", "mTLS: STRICT"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("fleetmesh explain does not say %q:\n%s", want, out.String())
+			}
 		}
 	})
 
