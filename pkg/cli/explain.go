@@ -32,9 +32,9 @@ type Explanation struct {
 	HasPolicy bool         `json:"hasPolicy"`
 	// Exporters are the clusters that serve the service to FromCluster,
 	// itself included when it runs the service.
-	Exporters        []string          `json:"exporters"`
-	Ports            []ExplainedPort   `json:"ports"`
-	UnmatchedTargets []string          `json:"unmatchedTargets,omitempty"`
+	Exporters        []string        `json:"exporters"`
+	Ports            []ExplainedPort `json:"ports"`
+	UnmatchedTargets []string        `json:"unmatchedTargets,omitempty"`
 	// Callers are the ServiceAccounts (namespace/name) the exporters let
 	// call the service, from the serviceAccountName the fleet carries
 	// (the oldest export's); empty is anyone.
@@ -45,7 +45,7 @@ type Explanation struct {
 	// Access says, in a sentence, who may call and how.
 	Access  string            `json:"access"`
 	Summary string            `json:"summary"`
-	Objects          map[string]string `json:"objects"`
+	Objects map[string]string `json:"objects"`
 }
 
 // ExplainedPort is one service port's placement.

@@ -119,12 +119,20 @@ func (o *proxyConfigOptions) showEnvoyCerts(cmd *cobra.Command, raw []byte) erro
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 3, ' ', 0)
 	row(w, "USE", "SERIAL", "NAMES", "VALID FROM", "NOT AFTER", "FILE")
+	// Envoy lists a certificate once per TLS context that holds it: with
+	// mesh mTLS, every cluster and listener of the mesh. One row each.
+	shown := map[string]bool{}
 	for _, c := range certs.GetCertificates() {
 		for _, set := range []struct {
 			use     string
 			details []*adminv3.CertificateDetails
 		}{{"CHAIN", c.GetCertChain()}, {"CA", c.GetCaCert()}} {
 			for _, d := range set.details {
+				key := set.use + "/" + d.GetSerialNumber() + "/" + d.GetPath()
+				if shown[key] {
+					continue
+				}
+				shown[key] = true
 				var names []string
 				for _, san := range d.GetSubjectAltNames() {
 					names = append(names, san.GetUri()+san.GetDns()+san.GetIpAddress())
