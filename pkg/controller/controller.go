@@ -76,6 +76,8 @@ type Options struct {
 	WorkloadSigner  bool
 	TrustDomain     string
 	WorkloadCertTTL time.Duration
+	// WorkloadCAOverlap and WorkloadCACheck: see signer.Options.
+	WorkloadCAOverlap, WorkloadCACheck time.Duration
 	// XDSTLS serves ADS over TLS to authenticated workloads only.
 	XDSTLS bool
 	// XDSTokenAuth also lets in, with XDSTLS, workloads that present a
@@ -154,6 +156,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the SPIFFE trust domain of the workload identities, the same in every cluster of a fleet: the signer issues them in it, sidecars take mesh mTLS from any identity in it")
 	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
+	fs.DurationVar(&o.WorkloadCAOverlap, "workload-ca-overlap", time.Hour, "with --workload-signer: how long a renewed workload CA is trusted before it signs (the fleet's pods must trust it first)")
+	fs.DurationVar(&o.WorkloadCACheck, "workload-ca-check-interval", 10*time.Minute, "with --workload-signer: how often the workload CA is checked (renewed, rotated on request, its roots republished)")
 	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "fleetmesh-webhook"), "directory of the webhook's tls.crt and tls.key")
 	fs.BoolVar(&o.ManageWebhookCerts, "manage-webhook-certs", true, "issue and renew the webhook certificate (Secret fleetmesh-webhook-cert) and patch the webhook configuration's caBundle")
@@ -434,6 +438,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 	if o.WorkloadSigner {
 		if workloads, err = signer.Add(mgr, signer.Options{
 			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
+			CAOverlap: o.WorkloadCAOverlap, CACheckEvery: o.WorkloadCACheck,
 			Tokens:          o.ProxyCredential == ProxyCredentialToken,
 			RootsNamespaces: map[string]string{inject.NamespaceLabel: "enabled"},
 		}); err != nil {

@@ -41,18 +41,12 @@ func EnsureCA(name string, bundlePEM, keyPEM []byte, now time.Time, validity tim
 	if ca.Cert != nil && ca.Key != nil && Fresh(ca.Cert, now) >= 1.0/3 {
 		return ca, bundlePEM, keyPEM, false, nil
 	}
-	cert, key, err := IssueCA(name, now, validity)
+	next, err := issueCA(name, now, validity)
 	if err != nil {
 		return nil, nil, nil, false, err
 	}
-	var kept []*x509.Certificate
-	for _, c := range ca.Bundle {
-		if c.NotAfter.After(now) {
-			kept = append(kept, c)
-		}
-	}
-	ca = &CA{Bundle: append(kept, cert), Cert: cert, Key: key}
-	return ca, ca.BundlePEM(), PEMKey(key), true, nil
+	files := promote(ca, next, now)
+	return ParseCA(files.Bundle, files.Key), files.Bundle, files.Key, true, nil
 }
 
 // ParseCA reads a CA bundle (oldest first) and the newest certificate's
@@ -138,4 +132,77 @@ func Sign(tmpl *x509.Certificate, pub crypto.PublicKey, ca *CA) ([]byte, error) 
 		return nil, ErrUnsupportedKey
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+}
+
+// CAFiles are a CA as its Secret keeps it, renewal under way included.
+type CAFiles struct {
+	// Bundle is every certificate still trusted, oldest first; Key the
+	// newest one's key, which signs.
+	Bundle, Key []byte
+	// NextCert and NextKey are a renewed CA staged: trusted (its
+	// certificate is published with the roots) but not signing yet, from
+	// NextSince on.
+	NextCert, NextKey []byte
+	NextSince         time.Time
+}
+
+// Roots are what must be trusted: the bundle and the staged next CA.
+func (f CAFiles) Roots() []byte {
+	return append(append([]byte{}, f.Bundle...), f.NextCert...)
+}
+
+// StageCA renews a CA in two steps, so that whatever trusts its roots
+// trusts a new CA before any certificate it signed is shown. A CA is
+// staged (published in Roots, not signing) when the newest has less than
+// a third of validity left, or when rotate asks; it takes over signing
+// once it has been published for overlap, and the old certificates stay
+// in the bundle until they expire. A CA that has no usable key is made
+// at once. It returns the files (changed when they must be stored) and
+// the CA that signs now.
+func StageCA(name string, files CAFiles, now time.Time, validity, overlap time.Duration, rotate bool) (CAFiles, *CA, bool, error) {
+	ca := ParseCA(files.Bundle, files.Key)
+	next := ParseCA(files.NextCert, files.NextKey)
+	switch {
+	case ca.Cert == nil || ca.Key == nil || !ca.Cert.NotAfter.After(now):
+		// Nothing signs: the staged CA if there is one, else a new one.
+		if next.Cert == nil || next.Key == nil {
+			var err error
+			if next, err = issueCA(name, now, validity); err != nil {
+				return files, nil, false, err
+			}
+		}
+		files = promote(ca, next, now)
+	case next.Cert != nil && next.Key != nil && !now.Before(files.NextSince.Add(overlap)):
+		files = promote(ca, next, now)
+	case (next.Cert == nil || next.Key == nil) && (Fresh(ca.Cert, now) < 1.0/3 || rotate):
+		staged, err := issueCA(name, now, validity)
+		if err != nil {
+			return files, nil, false, err
+		}
+		files.NextCert, files.NextKey, files.NextSince = staged.BundlePEM(), PEMKey(staged.Key), now
+	default:
+		return files, ca, false, nil
+	}
+	return files, ParseCA(files.Bundle, files.Key), true, nil
+}
+
+// promote makes next the CA that signs, keeping the unexpired
+// certificates of ca trusted.
+func promote(ca, next *CA, now time.Time) CAFiles {
+	var kept []*x509.Certificate
+	for _, c := range ca.Bundle {
+		if c.NotAfter.After(now) {
+			kept = append(kept, c)
+		}
+	}
+	signer := &CA{Bundle: append(kept, next.Cert), Cert: next.Cert, Key: next.Key}
+	return CAFiles{Bundle: signer.BundlePEM(), Key: PEMKey(next.Key)}
+}
+
+func issueCA(name string, now time.Time, validity time.Duration) (*CA, error) {
+	cert, key, err := IssueCA(name, now, validity)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Bundle: []*x509.Certificate{cert}, Cert: cert, Key: key}, nil
 }

@@ -85,3 +85,47 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestARenewedCAIsTrustedBeforeItSigns walks a CA through a renewal in
+// two steps: staged (published, not signing) for the overlap, then
+// signing, the old certificate still trusted.
+func TestARenewedCAIsTrustedBeforeItSigns(t *testing.T) {
+	now := time.Now()
+	const validity, overlap = 30 * 24 * time.Hour, time.Hour
+	files, first, changed, err := StageCA("test-ca", CAFiles{}, now, validity, overlap, false)
+	if err != nil || !changed || first.Cert == nil {
+		t.Fatalf("no CA made: %v %v", changed, err)
+	}
+	// Fresh: nothing to do, even later.
+	if _, ca, changed, _ := StageCA("test-ca", files, now.Add(10*24*time.Hour), validity, overlap, false); changed || !ca.Cert.Equal(first.Cert) {
+		t.Fatal("a fresh CA was changed")
+	}
+	// Asked to rotate: a new CA is staged; the first still signs.
+	staged, ca, changed, err := StageCA("test-ca", files, now.Add(time.Minute), validity, overlap, true)
+	if err != nil || !changed || !ca.Cert.Equal(first.Cert) || len(staged.NextCert) == 0 {
+		t.Fatalf("rotation: changed %v, signs with the first %v, staged %d bytes: %v", changed, ca.Cert.Equal(first.Cert), len(staged.NextCert), err)
+	}
+	if roots := ParseCerts(staged.Roots()); len(roots) != 2 {
+		t.Fatalf("the staged CA is not published: %d roots", len(roots))
+	}
+	// Asked again within the overlap: nothing more.
+	if _, ca, changed, _ := StageCA("test-ca", staged, now.Add(30*time.Minute), validity, overlap, true); changed || !ca.Cert.Equal(first.Cert) {
+		t.Fatal("a second rotation within the overlap changed the CA")
+	}
+	// After the overlap the staged CA signs; the first stays trusted.
+	done, ca, changed, err := StageCA("test-ca", staged, now.Add(62*time.Minute), validity, overlap, false)
+	if err != nil || !changed || ca.Cert.Equal(first.Cert) || len(done.NextCert) != 0 {
+		t.Fatalf("after the overlap: changed %v, still the first %v, staged left %d: %v", changed, ca.Cert.Equal(first.Cert), len(done.NextCert), err)
+	}
+	if !ParseCerts(staged.NextCert)[0].Equal(ca.Cert) {
+		t.Fatal("what signs is not the CA that was staged")
+	}
+	if roots := ParseCerts(done.Roots()); len(roots) != 2 || !roots[0].Equal(first.Cert) {
+		t.Fatalf("after the renewal the roots are %d, want the first and the new", len(roots))
+	}
+	// A third of its life left: staged by itself.
+	auto, ca, changed, _ := StageCA("test-ca", done, now.Add(62*time.Minute+21*24*time.Hour), validity, overlap, false)
+	if !changed || len(auto.NextCert) == 0 || ca.Cert.Equal(ParseCerts(auto.NextCert)[0]) {
+		t.Fatal("a CA with a third of its life left was not staged")
+	}
+}

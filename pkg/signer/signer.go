@@ -82,6 +82,15 @@ type Options struct {
 	MaxTTL time.Duration
 	// CAValidity is the CA's life; it is renewed with a third left.
 	CAValidity time.Duration
+	// CAOverlap is how long a renewed CA is published (trusted) before
+	// it signs: the time for every pod of the fleet to trust it (the
+	// kubelet refreshes trust bundles, the federation carries roots to
+	// the other members). 1h when 0.
+	CAOverlap time.Duration
+	// CACheckEvery is how often the CA and the published roots are
+	// checked (and renewed, or repaired); in between, requests are signed
+	// with the CA in memory. 10m when 0.
+	CACheckEvery time.Duration
 	// Tokens is for clusters without pod certificates (before Kubernetes
 	// 1.35, or with the API off): pods present ServiceAccount tokens
 	// instead, so the signer answers no pod certificate requests and
@@ -107,13 +116,19 @@ type Signer struct {
 	mu      sync.Mutex
 	ca      *pki.CA
 	checked time.Time
+	// roots are what the signer publishes: its CA's bundle and a staged
+	// CA's certificate.
+	roots   []byte
 	serving *tls.Certificate
 }
 
-// caCheckEvery is how often the CA and the published roots are checked
-// (and renewed, or repaired); in between, requests are signed with the CA
-// in memory.
-const caCheckEvery = 10 * time.Minute
+// Rotating the CA by hand: annotate its Secret with RotateAnnotation (any
+// new value). The signer stages a new CA at its next check and records
+// the value in RotatedAnnotation.
+const (
+	RotateAnnotation  = "fleetmesh.io/rotate"
+	RotatedAnnotation = "fleetmesh.io/rotated"
+)
 
 // caRetry is how soon a failed check of the CA is tried again.
 const caRetry = 5 * time.Second
@@ -134,6 +149,12 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 	}
 	if o.MaxTTL == 0 {
 		o.MaxTTL = 24 * time.Hour
+	}
+	if o.CAOverlap == 0 {
+		o.CAOverlap = time.Hour
+	}
+	if o.CACheckEvery == 0 {
+		o.CACheckEvery = 10 * time.Minute
 	}
 	if o.CAValidity == 0 {
 		o.CAValidity = 10 * 365 * 24 * time.Hour
@@ -208,10 +229,10 @@ func (s *Signer) publishFleetRoots(ctx context.Context, _ reconcile.Request) (re
 	})
 }
 
-// keepCA checks the CA and the published roots every caCheckEvery.
+// keepCA checks the CA and the published roots every CACheckEvery.
 func (s *Signer) keepCA(ctx context.Context) error {
 	for {
-		next := caCheckEvery
+		next := s.opts.CACheckEvery
 		if _, err := s.ensureCA(ctx); err != nil {
 			// Its namespace not made yet, a conflict with another
 			// replica: soon again, not in ten minutes.
@@ -322,11 +343,11 @@ func (s *Signer) decide(ctx context.Context, pcr *certificatesv1.PodCertificateR
 
 // ensureCA returns the CA, reading it from its Secret (making or renewing
 // it there, and keeping the published roots current) at most every
-// caCheckEvery.
+// CACheckEvery.
 func (s *Signer) ensureCA(ctx context.Context) (*pki.CA, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ca != nil && s.now().Sub(s.checked) < caCheckEvery {
+	if s.ca != nil && s.now().Sub(s.checked) < s.opts.CACheckEvery {
 		return s.ca, nil
 	}
 	ca, err := s.readCA(ctx)
@@ -350,12 +371,31 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 	case err != nil:
 		return nil, fmt.Errorf("get Secret %s: %w", key, err)
 	}
-	ca, bundle, caKey, changed, err := pki.EnsureCA("fleetmesh-workload-ca", secret.Data["ca.crt"], secret.Data["ca.key"], s.now(), s.opts.CAValidity)
+	files := pki.CAFiles{
+		Bundle: secret.Data["ca.crt"], Key: secret.Data["ca.key"],
+		NextCert: secret.Data["next.crt"], NextKey: secret.Data["next.key"],
+	}
+	files.NextSince, _ = time.Parse(time.RFC3339, string(secret.Data["next-since"]))
+	request := secret.Annotations[RotateAnnotation]
+	rotate := request != "" && request != secret.Annotations[RotatedAnnotation]
+	files, ca, changed, err := pki.StageCA("fleetmesh-workload-ca", files, s.now(), s.opts.CAValidity, s.opts.CAOverlap, rotate)
 	if err != nil {
 		return nil, err
 	}
+	if rotate && len(files.NextCert) > 0 {
+		// The request is answered: a CA is staged.
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		secret.Annotations[RotatedAnnotation] = request
+		changed = true
+	}
 	if changed {
-		secret.Data = map[string][]byte{"ca.crt": bundle, "ca.key": caKey}
+		secret.Data = map[string][]byte{"ca.crt": files.Bundle, "ca.key": files.Key}
+		if len(files.NextCert) > 0 {
+			secret.Data["next.crt"], secret.Data["next.key"] = files.NextCert, files.NextKey
+			secret.Data["next-since"] = []byte(files.NextSince.UTC().Format(time.RFC3339))
+		}
 		if secret.ResourceVersion == "" {
 			err = s.client.Create(ctx, secret)
 		} else {
@@ -367,8 +407,12 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store the workload CA in Secret %s: %w", key, err)
 		}
+		if len(files.NextCert) > 0 && rotate {
+			s.opts.Log.Info("workload CA staged: published now, signing after the overlap", "overlap", s.opts.CAOverlap)
+		}
 	}
-	return ca, s.publish(ctx, ca.BundlePEM())
+	s.roots = files.Roots()
+	return ca, s.publish(ctx, s.roots)
 }
 
 // publish writes the roots where workloads read them: the signer's
@@ -474,11 +518,13 @@ func (s *Signer) copyRoots(ctx context.Context, req reconcile.Request) (reconcil
 		if !s.wantsRoots(ns) || ns.Name == s.opts.Namespace {
 			return nil
 		}
-		ca, err := s.ensureCA(ctx)
-		if err != nil {
+		if _, err := s.ensureCA(ctx); err != nil {
 			return err
 		}
-		return s.publishConfigMap(ctx, ns.Name, ca.BundlePEM())
+		s.mu.Lock()
+		roots := s.roots
+		s.mu.Unlock()
+		return s.publishConfigMap(ctx, ns.Name, roots)
 	})
 }
 

@@ -11,7 +11,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	neturl "net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +25,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/pkg/redirect"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -199,6 +202,36 @@ func TestTheArticleInRealPods(t *testing.T) {
 		}
 		within(t, func(c map[string]int) bool { return c["cluster-1"] >= 10 && c["cluster-3"] >= 10 && c["failed"] == 0 })
 		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
+	})
+	t.Run("mesh mTLS from curl's sidecar, through the gateways, to httpbin's", func(t *testing.T) {
+		// Each sidecar's Envoy admin, from its pod's app container.
+		stat := func(c, ns, label, container, name string) int {
+			var pods corev1.PodList
+			if err := f.Cluster(c).Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": label}); err != nil || len(pods.Items) == 0 {
+				t.Fatalf("%s pods in %s: %v", label, c, err)
+			}
+			url := fmt.Sprintf("http://127.0.0.1:%d/stats?filter=%s", redirect.DefaultAdminPort, neturl.QueryEscape("^"+regexp.QuoteMeta(name)+"$"))
+			lines, err := article.Calls(f.Cluster(c), ns, pods.Items[0].Name, container, url, 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if _, err := fmt.Sscanf(lines[0], "200 "+name+": %d", &n); err != nil {
+				t.Fatalf("%s's Envoy in %s: %q: %v", label, c, lines[0], err)
+			}
+			return n
+		}
+		if n := stat("cluster-2", "curl", "curl", "curl", "cluster.outbound|8080||httpbin.httpbin.svc.cluster.local.ssl.handshake"); n == 0 {
+			t.Error("curl's sidecar made no TLS handshake to httpbin")
+		}
+		for _, c := range []string{"cluster-1", "cluster-3"} {
+			if n := stat(c, "httpbin", "pipy", "pipy", "listener.0.0.0.0_15006.ssl.handshake"); n == 0 {
+				t.Errorf("httpbin's sidecar in %s ended no TLS handshake", c)
+			}
+			if n := stat(c, "httpbin", "pipy", "pipy", "listener.0.0.0.0_15006.ssl.no_certificate"); n != 0 {
+				t.Errorf("httpbin's sidecar in %s took %d TLS connections without a client certificate", c, n)
+			}
+		}
 	})
 	t.Run("the per-cluster imports reach only their own cluster", func(t *testing.T) {
 		for _, c := range []string{"cluster-1", "cluster-3"} {
