@@ -83,6 +83,8 @@ type Fleet struct {
 	mtls       bool
 	tempDirs   []string
 	lastSerial string
+	// identities are the proxies given certificates (MTLS).
+	identities []bootstrap.Options
 	// the benchmark path (BenchPath)
 	benchOnce   sync.Once
 	benchClient *testenv.Pod
@@ -140,7 +142,9 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 		}
 		args := []string{"--cluster-name=" + name, "--debounce-after=50ms", "--debounce-max=500ms"}
 		if o.MTLS {
-			args = append(args, "--workload-signer", "--xds-tls")
+			// The lab's CA rotation takes seconds, not the hour a
+			// fleet's pods may need to trust a new CA.
+			args = append(args, "--workload-signer", "--xds-tls", "--workload-ca-check-interval=1s", "--workload-ca-overlap="+CAOverlap.String())
 		}
 		cp, err := f.runControlPlane(ctx, c, args...)
 		if err != nil {
@@ -170,6 +174,10 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 	return nil
 }
 
+// CAOverlap is how long the lab's signers publish a renewed CA before it
+// signs (MTLS).
+const CAOverlap = 8 * time.Second
+
 // XDSServerName is the name proxies ask their control plane's xDS server
 // for over TLS, and whose SPIFFE ID they check (MTLS).
 const XDSServerName = "fleetmesh-controller.fleetmesh-system.svc"
@@ -195,6 +203,7 @@ func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
 		}
 		o.IdentityDir = dir
 		f.tempDirs = append(f.tempDirs, dir)
+		f.identities = append(f.identities, *o)
 	}
 	o.XDSServerName = XDSServerName
 	var roots []byte
@@ -219,6 +228,21 @@ func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
 		f.lastSerial = hex.EncodeToString(cert.Leaf.SerialNumber.Bytes())
 	}
 	return err
+}
+
+// RefreshIdentities does for every proxy of a cluster what the kubelet
+// does for its pod's identity volume as trust bundles change and the
+// certificate ages: a new certificate and the roots as they are now
+// (MTLS).
+func (f *Fleet) RefreshIdentities(ctx context.Context, cluster string) error {
+	for _, o := range f.identities {
+		if o.Cluster == cluster {
+			if err := f.identity(ctx, &o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // TrustedRoots are what a pod's clusterTrustBundle source with the

@@ -12,11 +12,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +35,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/pkg/translate"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -330,25 +335,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 	})
 
 	t.Run("certificates renewed under traffic: no request fails", func(t *testing.T) {
-		var ok, failed atomic.Int64
-		var firstErr atomic.Value
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if b, err := call(ctx, curl); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(b, err))
-				} else {
-					ok.Add(1)
-				}
-			}
-		})
+		traffic := underTraffic(ctx, curl)
 		var curlSerial, httpbinSerial string
 		for range 2 {
 			time.Sleep(500 * time.Millisecond)
@@ -361,15 +348,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 			}
 		}
 		time.Sleep(time.Second)
-		close(stop)
-		wg.Wait()
-		t.Logf("%d calls during two renewals of each side's certificate, %d failed", ok.Load(), failed.Load())
-		if failed.Load() != 0 {
-			t.Fatalf("%d calls failed, the first: %v", failed.Load(), firstErr.Load())
-		}
-		if ok.Load() < 50 {
-			t.Fatalf("only %d calls went through", ok.Load())
-		}
+		traffic.check(t, "two renewals of each side's certificate")
 		// Each side's Envoy took its renewed certificate, for the mesh
 		// too, with no restart.
 		for name, c := range map[string]struct {
@@ -385,6 +364,156 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("cluster-1's workload CA rotated under traffic: no request fails", func(t *testing.T) {
+		c1 := fleet.Cluster("cluster-1")
+		before := publishedRoots(ctx, t, c1)
+		traffic := underTraffic(ctx, curl)
+		start := time.Now()
+		secret := &corev1.Secret{}
+		key := client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.CASecret}
+		if err := c1.Client.Get(ctx, key, secret); err != nil {
+			t.Fatal(err)
+		}
+		secret.Annotations = map[string]string{signer.RotateAnnotation: "e2e"}
+		if err := c1.Client.Update(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		// A new CA is staged and published: cluster-1's roots, then,
+		// through the federation, cluster-2's.
+		var newCA *x509.Certificate
+		eventually(ctx, t, "cluster-1 publishes a second CA", func(ctx context.Context) (bool, string) {
+			roots := publishedRoots(ctx, t, c1)
+			for _, c := range roots {
+				if !slices.ContainsFunc(before, c.Equal) {
+					newCA = c
+				}
+			}
+			return newCA != nil, fmt.Sprintf("%d roots", len(roots))
+		})
+		eventually(ctx, t, "cluster-2 trusts cluster-1's new CA", func(ctx context.Context) (bool, string) {
+			roots, err := article.TrustedRoots(ctx, fleet.Cluster("cluster-2"))
+			return err == nil && slices.ContainsFunc(pki.ParseCerts(roots), newCA.Equal), fmt.Sprint(err)
+		})
+		staged := time.Since(start)
+		// The kubelets refresh the pods' trust bundles (and, here, their
+		// certificates, still from the old CA).
+		for _, c := range []string{"cluster-1", "cluster-2"} {
+			if err := fleet.RefreshIdentities(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ca := issuerOf(t, fleet.HTTPBinIdentityDirs["cluster-1"]); ca.Equal(newCA) {
+			t.Fatalf("cluster-1 signed with its new CA %s after the rotation was asked: the overlap was not kept", time.Since(start))
+		}
+		// After the overlap the new CA signs; the old one stays trusted.
+		eventually(ctx, t, "the new CA signs", func(ctx context.Context) (bool, string) {
+			if err := c1.Client.Get(ctx, key, secret); err != nil {
+				return false, err.Error()
+			}
+			_, staged := secret.Data["next.crt"]
+			return !staged, "still staged"
+		})
+		if err := fleet.RefreshIdentities(ctx, "cluster-1"); err != nil {
+			t.Fatal(err)
+		}
+		if ca := issuerOf(t, fleet.HTTPBinIdentityDirs["cluster-1"]); !ca.Equal(newCA) {
+			t.Fatal("httpbin's certificate after the overlap is not from cluster-1's new CA")
+		}
+		if roots := publishedRoots(ctx, t, c1); !slices.ContainsFunc(roots, before[len(before)-1].Equal) {
+			t.Error("cluster-1's old CA is no longer trusted")
+		}
+		// Calls go on with httpbin's new certificate.
+		time.Sleep(2 * time.Second)
+		t.Logf("the new CA was trusted in cluster-2 %s after the rotation was asked, and signed %s after", staged.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		traffic.check(t, "the rotation of cluster-1's workload CA")
+		if certs, err := server.Get("/certs"); err != nil || !strings.Contains(certs, `"serial_number": "`+serialOf(t, fleet.HTTPBinIdentityDirs["cluster-1"])+`"`) {
+			t.Errorf("httpbin's Envoy does not hold its certificate from the new CA: %v", err)
+		}
+	})
+}
+
+// publishedRoots are the CA certificates a cluster's signer publishes.
+func publishedRoots(ctx context.Context, t *testing.T, c *testenv.Cluster) []*x509.Certificate {
+	t.Helper()
+	cm := &corev1.ConfigMap{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap}, cm); err != nil {
+		t.Fatal(err)
+	}
+	return pki.ParseCerts([]byte(cm.Data[signer.RootsKey]))
+}
+
+// leafIn is the certificate of an identity directory.
+func leafIn(t *testing.T, dir string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.ParseCert(data)
+}
+
+// issuerOf is the root that signed an identity directory's certificate.
+func issuerOf(t *testing.T, dir string) *x509.Certificate {
+	t.Helper()
+	leaf := leafIn(t, dir)
+	for _, c := range publishedRoots(context.Background(), t, fleet.Cluster("cluster-1")) {
+		if leaf.CheckSignatureFrom(c) == nil {
+			return c
+		}
+	}
+	t.Fatalf("no root of cluster-1 signed %s", dir)
+	return nil
+}
+
+// serialOf is an identity directory's certificate serial, as Envoy shows it.
+func serialOf(t *testing.T, dir string) string {
+	t.Helper()
+	return hex.EncodeToString(leafIn(t, dir).SerialNumber.Bytes())
+}
+
+// traffic is calls made without a pause from a client pod, counted.
+type traffic struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// underTraffic starts calling httpbin through the pod's sidecar until
+// check.
+func underTraffic(ctx context.Context, pod *testenv.Pod) *traffic {
+	tr := &traffic{stop: make(chan struct{})}
+	tr.wg.Go(func() {
+		for {
+			select {
+			case <-tr.stop:
+				return
+			default:
+			}
+			if b, err := call(ctx, pod); err != nil {
+				tr.failed.Add(1)
+				tr.firstErr.CompareAndSwap(nil, fmt.Sprint(b, err))
+			} else {
+				tr.ok.Add(1)
+			}
+		}
+	})
+	return tr
+}
+
+// check stops the calls and fails the test if any failed.
+func (tr *traffic) check(t *testing.T, during string) {
+	t.Helper()
+	close(tr.stop)
+	tr.wg.Wait()
+	t.Logf("%d calls during %s, %d failed", tr.ok.Load(), during, tr.failed.Load())
+	if tr.failed.Load() != 0 {
+		t.Fatalf("%d calls failed, the first: %v", tr.failed.Load(), tr.firstErr.Load())
+	}
+	if tr.ok.Load() < 50 {
+		t.Fatalf("only %d calls went through", tr.ok.Load())
+	}
 }
 
 // httpbinPodIP is the address of cluster-1's httpbin pod.
