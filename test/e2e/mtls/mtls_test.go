@@ -29,6 +29,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -56,28 +57,42 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// waitFleetTrust waits until every member's pods would trust all three
-// members' workload CAs: the federation has carried each member's roots
-// to the others, and their signers published them.
+// waitFleetTrust waits until every member's pods would trust every
+// member's workload CAs: the federation has carried each member's roots
+// to the others, and their signers published them. The kubelets then put
+// the trust bundles into the identity volumes of the proxies running.
 func waitFleetTrust(ctx context.Context, t *testing.T) {
 	t.Helper()
 	start := time.Now()
 	for _, name := range article.Members {
 		c := fleet.Cluster(name)
-		var n int
+		var missing int
 		err := testenv.Eventually(ctx, time.Minute, func(ctx context.Context) (bool, error) {
 			roots, err := article.TrustedRoots(ctx, c)
 			if err != nil {
 				return false, nil
 			}
-			n = len(pki.ParseCerts(roots))
-			return n == len(article.Members), nil
+			trusted := pki.ParseCerts(roots)
+			missing = 0
+			for _, m := range article.Members {
+				for _, ca := range publishedRoots(ctx, t, fleet.Cluster(m)) {
+					if !slices.ContainsFunc(trusted, ca.Equal) {
+						missing++
+					}
+				}
+			}
+			return missing == 0, nil
 		})
 		if err != nil {
-			t.Fatalf("%s trusts %d workload CAs, want the fleet's %d: %v", name, n, len(article.Members), err)
+			t.Fatalf("%s does not trust %d of the fleet's workload CAs: %v", name, missing, err)
 		}
 	}
-	t.Logf("every member trusts the fleet's %d workload CAs, %s after the test began", len(article.Members), time.Since(start).Round(time.Millisecond))
+	t.Logf("every member trusts the fleet's workload CAs, %s after the test began", time.Since(start).Round(time.Millisecond))
+	for _, name := range article.Members {
+		if err := fleet.RefreshIdentities(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 const httpbinHost = "httpbin.httpbin:8080"
@@ -569,4 +584,77 @@ func grepNonZero(s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestTheGatewayEndsMTLSForPodsWithoutASidecar exports a service whose
+// pod has no sidecar: the gateway cannot pass mTLS through to it, so it
+// ends the TLS itself, checks the export's callers, and tells the app
+// who called.
+func TestTheGatewayEndsMTLSForPodsWithoutASidecar(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	waitFleetTrust(ctx, t)
+	c1, c2 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2")
+	const ns, host = "legacy", "legacy.legacy:8080"
+	if _, err := c1.RunPod(ctx, testenv.PodOptions{
+		Namespace: ns, Name: "legacy-1", Labels: map[string]string{"app": "legacy"},
+		Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
+		Backend: &testenv.HTTPBackend{Port: 8080, Body: "Hi, I am legacy in cluster-1!\n", ShowHeader: "X-Forwarded-Client-Cert"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "legacy"}, Ports: []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolTCP}}},
+	}
+	export := &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
+		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: "legacy-clients/caller"},
+	}
+	for _, obj := range []client.Object{svc, export} {
+		if err := c1.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c2.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	policy := &fmv1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
+		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
+			{ClusterKey: "default/default/default/cluster-1"},
+		}},
+	}
+	if err := c2.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	caller, _, _, err := fleet.RunClient(ctx, "legacy-clients", "caller-1", "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, _, err := fleet.RunClient(ctx, "legacy-clients", "other-1", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(ctx context.Context, pod *testenv.Pod) (string, error) {
+		return article.Get(ctx, net.JoinHostPort(pod.IP, "8080"), host, "/")
+	}
+	var body string
+	eventually(ctx, t, "the allowed caller reaches legacy in cluster-1", func(ctx context.Context) (bool, string) {
+		body, err = get(ctx, caller)
+		return err == nil, fmt.Sprint(body, err)
+	})
+	if want := "URI=spiffe://cluster.local/ns/legacy-clients/sa/caller"; !strings.Contains(body, want) || !strings.Contains(body, "By=spiffe://cluster.local/ns/fleetmesh-system/sa/fleetmesh-gateway") {
+		t.Errorf("legacy was told %q, want the caller's identity %s vouched for by the gateway", body, want)
+	}
+	if b, err := get(ctx, other); err == nil || err.Error() != "403 Forbidden" {
+		t.Errorf("a caller the export does not name got %v (%s), want 403 from the gateway", err, b)
+	}
+	gateway := fleet.Gateways["cluster-1"]
+	if n := statSum(t, gateway, "listener", "ssl.handshake"); n == 0 {
+		t.Error("cluster-1's gateway ended no TLS handshake")
+	}
+	if n := statSum(t, gateway, "outbound_.8080_._.legacy.legacy.svc.cluster.local", "rbac.denied"); n == 0 {
+		t.Error("cluster-1's gateway counted no RBAC denial for legacy")
+	}
 }
