@@ -151,7 +151,7 @@ func TestOneBadServiceLeavesTheOthersServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(metrics, `fleetmesh_discovery_inconsistent_services{published="left out"} 1`) {
-		t.Errorf("/metrics does not count broken as left out:\n%s", grepLines(metrics, "fleetmesh_discovery_inconsistent"))
+		t.Errorf("/metrics does not count broken as left out:\n%s", testenv.Grep(metrics, "fleetmesh_discovery_inconsistent"))
 	}
 }
 
@@ -217,14 +217,4 @@ func sidecarClusters(ctx context.Context, t *testing.T, xdsAddress, ns string) f
 			}
 		}
 	}
-}
-
-func grepLines(text, substr string) string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

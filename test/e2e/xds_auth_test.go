@@ -382,7 +382,7 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s", grepLines(metrics, "fleetmesh_xds_refused_streams_total"))
+	t.Logf("%s", testenv.Grep(metrics, "fleetmesh_xds_refused_streams_total"))
 	if !strings.Contains(metrics, `fleetmesh_xds_refused_streams_total{reason="denied"}`) {
 		t.Errorf("/metrics counts no denied stream")
 	}

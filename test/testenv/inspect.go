@@ -36,3 +36,9 @@ func TableLines(table string, words ...string) []string {
 	}
 	return out
 }
+
+// Grep returns the lines of text that contain substr, joined: a failing
+// test's look at a long dump.
+func Grep(text, substr string) string {
+	return strings.Join(TableLines(text, substr), "\n")
+}
