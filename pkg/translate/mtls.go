@@ -120,6 +120,96 @@ func WithMTLS(c *clusterv3.Cluster, dir, trustDomain, sni string) *clusterv3.Clu
 	return out
 }
 
+// ProxylessCertificateProvider is the certificate provider instance a
+// proxyless gRPC client with a workload certificate names in its
+// bootstrap (a file_watcher over its identity volume): its clusters'
+// mTLS takes the certificate and the roots from it.
+const ProxylessCertificateProvider = "fleetmesh"
+
+// ProxylessTakesMTLS reports whether every endpoint of a port takes mesh
+// mTLS (meshed pods, remote gateways): grpc-go takes one transport socket
+// per cluster, not one per endpoint, so a proxyless client speaks mTLS to
+// a port only then, and plaintext otherwise.
+func ProxylessTakesMTLS(port *model.Port) bool {
+	if len(port.Endpoints) == 0 {
+		return false
+	}
+	for _, e := range port.Endpoints {
+		if !e.MTLS && !e.Gateway {
+			return false
+		}
+	}
+	return true
+}
+
+// WithProxylessMTLS is a copy of an outbound cluster with mesh mTLS for a
+// proxyless gRPC client: its certificate and roots from the bootstrap's
+// ProxylessCertificateProvider, the server checked for an identity of the
+// trust domain, sni asked for (grpc-go sends it with
+// GRPC_EXPERIMENTAL_XDS_SNI=true; a remote gateway needs it).
+func WithProxylessMTLS(c *clusterv3.Cluster, trustDomain, sni string) *clusterv3.Cluster {
+	out := proto.Clone(c).(*clusterv3.Cluster)
+	provider := func(name string) *tlsv3.CertificateProviderPluginInstance {
+		return &tlsv3.CertificateProviderPluginInstance{InstanceName: ProxylessCertificateProvider, CertificateName: name}
+	}
+	out.TransportSocket = tlsSocket(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateProviderInstance: provider("default"),
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			CaCertificateProviderInstance: provider("ROOTCA"),
+			// grpc-go reads only this field, not its replacement.
+			MatchSubjectAltNames: []*matcherv3.StringMatcher{{ //nolint:staticcheck // see above
+				MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"},
+			}},
+		}},
+	}})
+	return out
+}
+
+// MeshMTLSCluster is the outbound cluster c of a service port as a proxy
+// with a workload certificate gets it: for a sidecar, with mTLS to the
+// endpoints that take it (WithMTLS); for a proxyless gRPC client, with
+// mTLS when all of them do (WithProxylessMTLS), else nil (plaintext, as
+// every proxy without a certificate gets it).
+func MeshMTLSCluster(p *model.Proxy, trustDomain string, c *clusterv3.Cluster, sni string, allTakeMTLS bool) *clusterv3.Cluster {
+	switch {
+	case p.IdentityDir == "":
+		return nil
+	case p.Role == model.RoleGRPC:
+		if !allTakeMTLS {
+			return nil
+		}
+		return WithProxylessMTLS(c, trustDomain, sni)
+	}
+	return WithMTLS(c, p.IdentityDir, trustDomain, sni)
+}
+
+// withMeshMTLS replaces the outbound clusters of r as MeshMTLSCluster
+// has them for p.
+func withMeshMTLS(m *model.Mesh, p *model.Proxy, r *Resources) {
+	if p.IdentityDir == "" {
+		return
+	}
+	type portOf struct {
+		sni string
+		all bool
+	}
+	ports := map[string]portOf{}
+	for i := range m.Services {
+		svc := &m.Services[i]
+		for j := range svc.Ports {
+			port := &svc.Ports[j]
+			ports[OutboundClusterName(svc, port.Port)] = portOf{SNI(svc, port.Port), ProxylessTakesMTLS(port)}
+		}
+	}
+	for i, c := range r.Clusters {
+		if po, ok := ports[c.GetName()]; ok {
+			if mc := MeshMTLSCluster(p, m.TrustDomain, c, po.sni, po.all); mc != nil {
+				r.Clusters[i] = mc
+			}
+		}
+	}
+}
+
 // tlsInspector lets filter chains match on TLS, its SNI and ALPN.
 func tlsInspector() *listenerv3.ListenerFilter {
 	return &listenerv3.ListenerFilter{

@@ -14,12 +14,14 @@ import (
 // port, a Listener named as the client dials it
 // (xds:///<svc>.<ns>.svc.cluster.local:<port>) with an ApiListener taking
 // its routes over RDS, those routes, and the same outbound clusters and
-// endpoint assignments sidecars get.
+// endpoint assignments sidecars get (a client with a workload certificate:
+// with mTLS where every endpoint takes it, see MeshMTLSCluster).
 func Proxyless(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.Role != model.RoleGRPC {
 		return nil, fmt.Errorf("proxy %s: role %q is not a proxyless gRPC client", p.ID, p.Role)
 	}
 	r := Outbound(m)
+	withMeshMTLS(m, p, r)
 	r.merge(ProxylessListeners(m))
 	r.sort()
 	return r, nil

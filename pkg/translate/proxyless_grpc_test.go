@@ -111,10 +111,16 @@ func checkWithGRPC(t *testing.T, res *Resources, target string) {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 
+	// The certificate provider a client with a workload certificate
+	// names (its files are read only when a connection is made).
+	dir := t.TempDir()
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q}
-	}`, lis.Addr().String(), nodeID)
+		"node": {"id": %q},
+		"certificate_providers": {%q: {"plugin_name": "file_watcher", "config": {
+			"certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q}}}
+	}`, lis.Addr().String(), nodeID, ProxylessCertificateProvider,
+		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "roots.pem"))
 	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatal(err)

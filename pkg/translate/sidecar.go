@@ -21,17 +21,7 @@ import (
 // WithMTLS) and its own listeners and routes (see SidecarListeners).
 func Sidecar(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	r := Outbound(m)
-	if p.IdentityDir != "" {
-		sni := map[string]string{}
-		for i := range m.Services {
-			for _, port := range m.Services[i].Ports {
-				sni[OutboundClusterName(&m.Services[i], port.Port)] = SNI(&m.Services[i], port.Port)
-			}
-		}
-		for i, c := range r.Clusters {
-			r.Clusters[i] = WithMTLS(c, p.IdentityDir, m.TrustDomain, sni[c.GetName()])
-		}
-	}
+	withMeshMTLS(m, p, r)
 	own, err := SidecarListeners(m, p)
 	if err != nil {
 		return nil, err
@@ -295,9 +285,15 @@ func inboundChains(m *model.Mesh, p *model.Proxy, mode model.MTLSMode, name, clu
 		return []*listenerv3.FilterChain{plaintext}
 	}
 	plaintext.Name = name
+	alpn := []string{MTLSALPN}
+	if in.proto.IsHTTP() {
+		// Proxyless gRPC clients offer h2 only. An HTTP port's app
+		// cannot speak TLS of its own behind the sidecar anyway.
+		alpn = append(alpn, "h2")
+	}
 	mtls := &listenerv3.FilterChain{
 		Name:             name + "|mtls",
-		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: []string{MTLSALPN}},
+		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: alpn},
 		TransportSocket:  downstreamMTLS(p.IdentityDir, m.TrustDomain),
 		Filters:          filters(true),
 	}

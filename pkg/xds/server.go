@@ -32,10 +32,19 @@ const (
 
 func proxyLayer(id string) string { return "proxy/" + id }
 
-// mtlsLayer holds the outbound clusters with mesh mTLS for the proxies
-// whose certificate is in dir (every injected sidecar's is the same): it
+// mtlsLayer holds the outbound clusters with mesh mTLS of the proxies
+// with a certificate of one kind (every injected sidecar's, whose
+// certificate is in the same directory; every proxyless client's): it
 // hides the outbound layer's plaintext ones.
-func mtlsLayer(dir string) string { return "mtls/" + dir }
+func mtlsLayer(p model.Proxy) string {
+	if p.IdentityDir == "" || p.Role == model.RoleGateway {
+		return "" // none: a gateway's clusters are its own
+	}
+	if p.Role == model.RoleGRPC {
+		return "mtls-grpc"
+	}
+	return "mtls/" + p.IdentityDir
+}
 
 // sharedLayer is the layer of a sidecar's outbound side
 // (translate.SidecarShared): one per namespace for intercepting sidecars,
@@ -80,9 +89,9 @@ type Server struct {
 	proxies map[string]*proxyEntry
 	// shared are the sidecars' shared layers in use, by layer name.
 	shared map[string]*sharedEntry
-	// mtlsUsers count the sidecars of each identity directory, whose
-	// mTLS layer is kept.
-	mtlsUsers map[string]int
+	// mtlsUsers are the mTLS layers in use: one of their proxies, and
+	// how many.
+	mtlsUsers map[string]*mtlsEntry
 	memo      map[string]memoEntry
 	ready     bool
 }
@@ -94,6 +103,11 @@ type sharedEntry struct {
 	users int
 	// warnings of the layer's last translation
 	warnings []string
+}
+
+type mtlsEntry struct {
+	proxy model.Proxy
+	users int
 }
 
 type proxyEntry struct {
@@ -116,29 +130,34 @@ type memoEntry struct {
 type sniCluster struct {
 	cluster *clusterv3.Cluster
 	sni     string
+	// all says every endpoint of the port takes mTLS.
+	all bool
 }
 
-// mtlsFor returns the entry's outbound clusters with mesh mTLS from dir.
-func (s *Server) mtlsFor(e memoEntry, dir string) Resources {
-	if r, ok := e.mtls[dir]; ok {
+// mtlsFor returns the entry's outbound clusters with mesh mTLS for the
+// proxies of layer, one of which is p.
+func (s *Server) mtlsFor(e memoEntry, layer string, p model.Proxy) Resources {
+	if r, ok := e.mtls[layer]; ok {
 		return r
 	}
 	res := &translate.Resources{}
 	for _, c := range e.clusters {
-		res.Clusters = append(res.Clusters, translate.WithMTLS(c.cluster, dir, s.mesh.TrustDomain, c.sni))
+		if mc := translate.MeshMTLSCluster(&p, s.mesh.TrustDomain, c.cluster, c.sni, c.all); mc != nil {
+			res.Clusters = append(res.Clusters, mc)
+		}
 	}
 	r := s.entries(res, resource.ClusterType)
-	e.mtls[dir] = r
+	e.mtls[layer] = r
 	return r
 }
 
-// mtlsLayerOf builds the mTLS layer of an identity directory.
-func (s *Server) mtlsLayerOf(dir string) Resources {
-	layer := Resources{resource.ClusterType: {}}
+// mtlsLayerOf builds an mTLS layer, for its proxies, one of which is p.
+func (s *Server) mtlsLayerOf(layer string, p model.Proxy) Resources {
+	out := Resources{resource.ClusterType: {}}
 	for _, e := range s.memo {
-		mergeInto(layer, s.mtlsFor(e, dir))
+		mergeInto(out, s.mtlsFor(e, layer, p))
 	}
-	return layer
+	return out
 }
 
 // NewServer returns a server with an empty mesh; Update publishes one.
@@ -152,7 +171,7 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		metrics:   newMetrics(opts.Registry),
 		proxies:   map[string]*proxyEntry{},
 		shared:    map[string]*sharedEntry{},
-		mtlsUsers: map[string]int{},
+		mtlsUsers: map[string]*mtlsEntry{},
 		memo:      map[string]memoEntry{},
 	}
 	s.tracker = newTracker(opts.Log, s.metrics)
@@ -223,15 +242,21 @@ func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
 func layersOf(p model.Proxy) []string {
 	switch p.Role {
 	case model.RoleGRPC:
-		return []string{layerOutbound, layerProxyless}
+		return withMTLSLayer(p, []string{layerOutbound, layerProxyless})
 	case model.RoleSidecar:
-		if p.IdentityDir != "" {
-			return []string{layerOutbound, mtlsLayer(p.IdentityDir), sharedLayer(p), proxyLayer(p.ID)}
-		}
-		return []string{layerOutbound, sharedLayer(p), proxyLayer(p.ID)}
+		return withMTLSLayer(p, []string{layerOutbound, sharedLayer(p), proxyLayer(p.ID)})
 	default:
 		return []string{proxyLayer(p.ID)}
 	}
+}
+
+// withMTLSLayer puts p's mTLS layer, if it has one, right after the
+// outbound layer (layers[0]), whose clusters it hides.
+func withMTLSLayer(p model.Proxy, layers []string) []string {
+	if name := mtlsLayer(p); name != "" {
+		return slices.Insert(layers, 1, name)
+	}
+	return layers
 }
 
 // views is the cache's resolver: a node's layers.
@@ -267,11 +292,17 @@ func (s *Server) connected(node *corev3.Node) (*syncz.ProxyStatus, error) {
 				s.updateShared(name, sh)
 			}
 			sh.users++
-			if dir := p.IdentityDir; dir != "" {
-				if s.mtlsUsers[dir]++; s.mtlsUsers[dir] == 1 && s.mesh != nil {
-					s.cache.SetLayer(mtlsLayer(dir), s.mtlsLayerOf(dir))
+		}
+		if name := mtlsLayer(p); name != "" {
+			m := s.mtlsUsers[name]
+			if m == nil {
+				m = &mtlsEntry{proxy: p}
+				s.mtlsUsers[name] = m
+				if s.mesh != nil {
+					s.cache.SetLayer(name, s.mtlsLayerOf(name, p))
 				}
 			}
+			m.users++
 		}
 		s.updateProxy(e)
 	}
@@ -298,10 +329,12 @@ func (s *Server) disconnected(st *syncz.ProxyStatus) {
 					s.cache.DeleteLayer(name)
 				}
 			}
-			if dir := e.proxy.IdentityDir; dir != "" {
-				if s.mtlsUsers[dir]--; s.mtlsUsers[dir] <= 0 {
-					delete(s.mtlsUsers, dir)
-					s.cache.DeleteLayer(mtlsLayer(dir))
+		}
+		if name := mtlsLayer(e.proxy); name != "" {
+			if m := s.mtlsUsers[name]; m != nil {
+				if m.users--; m.users <= 0 {
+					delete(s.mtlsUsers, name)
+					s.cache.DeleteLayer(name)
 				}
 			}
 		}
@@ -338,7 +371,8 @@ func (s *Server) Update(m *model.Mesh) {
 			}
 			// OutboundService makes one cluster per port, in order.
 			for j, c := range out.Clusters {
-				e.clusters = append(e.clusters, sniCluster{cluster: c, sni: translate.SNI(svc, svc.Ports[j].Port)})
+				port := &svc.Ports[j]
+				e.clusters = append(e.clusters, sniCluster{cluster: c, sni: translate.SNI(svc, port.Port), all: translate.ProxylessTakesMTLS(port)})
 			}
 		}
 		memo[svc.Key()] = e
@@ -350,8 +384,8 @@ func (s *Server) Update(m *model.Mesh) {
 	// with it, or a proxy could be answered a plaintext cluster meant to
 	// be hidden.
 	layers := map[string]Resources{layerOutbound: outbound, layerProxyless: proxyless}
-	for dir := range s.mtlsUsers {
-		layers[mtlsLayer(dir)] = s.mtlsLayerOf(dir)
+	for name, m := range s.mtlsUsers {
+		layers[name] = s.mtlsLayerOf(name, m.proxy)
 	}
 	s.cache.SetLayers(layers)
 	for name, sh := range s.shared {
