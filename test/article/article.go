@@ -357,30 +357,47 @@ func (f *Fleet) Envoy(ctx context.Context, o bootstrap.Options) (*testenv.Envoy,
 // appBackend is the app of a pod with an inbound sidecar: it listens on the
 // pod's loopback address, the sidecar on the pod IP.
 type appBackend struct {
-	testenv.HTTPBackend
+	testenv.Backend
 	appIP string
 }
 
-func (b *appBackend) Start(string) error { return b.HTTPBackend.Start(b.appIP) }
+func (b *appBackend) Start(string) error { return b.Backend.Start(b.appIP) }
 
 // DeployMeshedHTTPBin is the article's httpbin Deployment and Services in a
 // mesh-managed namespace of a member: pipy answers body behind the pod's
-// inbound sidecar.
+// inbound sidecar (with MTLS, telling who called it).
 func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) error {
+	backend := &testenv.HTTPBackend{Port: 8080, Body: body}
+	if f.mtls {
+		backend.ShowHeader = "X-Forwarded-Client-Cert"
+	}
 	dir, e, err := f.deployMeshed(ctx, cluster, meshedApp{
 		namespace: "httpbin", pod: "httpbin-1", app: "pipy", serviceAccount: "httpbin",
-		services: []string{"httpbin", "httpbin-" + cluster}, body: body, appHost: 10,
+		services: []string{"httpbin", "httpbin-" + cluster}, backend: backend, appHost: 10,
 	})
 	f.HTTPBinIdentityDirs[cluster], f.HTTPBinSidecars[cluster] = dir, e
 	return err
 }
 
+// DeployMeshedGRPC runs a gRPC service ns/name (port 9090, "grpc") in a
+// member, its pod behind an inbound sidecar, answering with the cluster's
+// name; it returns the sidecar.
+func (f *Fleet) DeployMeshedGRPC(ctx context.Context, cluster, ns, name string) (*testenv.Envoy, error) {
+	_, e, err := f.deployMeshed(ctx, cluster, meshedApp{
+		namespace: ns, pod: name + "-1", app: name, serviceAccount: name, services: []string{name},
+		port: corev1.ServicePort{Name: "grpc", Port: 9090}, backend: &testenv.GRPCBackend{Cluster: cluster, Port: 9090}, appHost: 30,
+	})
+	return e, err
+}
+
 // meshedApp is a pod behind an inbound sidecar, with the Services that
-// select it (port 8080).
+// select it.
 type meshedApp struct {
 	namespace, pod, app, serviceAccount string
 	services                            []string
-	body                                string
+	// port is the Services' port (8080 when unset); backend serves it.
+	port    corev1.ServicePort
+	backend testenv.Backend
 	// appHost is the last byte of the app's loopback address,
 	// 127.0.<cluster index>.<appHost>: one per meshed pod of a cluster.
 	appHost int
@@ -388,16 +405,20 @@ type meshedApp struct {
 
 // deployMeshed runs a meshedApp in a cluster: its Services, its pod and
 // its sidecar (with MTLS, its certificate, in the identity directory it
-// returns; the app then tells who called it).
+// returns).
 func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (string, *testenv.Envoy, error) {
 	c := f.Cluster(cluster)
 	if err := c.EnsureNamespace(ctx, a.namespace); err != nil {
 		return "", nil, err
 	}
+	if a.port.Port == 0 {
+		a.port.Port = 8080
+	}
+	a.port.Protocol = corev1.ProtocolTCP
 	for _, name := range a.services {
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace, Name: name},
-			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": a.app}, Ports: []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolTCP}}},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": a.app}, Ports: []corev1.ServicePort{a.port}},
 		}
 		if err := c.Client.Create(ctx, svc); err != nil {
 			return "", nil, err
@@ -407,16 +428,14 @@ func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (
 	o := bootstrap.Options{
 		NodeID: a.pod + "." + a.namespace, Role: "sidecar", Namespace: a.namespace, Pod: a.pod, Cluster: cluster, AppIP: appIP, Delta: true,
 	}
-	backend := &appBackend{HTTPBackend: testenv.HTTPBackend{Port: 8080, Body: a.body}, appIP: appIP}
 	pod := testenv.PodOptions{
 		Namespace: a.namespace, Name: a.pod, Labels: map[string]string{"app": a.app},
-		Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: backend,
+		Ports: []corev1.ContainerPort{{ContainerPort: a.port.Port}}, Backend: &appBackend{Backend: a.backend, appIP: appIP},
 	}
 	if f.mtls {
 		o.ServiceAccount, pod.ServiceAccountName = a.serviceAccount, a.serviceAccount
 		// The injector marks a pod whose sidecar has a certificate.
 		pod.Annotations = map[string]string{discovery.MeshedAnnotation: "{}"}
-		backend.ShowHeader = "X-Forwarded-Client-Cert"
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace, Name: a.serviceAccount}}
 		if err := c.Client.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
 			return "", nil, err

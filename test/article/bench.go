@@ -37,7 +37,7 @@ func (f *Fleet) BenchPath(ctx context.Context) (*testenv.Pod, error) {
 func (f *Fleet) deployBenchPath(ctx context.Context) (*testenv.Pod, error) {
 	if _, _, err := f.deployMeshed(ctx, "cluster-1", meshedApp{
 		namespace: benchNamespace, pod: "echo-1", app: "echo", serviceAccount: "echo",
-		services: []string{"echo"}, body: "Hi, I am from cluster-1!\n", appHost: 20,
+		services: []string{"echo"}, backend: &testenv.HTTPBackend{Port: 8080, Body: "Hi, I am from cluster-1!\n"}, appHost: 20,
 	}); err != nil {
 		return nil, err
 	}

@@ -2,12 +2,15 @@ package article
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
@@ -16,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/pkg/translate"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -109,4 +114,63 @@ func withinGRPC(ctx context.Context, timeout time.Duration, n int, calls func(co
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// MeshGRPCClient runs a proxyless grpc-go client as the pod ns/name of
+// cluster-2 running as the ServiceAccount sa, with the pod's workload
+// certificate (MTLS): TLS to its control plane, and mesh mTLS from the
+// certificate provider translate.ProxylessCertificateProvider, which its
+// bootstrap declares over the identity directory. It dials
+// xds:///<target>. grpc-go sends the SNI a remote gateway needs only with
+// GRPC_EXPERIMENTAL_XDS_SNI=true in its environment.
+func (f *Fleet) MeshGRPCClient(ctx context.Context, ns, name, sa, target string) (testgrpc.TestServiceClient, func(), error) {
+	c2 := f.Cluster("cluster-2")
+	if err := c2.EnsureNamespace(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	if err := c2.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); client.IgnoreAlreadyExists(err) != nil {
+		return nil, nil, err
+	}
+	if _, err := c2.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: name, ServiceAccountName: sa}); err != nil {
+		return nil, nil, err
+	}
+	o := bootstrap.Options{Cluster: "cluster-2", Namespace: ns, Pod: name, ServiceAccount: sa}
+	if err := f.identity(ctx, &o); err != nil {
+		return nil, nil, err
+	}
+	file := func(n string) string { return filepath.Join(o.IdentityDir, n) }
+	config, err := json.Marshal(map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri": f.Planes["cluster-2"].XDSAddress, "server_features": []string{"xds_v3"},
+			"channel_creds": []any{map[string]any{"type": "tls", "config": map[string]string{
+				"ca_certificate_file": file(bootstrap.RootsFile), "certificate_file": file(bootstrap.CertFile), "private_key_file": file(bootstrap.KeyFile),
+			}}},
+		}},
+		"node": map[string]any{"id": name + "." + ns, "metadata": map[string]string{
+			"role": "grpc", "namespace": ns, "pod": name, "serviceAccount": sa, "cluster": "cluster-2", "identityDir": o.IdentityDir,
+		}},
+		"certificate_providers": map[string]any{translate.ProxylessCertificateProvider: map[string]any{
+			"plugin_name": "file_watcher",
+			"config": map[string]string{
+				"certificate_file": file(bootstrap.CertFile), "private_key_file": file(bootstrap.KeyFile),
+				"ca_certificate_file": file(bootstrap.RootsFile), "refresh_interval": "1s",
+			},
+		}},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	builder, err := xds.NewXDSResolverWithConfigForTesting(config)
+	if err != nil {
+		return nil, nil, err
+	}
+	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(builder), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, nil, err
+	}
+	return testgrpc.NewTestServiceClient(conn), func() { _ = conn.Close() }, nil
 }
