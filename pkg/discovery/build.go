@@ -45,6 +45,11 @@ const MTLSModeKey = "fleetmesh.io/mtls-mode"
 // the pod takes mesh mTLS.
 const MeshedAnnotation = "fleetmesh.io/sds-identity"
 
+// TakesMTLSAnnotation, "true", marks a pod that takes mesh mTLS without a
+// sidecar: a proxyless gRPC server with a workload certificate (grpc-go's
+// xDS server serves mTLS only).
+const TakesMTLSAnnotation = "fleetmesh.io/takes-mtls"
+
 // Build turns the objects into the mesh model, the pods' IPs by
 // namespace/name included (for binding sidecar listeners). It is pure:
 // the same objects always give the same mesh.
@@ -125,7 +130,7 @@ func (b *builder) mtls() {
 		if v, ok := p.Annotations[MTLSModeKey]; ok {
 			set(p.Namespace+"/"+p.Name, v)
 		}
-		if _, ok := p.Annotations[MeshedAnnotation]; ok {
+		if _, ok := p.Annotations[MeshedAnnotation]; ok || p.Annotations[TakesMTLSAnnotation] == "true" {
 			b.meshed[p.Namespace+"/"+p.Name] = true
 		}
 	}

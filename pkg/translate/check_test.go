@@ -123,6 +123,9 @@ func checkRoutes(rc *routev3.RouteConfiguration, clusters map[string]bool, add f
 			domains[d] = vh.GetName()
 		}
 		for _, route := range vh.GetRoutes() {
+			if route.GetNonForwardingAction() != nil {
+				continue // a proxyless server's: it serves the call itself
+			}
 			if c := route.GetRoute().GetCluster(); !clusters[c] {
 				add("route configuration %s: virtual host %s routes to %s, which is not emitted", rc.GetName(), vh.GetName(), c)
 			}

@@ -231,9 +231,14 @@ func staticCluster(name, ip string, port uint32, http2 bool) *clusterv3.Cluster 
 	return c
 }
 
+// httpProtocolOptions is the key of a cluster's HTTP protocol options.
+const httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// setHTTP2 makes a cluster speak HTTP/2 upstream (it is the only reason
+// it has HTTP protocol options).
 func setHTTP2(c *clusterv3.Cluster) {
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
-		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
+		httpProtocolOptions: mustAny(&upstreamhttpv3.HttpProtocolOptions{
 			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 				ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{

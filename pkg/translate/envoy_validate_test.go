@@ -109,7 +109,8 @@ func staticBootstrap(t *testing.T, r *Resources) *bootstrapv3.Bootstrap {
 	}
 	used := map[string]bool{}
 	for _, l := range r.Listeners {
-		if l.GetApiListener() != nil {
+		if l.GetApiListener() != nil || strings.HasPrefix(l.GetName(), "grpc/server?") {
+			// A proxyless client's or server's: grpc-go's, not Envoy's.
 			continue
 		}
 		l = proto.Clone(l).(*listenerv3.Listener)

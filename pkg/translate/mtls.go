@@ -85,8 +85,14 @@ func tlsSocket(m proto.Message) *corev3.TransportSocket {
 }
 
 // upstreamMTLS is a mesh client's TLS to a service port, sni naming it.
-func upstreamMTLS(dir, trustDomain, sni string) *corev3.TransportSocket {
-	return tlsSocket(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: commonTLS(dir, trustDomain, []string{MTLSALPN})})
+// It offers MTLSALPN, and h2 too for an HTTP/2 port: a proxyless gRPC
+// server takes only h2.
+func upstreamMTLS(dir, trustDomain, sni string, http2 bool) *corev3.TransportSocket {
+	alpn := []string{MTLSALPN}
+	if http2 {
+		alpn = append(alpn, "h2")
+	}
+	return tlsSocket(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: commonTLS(dir, trustDomain, alpn)})
 }
 
 // downstreamMTLS is a mesh server's TLS: a client certificate is required.
@@ -114,8 +120,9 @@ func WithMTLS(c *clusterv3.Cluster, dir, trustDomain, sni string) *clusterv3.Clu
 	if err != nil {
 		panic(err) // a string value always converts
 	}
+	http2 := c.GetTypedExtensionProtocolOptions()[httpProtocolOptions] != nil
 	out.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
-		Name: mtlsMatchValue, Match: match, TransportSocket: upstreamMTLS(dir, trustDomain, sni),
+		Name: mtlsMatchValue, Match: match, TransportSocket: upstreamMTLS(dir, trustDomain, sni, http2),
 	}}
 	return out
 }

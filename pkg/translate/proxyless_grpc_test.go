@@ -76,7 +76,9 @@ func TestProxylessGoldensAreAcceptedByGRPC(t *testing.T) {
 				t.Fatal("no listener to check")
 			}
 			for _, l := range res.Listeners {
-				checkWithGRPC(t, res, l.GetName())
+				if l.GetApiListener() != nil { // a server's listener is no client's target
+					checkWithGRPC(t, res, l.GetName())
+				}
 			}
 		})
 	}

@@ -242,7 +242,10 @@ func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
 func layersOf(p model.Proxy) []string {
 	switch p.Role {
 	case model.RoleGRPC:
-		return withMTLSLayer(p, []string{layerOutbound, layerProxyless})
+		if p.IdentityDir != "" {
+			return withMTLSLayer(p, []string{layerOutbound, layerProxyless, proxyLayer(p.ID)})
+		}
+		return []string{layerOutbound, layerProxyless}
 	case model.RoleSidecar:
 		return withMTLSLayer(p, []string{layerOutbound, sharedLayer(p), proxyLayer(p.ID)})
 	default:
@@ -438,15 +441,20 @@ func (s *Server) logNewWarnings(prev, now []string, key, value string) []string 
 
 // updateProxy rebuilds a proxy's own layer (sidecars and gateways).
 func (s *Server) updateProxy(e *proxyEntry) {
-	if s.mesh == nil || e.proxy.Role == model.RoleGRPC {
+	if s.mesh == nil || (e.proxy.Role == model.RoleGRPC && e.proxy.IdentityDir == "") {
 		return
 	}
 	p := s.withPodIP(e.proxy)
 	var res *translate.Resources
 	var err error
-	if p.Role == model.RoleSidecar {
+	switch p.Role {
+	case model.RoleSidecar:
 		res, err = translate.SidecarOwn(s.mesh, &p)
-	} else {
+	case model.RoleGRPC:
+		// A proxyless client with a certificate may serve: its server
+		// listeners.
+		res, err = translate.ProxylessServer(s.mesh, &p)
+	default:
 		res, err = translate.Gateway(s.mesh, &p)
 	}
 	if err != nil {
