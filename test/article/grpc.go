@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
+	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/translate"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -138,25 +140,7 @@ func (f *Fleet) MeshGRPCClient(ctx context.Context, ns, name, sa, target string)
 	if err := f.identity(ctx, &o); err != nil {
 		return nil, nil, err
 	}
-	file := func(n string) string { return filepath.Join(o.IdentityDir, n) }
-	config, err := json.Marshal(map[string]any{
-		"xds_servers": []any{map[string]any{
-			"server_uri": f.Planes["cluster-2"].XDSAddress, "server_features": []string{"xds_v3"},
-			"channel_creds": []any{map[string]any{"type": "tls", "config": map[string]string{
-				"ca_certificate_file": file(bootstrap.RootsFile), "certificate_file": file(bootstrap.CertFile), "private_key_file": file(bootstrap.KeyFile),
-			}}},
-		}},
-		"node": map[string]any{"id": name + "." + ns, "metadata": map[string]string{
-			"role": "grpc", "namespace": ns, "pod": name, "serviceAccount": sa, "cluster": "cluster-2", "identityDir": o.IdentityDir,
-		}},
-		"certificate_providers": map[string]any{translate.ProxylessCertificateProvider: map[string]any{
-			"plugin_name": "file_watcher",
-			"config": map[string]string{
-				"certificate_file": file(bootstrap.CertFile), "private_key_file": file(bootstrap.KeyFile),
-				"ca_certificate_file": file(bootstrap.RootsFile), "refresh_interval": "1s",
-			},
-		}},
-	})
+	config, err := f.meshGRPCBootstrap(o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -173,4 +157,86 @@ func (f *Fleet) MeshGRPCClient(ctx context.Context, ns, name, sa, target string)
 		return nil, nil, err
 	}
 	return testgrpc.NewTestServiceClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// meshGRPCBootstrap is the xDS bootstrap of a proxyless gRPC pod with a
+// workload certificate (o, after identity): TLS to its cluster's control
+// plane with the certificate, the node it is, and the certificate
+// provider translate.ProxylessCertificateProvider over its identity
+// directory.
+func (f *Fleet) meshGRPCBootstrap(o bootstrap.Options) ([]byte, error) {
+	file := func(n string) string { return filepath.Join(o.IdentityDir, n) }
+	return json.Marshal(map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri": f.Planes[o.Cluster].XDSAddress, "server_features": []string{"xds_v3"},
+			"channel_creds": []any{map[string]any{"type": "tls", "config": map[string]string{
+				"ca_certificate_file": file(bootstrap.RootsFile), "certificate_file": file(bootstrap.CertFile), "private_key_file": file(bootstrap.KeyFile),
+			}}},
+		}},
+		"node": map[string]any{"id": o.Pod + "." + o.Namespace, "metadata": map[string]string{
+			"role": "grpc", "namespace": o.Namespace, "pod": o.Pod, "serviceAccount": o.ServiceAccount, "cluster": o.Cluster, "identityDir": o.IdentityDir,
+		}},
+		"certificate_providers": map[string]any{translate.ProxylessCertificateProvider: map[string]any{
+			"plugin_name": "file_watcher",
+			"config": map[string]string{
+				"certificate_file": file(bootstrap.CertFile), "private_key_file": file(bootstrap.KeyFile),
+				"ca_certificate_file": file(bootstrap.RootsFile), "refresh_interval": "1s",
+			},
+		}},
+		"server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s",
+	})
+}
+
+// MeshGRPCServer runs a proxyless grpc-go xDS server as the pod ns/name
+// of a cluster, running as the ServiceAccount sa with its workload
+// certificate, behind the Service ns/service (port 9090, "grpc"); it
+// answers with the cluster's name. Its pod is marked as taking mesh mTLS:
+// the server serves only that. It returns what stops it.
+func (f *Fleet) MeshGRPCServer(ctx context.Context, cluster, ns, name, sa, service string) (func(), error) {
+	c := f.Cluster(cluster)
+	if err := c.EnsureNamespace(ctx, ns); err != nil {
+		return nil, err
+	}
+	if err := c.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); client.IgnoreAlreadyExists(err) != nil {
+		return nil, err
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: service},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "grpc", Port: 9090, Protocol: corev1.ProtocolTCP}}},
+	}
+	if err := c.Client.Create(ctx, svc); err != nil {
+		return nil, err
+	}
+	pod, err := c.RunPod(ctx, testenv.PodOptions{
+		Namespace: ns, Name: name, ServiceAccountName: sa, Labels: map[string]string{"app": name},
+		Annotations: map[string]string{discovery.TakesMTLSAnnotation: "true"},
+		Ports:       []corev1.ContainerPort{{Name: "grpc", ContainerPort: 9090}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	o := bootstrap.Options{Cluster: cluster, Namespace: ns, Pod: name, ServiceAccount: sa}
+	if err := f.identity(ctx, &o); err != nil {
+		return nil, err
+	}
+	config, err := f.meshGRPCBootstrap(o)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := xds.NewGRPCServer(grpc.Creds(creds), xds.BootstrapContentsForTesting(config))
+	if err != nil {
+		return nil, err
+	}
+	testgrpc.RegisterTestServiceServer(srv, &testenv.GRPCBackend{Cluster: cluster})
+	lis, err := net.Listen("tcp", net.JoinHostPort(pod.IP, "9090"))
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	go func() { _ = srv.Serve(lis) }()
+	return srv.Stop, nil
 }

@@ -743,3 +743,66 @@ func TestProxylessGRPCClientsSpeakMeshMTLS(t *testing.T) {
 		t.Error("greeter's sidecar counted no RBAC denial")
 	}
 }
+
+// TestProxylessGRPCServersTakeMeshMTLS runs a proxyless grpc-go xDS server
+// in cluster-1, with its workload certificate, and calls it from proxyless
+// clients in cluster-2 through cluster-1's gateway: the server takes their
+// mTLS and enforces the export's callers itself.
+func TestProxylessGRPCServersTakeMeshMTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	waitFleetTrust(ctx, t)
+	c1, c2 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2")
+	const ns, target = "grpcsrv", "orders.grpcsrv.svc.cluster.local:9090"
+	stop, err := fleet.MeshGRPCServer(ctx, "cluster-1", ns, "orders-1", "orders", "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	export := &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
+		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: "grpc-callers/client"},
+	}
+	if err := c1.Client.Create(ctx, export); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	policy := &fmv1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
+		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
+			{ClusterKey: "default/default/default/cluster-1"},
+		}},
+	}
+	if err := c2.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	allowed, closeAllowed, err := fleet.MeshGRPCClient(ctx, "grpc-callers", "client-1", "client", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAllowed()
+	other, closeOther, err := fleet.MeshGRPCClient(ctx, "grpc-callers", "other-1", "other", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeOther()
+	unary := func(ctx context.Context, c testgrpc.TestServiceClient) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
+		return resp.GetHostname(), err
+	}
+	eventually(ctx, t, "the allowed client reaches the proxyless server in cluster-1", func(ctx context.Context) (bool, string) {
+		host, err := unary(ctx, allowed)
+		return err == nil && host == "cluster-1", fmt.Sprint(host, err)
+	})
+	if _, err := unary(ctx, other); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a client the export does not name got %v, want PERMISSION_DENIED from the server", err)
+	}
+	sni := "outbound_.9090_._.orders.grpcsrv.svc.cluster.local"
+	if n := statSum(t, fleet.Gateways["cluster-1"], "tcp", sni, "downstream_cx_total"); n == 0 {
+		t.Errorf("cluster-1's gateway passed no connection through for %s", sni)
+	}
+}
