@@ -45,8 +45,8 @@ const MTLSModeKey = "fleetmesh.io/mtls-mode"
 // the pod takes mesh mTLS.
 const MeshedAnnotation = "fleetmesh.io/sds-identity"
 
-// TakesMTLSAnnotation, "true", marks a pod that takes mesh mTLS without a
-// sidecar: a proxyless gRPC server with a workload certificate (grpc-go's
+// TakesMTLSAnnotation set to "true" marks a pod that takes mesh mTLS
+// without a sidecar: a proxyless gRPC server with a workload certificate (grpc-go's
 // xDS server serves mTLS only).
 const TakesMTLSAnnotation = "fleetmesh.io/takes-mtls"
 

@@ -202,7 +202,7 @@ func (f *Fleet) MeshGRPCServer(ctx context.Context, cluster, ns, name, sa, servi
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: service},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "grpc", Port: 9090, Protocol: corev1.ProtocolTCP}}},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "grpc", Port: 9090, Protocol: corev1.ProtocolTCP}}},
 	}
 	if err := c.Client.Create(ctx, svc); err != nil {
 		return nil, err
