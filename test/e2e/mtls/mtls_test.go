@@ -595,7 +595,7 @@ func TestTheGatewayEndsMTLSForPodsWithoutASidecar(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	waitFleetTrust(ctx, t)
-	c1, c2 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2")
+	c1 := fleet.Cluster("cluster-1")
 	const ns, host = "legacy", "legacy.legacy:8080"
 	if _, err := c1.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "legacy-1", Labels: map[string]string{"app": "legacy"},
@@ -608,27 +608,10 @@ func TestTheGatewayEndsMTLSForPodsWithoutASidecar(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "legacy"}, Ports: []corev1.ServicePort{{Port: 8080, Protocol: corev1.ProtocolTCP}}},
 	}
-	export := &fmv1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
-		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: "legacy-clients/caller"},
-	}
-	for _, obj := range []client.Object{svc, export} {
-		if err := c1.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := c2.EnsureNamespace(ctx, ns); err != nil {
+	if err := c1.Client.Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	policy := &fmv1alpha1.GlobalTrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
-		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
-			{ClusterKey: "default/default/default/cluster-1"},
-		}},
-	}
-	if err := c2.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
+	exportFromCluster1(ctx, t, ns, "legacy", "legacy-clients/caller")
 	caller, _, _, err := fleet.RunClient(ctx, "legacy-clients", "caller-1", "caller")
 	if err != nil {
 		t.Fatal(err)
@@ -668,19 +651,13 @@ func TestProxylessGRPCClientsSpeakMeshMTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	waitFleetTrust(ctx, t)
-	c1, c2 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2")
+	c1 := fleet.Cluster("cluster-1")
 	const ns, target = "grpcmesh", "greeter.grpcmesh.svc.cluster.local:9090"
 	server, err := fleet.DeployMeshedGRPC(ctx, "cluster-1", ns, "greeter")
 	if err != nil {
 		t.Fatal(err)
 	}
-	export := &fmv1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "greeter"},
-		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: "grpc-clients/client"},
-	}
-	if err := c1.Client.Create(ctx, export); err != nil {
-		t.Fatal(err)
-	}
+	exportFromCluster1(ctx, t, ns, "greeter", "grpc-clients/client")
 	namespace := &corev1.Namespace{}
 	if err := c1.Client.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
 		t.Fatal(err)
@@ -689,35 +666,7 @@ func TestProxylessGRPCClientsSpeakMeshMTLS(t *testing.T) {
 	if err := c1.Client.Update(ctx, namespace); err != nil {
 		t.Fatal(err)
 	}
-	if err := c2.EnsureNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	policy := &fmv1alpha1.GlobalTrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "greeter"},
-		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
-			{ClusterKey: "default/default/default/cluster-1"},
-		}},
-	}
-	if err := c2.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	allowed, closeAllowed, err := fleet.MeshGRPCClient(ctx, "grpc-clients", "client-1", "client", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeAllowed()
-	other, closeOther, err := fleet.MeshGRPCClient(ctx, "grpc-clients", "other-1", "other", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeOther()
-
-	unary := func(ctx context.Context, c testgrpc.TestServiceClient) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
-		return resp.GetHostname(), err
-	}
+	allowed, other := meshGRPCClients(ctx, t, "grpc-clients", target)
 	eventually(ctx, t, "the allowed proxyless client reaches greeter in cluster-1", func(ctx context.Context) (bool, string) {
 		host, err := unary(ctx, allowed)
 		return err == nil && host == "cluster-1", fmt.Sprint(host, err)
@@ -752,48 +701,14 @@ func TestProxylessGRPCServersTakeMeshMTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	waitFleetTrust(ctx, t)
-	c1, c2 := fleet.Cluster("cluster-1"), fleet.Cluster("cluster-2")
 	const ns, target = "grpcsrv", "orders.grpcsrv.svc.cluster.local:9090"
 	stop, err := fleet.MeshGRPCServer(ctx, "cluster-1", ns, "orders-1", "orders", "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
-	export := &fmv1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
-		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: "grpc-callers/client"},
-	}
-	if err := c1.Client.Create(ctx, export); err != nil {
-		t.Fatal(err)
-	}
-	if err := c2.EnsureNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	policy := &fmv1alpha1.GlobalTrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
-		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
-			{ClusterKey: "default/default/default/cluster-1"},
-		}},
-	}
-	if err := c2.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	allowed, closeAllowed, err := fleet.MeshGRPCClient(ctx, "grpc-callers", "client-1", "client", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeAllowed()
-	other, closeOther, err := fleet.MeshGRPCClient(ctx, "grpc-callers", "other-1", "other", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeOther()
-	unary := func(ctx context.Context, c testgrpc.TestServiceClient) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
-		return resp.GetHostname(), err
-	}
+	exportFromCluster1(ctx, t, ns, "orders", "grpc-callers/client")
+	allowed, other := meshGRPCClients(ctx, t, "grpc-callers", target)
 	eventually(ctx, t, "the allowed client reaches the proxyless server in cluster-1", func(ctx context.Context) (bool, string) {
 		host, err := unary(ctx, allowed)
 		return err == nil && host == "cluster-1", fmt.Sprint(host, err)
@@ -805,4 +720,58 @@ func TestProxylessGRPCServersTakeMeshMTLS(t *testing.T) {
 	if n := statSum(t, fleet.Gateways["cluster-1"], "tcp", sni, "downstream_cx_total"); n == 0 {
 		t.Errorf("cluster-1's gateway passed no connection through for %s", sni)
 	}
+}
+
+// exportFromCluster1 exports cluster-1's Service ns/name to the callers
+// named, and sends cluster-2's calls for it there (FailOver).
+func exportFromCluster1(ctx context.Context, t *testing.T, ns, name, callers string) {
+	t.Helper()
+	export := &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: callers},
+	}
+	if err := fleet.Cluster("cluster-1").Client.Create(ctx, export); err != nil {
+		t.Fatal(err)
+	}
+	c2 := fleet.Cluster("cluster-2")
+	if err := c2.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	policy := &fmv1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
+			{ClusterKey: "default/default/default/cluster-1"},
+		}},
+	}
+	if err := c2.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// meshGRPCClients runs two proxyless clients with certificates in
+// cluster-2's namespace ns, dialing target: as the ServiceAccount client,
+// and as other.
+func meshGRPCClients(ctx context.Context, t *testing.T, ns, target string) (allowed, other testgrpc.TestServiceClient) {
+	t.Helper()
+	for _, sa := range []string{"client", "other"} {
+		c, stop, err := fleet.MeshGRPCClient(ctx, ns, sa+"-1", sa, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		if sa == "client" {
+			allowed = c
+		} else {
+			other = c
+		}
+	}
+	return allowed, other
+}
+
+// unary makes one call and returns the cluster that answered.
+func unary(ctx context.Context, c testgrpc.TestServiceClient) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	return resp.GetHostname(), err
 }
