@@ -88,6 +88,9 @@ type Federation struct {
 	// was last written as each member's fleet roots.
 	roots        map[string][]byte
 	rootsWritten map[string][32]byte
+	// warnedTrustDomain is, by member, the trust domain it was last warned
+	// of taking against the fleet's.
+	warnedTrustDomain map[string]string
 }
 
 // memberConn is the federation's connection to one member.
@@ -276,7 +279,7 @@ func (f *Federation) sync(ctx context.Context) error {
 			f.renewToken(ctx, c, conn)
 			if err := readMember(ctx, conn.cluster.GetCache(), m); err != nil {
 				errs = append(errs, err)
-			} else if m.Roots, err = readRoots(ctx, conn.cluster.GetCache(), f.opts.MemberNamespace); err != nil {
+			} else if m.Roots, m.TrustDomain, err = readRoots(ctx, conn.cluster.GetCache(), f.opts.MemberNamespace); err != nil {
 				errs = append(errs, fmt.Errorf("read the workload roots of %s: %w", m.name(), err))
 			} else {
 				m.Known = true
@@ -289,6 +292,7 @@ func (f *Federation) sync(ctx context.Context) error {
 
 	plan := Compute(members)
 	fleetRoots := f.keepRoots(members)
+	f.warnTrustDomains(clusters.Items, members)
 	markFailedImports(plan, f.writeFailures)
 	f.count(members, plan)
 	unknown := map[string]bool{}

@@ -20,6 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
+	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -788,4 +791,53 @@ func TestASlowMemberRecoversWithoutARestart(t *testing.T) {
 	}
 	t.Logf("cluster-3 Ready %v after its API server answered at once again", time.Since(recovered).Round(10*time.Millisecond))
 	eventually(ctx, t, "cluster-2 imports what cluster-3 exported while slow", imported(c2, "slow", "meanwhile"))
+}
+
+// TestTheFleetsRootsAreCarriedAndItsTrustDomainChecked gives each member
+// workload roots, as its signer publishes them: each gets the others'
+// roots, and the member whose signer issues identities in another trust
+// domain than the rest is named in a Warning on its Cluster.
+func TestTheFleetsRootsAreCarriedAndItsTrustDomainChecked(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	trust := map[string]string{"cluster-1": "fleet.example", "cluster-2": "fleet.example", "cluster-3": "cluster.local"}
+	roots := map[string]string{}
+	for _, name := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+		c := fleet.Cluster(name)
+		join(ctx, t, c)
+		if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
+			t.Fatal(err)
+		}
+		ca, _, err := pki.IssueCA(name, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[name] = string(pki.PEMCert(ca.Raw))
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+			Data:       map[string]string{signer.RootsKey: roots[name], signer.TrustDomainKey: trust[name]},
+		}
+		if err := c.Client.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Client.Delete(context.Background(), cm) })
+	}
+	for _, name := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+		c := fleet.Cluster(name)
+		eventually(ctx, t, name+" holds the other members' roots", func(ctx context.Context) (bool, error) {
+			cm := &corev1.ConfigMap{}
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.FleetRootsConfigMap}, cm); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			for other, pem := range roots {
+				if got, ok := cm.Data[other+".pem"]; (other == name) == ok || (ok && got != pem) {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+	}
+	eventually(ctx, t, "a Warning names cluster-3's trust domain", hasEvent(hub, "default", "cluster-3", federation.ReasonTrustDomainMismatch))
 }

@@ -37,8 +37,10 @@ type Member struct {
 	EndpointSlices []discoveryv1.EndpointSlice
 	Imports        []fmv1alpha1.ServiceImport
 	Ingresses      []networkingv1.Ingress
-	// Roots are the member's workload roots (its signer's), if any.
-	Roots []byte
+	// Roots are the member's workload roots (its signer's), if any, and
+	// TrustDomain the trust domain it issues identities in.
+	Roots       []byte
+	TrustDomain string
 
 	// services and slices index Services and the member's own
 	// EndpointSlices by namespace/name (of their Service), for Compute.

@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"crypto/sha256"
+	"maps"
 	"slices"
 	"strings"
 
@@ -38,16 +39,71 @@ func rootsCache(namespace string) cache.ByObject {
 	}
 }
 
-// readRoots reads a member's roots from its cache: nil when it has none
-// (no workload signer).
-func readRoots(ctx context.Context, r client.Reader, namespace string) ([]byte, error) {
+// readRoots reads a member's roots, and the trust domain its signer
+// issues identities in, from its cache: nothing when it has no workload
+// signer.
+func readRoots(ctx context.Context, r client.Reader, namespace string) ([]byte, string, error) {
 	cm := &corev1.ConfigMap{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: signer.RootsConfigMap}, cm)
 	if err != nil {
-		return nil, client.IgnoreNotFound(err)
+		return nil, "", client.IgnoreNotFound(err)
 	}
-	return []byte(cm.Data[signer.RootsKey]), nil
+	return []byte(cm.Data[signer.RootsKey]), cm.Data[signer.TrustDomainKey], nil
 }
+
+// trustDomainOutliers names the known members whose signers issue
+// identities in another trust domain than the fleet's (the one most
+// members use; of equals, the first by name), with theirs. A fleet has one
+// trust domain: a workload accepts mTLS only from identities of its own.
+func trustDomainOutliers(members []*Member) (fleet string, outliers map[string]string) {
+	count := map[string]int{}
+	for _, m := range members {
+		if m.Known && m.TrustDomain != "" {
+			count[m.TrustDomain]++
+		}
+	}
+	for _, td := range slices.Sorted(maps.Keys(count)) {
+		if count[td] > count[fleet] {
+			fleet = td
+		}
+	}
+	outliers = map[string]string{}
+	for _, m := range members {
+		if m.Known && m.TrustDomain != "" && m.TrustDomain != fleet {
+			outliers[m.name()] = m.TrustDomain
+		}
+	}
+	return fleet, outliers
+}
+
+// warnTrustDomains records a Warning on the Cluster of each member whose
+// trust domain is not the fleet's, once for each domain it takes.
+func (f *Federation) warnTrustDomains(clusters []fmv1alpha1.Cluster, members []*Member) {
+	fleet, outliers := trustDomainOutliers(members)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.warnedTrustDomain == nil {
+		f.warnedTrustDomain = map[string]string{}
+	}
+	for i := range clusters {
+		c := &clusters[i]
+		td, ok := outliers[c.Name]
+		if !ok {
+			delete(f.warnedTrustDomain, c.Name)
+			continue
+		}
+		if f.warnedTrustDomain[c.Name] == td {
+			continue
+		}
+		f.warnedTrustDomain[c.Name] = td
+		f.events.Eventf(c, nil, corev1.EventTypeWarning, ReasonTrustDomainMismatch, "CheckTrust",
+			"the member's workload signer issues identities in trust domain %q, the rest of the fleet in %q: its workloads and the others' refuse each other's mTLS; give every member's fleetmesh-controller the same --trust-domain", td, fleet)
+	}
+}
+
+// ReasonTrustDomainMismatch is the Warning event of a member whose trust
+// domain is not the fleet's.
+const ReasonTrustDomainMismatch = "TrustDomainMismatch"
 
 // keepRoots records the roots of the members read in this sync, keeps
 // those of the members that could not be, forgets those of members that

@@ -45,3 +45,21 @@ func TestEachMemberTrustsTheOthersRoots(t *testing.T) {
 		t.Fatalf("after c3 left, c2 gets %v, want c1's roots only", k)
 	}
 }
+
+// TestAMemberOfAnotherTrustDomainIsNamed finds the member whose signer
+// issues identities in another trust domain than the rest of the fleet.
+func TestAMemberOfAnotherTrustDomainIsNamed(t *testing.T) {
+	member := func(name, td string, known bool) *Member {
+		return &Member{Cluster: fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name}}, TrustDomain: td, Known: known}
+	}
+	fleet, outliers := trustDomainOutliers([]*Member{
+		member("c1", "fleet.example", true), member("c2", "cluster.local", true), member("c3", "fleet.example", true),
+		member("c4", "", true), member("c5", "other", false),
+	})
+	if fleet != "fleet.example" || len(outliers) != 1 || outliers["c2"] != "cluster.local" {
+		t.Fatalf("fleet %q, outliers %v; want fleet.example and c2 (cluster.local) only", fleet, outliers)
+	}
+	if _, outliers := trustDomainOutliers([]*Member{member("c1", "a", true), member("c2", "a", true)}); len(outliers) != 0 {
+		t.Fatalf("one trust domain, outliers %v", outliers)
+	}
+}

@@ -60,6 +60,9 @@ const (
 	RootsConfigMap = "fleetmesh-workload-roots"
 	// RootsKey is the roots' key in RootsConfigMap.
 	RootsKey = "roots.pem"
+	// TrustDomainKey in RootsConfigMap is the trust domain the signer
+	// issues identities in: the federation checks that a fleet has one.
+	TrustDomainKey = "trust-domain"
 	// TrustBundle is the ClusterTrustBundle linked to the signer.
 	TrustBundle = "fleetmesh.io:workload:roots"
 	// FleetRootsConfigMap, in the controller's namespace, holds the
@@ -478,18 +481,19 @@ func managedBy() map[string]string {
 func (s *Signer) publishConfigMap(ctx context.Context, ns string, roots []byte) error {
 	cm := &corev1.ConfigMap{}
 	err := s.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: RootsConfigMap}, cm)
+	data := map[string]string{RootsKey: string(roots), TrustDomainKey: s.opts.TrustDomain}
 	switch {
 	case apierrors.IsNotFound(err):
 		cm = &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: RootsConfigMap, Labels: managedBy()},
-			Data:       map[string]string{RootsKey: string(roots)},
+			Data:       data,
 		}
 		err = s.client.Create(ctx, cm)
 	case err == nil && cm.Labels[fmv1alpha1.ManagedByLabel] != fmv1alpha1.ManagedByValue:
 		return fmt.Errorf("ConfigMap %s/%s is not fleetmesh's (no label %s=%s): its pods cannot read the workload roots until it is renamed or removed",
 			ns, RootsConfigMap, fmv1alpha1.ManagedByLabel, fmv1alpha1.ManagedByValue)
-	case err == nil && cm.Data[RootsKey] != string(roots):
-		cm.Data = map[string]string{RootsKey: string(roots)}
+	case err == nil && !maps.Equal(cm.Data, data):
+		cm.Data = data
 		err = s.client.Update(ctx, cm)
 	}
 	if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) {
