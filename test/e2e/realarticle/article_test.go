@@ -224,6 +224,14 @@ func TestTheArticleInRealPods(t *testing.T) {
 		if n := stat("cluster-2", "curl", "curl", "curl", "cluster.outbound|8080||httpbin.httpbin.svc.cluster.local.ssl.handshake"); n == 0 {
 			t.Error("curl's sidecar made no TLS handshake to httpbin")
 		}
+		// httpbin's app is told the caller's own identity by its sidecar,
+		// through the gateway that passed the mTLS on.
+		lines, err := f.Curl(ctx, "http://httpbin.httpbin:8080/header/x-forwarded-client-cert", 1, 0)
+		if want := "URI=spiffe://cluster.local/ns/curl/sa/curl"; err != nil || !strings.Contains(lines[0], want) {
+			t.Errorf("httpbin was told %q (%v), want curl's identity %s", lines, err, want)
+		} else {
+			t.Logf("httpbin in another cluster was told: %s", lines[0])
+		}
 		for _, c := range []string{"cluster-1", "cluster-3"} {
 			if n := stat(c, "httpbin", "pipy", "pipy", "listener.0.0.0.0_15006.ssl.handshake"); n == 0 {
 				t.Errorf("httpbin's sidecar in %s ended no TLS handshake", c)

@@ -2,7 +2,8 @@
 // answers every request with its MESSAGE (default: the pod's name) and
 // the path asked, so a test sees which pod, and so which cluster, served
 // it; with BODY set it answers exactly BODY, as the article's pipy
-// httpbin does. It listens on $PORT (default 8080); with $GRPC_PORT set it
+// httpbin does; /header/<name> answers the value of that request header.
+// It listens on $PORT (default 8080); with $GRPC_PORT set it
 // also serves gRPC's interop TestService there, whose UnaryCall answers
 // MESSAGE as the response's hostname.
 //
@@ -57,6 +58,12 @@ func main() {
 	}
 	body, fixed := os.LookupEnv("BODY")
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if name, ok := strings.CutPrefix(r.URL.Path, "/header/"); ok {
+			// What the pod was told in a request header (a sidecar
+			// tells it its caller's identity).
+			_, _ = fmt.Fprintln(w, r.Header.Get(name))
+			return
+		}
 		if fixed {
 			_, _ = io.WriteString(w, body)
 			return
