@@ -309,9 +309,21 @@ func meshedNamespace(ctx context.Context, c *testenv.Cluster, name string) error
 
 // apply is the article's `kubectl apply -n ns -f -` and its `kubectl wait`
 // for the Deployment name.
+//
+// kubectl apply reads an object, then creates it if it found none: a
+// Service the federation derives meanwhile (the cluster imports the
+// service from another member until it exports its own) makes the create
+// fail with AlreadyExists. A user applies again, and so does this; the
+// second apply takes the Service over.
 func apply(ctx context.Context, c *testenv.Cluster, ns, yaml, deployment string) error {
-	if out, err := c.Kubectl(strings.NewReader(yaml), "apply", "-n", ns, "-f", "-"); err != nil {
-		return fmt.Errorf("kubectl apply -n %s in %s: %w\n%s", ns, c.Name, err, out)
+	for attempt := 1; ; attempt++ {
+		out, err := c.Kubectl(strings.NewReader(yaml), "apply", "-n", ns, "-f", "-")
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(out, "AlreadyExists") && !strings.Contains(out, "already exists") {
+			return fmt.Errorf("kubectl apply -n %s in %s: %w\n%s", ns, c.Name, err, out)
+		}
 	}
 	return c.WaitAvailable(ctx, ns, deployment, 1)
 }
