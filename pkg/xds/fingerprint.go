@@ -11,7 +11,7 @@ import (
 // fingerprint hashes everything translation reads of a service, so the
 // server translates again only the services whose fingerprint changed.
 // The fleet's fingerprint is mixed in: a cluster's gateway or network
-// changes every service's endpoints.
+// changes every service's endpoints, the trust domain its mTLS clusters.
 func fingerprint(svc *model.Service, fleet uint64) uint64 {
 	h := fnv.New64a()
 	w := func(s string) { _, _ = io.WriteString(h, s); _, _ = h.Write([]byte{0}) }
@@ -45,6 +45,7 @@ func fingerprint(svc *model.Service, fleet uint64) uint64 {
 			n(uint64(e.Port))
 			b(e.Ready)
 			b(e.Gateway)
+			b(e.MTLS)
 		}
 		w("|")
 	}
@@ -71,11 +72,13 @@ func fingerprint(svc *model.Service, fleet uint64) uint64 {
 	return h.Sum64()
 }
 
-// fleetFingerprint hashes the fleet's clusters and the local cluster.
+// fleetFingerprint hashes the fleet's clusters, the local cluster and the
+// trust domain.
 func fleetFingerprint(m *model.Mesh) uint64 {
 	h := fnv.New64a()
 	w := func(s string) { _, _ = io.WriteString(h, s); _, _ = h.Write([]byte{0}) }
 	w(m.LocalCluster)
+	w(m.TrustDomain)
 	for _, c := range m.Clusters {
 		w(c.Name)
 		w(c.Region)

@@ -88,7 +88,7 @@ func changeOne(rng *rand.Rand, m *model.Mesh) (*model.Mesh, string) {
 	}
 	svc := &out.Services[rng.IntN(len(out.Services))]
 	port := &svc.Ports[rng.IntN(len(svc.Ports))]
-	switch rng.IntN(10) {
+	switch rng.IntN(11) {
 	case 0:
 		if len(port.Endpoints) > 0 {
 			e := &port.Endpoints[rng.IntN(len(port.Endpoints))]
@@ -144,6 +144,12 @@ func changeOne(rng *rand.Rand, m *model.Mesh) (*model.Mesh, string) {
 	case 9:
 		svc.LoadBalancer = meshgen.LoadBalancers[rng.IntN(len(meshgen.LoadBalancers))]
 		return out, "the fleet's load balancer changed"
+	case 10:
+		if len(port.Endpoints) > 0 {
+			e := &port.Endpoints[rng.IntN(len(port.Endpoints))]
+			e.MTLS = !e.MTLS
+			return out, "an endpoint's pod began or stopped taking mTLS"
+		}
 	}
 	svc.VIPs = append(svc.VIPs, "10.96.9.9")
 	return out, "a virtual IP was added"
