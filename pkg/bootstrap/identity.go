@@ -9,7 +9,9 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -21,14 +23,13 @@ const (
 	KeyFile = "key.pem"
 	// TokenFile is the ServiceAccount token, where pods present one
 	// instead of a certificate (Options.Token), for TokenAudience.
-	TokenFile        = "token"
-	CertFile         = "cert.pem"
-	RootsFile        = "roots.pem"
-	IdentitySDSFile  = "identity-sds.json"
-	RootsSDSFile     = "roots-sds.json"
-	identitySecret   = "fleetmesh-identity"
-	rootsSecret      = "fleetmesh-roots"
-	tlsTransportName = "envoy.transport_sockets.tls"
+	TokenFile       = "token"
+	CertFile        = "cert.pem"
+	RootsFile       = "roots.pem"
+	IdentitySDSFile = "identity-sds.json"
+	RootsSDSFile    = "roots-sds.json"
+	identitySecret  = "fleetmesh-identity"
+	rootsSecret     = "fleetmesh-roots"
 )
 
 // SDSFiles are the contents of the two SDS files of an identity directory
@@ -82,33 +83,52 @@ func sdsFile(secret *tlsv3.Secret) ([]byte, error) {
 	return protojson.Marshal(&discoveryv3.DiscoveryResponse{Resources: []*anypb.Any{a}})
 }
 
-// xdsTransportSocket is TLS to the xDS server with the proxy's identity,
-// both from the SDS files of dir.
-func xdsTransportSocket(dir, serverName string) (*corev3.TransportSocket, error) {
-	source := func(file string) *corev3.ConfigSource {
-		return &corev3.ConfigSource{
-			ResourceApiVersion: corev3.ApiVersion_V3,
-			ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
-				Path: filepath.Join(dir, file), WatchedDirectory: &corev3.WatchedDirectory{Path: dir},
-			}},
-		}
-	}
-	tc, err := anypb.New(&tlsv3.UpstreamTlsContext{
-		Sni: serverName,
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			AlpnProtocols: []string{"h2"},
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{
-				Name: identitySecret, SdsConfig: source(IdentitySDSFile),
-			}},
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{
-				Name: rootsSecret, SdsConfig: source(RootsSDSFile),
-			}},
-		},
-	})
+// sdsConfig is the SDS config of secret, read from file of the identity
+// directory dir, which Envoy watches.
+func sdsConfig(dir, secret, file string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: secret, SdsConfig: &corev3.ConfigSource{
+		ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
+			Path: filepath.Join(dir, file), WatchedDirectory: &corev3.WatchedDirectory{Path: dir},
+		}},
+	}}
+}
+
+// IdentitySDS is the proxy's certificate and key, from the identity
+// directory dir (its IdentitySDSFile): for the xDS server and for mesh
+// mTLS alike.
+func IdentitySDS(dir string) *tlsv3.SdsSecretConfig {
+	return sdsConfig(dir, identitySecret, IdentitySDSFile)
+}
+
+// RootsSDS is the roots the proxy checks peers with, from the identity
+// directory dir (its RootsSDSFile, which also names the xDS server's
+// identity).
+func RootsSDS(dir string) *tlsv3.SdsSecretConfig {
+	return sdsConfig(dir, rootsSecret, RootsSDSFile)
+}
+
+// TLSTransportSocket is a transport socket of Envoy's TLS, tlsContext its
+// UpstreamTlsContext or DownstreamTlsContext.
+func TLSTransportSocket(tlsContext proto.Message) (*corev3.TransportSocket, error) {
+	tc, err := anypb.New(tlsContext)
 	if err != nil {
 		return nil, err
 	}
-	return &corev3.TransportSocket{Name: tlsTransportName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc}}, nil
+	return &corev3.TransportSocket{Name: wellknown.TransportSocketTLS, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc}}, nil
+}
+
+// xdsTransportSocket is TLS to the xDS server with the proxy's identity,
+// both from the SDS files of dir.
+func xdsTransportSocket(dir, serverName string) (*corev3.TransportSocket, error) {
+	return TLSTransportSocket(&tlsv3.UpstreamTlsContext{
+		Sni: serverName,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols:                  []string{"h2"},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{IdentitySDS(dir)},
+			ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: RootsSDS(dir)},
+		},
+	})
 }
 
 // TokenAudience is the audience of the ServiceAccount tokens proxies

@@ -404,7 +404,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 	}
 	if o.WorkloadSigner && o.ProxyCredential != ProxyCredentialToken {
 		// The signer watches the fleet's roots, and no other ConfigMap.
-		mgrOpts.Cache.ByObject[&corev1.ConfigMap{}] = signer.FleetRootsCache(o.Namespace)
+		mgrOpts.Cache.ByObject[&corev1.ConfigMap{}] = signer.ConfigMapCache(o.Namespace, signer.FleetRootsConfigMap)
 	}
 	if o.XDSTLS {
 		// Injected sidecars get a workload certificate and speak TLS.

@@ -113,25 +113,33 @@ type builder struct {
 // (the rebuild logs it: MTLSModeProblems).
 func (b *builder) mtls() {
 	b.meshed = map[string]bool{}
-	set := func(key, value string) {
+	eachMTLSMode(b.in, func(key, _, value string) {
 		if mode, ok := parseMTLSMode(value); ok {
 			if b.m.MTLSModes == nil {
 				b.m.MTLSModes = map[string]model.MTLSMode{}
 			}
 			b.m.MTLSModes[key] = mode
 		}
-	}
-	for _, ns := range b.in.Namespaces {
-		if v, ok := ns.Labels[MTLSModeKey]; ok {
-			set(ns.Name, v)
-		}
-	}
+	})
 	for _, p := range b.in.Pods {
-		if v, ok := p.Annotations[MTLSModeKey]; ok {
-			set(p.Namespace+"/"+p.Name, v)
-		}
 		if _, ok := p.Annotations[MeshedAnnotation]; ok || p.Annotations[TakesMTLSAnnotation] == "true" {
 			b.meshed[p.Namespace+"/"+p.Name] = true
+		}
+	}
+}
+
+// eachMTLSMode calls f with every mTLS mode set, as written: key is the
+// namespace or namespace/pod it is set for, what names the label or
+// annotation that sets it.
+func eachMTLSMode(in *Objects, f func(key, what, value string)) {
+	for _, ns := range in.Namespaces {
+		if v, ok := ns.Labels[MTLSModeKey]; ok {
+			f(ns.Name, "Namespace "+ns.Name+": label", v)
+		}
+	}
+	for _, p := range in.Pods {
+		if v, ok := p.Annotations[MTLSModeKey]; ok {
+			f(p.Namespace+"/"+p.Name, "Pod "+p.Namespace+"/"+p.Name+": annotation", v)
 		}
 	}
 }
@@ -148,20 +156,11 @@ func parseMTLSMode(v string) (model.MTLSMode, bool) {
 // mTLS mode is not one: it is ignored.
 func MTLSModeProblems(in *Objects) []string {
 	var out []string
-	for _, ns := range in.Namespaces {
-		if v, ok := ns.Labels[MTLSModeKey]; ok {
-			if _, valid := parseMTLSMode(v); !valid {
-				out = append(out, fmt.Sprintf("Namespace %s: label %s is %q, not STRICT or PERMISSIVE; ignored", ns.Name, MTLSModeKey, v))
-			}
+	eachMTLSMode(in, func(_, what, value string) {
+		if _, valid := parseMTLSMode(value); !valid {
+			out = append(out, fmt.Sprintf("%s %s is %q, not STRICT or PERMISSIVE; ignored", what, MTLSModeKey, value))
 		}
-	}
-	for _, p := range in.Pods {
-		if v, ok := p.Annotations[MTLSModeKey]; ok {
-			if _, valid := parseMTLSMode(v); !valid {
-				out = append(out, fmt.Sprintf("Pod %s/%s: annotation %s is %q, not STRICT or PERMISSIVE; ignored", p.Namespace, p.Name, MTLSModeKey, v))
-			}
-		}
-	}
+	})
 	return out
 }
 

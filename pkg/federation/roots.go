@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,10 +32,7 @@ import (
 // rootsCache scopes a member's cache of ConfigMaps to its roots: the
 // federation may read no other ConfigMap.
 func rootsCache(namespace string) cache.ByObject {
-	return cache.ByObject{
-		Namespaces: map[string]cache.Config{namespace: {}},
-		Field:      fields.OneTermEqualSelector("metadata.name", signer.RootsConfigMap),
-	}
+	return signer.ConfigMapCache(namespace, signer.RootsConfigMap)
 }
 
 // readRoots reads a member's roots, and the trust domain its signer

@@ -195,12 +195,13 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 		Complete(s)
 }
 
-// FleetRootsCache scopes the manager's cache of ConfigMaps to the fleet
-// roots: the signer watches no other ConfigMap.
-func FleetRootsCache(namespace string) cache.ByObject {
+// ConfigMapCache scopes a cache of ConfigMaps to one of namespace: the
+// signer watches its fleet roots (FleetRootsConfigMap) and no other, the
+// federation a member's roots (RootsConfigMap).
+func ConfigMapCache(namespace, name string) cache.ByObject {
 	return cache.ByObject{
 		Namespaces: map[string]cache.Config{namespace: {}},
-		Field:      fields.OneTermEqualSelector("metadata.name", FleetRootsConfigMap),
+		Field:      fields.OneTermEqualSelector("metadata.name", name),
 	}
 }
 
@@ -392,6 +393,7 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 		}
 		secret.Annotations[RotatedAnnotation] = request
 		changed = true
+		s.opts.Log.Info("workload CA staged: published now, signing after the overlap", "overlap", s.opts.CAOverlap)
 	}
 	if changed {
 		secret.Data = map[string][]byte{"ca.crt": files.Bundle, "ca.key": files.Key}
@@ -410,9 +412,6 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store the workload CA in Secret %s: %w", key, err)
 		}
-		if len(files.NextCert) > 0 && rotate {
-			s.opts.Log.Info("workload CA staged: published now, signing after the overlap", "overlap", s.opts.CAOverlap)
-		}
 	}
 	s.roots = files.Roots()
 	return ca, s.publish(ctx, s.roots)
@@ -423,7 +422,7 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 // ConfigMap and its copies in the mesh's namespaces).
 func (s *Signer) publish(ctx context.Context, roots []byte) error {
 	if !s.opts.Tokens {
-		if err := s.publishTrustBundle(ctx, roots); err != nil {
+		if err := s.publishBundle(ctx, TrustBundle, roots); err != nil {
 			return err
 		}
 	}
@@ -444,10 +443,6 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (s *Signer) publishTrustBundle(ctx context.Context, roots []byte) error {
-	return s.publishBundle(ctx, TrustBundle, roots)
 }
 
 // publishBundle writes the signer's ClusterTrustBundle name.

@@ -74,6 +74,10 @@ func routerFilter() *hcmv3.HttpFilter {
 // hcmFilter is an HTTP connection manager taking its routes over RDS, or
 // inline when routes is set.
 func hcmFilter(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *listenerv3.Filter {
+	return networkHCM(newHCM(statPrefix, rdsName, routes))
+}
+
+func newHCM(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *hcmv3.HttpConnectionManager {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:  statPrefix,
 		CodecType:   hcmv3.HttpConnectionManager_AUTO,
@@ -84,23 +88,23 @@ func hcmFilter(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *
 	} else {
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: rdsName}}
 	}
+	return hcm
+}
+
+func networkHCM(hcm *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	return &listenerv3.Filter{
 		Name:       "envoy.filters.network.http_connection_manager",
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
 	}
 }
 
-// inboundHCM is a sidecar's HTTP connection manager for one app port:
-// its routes inline, the callers allowed (nil: anyone), and, over mesh
-// mTLS, the caller's identity for the app in x-forwarded-client-cert
-// (whatever a client sent in that header is dropped either way).
+// inboundHCM is a serving HTTP connection manager (a sidecar's for one
+// app port, a gateway's ending mTLS, a proxyless server's): its routes
+// inline, the callers allowed (nil: anyone), and, over mesh mTLS, the
+// caller's identity for the app in x-forwarded-client-cert (whatever a
+// client sent in that header is dropped either way).
 func inboundHCM(statPrefix string, routes *routev3.RouteConfiguration, allowed callers, mtls bool) *listenerv3.Filter {
-	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix:     statPrefix,
-		CodecType:      hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes},
-		HttpFilters:    []*hcmv3.HttpFilter{routerFilter()},
-	}
+	hcm := newHCM(statPrefix, "", routes)
 	if allowed != nil {
 		hcm.HttpFilters = append([]*hcmv3.HttpFilter{{
 			Name:       "envoy.filters.http.rbac",
@@ -111,10 +115,7 @@ func inboundHCM(statPrefix string, routes *routev3.RouteConfiguration, allowed c
 		hcm.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
 		hcm.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true}
 	}
-	return &listenerv3.Filter{
-		Name:       "envoy.filters.network.http_connection_manager",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
-	}
+	return networkHCM(hcm)
 }
 
 // tcpProxyFilter sends connections to cluster; to a hashing cluster, by

@@ -1,8 +1,6 @@
 package translate
 
 import (
-	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
@@ -33,12 +32,6 @@ const (
 	// TLS connection as mesh mTLS only when it offers it, so an app's
 	// own TLS on a PERMISSIVE port is passed on untouched.
 	MTLSALPN = "fleetmesh-mtls"
-	// identity directory files (the same names as pkg/bootstrap's)
-	identitySDSFile = "identity-sds.json"
-	rootsSDSFile    = "roots-sds.json"
-	identitySecret  = "fleetmesh-identity"
-	rootsSecret     = "fleetmesh-roots"
-	tlsSocketName   = "envoy.transport_sockets.tls"
 	// transportSocketMatch is the endpoint metadata an outbound cluster
 	// picks its mTLS transport socket by.
 	transportSocketMatch = "envoy.transport_socket_match"
@@ -53,35 +46,30 @@ func SNI(svc *model.Service, port uint32) string {
 	return "outbound_." + strconv.FormatUint(uint64(port), 10) + "_._." + svc.FQDN()
 }
 
-// sds is the SDS config of one of the identity directory's files.
-func sds(dir, secret, file string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{Name: secret, SdsConfig: &corev3.ConfigSource{
-		ResourceApiVersion: corev3.ApiVersion_V3,
-		ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
-			Path: filepath.Join(dir, file), WatchedDirectory: &corev3.WatchedDirectory{Path: dir},
-		}},
-	}}
-}
-
 // commonTLS is the proxy's certificate, and peers checked against the
 // roots for an identity of the trust domain. (The roots file also names
 // the xDS server's identity; the names a peer may have are the union.)
 func commonTLS(dir, trustDomain string, alpn []string) *tlsv3.CommonTlsContext {
 	return &tlsv3.CommonTlsContext{
 		AlpnProtocols:                  alpn,
-		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds(dir, identitySecret, identitySDSFile)},
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{bootstrap.IdentitySDS(dir)},
 		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 			DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
 				SanType: tlsv3.SubjectAltNameMatcher_URI,
 				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"}},
 			}}},
-			ValidationContextSdsSecretConfig: sds(dir, rootsSecret, rootsSDSFile),
+			ValidationContextSdsSecretConfig: bootstrap.RootsSDS(dir),
 		}},
 	}
 }
 
-func tlsSocket(m proto.Message) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: tlsSocketName, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(m)}}
+func tlsSocket(tlsContext proto.Message) *corev3.TransportSocket {
+	ts, err := bootstrap.TLSTransportSocket(tlsContext)
+	if err != nil {
+		// Only an unregistered type fails, which is a programming error.
+		panic(err)
+	}
+	return ts
 }
 
 // upstreamMTLS is a mesh client's TLS to a service port, sni naming it.
@@ -103,11 +91,15 @@ func downstreamMTLS(dir, trustDomain string) *corev3.TransportSocket {
 	})
 }
 
+// mtlsMatch is what marks an endpoint that takes mesh mTLS, and what an
+// outbound cluster's mTLS transport socket matches.
+func mtlsMatch() *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{mtlsMatchKey: structpb.NewStringValue(mtlsMatchValue)}}
+}
+
 // mtlsEndpointMetadata marks an endpoint that takes mesh mTLS.
 func mtlsEndpointMetadata() *corev3.Metadata {
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		transportSocketMatch: {Fields: map[string]*structpb.Value{mtlsMatchKey: structpb.NewStringValue(mtlsMatchValue)}},
-	}}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{transportSocketMatch: mtlsMatch()}}
 }
 
 // WithMTLS is a copy of an EDS cluster whose endpoints that take mesh mTLS
@@ -116,13 +108,9 @@ func mtlsEndpointMetadata() *corev3.Metadata {
 // plaintext.
 func WithMTLS(c *clusterv3.Cluster, dir, trustDomain, sni string) *clusterv3.Cluster {
 	out := proto.Clone(c).(*clusterv3.Cluster)
-	match, err := structpb.NewStruct(map[string]any{mtlsMatchKey: mtlsMatchValue})
-	if err != nil {
-		panic(err) // a string value always converts
-	}
 	http2 := c.GetTypedExtensionProtocolOptions()[httpProtocolOptions] != nil
 	out.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
-		Name: mtlsMatchValue, Match: match, TransportSocket: upstreamMTLS(dir, trustDomain, sni, http2),
+		Name: mtlsMatchValue, Match: mtlsMatch(), TransportSocket: upstreamMTLS(dir, trustDomain, sni, http2),
 	}}
 	return out
 }
@@ -132,6 +120,12 @@ func WithMTLS(c *clusterv3.Cluster, dir, trustDomain, sni string) *clusterv3.Clu
 // bootstrap (a file_watcher over its identity volume): its clusters'
 // mTLS takes the certificate and the roots from it.
 const ProxylessCertificateProvider = "fleetmesh"
+
+// certificateProvider is a certificate of the proxyless client's or
+// server's ProxylessCertificateProvider: "default" (its own) or "ROOTCA".
+func certificateProvider(name string) *tlsv3.CertificateProviderPluginInstance {
+	return &tlsv3.CertificateProviderPluginInstance{InstanceName: ProxylessCertificateProvider, CertificateName: name}
+}
 
 // ProxylessTakesMTLS reports whether every endpoint of a port takes mesh
 // mTLS (meshed pods, remote gateways): grpc-go takes one transport socket
@@ -156,13 +150,10 @@ func ProxylessTakesMTLS(port *model.Port) bool {
 // GRPC_EXPERIMENTAL_XDS_SNI=true; a remote gateway needs it).
 func WithProxylessMTLS(c *clusterv3.Cluster, trustDomain, sni string) *clusterv3.Cluster {
 	out := proto.Clone(c).(*clusterv3.Cluster)
-	provider := func(name string) *tlsv3.CertificateProviderPluginInstance {
-		return &tlsv3.CertificateProviderPluginInstance{InstanceName: ProxylessCertificateProvider, CertificateName: name}
-	}
 	out.TransportSocket = tlsSocket(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{
-		TlsCertificateProviderInstance: provider("default"),
+		TlsCertificateProviderInstance: certificateProvider("default"),
 		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			CaCertificateProviderInstance: provider("ROOTCA"),
+			CaCertificateProviderInstance: certificateProvider("ROOTCA"),
 			// grpc-go reads only this field, not its replacement.
 			MatchSubjectAltNames: []*matcherv3.StringMatcher{{ //nolint:staticcheck // see above
 				MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + trustDomain + "/"},
@@ -287,10 +278,8 @@ func exportCallers(m *model.Mesh, svcs []*model.Service) callers {
 		if svc.Export == nil || len(svc.Export.Callers) == 0 {
 			return nil
 		}
+		// (discovery.Callers leaves out "*", which is anyone: no callers.)
 		for _, c := range svc.Export.Callers {
-			if c == "*" {
-				return nil
-			}
 			ns, sa, ok := strings.Cut(c, "/")
 			if !ok {
 				ns, sa = svc.Namespace, c
@@ -303,12 +292,4 @@ func exportCallers(m *model.Mesh, svcs []*model.Service) callers {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// describeCallers says who may call, for warnings and explain.
-func (c callers) String() string {
-	if c == nil {
-		return "anyone"
-	}
-	return fmt.Sprint([]string(c))
 }

@@ -109,9 +109,6 @@ func ProxylessServer(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.IdentityDir == "" || p.IP == "" {
 		return r, nil
 	}
-	provider := func(name string) *tlsv3.CertificateProviderPluginInstance {
-		return &tlsv3.CertificateProviderPluginInstance{InstanceName: ProxylessCertificateProvider, CertificateName: name}
-	}
 	inbound := inboundPorts(m, p)
 	for _, portNumber := range slices.Sorted(maps.Keys(inbound)) {
 		in := inbound[portNumber]
@@ -131,9 +128,9 @@ func ProxylessServer(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 				TransportSocket: tlsSocket(&tlsv3.DownstreamTlsContext{
 					RequireClientCertificate: wrapperspb.Bool(true),
 					CommonTlsContext: &tlsv3.CommonTlsContext{
-						TlsCertificateProviderInstance: provider("default"),
+						TlsCertificateProviderInstance: certificateProvider("default"),
 						ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-							CaCertificateProviderInstance: provider("ROOTCA"),
+							CaCertificateProviderInstance: certificateProvider("ROOTCA"),
 						}},
 					},
 				}),

@@ -277,14 +277,21 @@ func inboundChains(m *model.Mesh, p *model.Proxy, mode model.MTLSMode, name, clu
 		}
 		return []*listenerv3.Filter{inboundHCM(name, routes, allowed, mtls)}
 	}
-	plaintext := &listenerv3.FilterChain{Filters: filters(false)}
-	if p.Intercept {
-		plaintext.Name = name
-	}
 	if p.IdentityDir == "" {
+		plaintext := &listenerv3.FilterChain{Filters: filters(false)}
+		if p.Intercept {
+			plaintext.Name = name
+		}
 		return []*listenerv3.FilterChain{plaintext}
 	}
-	plaintext.Name = name
+	plaintext := &listenerv3.FilterChain{Name: name}
+	if mode == model.MTLSStrict {
+		// Plaintext (and TLS that is not the mesh's) is closed.
+		// (RBAC needs a terminal filter after it; nothing reaches it.)
+		plaintext.Filters = []*listenerv3.Filter{networkRBAC(name+"_strict", callers{}), tcpProxyFilter(name, cluster, false)}
+	} else {
+		plaintext.Filters = filters(false)
+	}
 	alpn := []string{MTLSALPN}
 	if in.proto.IsHTTP() {
 		// Proxyless gRPC clients offer h2 only. An HTTP port's app
@@ -296,11 +303,6 @@ func inboundChains(m *model.Mesh, p *model.Proxy, mode model.MTLSMode, name, clu
 		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls", ApplicationProtocols: alpn},
 		TransportSocket:  downstreamMTLS(p.IdentityDir, m.TrustDomain),
 		Filters:          filters(true),
-	}
-	if mode == model.MTLSStrict {
-		// Plaintext (and TLS that is not the mesh's) is closed.
-		// (RBAC needs a terminal filter after it; nothing reaches it.)
-		plaintext.Filters = []*listenerv3.Filter{networkRBAC(name+"_strict", callers{}), tcpProxyFilter(name, cluster, false)}
 	}
 	return []*listenerv3.FilterChain{mtls, plaintext}
 }

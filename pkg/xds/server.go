@@ -89,25 +89,19 @@ type Server struct {
 	proxies map[string]*proxyEntry
 	// shared are the sidecars' shared layers in use, by layer name.
 	shared map[string]*sharedEntry
-	// mtlsUsers are the mTLS layers in use: one of their proxies, and
-	// how many.
-	mtlsUsers map[string]*mtlsEntry
+	// mtlsUsers are the mTLS layers in use, by layer name.
+	mtlsUsers map[string]*sharedEntry
 	memo      map[string]memoEntry
 	ready     bool
 }
 
-// sharedEntry is a shared layer and the sidecars that use it.
+// sharedEntry is a shared layer and the proxies that use it.
 type sharedEntry struct {
 	// proxy is one of them, to translate for.
 	proxy model.Proxy
 	users int
 	// warnings of the layer's last translation
 	warnings []string
-}
-
-type mtlsEntry struct {
-	proxy model.Proxy
-	users int
 }
 
 type proxyEntry struct {
@@ -151,6 +145,13 @@ func (s *Server) mtlsFor(e memoEntry, layer string, p model.Proxy) Resources {
 	return r
 }
 
+// updateMTLS builds an mTLS layer anew.
+func (s *Server) updateMTLS(name string, sh *sharedEntry) {
+	if s.mesh != nil {
+		s.cache.SetLayer(name, s.mtlsLayerOf(name, sh.proxy))
+	}
+}
+
 // mtlsLayerOf builds an mTLS layer, for its proxies, one of which is p.
 func (s *Server) mtlsLayerOf(layer string, p model.Proxy) Resources {
 	out := Resources{resource.ClusterType: {}}
@@ -171,7 +172,7 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		metrics:   newMetrics(opts.Registry),
 		proxies:   map[string]*proxyEntry{},
 		shared:    map[string]*sharedEntry{},
-		mtlsUsers: map[string]*mtlsEntry{},
+		mtlsUsers: map[string]*sharedEntry{},
 		memo:      map[string]memoEntry{},
 	}
 	s.tracker = newTracker(opts.Log, s.metrics)
@@ -287,30 +288,38 @@ func (s *Server) connected(node *corev3.Node) (*syncz.ProxyStatus, error) {
 		s.proxies[p.ID] = e
 		s.opts.Log.Info("proxy connected", "proxy", p.ID, "role", p.Role, "namespace", p.Namespace, "pod", p.Pod)
 		if p.Role == model.RoleSidecar {
-			name := sharedLayer(p)
-			sh := s.shared[name]
-			if sh == nil {
-				sh = &sharedEntry{proxy: p}
-				s.shared[name] = sh
-				s.updateShared(name, sh)
-			}
-			sh.users++
+			acquire(s.shared, sharedLayer(p), p, s.updateShared)
 		}
 		if name := mtlsLayer(p); name != "" {
-			m := s.mtlsUsers[name]
-			if m == nil {
-				m = &mtlsEntry{proxy: p}
-				s.mtlsUsers[name] = m
-				if s.mesh != nil {
-					s.cache.SetLayer(name, s.mtlsLayerOf(name, p))
-				}
-			}
-			m.users++
+			acquire(s.mtlsUsers, name, p, s.updateMTLS)
 		}
 		s.updateProxy(e)
 	}
 	e.streams++
 	return &syncz.ProxyStatus{ID: p.ID, Role: string(p.Role), Cluster: p.Cluster, Namespace: p.Namespace, Pod: p.Pod}, nil
+}
+
+// acquire counts p as a user of the shared layer name, made (by build)
+// when p is its first.
+func acquire(layers map[string]*sharedEntry, name string, p model.Proxy, build func(string, *sharedEntry)) {
+	sh := layers[name]
+	if sh == nil {
+		sh = &sharedEntry{proxy: p}
+		layers[name] = sh
+		build(name, sh)
+	}
+	sh.users++
+}
+
+// release counts one user of the shared layer name fewer, and drops the
+// layer with its last.
+func (s *Server) release(layers map[string]*sharedEntry, name string) {
+	if sh := layers[name]; sh != nil {
+		if sh.users--; sh.users <= 0 {
+			delete(layers, name)
+			s.cache.DeleteLayer(name)
+		}
+	}
 }
 
 // disconnected drops a proxy's own layer when its last stream closes.
@@ -325,21 +334,10 @@ func (s *Server) disconnected(st *syncz.ProxyStatus) {
 		delete(s.proxies, st.ID)
 		s.cache.DeleteLayer(proxyLayer(st.ID))
 		if e.proxy.Role == model.RoleSidecar {
-			name := sharedLayer(e.proxy)
-			if sh := s.shared[name]; sh != nil {
-				if sh.users--; sh.users <= 0 {
-					delete(s.shared, name)
-					s.cache.DeleteLayer(name)
-				}
-			}
+			s.release(s.shared, sharedLayer(e.proxy))
 		}
 		if name := mtlsLayer(e.proxy); name != "" {
-			if m := s.mtlsUsers[name]; m != nil {
-				if m.users--; m.users <= 0 {
-					delete(s.mtlsUsers, name)
-					s.cache.DeleteLayer(name)
-				}
-			}
+			s.release(s.mtlsUsers, name)
 		}
 		s.opts.Log.Info("proxy disconnected", "proxy", st.ID)
 	}
@@ -387,8 +385,8 @@ func (s *Server) Update(m *model.Mesh) {
 	// with it, or a proxy could be answered a plaintext cluster meant to
 	// be hidden.
 	layers := map[string]Resources{layerOutbound: outbound, layerProxyless: proxyless}
-	for name, m := range s.mtlsUsers {
-		layers[name] = s.mtlsLayerOf(name, m.proxy)
+	for name, sh := range s.mtlsUsers {
+		layers[name] = s.mtlsLayerOf(name, sh.proxy)
 	}
 	s.cache.SetLayers(layers)
 	for name, sh := range s.shared {

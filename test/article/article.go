@@ -75,14 +75,10 @@ type Fleet struct {
 	// Gateways are the members' gateways, and HTTPBinSidecars the meshed
 	// httpbin pods' sidecars, by cluster.
 	Gateways, HTTPBinSidecars map[string]*testenv.Envoy
-	// HTTPBinIdentityDirs are the httpbin sidecars' identity directories,
-	// by cluster (MTLS).
-	HTTPBinIdentityDirs map[string]string
 
-	envoys     []*testenv.Envoy
-	mtls       bool
-	tempDirs   []string
-	lastSerial string
+	envoys   []*testenv.Envoy
+	mtls     bool
+	tempDirs []string
 	// identities are the proxies given certificates (MTLS).
 	identities []bootstrap.Options
 	// the benchmark path (BenchPath)
@@ -115,7 +111,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	}
 	f := &Fleet{
 		Objects: Objects{tf}, Planes: map[string]*testenv.ControlPlane{}, cancel: cancel, mtls: o.MTLS,
-		Gateways: map[string]*testenv.Envoy{}, HTTPBinSidecars: map[string]*testenv.Envoy{}, HTTPBinIdentityDirs: map[string]string{},
+		Gateways: map[string]*testenv.Envoy{}, HTTPBinSidecars: map[string]*testenv.Envoy{},
 	}
 	if err := f.start(ctx, o); err != nil {
 		f.Stop()
@@ -163,7 +159,7 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 			if _, err := c.RunPod(ctx, testenv.PodOptions{Namespace: gw.Namespace, Name: gw.Pod, ServiceAccountName: gw.ServiceAccount, IP: gatewayIP(c)}); err != nil {
 				return err
 			}
-			if err := f.identity(ctx, &gw); err != nil {
+			if _, err := f.identity(ctx, &gw); err != nil {
 				return err
 			}
 		}
@@ -189,17 +185,19 @@ const XDSServerID = "spiffe://cluster.local/ns/fleetmesh-system/sa/fleetmesh-con
 // the kubelet would for the pod's identity volume: the key and
 // certificate, the roots of every ClusterTrustBundle of the signer (its
 // own and the fleet's), and the SDS files; o then speaks TLS to its
-// control plane with it. The pod's ServiceAccount is made if missing.
-func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
+// control plane with it. The pod's ServiceAccount is made if missing. It
+// returns the certificate's serial as Envoy's admin /certs shows it (its
+// bytes in hex).
+func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) (string, error) {
 	c := f.Cluster(o.Cluster)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.ServiceAccount}}
 	if err := c.Client.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
-		return err
+		return "", err
 	}
 	if o.IdentityDir == "" {
 		dir, err := os.MkdirTemp("", "identity-"+o.Pod+"-")
 		if err != nil {
-			return err
+			return "", err
 		}
 		o.IdentityDir = dir
 		f.tempDirs = append(f.tempDirs, dir)
@@ -218,16 +216,43 @@ func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
 		if cp := f.Planes[c.Name]; cp != nil {
 			log = cp.Log()
 		}
-		return fmt.Errorf("cluster %s published no roots of %s: %w\n%s", c.Name, signer.Name, err, log)
+		return "", fmt.Errorf("cluster %s published no roots of %s: %w\n%s", c.Name, signer.Name, err, log)
 	}
 	cert, err := c.WriteIdentity(ctx, o.Namespace, o.Pod, signer.Name, o.IdentityDir, func(key, chain []byte) (map[string][]byte, error) {
 		return bootstrap.IdentityFiles(o.IdentityDir, XDSServerID, key, chain, roots)
 	})
-	if err == nil && cert.Leaf != nil {
-		// As Envoy's admin /certs shows it: the serial's bytes in hex.
-		f.lastSerial = hex.EncodeToString(cert.Leaf.SerialNumber.Bytes())
+	if err != nil {
+		return "", err
 	}
-	return err
+	return hex.EncodeToString(cert.Leaf.SerialNumber.Bytes()), nil
+}
+
+// given is the proxy of pod ns/name in cluster that got a certificate.
+func (f *Fleet) given(cluster, ns, name string) (bootstrap.Options, bool) {
+	for _, o := range f.identities {
+		if o.Cluster == cluster && o.Namespace == ns && o.Pod == name {
+			return o, true
+		}
+	}
+	return bootstrap.Options{}, false
+}
+
+// IdentityDir is the identity directory of the proxy of pod ns/name in
+// cluster (MTLS), "" when it got no certificate.
+func (f *Fleet) IdentityDir(cluster, ns, name string) string {
+	o, _ := f.given(cluster, ns, name)
+	return o.IdentityDir
+}
+
+// RenewIdentity gets the proxy of pod ns/name in cluster a new
+// certificate, written into its identity directory as the kubelet renews
+// it (MTLS). It returns the new certificate's serial, in hex.
+func (f *Fleet) RenewIdentity(ctx context.Context, cluster, ns, name string) (string, error) {
+	o, ok := f.given(cluster, ns, name)
+	if !ok {
+		return "", fmt.Errorf("pod %s/%s of %s has no certificate to renew", ns, name, cluster)
+	}
+	return f.identity(ctx, &o)
 }
 
 // RefreshIdentities does for every proxy of a cluster what the kubelet
@@ -237,7 +262,7 @@ func (f *Fleet) identity(ctx context.Context, o *bootstrap.Options) error {
 func (f *Fleet) RefreshIdentities(ctx context.Context, cluster string) error {
 	for _, o := range f.identities {
 		if o.Cluster == cluster {
-			if err := f.identity(ctx, &o); err != nil {
+			if _, err := f.identity(ctx, &o); err != nil {
 				return err
 			}
 		}
@@ -371,11 +396,11 @@ func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) e
 	if f.mtls {
 		backend.ShowHeader = "X-Forwarded-Client-Cert"
 	}
-	dir, e, err := f.deployMeshed(ctx, cluster, meshedApp{
+	e, err := f.deployMeshed(ctx, cluster, meshedApp{
 		namespace: "httpbin", pod: "httpbin-1", app: "pipy", serviceAccount: "httpbin",
 		services: []string{"httpbin", "httpbin-" + cluster}, backend: backend, appHost: 10,
 	})
-	f.HTTPBinIdentityDirs[cluster], f.HTTPBinSidecars[cluster] = dir, e
+	f.HTTPBinSidecars[cluster] = e
 	return err
 }
 
@@ -383,11 +408,10 @@ func (f *Fleet) DeployMeshedHTTPBin(ctx context.Context, cluster, body string) e
 // member, its pod behind an inbound sidecar, answering with the cluster's
 // name; it returns the sidecar.
 func (f *Fleet) DeployMeshedGRPC(ctx context.Context, cluster, ns, name string) (*testenv.Envoy, error) {
-	_, e, err := f.deployMeshed(ctx, cluster, meshedApp{
+	return f.deployMeshed(ctx, cluster, meshedApp{
 		namespace: ns, pod: name + "-1", app: name, serviceAccount: name, services: []string{name},
 		port: corev1.ServicePort{Name: "grpc", Port: 9090}, backend: &testenv.GRPCBackend{Cluster: cluster, Port: 9090}, appHost: 30,
 	})
-	return e, err
 }
 
 // meshedApp is a pod behind an inbound sidecar, with the Services that
@@ -404,12 +428,11 @@ type meshedApp struct {
 }
 
 // deployMeshed runs a meshedApp in a cluster: its Services, its pod and
-// its sidecar (with MTLS, its certificate, in the identity directory it
-// returns).
-func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (string, *testenv.Envoy, error) {
+// its sidecar (with MTLS, its certificate).
+func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (*testenv.Envoy, error) {
 	c := f.Cluster(cluster)
 	if err := c.EnsureNamespace(ctx, a.namespace); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if a.port.Port == 0 {
 		a.port.Port = 8080
@@ -421,7 +444,7 @@ func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (
 			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": a.app}, Ports: []corev1.ServicePort{a.port}},
 		}
 		if err := c.Client.Create(ctx, svc); err != nil {
-			return "", nil, err
+			return nil, err
 		}
 	}
 	appIP := fmt.Sprintf("127.0.%d.%d", c.Index, a.appHost)
@@ -436,21 +459,40 @@ func (f *Fleet) deployMeshed(ctx context.Context, cluster string, a meshedApp) (
 		o.ServiceAccount, pod.ServiceAccountName = a.serviceAccount, a.serviceAccount
 		// The injector marks a pod whose sidecar has a certificate.
 		pod.Annotations = map[string]string{discovery.MeshedAnnotation: "{}"}
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace, Name: a.serviceAccount}}
-		if err := c.Client.Create(ctx, sa); client.IgnoreAlreadyExists(err) != nil {
-			return "", nil, err
-		}
 	}
 	if _, err := c.RunPod(ctx, pod); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if f.mtls {
-		if err := f.identity(ctx, &o); err != nil {
-			return "", nil, err
+		if _, err := f.identity(ctx, &o); err != nil {
+			return nil, err
 		}
 	}
-	e, err := f.Envoy(ctx, o)
-	return o.IdentityDir, e, err
+	return f.Envoy(ctx, o)
+}
+
+// ExportToCluster2 exports cluster-1's Service ns/name to the callers
+// named (its serviceAccountName), and sends cluster-2's calls for it
+// there: a FailOver policy with cluster-1 as the target.
+func (f Objects) ExportToCluster2(ctx context.Context, ns, name, callers string) error {
+	export := &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: callers},
+	}
+	if err := f.Cluster("cluster-1").Client.Create(ctx, export); err != nil {
+		return err
+	}
+	c2 := f.Cluster("cluster-2")
+	if err := c2.EnsureNamespace(ctx, ns); err != nil {
+		return err
+	}
+	policy := &fmv1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
+			{ClusterKey: "default/default/default/cluster-1"},
+		}},
+	}
+	return client.IgnoreAlreadyExists(c2.Client.Create(ctx, policy))
 }
 
 // Export writes the article's two ServiceExports of a member.
@@ -476,47 +518,30 @@ func (f Objects) Export(ctx context.Context, cluster string) error {
 // StartCurl runs the curl pod in cluster-2 with its sidecar.
 func (f *Fleet) StartCurl(ctx context.Context) error {
 	var err error
-	f.Curl, f.CurlEnvoy, _, err = f.RunClient(ctx, "curl", "curl-1", "curl")
+	f.Curl, f.CurlEnvoy, err = f.RunClient(ctx, "curl", "curl-1", "curl")
 	return err
 }
 
 // RunClient runs a pod ns/name as the ServiceAccount sa in cluster-2 with
-// its sidecar (with MTLS, its certificate, in the identity directory it
-// returns).
-func (f *Fleet) RunClient(ctx context.Context, ns, name, sa string) (*testenv.Pod, *testenv.Envoy, string, error) {
+// its sidecar (with MTLS, its certificate).
+func (f *Fleet) RunClient(ctx context.Context, ns, name, sa string) (*testenv.Pod, *testenv.Envoy, error) {
 	c2 := f.Cluster("cluster-2")
 	o := bootstrap.Options{NodeID: name + "." + ns, Role: "sidecar", Namespace: ns, Pod: name, Cluster: "cluster-2", Delta: true}
 	opts := testenv.PodOptions{Namespace: ns, Name: name, Labels: map[string]string{"app": strings.TrimSuffix(name, "-1")}}
 	if f.mtls {
 		o.ServiceAccount, opts.ServiceAccountName = sa, sa
-		if err := c2.EnsureNamespace(ctx, ns); err != nil {
-			return nil, nil, "", err
-		}
-		obj := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
-		if err := c2.Client.Create(ctx, obj); client.IgnoreAlreadyExists(err) != nil {
-			return nil, nil, "", err
-		}
 	}
 	pod, err := c2.RunPod(ctx, opts)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, err
 	}
 	if f.mtls {
-		if err := f.identity(ctx, &o); err != nil {
-			return nil, nil, "", err
+		if _, err := f.identity(ctx, &o); err != nil {
+			return nil, nil, err
 		}
 	}
 	e, err := f.Envoy(ctx, o)
-	return pod, e, o.IdentityDir, err
-}
-
-// RenewIdentity gets the proxy of pod ns/name in cluster a new
-// certificate, written into its identity directory dir as the kubelet
-// renews it (MTLS). It returns the new certificate's serial, in hex.
-func (f *Fleet) RenewIdentity(ctx context.Context, cluster, ns, name, sa, dir string) (string, error) {
-	o := bootstrap.Options{Cluster: cluster, Namespace: ns, Pod: name, ServiceAccount: sa, IdentityDir: dir}
-	err := f.identity(ctx, &o)
-	return f.lastSerial, err
+	return pod, e, err
 }
 
 // Imports lists cluster-2's ServiceImports in namespace httpbin.

@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -35,33 +31,16 @@ func (f *Fleet) BenchPath(ctx context.Context) (*testenv.Pod, error) {
 }
 
 func (f *Fleet) deployBenchPath(ctx context.Context) (*testenv.Pod, error) {
-	if _, _, err := f.deployMeshed(ctx, "cluster-1", meshedApp{
+	if _, err := f.deployMeshed(ctx, "cluster-1", meshedApp{
 		namespace: benchNamespace, pod: "echo-1", app: "echo", serviceAccount: "echo",
 		services: []string{"echo"}, backend: &testenv.HTTPBackend{Port: 8080, Body: "Hi, I am from cluster-1!\n"}, appHost: 20,
 	}); err != nil {
 		return nil, err
 	}
-	c1, c2 := f.Cluster("cluster-1"), f.Cluster("cluster-2")
-	export := &fmv1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: "echo"},
-		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: "*"},
-	}
-	if err := c1.Client.Create(ctx, export); err != nil {
+	if err := f.ExportToCluster2(ctx, benchNamespace, "echo", "*"); err != nil {
 		return nil, err
 	}
-	if err := c2.EnsureNamespace(ctx, benchNamespace); err != nil {
-		return nil, err
-	}
-	policy := &fmv1alpha1.GlobalTrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: "echo"},
-		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
-			{ClusterKey: "default/default/default/cluster-1"},
-		}},
-	}
-	if err := c2.Client.Create(ctx, policy); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, err
-	}
-	pod, _, _, err := f.RunClient(ctx, benchNamespace, "client-1", "client")
+	pod, _, err := f.RunClient(ctx, benchNamespace, "client-1", "client")
 	if err != nil {
 		return nil, err
 	}

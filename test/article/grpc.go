@@ -130,14 +130,11 @@ func (f *Fleet) MeshGRPCClient(ctx context.Context, ns, name, sa, target string)
 	if err := c2.EnsureNamespace(ctx, ns); err != nil {
 		return nil, nil, err
 	}
-	if err := c2.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); client.IgnoreAlreadyExists(err) != nil {
-		return nil, nil, err
-	}
 	if _, err := c2.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: name, ServiceAccountName: sa}); err != nil {
 		return nil, nil, err
 	}
 	o := bootstrap.Options{Cluster: "cluster-2", Namespace: ns, Pod: name, ServiceAccount: sa}
-	if err := f.identity(ctx, &o); err != nil {
+	if _, err := f.identity(ctx, &o); err != nil {
 		return nil, nil, err
 	}
 	config, err := f.meshGRPCBootstrap(o)
@@ -197,9 +194,6 @@ func (f *Fleet) MeshGRPCServer(ctx context.Context, cluster, ns, name, sa, servi
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		return nil, err
 	}
-	if err := c.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}); client.IgnoreAlreadyExists(err) != nil {
-		return nil, err
-	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: service},
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "grpc", Port: 9090, Protocol: corev1.ProtocolTCP}}},
@@ -216,7 +210,7 @@ func (f *Fleet) MeshGRPCServer(ctx context.Context, cluster, ns, name, sa, servi
 		return nil, err
 	}
 	o := bootstrap.Options{Cluster: cluster, Namespace: ns, Pod: name, ServiceAccount: sa}
-	if err := f.identity(ctx, &o); err != nil {
+	if _, err := f.identity(ctx, &o); err != nil {
 		return nil, err
 	}
 	config, err := f.meshGRPCBootstrap(o)

@@ -146,12 +146,12 @@ func setCallers(ctx context.Context, t *testing.T, callers string) {
 	}
 }
 
-// setMode labels cluster-1's namespace httpbin with an mTLS mode.
-func setMode(ctx context.Context, t *testing.T, mode string) {
+// setMode labels a namespace of cluster-1 with an mTLS mode.
+func setMode(ctx context.Context, t *testing.T, name, mode string) {
 	t.Helper()
 	ns := &corev1.Namespace{}
 	c := fleet.Cluster("cluster-1")
-	if err := c.Client.Get(ctx, client.ObjectKey{Name: "httpbin"}, ns); err != nil {
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		t.Fatal(err)
 	}
 	if ns.Labels == nil {
@@ -224,11 +224,11 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 	if err := fleet.PolicyFor(ctx, "httpbin", fmv1alpha1.ActiveActiveLbType); err != nil {
 		t.Fatal(err)
 	}
-	curl, curlEnvoy, curlDir, err := fleet.RunClient(ctx, "curl", "curl-1", "curl")
+	curl, curlEnvoy, err := fleet.RunClient(ctx, "curl", "curl-1", "curl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	intruder, _, _, err := fleet.RunClient(ctx, "curl", "intruder-1", "intruder")
+	intruder, _, err := fleet.RunClient(ctx, "curl", "intruder-1", "intruder")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,18 +268,12 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 			}
 		}
 		// The client's side: its cluster's TLS handshakes.
-		if n := statSum(t, curlEnvoy, "cluster", "outbound|8080||httpbin.httpbin.svc.cluster.local", "ssl.handshake"); n == 0 {
-			t.Error("curl's sidecar made no TLS handshake to httpbin")
-		}
+		expectCounted(t, curlEnvoy, "curl's sidecar made no TLS handshake to httpbin", "cluster", "outbound|8080||httpbin.httpbin.svc.cluster.local", "ssl.handshake")
 		// The gateway passed connections through by SNI, as TCP: it
 		// never saw HTTP.
-		if n := statSum(t, gateway, "tcp", sni, "downstream_cx_total"); n == 0 {
-			t.Errorf("cluster-1's gateway passed no connection through for %s", sni)
-		}
+		expectCounted(t, gateway, fmt.Sprintf("cluster-1's gateway passed no connection through for %s", sni), "tcp", sni, "downstream_cx_total")
 		// The serving sidecar ended TLS and saw client certificates.
-		if n := statSum(t, server, "listener", "ssl.handshake"); n == 0 {
-			t.Error("httpbin's sidecar ended no TLS handshake")
-		}
+		expectCounted(t, server, "httpbin's sidecar ended no TLS handshake", "listener", "ssl.handshake")
 		if n := statSum(t, server, "listener", "ssl.no_certificate"); n != 0 {
 			t.Errorf("httpbin's sidecar took %d TLS connections without a client certificate", n)
 		}
@@ -292,7 +286,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		if b, err := plaintext(ctx); err != nil {
 			t.Fatalf("PERMISSIVE (the default): a plaintext client got %v (%s)", err, b)
 		}
-		setMode(ctx, t, "STRICT")
+		setMode(ctx, t, "httpbin", "STRICT")
 		eventually(ctx, t, "STRICT refuses a plaintext client", func(ctx context.Context) (bool, string) {
 			b, err := plaintext(ctx)
 			return err != nil && !strings.HasPrefix(err.Error(), "4") && !strings.HasPrefix(err.Error(), "5"), fmt.Sprint(b, err)
@@ -342,9 +336,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		if b, err := call(ctx, curl); err != nil {
 			t.Fatalf("curl, allowed, got %v (%s)", err, b)
 		}
-		if n := statSum(t, server, "rbac", "denied"); n == 0 {
-			t.Error("httpbin's sidecar counted no RBAC denial")
-		}
+		expectCounted(t, server, "httpbin's sidecar counted no RBAC denial", "rbac", "denied")
 		if b, err := article.Get(ctx, fleet.GatewayAddress("cluster-1"), "anything", "/cluster-1/httpbin-mesh"); err != nil {
 			t.Fatalf("north-south with callers named: %v (%s)", err, b)
 		}
@@ -366,11 +358,11 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		var curlSerial, httpbinSerial string
 		for range 2 {
 			time.Sleep(500 * time.Millisecond)
-			if curlSerial, err = fleet.RenewIdentity(ctx, "cluster-2", "curl", "curl-1", "curl", curlDir); err != nil {
+			if curlSerial, err = fleet.RenewIdentity(ctx, "cluster-2", "curl", "curl-1"); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(500 * time.Millisecond)
-			if httpbinSerial, err = fleet.RenewIdentity(ctx, "cluster-1", "httpbin", "httpbin-1", "httpbin", fleet.HTTPBinIdentityDirs["cluster-1"]); err != nil {
+			if httpbinSerial, err = fleet.RenewIdentity(ctx, "cluster-1", "httpbin", "httpbin-1"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -430,7 +422,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if ca := issuerOf(t, fleet.HTTPBinIdentityDirs["cluster-1"]); ca.Equal(newCA) {
+		if ca := issuerOf(t, fleet.IdentityDir("cluster-1", "httpbin", "httpbin-1")); ca.Equal(newCA) {
 			t.Fatalf("cluster-1 signed with its new CA %s after the rotation was asked: the overlap was not kept", time.Since(start))
 		}
 		// After the overlap the new CA signs; the old one stays trusted.
@@ -444,7 +436,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		if err := fleet.RefreshIdentities(ctx, "cluster-1"); err != nil {
 			t.Fatal(err)
 		}
-		if ca := issuerOf(t, fleet.HTTPBinIdentityDirs["cluster-1"]); !ca.Equal(newCA) {
+		if ca := issuerOf(t, fleet.IdentityDir("cluster-1", "httpbin", "httpbin-1")); !ca.Equal(newCA) {
 			t.Fatal("httpbin's certificate after the overlap is not from cluster-1's new CA")
 		}
 		if roots := publishedRoots(ctx, t, c1); !slices.ContainsFunc(roots, before[len(before)-1].Equal) {
@@ -454,7 +446,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		t.Logf("the new CA was trusted in cluster-2 %s after the rotation was asked, and signed %s after", staged.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		traffic.check(t, "the rotation of cluster-1's workload CA")
-		if certs, err := server.Get("/certs"); err != nil || !strings.Contains(certs, `"serial_number": "`+serialOf(t, fleet.HTTPBinIdentityDirs["cluster-1"])+`"`) {
+		if certs, err := server.Get("/certs"); err != nil || !strings.Contains(certs, `"serial_number": "`+serialOf(t, fleet.IdentityDir("cluster-1", "httpbin", "httpbin-1"))+`"`) {
 			t.Errorf("httpbin's Envoy does not hold its certificate from the new CA: %v", err)
 		}
 	})
@@ -576,6 +568,15 @@ func tlsWithoutCertificate(addr, sni string) error {
 	return nil
 }
 
+// expectCounted fails the test, saying failure, when the counters of an
+// Envoy whose names match every part add up to nothing.
+func expectCounted(t *testing.T, e *testenv.Envoy, failure string, parts ...string) {
+	t.Helper()
+	if statSum(t, e, parts...) == 0 {
+		t.Error(failure)
+	}
+}
+
 // grepNonZero are the stats lines whose value is not 0.
 func grepNonZero(s string) string {
 	var out []string
@@ -611,12 +612,14 @@ func TestTheGatewayEndsMTLSForPodsWithoutASidecar(t *testing.T) {
 	if err := c1.Client.Create(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
-	exportFromCluster1(ctx, t, ns, "legacy", "legacy-clients/caller")
-	caller, _, _, err := fleet.RunClient(ctx, "legacy-clients", "caller-1", "caller")
+	if err := fleet.ExportToCluster2(ctx, ns, "legacy", "legacy-clients/caller"); err != nil {
+		t.Fatal(err)
+	}
+	caller, _, err := fleet.RunClient(ctx, "legacy-clients", "caller-1", "caller")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, _, err := fleet.RunClient(ctx, "legacy-clients", "other-1", "other")
+	other, _, err := fleet.RunClient(ctx, "legacy-clients", "other-1", "other")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,12 +638,8 @@ func TestTheGatewayEndsMTLSForPodsWithoutASidecar(t *testing.T) {
 		t.Errorf("a caller the export does not name got %v (%s), want 403 from the gateway", err, b)
 	}
 	gateway := fleet.Gateways["cluster-1"]
-	if n := statSum(t, gateway, "listener", "ssl.handshake"); n == 0 {
-		t.Error("cluster-1's gateway ended no TLS handshake")
-	}
-	if n := statSum(t, gateway, "outbound_.8080_._.legacy.legacy.svc.cluster.local", "rbac.denied"); n == 0 {
-		t.Error("cluster-1's gateway counted no RBAC denial for legacy")
-	}
+	expectCounted(t, gateway, "cluster-1's gateway ended no TLS handshake", "listener", "ssl.handshake")
+	expectCounted(t, gateway, "cluster-1's gateway counted no RBAC denial for legacy", "outbound_.8080_._.legacy.legacy.svc.cluster.local", "rbac.denied")
 }
 
 // TestProxylessGRPCClientsSpeakMeshMTLS calls a gRPC service of a STRICT
@@ -651,21 +650,15 @@ func TestProxylessGRPCClientsSpeakMeshMTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	waitFleetTrust(ctx, t)
-	c1 := fleet.Cluster("cluster-1")
 	const ns, target = "grpcmesh", "greeter.grpcmesh.svc.cluster.local:9090"
 	server, err := fleet.DeployMeshedGRPC(ctx, "cluster-1", ns, "greeter")
 	if err != nil {
 		t.Fatal(err)
 	}
-	exportFromCluster1(ctx, t, ns, "greeter", "grpc-clients/client")
-	namespace := &corev1.Namespace{}
-	if err := c1.Client.Get(ctx, client.ObjectKey{Name: ns}, namespace); err != nil {
+	if err := fleet.ExportToCluster2(ctx, ns, "greeter", "grpc-clients/client"); err != nil {
 		t.Fatal(err)
 	}
-	namespace.Labels = map[string]string{discovery.MTLSModeKey: "STRICT"}
-	if err := c1.Client.Update(ctx, namespace); err != nil {
-		t.Fatal(err)
-	}
+	setMode(ctx, t, ns, "STRICT")
 	allowed, other := meshGRPCClients(ctx, t, "grpc-clients", target)
 	eventually(ctx, t, "the allowed proxyless client reaches greeter in cluster-1", func(ctx context.Context) (bool, string) {
 		host, err := unary(ctx, allowed)
@@ -682,15 +675,9 @@ func TestProxylessGRPCClientsSpeakMeshMTLS(t *testing.T) {
 	// mTLS end to end: the gateway passed it through by its SNI, the
 	// serving sidecar ended it.
 	sni := "outbound_.9090_._.greeter.grpcmesh.svc.cluster.local"
-	if n := statSum(t, fleet.Gateways["cluster-1"], "tcp", sni, "downstream_cx_total"); n == 0 {
-		t.Errorf("cluster-1's gateway passed no connection through for %s", sni)
-	}
-	if n := statSum(t, server, "listener", "ssl.handshake"); n == 0 {
-		t.Error("greeter's sidecar ended no TLS handshake")
-	}
-	if n := statSum(t, server, "rbac", "denied"); n == 0 {
-		t.Error("greeter's sidecar counted no RBAC denial")
-	}
+	expectCounted(t, fleet.Gateways["cluster-1"], fmt.Sprintf("cluster-1's gateway passed no connection through for %s", sni), "tcp", sni, "downstream_cx_total")
+	expectCounted(t, server, "greeter's sidecar ended no TLS handshake", "listener", "ssl.handshake")
+	expectCounted(t, server, "greeter's sidecar counted no RBAC denial", "rbac", "denied")
 }
 
 // TestProxylessGRPCServersTakeMeshMTLS runs a proxyless grpc-go xDS server
@@ -707,7 +694,9 @@ func TestProxylessGRPCServersTakeMeshMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	exportFromCluster1(ctx, t, ns, "orders", "grpc-callers/client")
+	if err := fleet.ExportToCluster2(ctx, ns, "orders", "grpc-callers/client"); err != nil {
+		t.Fatal(err)
+	}
 	allowed, other := meshGRPCClients(ctx, t, "grpc-callers", target)
 	eventually(ctx, t, "the allowed client reaches the proxyless server in cluster-1", func(ctx context.Context) (bool, string) {
 		host, err := unary(ctx, allowed)
@@ -717,35 +706,7 @@ func TestProxylessGRPCServersTakeMeshMTLS(t *testing.T) {
 		t.Errorf("a client the export does not name got %v, want PERMISSION_DENIED from the server", err)
 	}
 	sni := "outbound_.9090_._.orders.grpcsrv.svc.cluster.local"
-	if n := statSum(t, fleet.Gateways["cluster-1"], "tcp", sni, "downstream_cx_total"); n == 0 {
-		t.Errorf("cluster-1's gateway passed no connection through for %s", sni)
-	}
-}
-
-// exportFromCluster1 exports cluster-1's Service ns/name to the callers
-// named, and sends cluster-2's calls for it there (FailOver).
-func exportFromCluster1(ctx context.Context, t *testing.T, ns, name, callers string) {
-	t.Helper()
-	export := &fmv1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       fmv1alpha1.ServiceExportSpec{ServiceAccountName: callers},
-	}
-	if err := fleet.Cluster("cluster-1").Client.Create(ctx, export); err != nil {
-		t.Fatal(err)
-	}
-	c2 := fleet.Cluster("cluster-2")
-	if err := c2.EnsureNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	policy := &fmv1alpha1.GlobalTrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.FailOverLbType, Targets: []fmv1alpha1.TrafficTarget{
-			{ClusterKey: "default/default/default/cluster-1"},
-		}},
-	}
-	if err := c2.Client.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
+	expectCounted(t, fleet.Gateways["cluster-1"], fmt.Sprintf("cluster-1's gateway passed no connection through for %s", sni), "tcp", sni, "downstream_cx_total")
 }
 
 // meshGRPCClients runs two proxyless clients with certificates in
