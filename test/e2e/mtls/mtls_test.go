@@ -449,6 +449,20 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		if certs, err := server.Get("/certs"); err != nil || !strings.Contains(certs, `"serial_number": "`+serialOf(t, fleet.IdentityDir("cluster-1", "httpbin", "httpbin-1"))+`"`) {
 			t.Errorf("httpbin's Envoy does not hold its certificate from the new CA: %v", err)
 		}
+		// The calls above may have kept their connections. A client that
+		// starts now makes new ones, and its sidecar meets httpbin's
+		// certificate from the new CA in a handshake: it is trusted.
+		handshakes := statSum(t, server, "listener", "ssl.handshake")
+		late, _, err := fleet.RunClient(ctx, "curl", "late-1", "curl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := call(ctx, late); err != nil {
+			t.Fatalf("a client started after the rotation got %v (%s)", err, b)
+		}
+		if n := statSum(t, server, "listener", "ssl.handshake"); n <= handshakes {
+			t.Errorf("httpbin's sidecar made no new TLS handshake for the new client (%d, %d before)", n, handshakes)
+		}
 	})
 }
 
