@@ -74,6 +74,10 @@ const (
 	ConditionConflict = "Conflict"
 	// ConditionAccepted says a GlobalTrafficPolicy was read by the control plane.
 	ConditionAccepted = "Accepted"
+	// ConditionMCSAPI says whether a Cluster serves the Kubernetes MCS API
+	// (multicluster.x-k8s.io/v1beta1), whose exports the federation then
+	// reads and whose imports it writes there (reasons Served, NotServed).
+	ConditionMCSAPI = "MCSAPI"
 
 	ReasonUnreachable = "Unreachable"
 	ReasonConnecting  = "Connecting"
@@ -96,6 +100,8 @@ const (
 	ReasonExported           = "Exported"
 	ReasonImportFailed       = "ImportFailed"
 	ReasonUnknownTargets     = "UnknownTargets"
+	ReasonServed             = "Served"
+	ReasonNotServed          = "NotServed"
 )
 
 // LocalClusterLabel marks, among the Cluster copies the federation writes

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 )
@@ -115,10 +116,12 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 	q.namespaces(ctx, w.client, m, d)
 	q.clusters(ctx, w, d)
 	q.imports(ctx, w, m, d, unknown)
+	q.mcsImports(ctx, w, m, d, unknown)
 	q.services(ctx, w, m, d, unknown)
 	q.slices(ctx, w, m, d, unknown)
 	q.ingresses(ctx, w, m, d)
 	q.exportStatus(ctx, w, m, exports)
+	q.mcsExportStatus(ctx, w, m, exports)
 	return q.run(ctx)
 }
 
@@ -292,13 +295,39 @@ func (q *writeQueue) imports(ctx context.Context, w *writer, m *Member, d *Desir
 			return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Spec, want.Spec)
 		},
 		keep: func(_ string, cur *fmv1alpha1.ServiceImport) bool {
-			return !isOurs(cur.Labels) || fromUnknown(cur, unknown)
+			return !isOurs(cur.Labels) || listsUnknown(importClusters(cur), unknown)
 		},
 	})
 	for key, want := range d.Imports {
 		if cur := existing[key]; cur == nil || !equality.Semantic.DeepEqual(cur.Status.Clusters, want.Status.Clusters) {
 			q.add(phaseStatus, "apply import status "+key, func() error { return w.applyStatus(ctx, want) })
 		}
+	}
+}
+
+// mcsImports: the MCS API's ServiceImports, adopted as fleetmesh.io's
+// are. Their conditions carry their transition times over.
+func (q *writeQueue) mcsImports(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
+	existing := byKey(pointers(m.MCSImports), nil)
+	reconcileKind(ctx, q, w, kindSync[*mcsv1beta1.ServiceImport]{
+		kind: "mcs import", desired: d.MCSImports, existing: existing,
+		upToDate: mcsImportUpToDate,
+		keep: func(_ string, cur *mcsv1beta1.ServiceImport) bool {
+			return !isOurs(cur.Labels) || listsUnknown(clusterNames(cur), unknown)
+		},
+	})
+	for key, want := range d.MCSImports {
+		cur := existing[key]
+		if cur != nil && mcsImportStatusUpToDate(cur, want) {
+			continue
+		}
+		next := want.DeepCopy()
+		if cur != nil {
+			next.Status.Conditions = withConditions(cur.Status.Conditions, want.Status.Conditions)
+		} else {
+			next.Status.Conditions = withConditions(nil, want.Status.Conditions)
+		}
+		q.add(phaseStatus, "apply mcs import status "+key, func() error { return w.applyStatus(ctx, next) })
 	}
 }
 
@@ -362,18 +391,9 @@ func (q *writeQueue) ingresses(ctx context.Context, w *writer, m *Member, d *Des
 func (q *writeQueue) exportStatus(ctx context.Context, w *writer, m *Member, exports map[string][]metav1.Condition) {
 	for i := range m.Exports {
 		e := &m.Exports[i]
-		conds := exports[e.Namespace+"/"+e.Name]
 		next := e.DeepCopy()
-		for _, cond := range conds {
-			prev := meta.FindStatusCondition(e.Status.Conditions, cond.Type)
-			changed := prev == nil || prev.Status != cond.Status || prev.Reason != cond.Reason
-			bad := (cond.Type == fmv1alpha1.ConditionValid && cond.Status == metav1.ConditionFalse) ||
-				(cond.Type == fmv1alpha1.ConditionConflict && cond.Status == metav1.ConditionTrue)
-			if changed && bad {
-				w.events.Eventf(e, nil, corev1.EventTypeWarning, cond.Reason, "Export", "%s", cond.Message)
-			}
-			meta.SetStatusCondition(&next.Status.Conditions, cond)
-		}
+		next.Status.Conditions = withConditions(e.Status.Conditions, exports[e.Namespace+"/"+e.Name])
+		w.exportEvents(e, e.Status.Conditions, next.Status.Conditions)
 		if !equality.Semantic.DeepEqual(e.Status, next.Status) {
 			q.add(phaseStatus, "write status of export "+e.Namespace+"/"+e.Name, func() error {
 				return w.client.Status().Patch(ctx, next, client.MergeFrom(e), client.FieldOwner(FieldOwner))
@@ -382,23 +402,66 @@ func (q *writeQueue) exportStatus(ctx context.Context, w *writer, m *Member, exp
 	}
 }
 
+// mcsExportStatus writes the conditions of the member's MCS exports, in
+// the MCS API's reasons; the events are the fleetmesh.io export's, or
+// these when there is none.
+func (q *writeQueue) mcsExportStatus(ctx context.Context, w *writer, m *Member, exports map[string][]metav1.Condition) {
+	for i := range m.MCSExports {
+		e := &m.MCSExports[i]
+		key := e.Namespace + "/" + e.Name
+		next := e.DeepCopy()
+		next.Status.Conditions = withConditions(e.Status.Conditions, mcsConditions(exports[key], e.Generation))
+		if m.fmExports[key] == nil {
+			w.exportEvents(e, e.Status.Conditions, next.Status.Conditions)
+		}
+		if !equality.Semantic.DeepEqual(e.Status, next.Status) {
+			q.add(phaseStatus, "write status of mcs export "+key, func() error {
+				return w.client.Status().Patch(ctx, next, client.MergeFrom(e), client.FieldOwner(FieldOwner))
+			})
+		}
+	}
+}
+
+// exportEvents tells an export's user, in an event, of a condition that
+// turned bad: not Valid, or in Conflict.
+func (w *writer) exportEvents(e runtime.Object, prev, next []metav1.Condition) {
+	for _, cond := range next {
+		was := meta.FindStatusCondition(prev, cond.Type)
+		changed := was == nil || was.Status != cond.Status || was.Reason != cond.Reason
+		bad := (cond.Type == fmv1alpha1.ConditionValid && cond.Status == metav1.ConditionFalse) ||
+			(cond.Type == fmv1alpha1.ConditionConflict && cond.Status == metav1.ConditionTrue)
+		if changed && bad {
+			w.events.Eventf(e, nil, corev1.EventTypeWarning, cond.Reason, "Export", "%s", cond.Message)
+		}
+	}
+}
+
 // writeWorkers is how many writes to one member run at once.
 const writeWorkers = 8
 
-// fromUnknown reports whether an import lists an unreachable member: it
+// listsUnknown reports whether an import lists an unreachable member: it
 // stays until that member is heard from.
-func fromUnknown(imp *fmv1alpha1.ServiceImport, unknown map[string]bool) bool {
-	for _, c := range imp.Status.Clusters {
-		if unknown[c.Cluster] {
+func listsUnknown(clusters []string, unknown map[string]bool) bool {
+	for _, c := range clusters {
+		if unknown[c] {
 			return true
 		}
 	}
 	return false
 }
 
+// importClusters are the names a fleetmesh.io import's status lists.
+func importClusters(imp *fmv1alpha1.ServiceImport) []string {
+	out := make([]string, 0, len(imp.Status.Clusters))
+	for _, c := range imp.Status.Clusters {
+		out = append(out, c.Cluster)
+	}
+	return out
+}
+
 func importedFromUnknown(key string, m *Member, unknown map[string]bool) bool {
 	for i := range m.Imports {
-		if m.Imports[i].Namespace+"/"+m.Imports[i].Name == key && fromUnknown(&m.Imports[i], unknown) {
+		if m.Imports[i].Namespace+"/"+m.Imports[i].Name == key && listsUnknown(importClusters(&m.Imports[i]), unknown) {
 			return true
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
@@ -113,6 +114,12 @@ type memberConn struct {
 	reason     string
 	message    string
 	staleSince *metav1.Time
+	// mcs says the member serves the MCS API; mcsMessage says what it
+	// serves otherwise. redial asks for a new connection (the MCS API
+	// appeared since).
+	mcs        bool
+	mcsMessage string
+	redial     bool
 }
 
 // memberQPS is the request rate the federation allows itself per member.
@@ -129,6 +136,43 @@ const retryAfter = 10 * time.Second
 var watchedInMembers = []client.Object{
 	&corev1.Namespace{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &networkingv1.Ingress{},
 	&fmv1alpha1.ServiceExport{}, &fmv1alpha1.ServiceImport{}, &fmv1alpha1.Cluster{},
+}
+
+// mcsKinds are the MCS API's kinds the federation reads in the members
+// that serve it.
+var mcsKinds = []client.Object{&mcsv1beta1.ServiceExport{}, &mcsv1beta1.ServiceImport{}}
+
+// servesMCS reports whether the API server serves the MCS API's exports
+// and imports in v1beta1, and when not, what it serves instead.
+func servesMCS(d discovery.DiscoveryInterface) (bool, string, error) {
+	has := func(gv string) (bool, error) {
+		list, err := d.ServerResourcesForGroupVersion(gv)
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		n := 0
+		for _, r := range list.APIResources {
+			if r.Name == mcsv1beta1.ServiceExportPluralName || r.Name == mcsv1beta1.ServiceImportPluralName {
+				n++
+			}
+		}
+		return n == 2, nil
+	}
+	ok, err := has(mcsv1beta1.GroupVersion.String())
+	if ok || err != nil {
+		return ok, "", err
+	}
+	old, err := has(mcsv1beta1.GroupName + "/v1alpha1")
+	if err != nil {
+		return false, "", err
+	}
+	if old {
+		return false, "the member serves the MCS API in v1alpha1 only: apply manifests/mcs-crd there (sigs.k8s.io/mcs-api v0.5 CRDs serve v1beta1 and v1alpha1) for its MCS exports to be read and imports written", nil
+	}
+	return false, "the member does not serve the MCS API (multicluster.x-k8s.io/v1beta1): apply manifests/mcs-crd there for MCS ServiceExports to be honoured and ServiceImports written; fleetmesh.io exports and imports work without it", nil
 }
 
 // New registers the federation with the control-plane cluster's manager.
@@ -274,6 +318,7 @@ func (f *Federation) sync(ctx context.Context) error {
 		m.GatewayIP = ip
 		f.mu.Lock()
 		usable := conn.reachable && conn.synced
+		m.MCS = conn.mcs
 		f.mu.Unlock()
 		if usable {
 			f.renewToken(ctx, c, conn)
@@ -355,7 +400,7 @@ func markFailedImports(plan *Plan, failures map[string]error) {
 		for key, conds := range exports {
 			var failed []string
 			for importer, d := range plan.Members {
-				if err := failures[importer]; err != nil && importer != exporter && d.Imports[key] != nil {
+				if err := failures[importer]; err != nil && importer != exporter && (d.Imports[key] != nil || d.MCSImports[key] != nil) {
 					failed = append(failed, fmt.Sprintf("%s (%s)", importer, firstLine(err)))
 				}
 			}
@@ -399,12 +444,19 @@ func readMember(ctx context.Context, r client.Reader, m *Member) error {
 		exp fmv1alpha1.ServiceExportList
 		imp fmv1alpha1.ServiceImportList
 	)
-	for _, l := range []client.ObjectList{&ns, &svc, &eps, &ing, &exp, &imp} {
+	lists := []client.ObjectList{&ns, &svc, &eps, &ing, &exp, &imp}
+	var mcsExp mcsv1beta1.ServiceExportList
+	var mcsImp mcsv1beta1.ServiceImportList
+	if m.MCS {
+		lists = append(lists, &mcsExp, &mcsImp)
+	}
+	for _, l := range lists {
 		if err := r.List(ctx, l); err != nil {
 			return fmt.Errorf("list %T in %s: %w", l, m.name(), err)
 		}
 	}
 	m.Namespaces, m.Services, m.EndpointSlices, m.Ingresses, m.Exports, m.Imports = ns.Items, svc.Items, eps.Items, ing.Items, exp.Items, imp.Items
+	m.MCSExports, m.MCSImports = mcsExp.Items, mcsImp.Items
 	return nil
 }
 
@@ -453,7 +505,7 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.members[c.Name]
-	if cur != nil && cur.configHash == hash && (cur.cluster != nil || cur.dialing || time.Now().Before(cur.retryAt)) {
+	if cur != nil && cur.configHash == hash && !cur.redial && (cur.cluster != nil || cur.dialing || time.Now().Before(cur.retryAt)) {
 		return cur // connected, connecting, or failed a moment ago
 	}
 	if cur != nil {
@@ -510,9 +562,18 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
+	mcs, mcsMessage, err := servesMCS(pc)
+	if err != nil {
+		fail(fmv1alpha1.ReasonUnreachable, "the member's API server did not say whether it serves the MCS API: "+err.Error())
+		return
+	}
+	watched := slices.Clone(watchedInMembers)
+	if mcs {
+		watched = append(watched, mcsKinds...)
+	}
 	// A cache that may not list waits out its sync timeout and says
 	// nothing of why: ask first, so the Cluster names what is refused.
-	if reason, message := f.checkAccess(ctx, c); reason != "" {
+	if reason, message := f.checkAccess(ctx, c, watched); reason != "" {
 		fail(reason, message)
 		return
 	}
@@ -524,7 +585,7 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
-	for _, obj := range append(slices.Clone(watchedInMembers), &corev1.ConfigMap{}) {
+	for _, obj := range append(watched, &corev1.ConfigMap{}) {
 		inf, err := cl.GetCache().GetInformer(ctx, obj)
 		if err == nil {
 			_, err = inf.AddEventHandler(f.handler())
@@ -536,7 +597,22 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 	}
 	f.mu.Lock()
 	conn.client, conn.cluster = c, cl
-	conn.probe = func(context.Context) error { _, err := pc.ServerVersion(); return err }
+	conn.mcs, conn.mcsMessage = mcs, mcsMessage
+	conn.probe = func(context.Context) error {
+		if _, err := pc.ServerVersion(); err != nil {
+			return err
+		}
+		if !mcs {
+			// The MCS API installed since: connect again to read it.
+			if now, _, err := servesMCS(pc); err == nil && now {
+				f.mu.Lock()
+				conn.redial = true
+				f.mu.Unlock()
+				f.poke()
+			}
+		}
+		return nil
+	}
 	conn.message = "reading the member's objects"
 	f.mu.Unlock()
 	go func() { _ = cl.Start(ctx) }()
@@ -561,8 +637,8 @@ func (f *Federation) setSynced(conn *memberConn, ok bool) {
 // checkAccess lists one object of each kind the federation watches in a
 // member and returns, for the first its credentials may not read, the
 // reason Forbidden and what to grant.
-func (f *Federation) checkAccess(ctx context.Context, c client.Client) (string, string) {
-	for _, obj := range watchedInMembers {
+func (f *Federation) checkAccess(ctx context.Context, c client.Client, watched []client.Object) (string, string) {
+	for _, obj := range watched {
 		gvk, err := c.GroupVersionKindFor(obj)
 		if err != nil {
 			continue
@@ -694,6 +770,7 @@ func (f *Federation) disconnectAll() {
 func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Cluster, conn *memberConn, gateway metav1.Condition, ip string, known bool) error {
 	f.mu.Lock()
 	reachable, reason, message, stale, dialing := conn.reachable, conn.reason, conn.message, conn.staleSince, conn.dialing
+	connected, mcs, mcsMessage := conn.cluster != nil, conn.mcs, conn.mcsMessage
 	f.mu.Unlock()
 	next := c.DeepCopy()
 	ready := condition(fmv1alpha1.ConditionReady, reachable, "Reachable", "the member's API server answers with these credentials", c.Generation)
@@ -720,6 +797,14 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 	meta.SetStatusCondition(&next.Status.Conditions, ready)
 	meta.SetStatusCondition(&next.Status.Conditions, joined)
 	meta.SetStatusCondition(&next.Status.Conditions, gateway)
+	if connected {
+		mcsCond := condition(fmv1alpha1.ConditionMCSAPI, mcs, fmv1alpha1.ReasonServed,
+			"the member serves multicluster.x-k8s.io/v1beta1: its MCS exports are read and imports written", c.Generation)
+		if !mcs {
+			mcsCond.Reason, mcsCond.Message = fmv1alpha1.ReasonNotServed, mcsMessage
+		}
+		meta.SetStatusCondition(&next.Status.Conditions, mcsCond)
+	}
 	next.Status.ClusterKey = string(c.Key())
 	next.Status.GatewayIP = ip
 	next.Status.StaleSince = stale

@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
@@ -37,15 +38,26 @@ type Member struct {
 	EndpointSlices []discoveryv1.EndpointSlice
 	Imports        []fmv1alpha1.ServiceImport
 	Ingresses      []networkingv1.Ingress
+	// MCS is true when the member serves the MCS API
+	// (multicluster.x-k8s.io/v1beta1); its MCS exports and imports are
+	// then read, and imports written.
+	MCS        bool
+	MCSExports []mcsv1beta1.ServiceExport
+	MCSImports []mcsv1beta1.ServiceImport
 	// Roots are the member's workload roots (its signer's), if any, and
 	// TrustDomain the trust domain it issues identities in.
 	Roots       []byte
 	TrustDomain string
 
 	// services and slices index Services and the member's own
-	// EndpointSlices by namespace/name (of their Service), for Compute.
-	services map[string]*corev1.Service
-	slices   map[string][]*discoveryv1.EndpointSlice
+	// EndpointSlices by namespace/name (of their Service), for Compute;
+	// fmExports and mcsExports its exports of either group, mcsImports its
+	// MCS imports.
+	services   map[string]*corev1.Service
+	slices     map[string][]*discoveryv1.EndpointSlice
+	fmExports  map[string]*fmv1alpha1.ServiceExport
+	mcsExports map[string]*mcsv1beta1.ServiceExport
+	mcsImports map[string]*mcsv1beta1.ServiceImport
 }
 
 // index builds the member's lookups from its objects.
@@ -63,6 +75,9 @@ func (m *Member) index() {
 			m.slices[key] = append(m.slices[key], s)
 		}
 	}
+	m.fmExports = byKey(pointers(m.Exports), nil)
+	m.mcsExports = byKey(pointers(m.MCSExports), nil)
+	m.mcsImports = byKey(pointers(m.MCSImports), nil)
 }
 
 func (m *Member) name() string { return m.Cluster.Name }
@@ -74,6 +89,7 @@ func (m *Member) key() string { return string(m.Cluster.Key()) }
 type Desired struct {
 	Namespaces []string
 	Imports    map[string]*fmv1alpha1.ServiceImport
+	MCSImports map[string]*mcsv1beta1.ServiceImport
 	Services   map[string]*corev1.Service
 	Slices     map[string]*discoveryv1.EndpointSlice
 	Ingresses  map[string]*networkingv1.Ingress
@@ -92,6 +108,8 @@ type exporter struct {
 	member  *Member
 	export  *fmv1alpha1.ServiceExport
 	service *corev1.Service // nil for an unknown member's carried-over export
+	// mcs is the member's MCS export of the service, if any.
+	mcs     *mcsv1beta1.ServiceExport
 	ports   []fmv1alpha1.ServicePort
 	typ     fmv1alpha1.ServiceImportType
 	created metav1.Time
@@ -135,7 +153,7 @@ func Compute(members []*Member) *Plan {
 	plan := &Plan{Members: map[string]*Desired{}, Exports: map[string]map[string][]metav1.Condition{}}
 	for _, m := range members {
 		plan.Members[m.name()] = &Desired{
-			Imports: map[string]*fmv1alpha1.ServiceImport{}, Services: map[string]*corev1.Service{},
+			Imports: map[string]*fmv1alpha1.ServiceImport{}, MCSImports: map[string]*mcsv1beta1.ServiceImport{}, Services: map[string]*corev1.Service{},
 			Slices: map[string]*discoveryv1.EndpointSlice{}, Ingresses: map[string]*networkingv1.Ingress{},
 			Clusters: map[string]*fmv1alpha1.Cluster{},
 		}
@@ -148,12 +166,12 @@ func Compute(members []*Member) *Plan {
 		if !m.Known {
 			continue
 		}
-		for i := range m.Exports {
-			e := &m.Exports[i]
+		for _, e := range m.exports() {
 			key := e.Namespace + "/" + e.Name
 			ex, conds := validate(m, e)
 			plan.Exports[m.name()][key] = conds
 			if ex != nil {
+				ex.withMCS(m.mcsExports[key])
 				groups[key] = append(groups[key], ex)
 				if ing := exportIngress(m, e); ing != nil {
 					plan.Members[m.name()].Ingresses[key] = ing
@@ -170,20 +188,30 @@ func Compute(members []*Member) *Plan {
 			return cmp.Or(cmp.Compare(carriedRank(a), carriedRank(b)), a.created.Compare(b.created.Time), cmp.Compare(a.member.name(), b.member.name()))
 		})
 		ports, typ, conflicts := merge(exporters)
+		conflicts = append(conflicts, propertyConflicts(exporters)...)
 		for _, ex := range exporters {
 			if !ex.member.Known {
 				continue
 			}
-			c := conflicts[ex]
-			cond := condition(fmv1alpha1.ConditionConflict, c != "", fmv1alpha1.ReasonNoConflict, "no conflict with the other exporters", ex.export.Generation)
-			if c != "" {
-				cond.Reason, cond.Message = strings.SplitN(c, ":", 2)[0], strings.TrimSpace(strings.SplitN(c, ":", 2)[1])
+			cond := condition(fmv1alpha1.ConditionConflict, len(conflicts) > 0, fmv1alpha1.ReasonNoConflict, "no conflict with the other exporters", ex.export.Generation)
+			if len(conflicts) > 0 {
+				// As the MCS API says: the reasons joined by commas.
+				var reasons, messages []string
+				for _, c := range conflicts {
+					if !slices.Contains(reasons, c.reason) {
+						reasons = append(reasons, c.reason)
+					}
+					messages = append(messages, c.message)
+				}
+				cond.Reason, cond.Message = strings.Join(reasons, ","), strings.Join(messages, "; ")
 			}
 			plan.Exports[ex.member.name()][key] = append(plan.Exports[ex.member.name()][key], cond)
 		}
 		ns, name, _ := strings.Cut(key, "/")
 		for _, importer := range members {
-			planImport(plan.Members[importer.name()], importer, ns, name, exporters, ports, typ)
+			d := plan.Members[importer.name()]
+			planImport(d, importer, ns, name, exporters, ports, typ)
+			planMCSImport(d, importer, ns, name, exporters, ports, typ)
 		}
 	}
 
@@ -194,6 +222,9 @@ func Compute(members []*Member) *Plan {
 		}
 		nsSet := map[string]bool{}
 		for _, imp := range d.Imports {
+			nsSet[imp.Namespace] = true
+		}
+		for _, imp := range d.MCSImports {
 			nsSet[imp.Namespace] = true
 		}
 		for ns := range nsSet {
@@ -343,20 +374,22 @@ func findExporter(exs []*exporter, m *Member) *exporter {
 	return nil
 }
 
+// conflict is one way a service's exporters disagree: an MCS reason
+// (PortConflict, TypeConflict, ...) and what to tell their users.
+type conflict struct{ reason, message string }
+
 // merge unites the exporters' ports as the MCS API says: by name (else
 // protocol and number); the oldest exporter's definition wins a conflict,
 // and every exporter of a conflicting service is told why.
-func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceImportType, map[*exporter]string) {
-	conflicts := map[*exporter]string{}
+func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceImportType, []conflict) {
+	var conflicts []conflict
 	winner := exporters[0]
 	var ports []fmv1alpha1.ServicePort
 	byID := map[string]int{}
 	for _, ex := range exporters {
 		if ex.typ != winner.typ {
-			for _, o := range exporters {
-				conflicts[o] = fmt.Sprintf("%s: %s exports it as %s, %s as %s; the oldest export (%s) wins",
-					fmv1alpha1.ReasonTypeConflict, winner.member.name(), winner.typ, ex.member.name(), ex.typ, winner.member.name())
-			}
+			conflicts = append(conflicts, conflict{fmv1alpha1.ReasonTypeConflict, fmt.Sprintf("%s exports it as %s, %s as %s; the oldest export (%s) wins",
+				winner.member.name(), winner.typ, ex.member.name(), ex.typ, winner.member.name())})
 		}
 		for _, p := range ex.ports {
 			id := portID(p)
@@ -367,12 +400,8 @@ func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceI
 				continue
 			}
 			if !samePort(ports[i], p) {
-				for _, o := range exporters {
-					if _, typeConflict := conflicts[o]; !typeConflict || !strings.HasPrefix(conflicts[o], fmv1alpha1.ReasonTypeConflict) {
-						conflicts[o] = fmt.Sprintf("%s: port %s is %d/%s in one exporter and %d/%s in %s; the oldest export's definition wins",
-							fmv1alpha1.ReasonPortConflict, strings.TrimPrefix(id, "name:"), ports[i].Port, ports[i].Protocol, p.Port, p.Protocol, ex.member.name())
-					}
-				}
+				conflicts = append(conflicts, conflict{fmv1alpha1.ReasonPortConflict, fmt.Sprintf("port %s is %d/%s in one exporter and %d/%s in %s; the oldest export's definition wins",
+					strings.TrimPrefix(id, "name:"), ports[i].Port, ports[i].Protocol, p.Port, p.Protocol, ex.member.name())})
 			}
 		}
 	}
@@ -382,18 +411,24 @@ func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceI
 	return ports, winner.typ, conflicts
 }
 
+// reaches reports whether ex's export is imported by importer: its
+// targetClusters (none: all) name it. An exporter is not its own importer.
+func reaches(ex *exporter, importer *Member) bool {
+	if ex.member == importer {
+		return false
+	}
+	targets := ex.export.Spec.TargetClusters
+	return len(targets) == 0 || slices.Contains(targets, importer.Cluster.Key())
+}
+
 // planImport adds to one importer its import of ns/name, the derived
 // Service it needs, and the exporters' pod addresses on its network.
 func planImport(d *Desired, importer *Member, ns, name string, exporters []*exporter, ports []fmv1alpha1.ServicePort, typ fmv1alpha1.ServiceImportType) {
 	var from []*exporter
 	for _, ex := range exporters {
-		if ex.member == importer {
-			continue
+		if reaches(ex, importer) {
+			from = append(from, ex)
 		}
-		if targets := ex.export.Spec.TargetClusters; len(targets) > 0 && !slices.Contains(targets, importer.Cluster.Key()) {
-			continue
-		}
-		from = append(from, ex)
 	}
 	if len(from) == 0 {
 		return
@@ -461,31 +496,38 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 	}
 
 	for _, ex := range from {
-		if !ex.member.Known || ex.member.Cluster.Spec.Network == "" || ex.member.Cluster.Spec.Network != importer.Cluster.Spec.Network {
-			continue
+		if ex.member.Known && ex.member.Cluster.Spec.Network != "" && ex.member.Cluster.Spec.Network == importer.Cluster.Spec.Network {
+			// The importer's own DNS and service proxy reach the pods
+			// through a derived Service.
+			copySlices(d, ex.member, ns, name, derived)
 		}
-		for _, s := range ex.member.slices[ns+"/"+name] {
-			cp := &discoveryv1.EndpointSlice{
-				TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sliceName(name, ex.member.name(), s.Name), Labels: map[string]string{
-					fmv1alpha1.LabelServiceName:   name,
-					fmv1alpha1.LabelSourceCluster: ex.member.name(),
-					discoveryv1.LabelManagedBy:    fmv1alpha1.EndpointSliceManagedByFederation,
-					fmv1alpha1.ManagedByLabel:     fmv1alpha1.ManagedByValue,
-				}},
-				AddressType: s.AddressType, Ports: s.Ports,
-			}
-			if derived {
-				// The importer's own DNS and service proxy then reach
-				// the pods through the derived Service.
-				cp.Labels[discoveryv1.LabelServiceName] = name
-			}
-			for _, e := range s.Endpoints {
-				e.NodeName, e.TargetRef, e.Hints, e.Zone = nil, nil, nil, nil
-				cp.Endpoints = append(cp.Endpoints, e)
-			}
-			d.Slices[ns+"/"+cp.Name] = cp
+	}
+}
+
+// copySlices adds to d, as MCS EndpointSlices, the copies of the
+// exporter's slices of Service ns/name: hostnames and readiness kept, what
+// only means something in the exporter (nodes, zones, pods) left out.
+// serviceName also labels them with the Service they join.
+func copySlices(d *Desired, exporter *Member, ns, name string, serviceName bool) {
+	for _, s := range exporter.slices[ns+"/"+name] {
+		cp := &discoveryv1.EndpointSlice{
+			TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sliceName(name, exporter.name(), s.Name), Labels: map[string]string{
+				fmv1alpha1.LabelServiceName:   name,
+				fmv1alpha1.LabelSourceCluster: exporter.name(),
+				discoveryv1.LabelManagedBy:    fmv1alpha1.EndpointSliceManagedByFederation,
+				fmv1alpha1.ManagedByLabel:     fmv1alpha1.ManagedByValue,
+			}},
+			AddressType: s.AddressType, Ports: s.Ports,
 		}
+		if serviceName {
+			cp.Labels[discoveryv1.LabelServiceName] = name
+		}
+		for _, e := range s.Endpoints {
+			e.NodeName, e.TargetRef, e.Hints, e.Zone = nil, nil, nil, nil
+			cp.Endpoints = append(cp.Endpoints, e)
+		}
+		d.Slices[ns+"/"+cp.Name] = cp
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,9 @@ type FleetOptions struct {
 	// cluster without one is a network of its own, whose pods the others
 	// reach only through its LoadBalancer addresses.
 	Networks map[string]string
+	// WithoutMCS names the clusters that do not get the MCS API's CRDs
+	// (manifests/mcs-crd), which the others do.
+	WithoutMCS []string
 }
 
 // Fleet is a set of running clusters.
@@ -145,7 +149,7 @@ func NoRealNodes() string {
 	return ""
 }
 
-// Scheme has the core Kubernetes types and the fleetmesh API.
+// Scheme has the core Kubernetes types, the fleetmesh API and the MCS API.
 var Scheme = scheme.New()
 
 // clusterIndexes counts the clusters started in this process.
@@ -240,6 +244,14 @@ func (f *Fleet) Stop() error {
 	return errors.Join(errs...)
 }
 
+// crdDirs are the folders of the CRDs a cluster of the fleet gets.
+func crdDirs(name string, opts FleetOptions) []string {
+	if slices.Contains(opts.WithoutMCS, name) {
+		return []string{CRDDir()}
+	}
+	return []string{CRDDir(), MCSCRDDir()}
+}
+
 func startCluster(ctx context.Context, index int, name string, opts FleetOptions) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "fleetmesh-"+name+"-")
 	if err != nil {
@@ -247,7 +259,7 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	}
 	c := &Cluster{Name: name, Index: index, dir: dir, NodeName: name + "-node"}
 	c.env = &envtest.Environment{
-		CRDDirectoryPaths:        []string{CRDDir()},
+		CRDDirectoryPaths:        crdDirs(name, opts),
 		ErrorIfCRDPathMissing:    true,
 		BinaryAssetsDirectory:    AssetsDir(),
 		Scheme:                   Scheme,

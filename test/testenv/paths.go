@@ -39,3 +39,8 @@ func EnvoyBinary() string {
 func CRDDir() string {
 	return filepath.Join(RepoRoot(), "manifests", "crd")
 }
+
+// MCSCRDDir is the folder of the MCS API's CRDs, as fleetmesh ships them.
+func MCSCRDDir() string {
+	return filepath.Join(RepoRoot(), "manifests", "mcs-crd")
+}
