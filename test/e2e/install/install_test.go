@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -735,8 +736,9 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		_, _, _, g, err := webObjects(ctx)
 		return g == 0, err
 	})
-	// An export of no Service is reported on the export and in an event.
-	ghost := &fmv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "ghost"}}
+	// An export of no Service is reported on the export and in an event
+	// (an MCS API export: the member serves it, from manifests/member).
+	ghost := &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "ghost"}}
 	if err := m1.Client.Create(ctx, ghost); err != nil {
 		t.Fatal(err)
 	}
@@ -750,7 +752,7 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		}), nil
 	})
 	// Withdrawn, and a member leaving: what they contributed goes.
-	for _, e := range []*fmv1alpha1.ServiceExport{export, ghost} {
+	for _, e := range []client.Object{export, ghost} {
 		if err := m1.Client.Delete(ctx, e); err != nil {
 			t.Fatal(err)
 		}
