@@ -11,8 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
@@ -175,9 +177,15 @@ func explain(ctx context.Context, k *kubeFlags, from, ns, name string) (*Explana
 			return nil, fmt.Errorf("list %T in %s: %w", l, from, err)
 		}
 	}
+	// The MCS API's exports, where the cluster serves it.
+	var mcsExports mcsv1beta1.ServiceExportList
+	if err := c.List(ctx, &mcsExports, client.InNamespace(ns)); err != nil && !meta.IsNoMatchError(err) {
+		return nil, fmt.Errorf("list MCS ServiceExports in %s: %w", from, err)
+	}
 	in := &discovery.Objects{
 		ClusterName: from, Clusters: clusters.Items, Services: services.Items,
 		EndpointSlices: slices.Items, Imports: imports.Items, Exports: exports.Items, Policies: policies.Items,
+		MCSExports: mcsExports.Items,
 	}
 	// The namespace's mTLS mode, when it may be read.
 	namespace := corev1.Namespace{}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
@@ -25,6 +26,9 @@ type Objects struct {
 	EndpointSlices []discoveryv1.EndpointSlice      `json:"endpointSlices,omitempty"`
 	Imports        []fmv1alpha1.ServiceImport       `json:"serviceImports,omitempty"`
 	Exports        []fmv1alpha1.ServiceExport       `json:"serviceExports,omitempty"`
+	// MCSExports are the cluster's Kubernetes MCS API exports
+	// (multicluster.x-k8s.io), where it serves that API.
+	MCSExports []mcsv1beta1.ServiceExport        `json:"mcsServiceExports,omitempty"`
 	Policies       []fmv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
 	Ingresses      []networkingv1.Ingress           `json:"ingresses,omitempty"`
 	Pods           []corev1.Pod                     `json:"pods,omitempty"`
@@ -62,7 +66,9 @@ const TakesMTLSAnnotation = "fleetmesh.io/takes-mtls"
 //     local network contributes the pod endpoints of the MCS EndpointSlices
 //     from it; any other contributes its gateway.
 //   - The policy is the GlobalTrafficPolicy of the same namespace and name,
-//     the export the local ServiceExport of a local service.
+//     the export the local ServiceExport of a local service (an MCS
+//     ServiceExport without a fleetmesh.io one exports it as one without a
+//     spec would: every port, no paths, any caller).
 //   - Ingresses of class fleetmesh (the federation writes one per export
 //     with rules; users may write their own) add their paths to the
 //     gateway's north-south routes of the services they name.
@@ -366,6 +372,13 @@ func (b *builder) exports() {
 		svc.Export = me
 		if svc.LoadBalancer == "" {
 			svc.LoadBalancer = me.LoadBalancer
+		}
+	}
+	for i := range b.in.MCSExports {
+		e := &b.in.MCSExports[i]
+		key := e.Namespace + "/" + e.Name
+		if svc := b.services[key]; svc != nil && b.localServices[key] && svc.Export == nil {
+			svc.Export = &model.Export{}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,12 +17,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/mcsapi"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
@@ -65,7 +70,19 @@ type Watcher struct {
 	// reported is the problem last reported per service, so a problem
 	// is logged and recorded once, not at every rebuild.
 	reported map[string]string
+
+	// mcs is set once the cluster's MCS ServiceExports are watched: the
+	// cluster serves the MCS API and this controller may read it.
+	mcs       atomic.Bool
+	informers cache.Informers
+	apiReader client.Reader
+	discovery discovery.DiscoveryInterface
+	handler   toolscache.ResourceEventHandlerFuncs
 }
+
+// mcsPollInterval is how often a cluster that does not serve the MCS API
+// is asked again.
+const mcsPollInterval = 30 * time.Second
 
 // watched are the kinds the mesh is made of.
 var watched = []client.Object{
@@ -95,7 +112,7 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 		opts: opts, cache: mgr.GetCache(), client: mgr.GetClient(), trigger: make(chan struct{}, 1),
 		metrics: newMetrics(opts.Registry), lastGood: map[string]model.Service{}, reported: map[string]string{},
 	}
-	handler := toolscache.ResourceEventHandlerFuncs{
+	w.handler = toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.poke() },
 		UpdateFunc: func(any, any) { w.poke() },
 		DeleteFunc: func(any) { w.poke() },
@@ -105,10 +122,15 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 		if err != nil {
 			return nil, fmt.Errorf("discovery: watch %T: %w", obj, err)
 		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		if _, err := inf.AddEventHandler(w.handler); err != nil {
 			return nil, fmt.Errorf("discovery: watch %T: %w", obj, err)
 		}
 	}
+	dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	w.informers, w.apiReader, w.discovery = mgr.GetCache(), mgr.GetAPIReader(), dc
 	if err := mgr.Add(w); err != nil {
 		return nil, err
 	}
@@ -128,6 +150,7 @@ func (w *Watcher) NeedLeaderElection() bool { return false }
 // Start runs the rebuild loop until ctx ends.
 func (w *Watcher) Start(ctx context.Context) error {
 	w.poke() // an empty cluster still gets a mesh
+	go mcsapi.Poll(ctx, w.discovery, mcsPollInterval, func() { w.watchMCS(ctx) })
 	var quiet, deadline <-chan time.Time
 	for {
 		select {
@@ -150,6 +173,28 @@ func (w *Watcher) Start(ctx context.Context) error {
 	}
 }
 
+// watchMCS starts watching the cluster's MCS ServiceExports, once it
+// serves the MCS API, if this controller may read them (else it says
+// what to grant: the cluster's gateway then serves fleetmesh.io exports
+// only).
+func (w *Watcher) watchMCS(ctx context.Context) {
+	if err := w.apiReader.List(ctx, &mcsv1beta1.ServiceExportList{}, client.Limit(1)); err != nil {
+		w.opts.Log.Error(err, "the cluster serves the MCS API, but its ServiceExports cannot be read: grant list and watch on serviceexports.multicluster.x-k8s.io (manifests/member does); until then MCS exports are not served by this cluster's gateway")
+		return
+	}
+	inf, err := w.informers.GetInformer(ctx, &mcsv1beta1.ServiceExport{})
+	if err == nil {
+		_, err = inf.AddEventHandler(w.handler)
+	}
+	if err != nil {
+		w.opts.Log.Error(err, "watch the cluster's MCS ServiceExports")
+		return
+	}
+	w.mcs.Store(true)
+	w.opts.Log.Info("the cluster serves the MCS API: its ServiceExports are read")
+	w.poke()
+}
+
 func (w *Watcher) rebuild(ctx context.Context) error {
 	var (
 		clusters fmv1alpha1.ClusterList
@@ -167,8 +212,14 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
+	var mcsExports mcsv1beta1.ServiceExportList
+	if w.mcs.Load() {
+		if err := w.cache.List(ctx, &mcsExports); err != nil {
+			return fmt.Errorf("list MCS ServiceExports: %w", err)
+		}
+	}
 	in := &Objects{
-		ClusterName: w.opts.ClusterName,
+		ClusterName: w.opts.ClusterName, MCSExports: mcsExports.Items,
 		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items,
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
 		Ingresses: ingress.Items, Namespaces: nss.Items,

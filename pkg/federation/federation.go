@@ -33,6 +33,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/mcsapi"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 )
@@ -142,38 +143,6 @@ var watchedInMembers = []client.Object{
 // that serve it.
 var mcsKinds = []client.Object{&mcsv1beta1.ServiceExport{}, &mcsv1beta1.ServiceImport{}}
 
-// servesMCS reports whether the API server serves the MCS API's exports
-// and imports in v1beta1, and when not, what it serves instead.
-func servesMCS(d discovery.DiscoveryInterface) (bool, string, error) {
-	has := func(gv string) (bool, error) {
-		list, err := d.ServerResourcesForGroupVersion(gv)
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		n := 0
-		for _, r := range list.APIResources {
-			if r.Name == mcsv1beta1.ServiceExportPluralName || r.Name == mcsv1beta1.ServiceImportPluralName {
-				n++
-			}
-		}
-		return n == 2, nil
-	}
-	ok, err := has(mcsv1beta1.GroupVersion.String())
-	if ok || err != nil {
-		return ok, "", err
-	}
-	old, err := has(mcsv1beta1.GroupName + "/v1alpha1")
-	if err != nil {
-		return false, "", err
-	}
-	if old {
-		return false, "the member serves the MCS API in v1alpha1 only: apply manifests/mcs-crd there (sigs.k8s.io/mcs-api v0.5 CRDs serve v1beta1 and v1alpha1) for its MCS exports to be read and imports written", nil
-	}
-	return false, "the member does not serve the MCS API (multicluster.x-k8s.io/v1beta1): apply manifests/mcs-crd there for MCS ServiceExports to be honoured and ServiceImports written; fleetmesh.io exports and imports work without it", nil
-}
 
 // New registers the federation with the control-plane cluster's manager.
 func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, error) {
@@ -562,7 +531,7 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
-	mcs, mcsMessage, err := servesMCS(pc)
+	mcs, mcsMessage, err := mcsapi.Served(pc)
 	if err != nil {
 		fail(fmv1alpha1.ReasonUnreachable, "the member's API server did not say whether it serves the MCS API: "+err.Error())
 		return
@@ -604,7 +573,7 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		}
 		if !mcs {
 			// The MCS API installed since: connect again to read it.
-			if now, _, err := servesMCS(pc); err == nil && now {
+			if now, _, err := mcsapi.Served(pc); err == nil && now {
 				f.mu.Lock()
 				conn.redial = true
 				f.mu.Unlock()

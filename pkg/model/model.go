@@ -247,6 +247,18 @@ func (s *Service) FQDN() string {
 	return s.Name + "." + s.Namespace + ".svc.cluster.local"
 }
 
+// ClustersetFQDN returns name.namespace.svc.clusterset.local, the MCS
+// API's name of a service of the clusterset.
+func (s *Service) ClustersetFQDN() string {
+	return s.Name + "." + s.Namespace + ".svc.clusterset.local"
+}
+
+// InClusterset reports whether the service is one of the clusterset's:
+// imported, or exported by the local cluster. Its clusterset.local name
+// then means the same as its cluster.local one: the local cluster's
+// policy decides where its calls go.
+func (s *Service) InClusterset() bool { return len(s.ImportedFrom) > 0 || s.Export != nil }
+
 // Key returns namespace/name.
 func (s *Service) Key() string { return s.Namespace + "/" + s.Name }
 

@@ -36,6 +36,13 @@ func ProxylessName(svc *model.Service, port uint32) string {
 	return fmt.Sprintf("%s:%d", svc.FQDN(), port)
 }
 
+// ProxylessClustersetName names the listener and routes a proxyless gRPC
+// client asks for when it dials a service of the clusterset by its MCS
+// name, xds:///<svc>.<ns>.svc.clusterset.local:<port>.
+func ProxylessClustersetName(svc *model.Service, port uint32) string {
+	return fmt.Sprintf("%s:%d", svc.ClustersetFQDN(), port)
+}
+
 func outboundListenerName(port uint32) string { return fmt.Sprintf("outbound|%d", port) }
 
 func outboundRouteName(port uint32, namespace string) string {
@@ -47,11 +54,15 @@ func inboundListenerName(port uint32) string { return fmt.Sprintf("inbound|%d", 
 func gatewayName(port uint32) string { return fmt.Sprintf("gateway|%d", port) }
 
 // hostnames returns every name form a client may put in its Host header
-// for the service port: name.ns, name.ns.svc, the FQDN and the virtual IPs,
+// for the service port: name.ns, name.ns.svc, the FQDN (and the
+// clusterset.local one, for a service of the clusterset), the virtual IPs,
 // each with :port and, when withoutPort, also without; the bare name only
 // for a proxy in the service's own namespace (bareFor).
 func hostnames(svc *model.Service, port uint32, bareFor string, withoutPort bool) []string {
 	forms := []string{svc.Name + "." + svc.Namespace, svc.Name + "." + svc.Namespace + ".svc", svc.FQDN()}
+	if svc.InClusterset() {
+		forms = append(forms, svc.ClustersetFQDN())
+	}
 	if bareFor != "" && svc.Namespace == bareFor {
 		forms = append(forms, svc.Name)
 	}

@@ -18,7 +18,8 @@ import (
 
 // Proxyless builds a proxyless gRPC client's resources: for every service
 // port, a Listener named as the client dials it
-// (xds:///<svc>.<ns>.svc.cluster.local:<port>) with an ApiListener taking
+// (xds:///<svc>.<ns>.svc.cluster.local:<port>, and for a service of the
+// clusterset also <svc>.<ns>.svc.clusterset.local) with an ApiListener taking
 // its routes over RDS, those routes, and the same outbound clusters and
 // endpoint assignments sidecars get (a client with a workload certificate:
 // with mTLS where every endpoint takes it, see MeshMTLSCluster); and, for
@@ -60,28 +61,35 @@ func ProxylessService(svc *model.Service) *Resources {
 		if !port.Protocol.IsHTTP() {
 			continue
 		}
-		name := ProxylessName(svc, port.Port)
-		hcm := &hcmv3.HttpConnectionManager{
-			HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
-			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-				ConfigSource: ads(), RouteConfigName: name,
-			}},
+		names := []string{ProxylessName(svc, port.Port)}
+		if svc.InClusterset() {
+			// The MCS name means the same: the same cluster, by the
+			// local policy.
+			names = append(names, ProxylessClustersetName(svc, port.Port))
 		}
-		r.Listeners = append(r.Listeners, &listenerv3.Listener{
-			Name:        name,
-			ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
-		})
-		r.Routes = append(r.Routes, &routev3.RouteConfiguration{
-			Name: name,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    name,
-				Domains: []string{name},
-				Routes: []*routev3.Route{{
-					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
-					Action: routeAction(OutboundClusterName(svc, port.Port), port, routing{retry: retriesFor(svc), hash: hashingFor(svc.LoadBalancer, byChannel)}),
+		for _, name := range names {
+			hcm := &hcmv3.HttpConnectionManager{
+				HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+				RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+					ConfigSource: ads(), RouteConfigName: name,
 				}},
-			}},
-		})
+			}
+			r.Listeners = append(r.Listeners, &listenerv3.Listener{
+				Name:        name,
+				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
+			})
+			r.Routes = append(r.Routes, &routev3.RouteConfiguration{
+				Name: name,
+				VirtualHosts: []*routev3.VirtualHost{{
+					Name:    name,
+					Domains: []string{name},
+					Routes: []*routev3.Route{{
+						Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
+						Action: routeAction(OutboundClusterName(svc, port.Port), port, routing{retry: retriesFor(svc), hash: hashingFor(svc.LoadBalancer, byChannel)}),
+					}},
+				}},
+			})
+		}
 	}
 	return r
 }
