@@ -42,6 +42,10 @@ type PodOptions struct {
 	// Elsewhere says IP lives in another network namespace (one a test
 	// made for the pod): it is not put on the test network's loopback.
 	Elsewhere bool
+	// Hostname and Subdomain are the pod's (a StatefulSet's pods have
+	// them): with Subdomain naming a headless Service, the EndpointSlice
+	// controller carries Hostname into the pod's endpoint.
+	Hostname, Subdomain string
 }
 
 // Pod is a running pod: a Pod object bound to the cluster's node, its
@@ -95,6 +99,8 @@ func (c *Cluster) RunPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name, Labels: opts.Labels, Annotations: opts.Annotations},
 		Spec: corev1.PodSpec{
 			NodeName:                      c.NodeName,
+			Hostname:                      opts.Hostname,
+			Subdomain:                     opts.Subdomain,
 			ServiceAccountName:            opts.ServiceAccountName,
 			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
