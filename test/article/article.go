@@ -650,9 +650,15 @@ func (f *Fleet) CurlHTTPBin(ctx context.Context, n int) map[string]int {
 // CurlService is CurlHTTPBin for another service of the httpbin namespace
 // (httpbin-cluster-1, ...).
 func (f *Fleet) CurlService(ctx context.Context, service string, n int) map[string]int {
+	return f.CurlHost(ctx, service+".httpbin:8080", n)
+}
+
+// CurlHost is CurlHTTPBin with another Host header (a name or address
+// of httpbin: httpbin.httpbin.svc.clusterset.local:8080, ...).
+func (f *Fleet) CurlHost(ctx context.Context, host string, n int) map[string]int {
 	counts := map[string]int{}
 	for range n {
-		body, err := Get(ctx, net.JoinHostPort(f.Curl.IP, "8080"), service+".httpbin:8080", "/")
+		body, err := Get(ctx, net.JoinHostPort(f.Curl.IP, "8080"), host, "/")
 		if m := fromCluster.FindStringSubmatch(body); err == nil && m != nil {
 			counts[m[1]]++
 		} else {
@@ -676,6 +682,11 @@ func (f *Fleet) WaitRouted(ctx context.Context) error {
 // and returns the last counts.
 func (f *Fleet) Within(ctx context.Context, timeout time.Duration, ok func(map[string]int) bool) (map[string]int, error) {
 	return within(ctx, timeout, f.CurlHTTPBin, ok)
+}
+
+// WithinHost is Within for calls with another Host header (CurlHost).
+func (f *Fleet) WithinHost(ctx context.Context, timeout time.Duration, host string, ok func(map[string]int) bool) (map[string]int, error) {
+	return within(ctx, timeout, func(ctx context.Context, n int) map[string]int { return f.CurlHost(ctx, host, n) }, ok)
 }
 
 // within repeats 30 calls until ok holds for them or the timeout passes,

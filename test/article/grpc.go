@@ -64,30 +64,66 @@ func (f *Fleet) DeployGRPCBin(ctx context.Context, cluster string, export bool) 
 
 // StartGRPCClient starts the proxyless grpc-go client in cluster-2.
 func (f *Fleet) StartGRPCClient() error {
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": "grpc-client-1.client", "metadata": {"role": "grpc", "namespace": "client", "cluster": "cluster-2"}}
-	}`, f.Planes["cluster-2"].XDSAddress)
-	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	conn, err := f.proxylessClient("grpc-client-1", grpcTarget)
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient("xds:///"+grpcTarget, grpc.WithResolvers(builder), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	conn.Connect()
 	f.grpcConn, f.grpc = conn, testgrpc.NewTestServiceClient(conn)
 	return nil
+}
+
+// ClustersetGRPCTarget is grpcbin by its MCS name.
+const ClustersetGRPCTarget = "grpcbin.httpbin.svc.clusterset.local:9090"
+
+// GRPCClient is a proxyless grpc-go client of grpcbin in cluster-2 that
+// dials xds:///target: its calls (as GRPCCalls counts them) and how to
+// close it.
+func (f *Fleet) GRPCClient(name, target string) (func(context.Context, int) map[string]int, func(), error) {
+	conn, err := f.proxylessClient(name, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := testgrpc.NewTestServiceClient(conn)
+	return func(ctx context.Context, n int) map[string]int { return grpcCalls(ctx, c, n) }, func() { _ = conn.Close() }, nil
+}
+
+// proxylessClient is a connected proxyless grpc-go client, the pod
+// <name>.client of cluster-2, dialing xds:///target.
+func (f *Fleet) proxylessClient(name, target string) (*grpc.ClientConn, error) {
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": %q, "metadata": {"role": "grpc", "namespace": "client", "cluster": "cluster-2"}}
+	}`, f.Planes["cluster-2"].XDSAddress, name+".client")
+	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(builder), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	conn.Connect()
+	return conn, nil
 }
 
 // GRPCCalls makes n calls from the proxyless client and counts the
 // answering cluster, or the status code of a failed call.
 func (f *Fleet) GRPCCalls(ctx context.Context, n int) map[string]int {
+	return grpcCalls(ctx, f.grpc, n)
+}
+
+// WithinGRPCCalls is WithinGRPC for the calls of another client.
+func WithinGRPCCalls(ctx context.Context, timeout time.Duration, n int, calls func(context.Context, int) map[string]int, ok func(map[string]int) bool) (map[string]int, error) {
+	return withinGRPC(ctx, timeout, n, calls, ok)
+}
+
+// grpcCalls makes n calls and counts the answering cluster, or the
+// status code of a failed call.
+func grpcCalls(ctx context.Context, c testgrpc.TestServiceClient, n int) map[string]int {
 	counts := map[string]int{}
 	for range n {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := f.grpc.UnaryCall(cctx, &testgrpc.SimpleRequest{})
+		resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
 		cancel()
 		if err != nil {
 			counts[strings.ToUpper(status.Code(err).String())]++

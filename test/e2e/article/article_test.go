@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -133,6 +135,64 @@ func TestTheArticle(t *testing.T) {
 		}
 		within(t, func(c map[string]int) bool { return c["cluster-1"] == 15 && c["cluster-3"] == 15 })
 		grpc(t, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 }, map[string]float64{"cluster-1": 0.25, "cluster-3": 0.25})
+	})
+	t.Run("the MCS API: clusterset.local names, answered by cluster-2's CoreDNS, follow the policy", func(t *testing.T) {
+		// The fleetmesh.io exports are the MCS API's too: cluster-2 holds
+		// standard ServiceImports, and its CoreDNS, with the Corefile
+		// change `fleetmesh dns enable` makes, answers their names with
+		// its own Service's address (derived here).
+		c2 := fleet.Cluster("cluster-2")
+		port, err := testenv.FreeDNSPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		corefile, err := cli.ClustersetCorefile(c2.Corefile(port), cli.ClustersetZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resolver, err := testenv.StartCoreDNS(ctx, corefile, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resolver.Stop()
+		svc := &corev1.Service{}
+		if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, svc); err != nil {
+			t.Fatal(err)
+		}
+		var answer string
+		err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			r, err := resolver.Query(ctx, "httpbin.httpbin.svc.clusterset.local.", dns.TypeA)
+			if err != nil || len(r.Answer) != 1 {
+				return false, err
+			}
+			answer = r.Answer[0].(*dns.A).A.String()
+			return answer == svc.Spec.ClusterIP, nil
+		})
+		if err != nil {
+			t.Fatalf("cluster-2's CoreDNS answers httpbin.httpbin.svc.clusterset.local with %q, want its Service's %s: %v", answer, svc.Spec.ClusterIP, err)
+		}
+		// curl's sidecar routes the MCS name, and the address it
+		// resolves to, by cluster-2's FailOver policy.
+		for _, host := range []string{"httpbin.httpbin.svc.clusterset.local:8080", answer + ":8080"} {
+			got, err := fleet.WithinHost(ctx, 20*time.Second, host, func(c map[string]int) bool { return c["cluster-1"] == 15 && c["cluster-3"] == 15 })
+			if err != nil {
+				t.Fatalf("curl http://%s/: %v", host, err)
+			}
+			t.Logf("30 calls to %s: %v", host, got)
+		}
+		// A proxyless client dials grpcbin by its MCS name.
+		calls, closeClient, err := fleet.GRPCClient("grpc-clusterset-1", article.ClustersetGRPCTarget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeClient()
+		got, err := article.WithinGRPCCalls(ctx, 20*time.Second, 200, calls, func(c map[string]int) bool { return c["cluster-1"]+c["cluster-3"] == 20 })
+		if err != nil {
+			t.Fatalf("grpc-go client of xds:///%s: %v", article.ClustersetGRPCTarget, err)
+		}
+		if got["cluster-1"] < 50 || got["cluster-3"] < 50 {
+			t.Errorf("200 gRPC calls to xds:///%s: %v, want both exporters", article.ClustersetGRPCTarget, got)
+		}
 	})
 	var local, localGRPC article.Stopper
 	t.Run("httpbin deployed in cluster-2: every call stays local", func(t *testing.T) {
