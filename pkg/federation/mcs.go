@@ -2,6 +2,8 @@ package federation
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -190,8 +192,21 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 		Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionTrue,
 		Reason: string(mcsv1beta1.ServiceImportReasonReady), Message: "the service is imported",
 	}
-	own := importer.services[key]
-	if own != nil {
+	// The clusterset Service, whose addresses are the clusterset IPs: the
+	// derived Service of the name where planImport made one, else one
+	// derived under the MCS API's name for it, which the member's own
+	// exported pods join too (its proxies route either by its policy).
+	clusterset := name
+	if d.Services[key] == nil {
+		clusterset = DerivedName(ns, name)
+		d.Services[ns+"/"+clusterset] = derivedService(ns, clusterset, map[string]string{fmv1alpha1.LabelServiceName: name}, typ, ports)
+	}
+	if imp.Annotations == nil {
+		imp.Annotations = map[string]string{}
+	}
+	imp.Annotations[DerivedServiceAnnotation] = clusterset
+	own := importer.services[ns+"/"+clusterset]
+	if own != nil && len(own.Spec.IPFamilies) > 0 {
 		imp.Spec.IPFamilies = own.Spec.IPFamilies
 	} else if winner != nil {
 		imp.Spec.IPFamilies = winner.service.Spec.IPFamilies
@@ -208,7 +223,7 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 		if len(imp.Spec.IPs) == 0 {
 			imp.Spec.IPFamilies = nil
 			ready.Status, ready.Reason = metav1.ConditionFalse, string(mcsv1beta1.ServiceImportReasonPending)
-			ready.Message = fmt.Sprintf("waiting for Service %s to have a cluster IP, the clusterset IP here", key)
+			ready.Message = fmt.Sprintf("waiting for Service %s/%s to have a cluster IP, the clusterset IP here", ns, clusterset)
 		}
 	}
 
@@ -216,7 +231,7 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 	for _, ex := range from {
 		imp.Status.Clusters = append(imp.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: ex.member.name()})
 		if ex.member == importer {
-			copySlices(d, importer, ns, name, false)
+			copySlices(d, importer, ns, name, clusterset)
 		}
 	}
 	imp.Status.EndpointSliceObjects = mcsv1beta1.EndpointSliceObjectsAbsent
@@ -228,6 +243,19 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 	}
 	imp.Status.Conditions = []metav1.Condition{ready}
 	d.MCSImports[key] = imp
+}
+
+// DerivedServiceAnnotation, on an MCS ServiceImport, names the Service
+// whose addresses are its clusterset IPs (the MCS API's own controllers
+// name it so).
+const DerivedServiceAnnotation = "multicluster.kubernetes.io/derived-service"
+
+// DerivedName is the name of the Service derived for the clusterset IP of
+// ns/name where the name itself is not fleetmesh's to take: as the MCS
+// API's own controllers name it, "derived-" and a hash of ns/name.
+func DerivedName(ns, name string) string {
+	sum := sha256.Sum256([]byte(ns + "/" + name))
+	return "derived-" + strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))[:10]
 }
 
 // importedProperties are the properties an MCS import carries.

@@ -17,6 +17,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -30,15 +31,20 @@ func createMCSExport(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, 
 }
 
 // mcsImportMatches says whether the member's MCS import ns/name has type
-// ClusterSetIP and the member's own Service's cluster IP as its clusterset
-// IP, lists the clusters given and is Ready.
+// ClusterSetIP and the cluster IP of the Service it names (derived by the
+// MCS API's name for it) as its clusterset IP, lists the clusters given
+// and is Ready.
 func mcsImportMatches(c *testenv.Cluster, ns, name string, clusters ...string) func(context.Context) (bool, error) {
 	return func(ctx context.Context) (bool, error) {
 		imp, svc := &mcsv1beta1.ServiceImport{}, &corev1.Service{}
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, imp); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc); err != nil {
+		derived := imp.Annotations[federation.DerivedServiceAnnotation]
+		if derived != federation.DerivedName(ns, name) {
+			return false, nil
+		}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: derived}, svc); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
 		var got []string
@@ -61,7 +67,8 @@ func noMCSImport(c *testenv.Cluster, ns, name string) func(context.Context) (boo
 // TestAnMCSExportIsImportedInEveryMemberAndWithdrawnCleanly: a Service
 // exported by a multicluster.x-k8s.io ServiceExport alone becomes a
 // standard ServiceImport in every member, the exporter included, each with
-// that member's own Service address as its clusterset IP, and the
+// the address of a Service derived there under the MCS API's name for it
+// as its clusterset IP, and the
 // fleetmesh.io import the data plane reads; the export says so in the MCS
 // API's reasons. Withdrawn, it leaves nothing behind.
 func TestAnMCSExportIsImportedInEveryMemberAndWithdrawnCleanly(t *testing.T) {
@@ -101,10 +108,13 @@ func TestAnMCSExportIsImportedInEveryMemberAndWithdrawnCleanly(t *testing.T) {
 	for _, c := range []*testenv.Cluster{c1, c2, c3} {
 		eventually(ctx, t, c.Name+" no longer holds the MCS import", noMCSImport(c, "mcs-shop", "web"))
 	}
-	eventually(ctx, t, "the derived Service in cluster-2 goes", func(ctx context.Context) (bool, error) {
-		err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "mcs-shop", Name: "web"}, &corev1.Service{})
+	eventually(ctx, t, "the clusterset Service in cluster-2 goes", func(ctx context.Context) (bool, error) {
+		err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "mcs-shop", Name: federation.DerivedName("mcs-shop", "web")}, &corev1.Service{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
+	if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "mcs-shop", Name: "web"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("cluster-2 has a Service of the exported name, which the MCS API leaves to its users: %v", err)
+	}
 }
 
 // TestAMemberWithoutTheMCSAPISaysSoAndTakesItUpWhenInstalled: a member

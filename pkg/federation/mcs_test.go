@@ -52,10 +52,15 @@ func TestAnMCSExportIsImportedInEveryMemberWithItsOwnClustersetIP(t *testing.T) 
 	exp.Spec.ExportedLabels = map[string]string{"tier": "front"}
 	exp.Spec.ExportedAnnotations = map[string]string{"owner": "shop-team"}
 	c1.MCSExports = []mcsv1beta1.ServiceExport{exp}
-	// cluster-2 has the derived Service from an earlier sync; cluster-3
-	// does not yet.
-	derived := withIP(corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}}}, "10.96.2.2")
-	c2.Services = []corev1.Service{derived}
+	// cluster-1 and cluster-2 have the clusterset Service from an
+	// earlier sync; cluster-3 does not yet.
+	clusterset := func(ip string) corev1.Service {
+		return withIP(corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: DerivedName("shop", "web"), Labels: map[string]string{
+			fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue, fmv1alpha1.LabelServiceName: "web",
+		}}}, ip)
+	}
+	c1.Services = append(c1.Services, clusterset("10.96.1.100"))
+	c2.Services = []corev1.Service{clusterset("10.96.2.2")}
 	p := Compute([]*Member{c1, c2, c3})
 
 	// Exported as a fleetmesh.io export without a spec would be: every
@@ -66,6 +71,20 @@ func TestAnMCSExportIsImportedInEveryMemberWithItsOwnClustersetIP(t *testing.T) 
 	}
 	if len(p.Members["cluster-1"].Ingresses) != 0 {
 		t.Errorf("an MCS export made an Ingress: %v", keys(p.Members["cluster-1"].Ingresses))
+	}
+	// The name stays the importers' users' (the MCS API derives no
+	// Service of it); every member gets the clusterset Service.
+	for _, m := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+		if p.Members[m].Services["shop/web"] != nil {
+			t.Errorf("%s: a Service of the exported name was derived", m)
+		}
+		cs := p.Members[m].Services["shop/"+DerivedName("shop", "web")]
+		if cs == nil || cs.Labels[fmv1alpha1.LabelServiceName] != "web" || !isOurs(cs.Labels) || cs.Spec.Selector != nil || len(cs.Spec.Ports) != 1 {
+			t.Errorf("%s: clusterset Service %+v", m, cs)
+		}
+	}
+	if DerivedName("shop", "web") != "derived-isrlchlhrq" {
+		t.Errorf("DerivedName(shop, web) = %s, not the MCS API controllers' name", DerivedName("shop", "web"))
 	}
 	wantSpec := func(ip string) mcsv1beta1.ServiceImportSpec {
 		s := mcsv1beta1.ServiceImportSpec{
@@ -82,12 +101,12 @@ func TestAnMCSExportIsImportedInEveryMemberWithItsOwnClustersetIP(t *testing.T) 
 	}
 	// Every member, the exporter too, holds the standard import; its
 	// clusterset IP is its own Service's address.
-	for member, ip := range map[string]string{"cluster-1": "10.96.1.1", "cluster-2": "10.96.2.2", "cluster-3": ""} {
+	for member, ip := range map[string]string{"cluster-1": "10.96.1.100", "cluster-2": "10.96.2.2", "cluster-3": ""} {
 		imp := mcsImport(t, p, member, "shop/web")
 		if diff := cmp.Diff(wantSpec(ip), imp.Spec); diff != "" {
 			t.Errorf("%s's MCS import (-want +got):\n%s", member, diff)
 		}
-		if imp.Labels["tier"] != "front" || !isOurs(imp.Labels) || imp.Annotations["owner"] != "shop-team" {
+		if imp.Labels["tier"] != "front" || !isOurs(imp.Labels) || imp.Annotations["owner"] != "shop-team" || imp.Annotations[DerivedServiceAnnotation] != DerivedName("shop", "web") {
 			t.Errorf("%s's MCS import labels %v annotations %v", member, imp.Labels, imp.Annotations)
 		}
 		if diff := cmp.Diff([]mcsv1beta1.ClusterStatus{{Cluster: "cluster-1"}}, imp.Status.Clusters); diff != "" {
@@ -153,7 +172,7 @@ func TestConflictsBeyondPortsAreReportedTogetherAndTheOldestWins(t *testing.T) {
 	c1.MCSExports = []mcsv1beta1.ServiceExport{mcsExport("shop", "web", 0)}
 	c2.MCSExports = []mcsv1beta1.ServiceExport{annotated}
 	p := Compute([]*Member{c1, c2})
-	want := "TypeConflict,SessionAffinityConflict,AnnotationsConflict"
+	want := "TypeConflict,PortConflict,SessionAffinityConflict,AnnotationsConflict"
 	for _, m := range []string{"cluster-1", "cluster-2"} {
 		c := meta.FindStatusCondition(p.Exports[m]["shop/web"], fmv1alpha1.ConditionConflict)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != want {
@@ -161,7 +180,7 @@ func TestConflictsBeyondPortsAreReportedTogetherAndTheOldestWins(t *testing.T) {
 		}
 	}
 	imp := mcsImport(t, p, "cluster-2", "shop/web")
-	if imp.Spec.Type != mcsv1beta1.ClusterSetIP || imp.Spec.SessionAffinity != corev1.ServiceAffinityNone || len(imp.Annotations) != 0 {
+	if imp.Spec.Type != mcsv1beta1.ClusterSetIP || imp.Spec.SessionAffinity != corev1.ServiceAffinityNone || imp.Annotations["a"] != "" {
 		t.Errorf("the newer export's properties won: %+v annotations %v", imp.Spec, imp.Annotations)
 	}
 	// The union of the ports (by protocol and number: both unnamed).
@@ -196,8 +215,8 @@ func TestAHeadlessExportHasNoClustersetIPAndItsPodsInMCSSlicesInTheExporter(t *t
 		t.Fatalf("no MCS slice of cluster-1's own pods: %v", keys(p.Members["cluster-1"].Slices))
 	}
 	if s.Labels[fmv1alpha1.LabelSourceCluster] != "cluster-1" || s.Labels[fmv1alpha1.LabelServiceName] != "db" ||
-		s.Labels[discoveryv1.LabelServiceName] != "" || s.Labels[discoveryv1.LabelManagedBy] != fmv1alpha1.EndpointSliceManagedByFederation {
-		t.Errorf("labels %v: want the MCS ones, not the Service's (the pods are already its)", s.Labels)
+		s.Labels[discoveryv1.LabelServiceName] != DerivedName("data", "db") || s.Labels[discoveryv1.LabelManagedBy] != fmv1alpha1.EndpointSliceManagedByFederation {
+		t.Errorf("labels %v: want the MCS ones, joining the clusterset Service (not the exported one, whose pods they are)", s.Labels)
 	}
 	if e := s.Endpoints[0]; ptr.Deref(e.Hostname, "") != "db-0" || !ptr.Deref(e.Conditions.Ready, false) || e.NodeName != nil || e.TargetRef != nil {
 		t.Errorf("endpoint %+v: hostname and readiness kept, node and pod left out", e)

@@ -3,6 +3,7 @@ package federation
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -108,8 +109,10 @@ type exporter struct {
 	member  *Member
 	export  *fmv1alpha1.ServiceExport
 	service *corev1.Service // nil for an unknown member's carried-over export
-	// mcs is the member's MCS export of the service, if any.
-	mcs     *mcsv1beta1.ServiceExport
+	// mcs is the member's MCS export of the service, if any; fleetmesh
+	// says it has a fleetmesh.io one.
+	mcs       *mcsv1beta1.ServiceExport
+	fleetmesh bool
 	ports   []fmv1alpha1.ServicePort
 	typ     fmv1alpha1.ServiceImportType
 	created metav1.Time
@@ -125,6 +128,14 @@ func portID(p fmv1alpha1.ServicePort) string {
 		return "name:" + p.Name
 	}
 	return fmt.Sprintf("%s/%d", cmp.Or(p.Protocol, corev1.ProtocolTCP), p.Port)
+}
+
+// describePort is a port as its users know it: name (number/protocol).
+func describePort(p fmv1alpha1.ServicePort) string {
+	if p.Name == "" {
+		return fmt.Sprintf("%d/%s", p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP))
+	}
+	return fmt.Sprintf("%s (%d/%s)", p.Name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP))
 }
 
 func samePort(a, b fmv1alpha1.ServicePort) bool {
@@ -172,6 +183,7 @@ func Compute(members []*Member) *Plan {
 			plan.Exports[m.name()][key] = conds
 			if ex != nil {
 				ex.withMCS(m.mcsExports[key])
+				ex.fleetmesh = m.fmExports[key] != nil
 				groups[key] = append(groups[key], ex)
 				if ing := exportIngress(m, e); ing != nil {
 					plan.Members[m.name()].Ingresses[key] = ing
@@ -379,8 +391,10 @@ func findExporter(exs []*exporter, m *Member) *exporter {
 type conflict struct{ reason, message string }
 
 // merge unites the exporters' ports as the MCS API says: by name (else
-// protocol and number); the oldest exporter's definition wins a conflict,
-// and every exporter of a conflicting service is told why.
+// protocol and number), the union of them; the oldest exporter's
+// definition wins a conflict (a port defined differently, or one some
+// exporter lacks), and every exporter of a conflicting service is told
+// why.
 func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceImportType, []conflict) {
 	var conflicts []conflict
 	winner := exporters[0]
@@ -402,6 +416,16 @@ func merge(exporters []*exporter) ([]fmv1alpha1.ServicePort, fmv1alpha1.ServiceI
 			if !samePort(ports[i], p) {
 				conflicts = append(conflicts, conflict{fmv1alpha1.ReasonPortConflict, fmt.Sprintf("port %s is %d/%s in one exporter and %d/%s in %s; the oldest export's definition wins",
 					strings.TrimPrefix(id, "name:"), ports[i].Port, ports[i].Protocol, p.Port, p.Protocol, ex.member.name())})
+			}
+		}
+	}
+	// Ports one exporter has and another lacks are exported too (the
+	// union), and said: the MCS API calls any difference a conflict.
+	for _, ex := range exporters {
+		for _, p := range ports {
+			if ex.service != nil && !slices.ContainsFunc(ex.ports, func(q fmv1alpha1.ServicePort) bool { return portID(q) == portID(p) }) {
+				conflicts = append(conflicts, conflict{fmv1alpha1.ReasonPortConflict, fmt.Sprintf("port %s is not a port of %s's Service; the union of the ports is exported",
+					describePort(p), ex.member.name())})
 			}
 		}
 	}
@@ -479,36 +503,72 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 	}
 	d.Imports[ns+"/"+name] = imp
 
+	// A service exported through fleetmesh.io gets a derived Service of
+	// its name, so the name resolves in the importer's own DNS; one
+	// exported through the MCS API alone leaves the name to the
+	// importer's users, as the MCS API does (its clusterset Service is
+	// derived under another name, planMCSImport).
 	own := importer.services[ns+"/"+name]
-	derived := own == nil || (isOurs(own.Labels) && own.Spec.Selector == nil)
+	derived := sameNameDerived(exporters, own) && (own == nil || (isOurs(own.Labels) && own.Spec.Selector == nil))
 	if derived {
-		svc := &corev1.Service{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
-		}
-		if typ == fmv1alpha1.Headless {
-			svc.Spec.ClusterIP = corev1.ClusterIPNone
-		}
-		for _, p := range imp.Spec.Ports {
-			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port})
-		}
-		d.Services[ns+"/"+name] = svc
+		d.Services[ns+"/"+name] = derivedService(ns, name, nil, typ, imp.Spec.Ports)
 	}
 
+	// The copies join the Service through which the importer's own DNS
+	// and service proxy reach the pods: the derived Service of the name,
+	// else the clusterset's, where the MCS API is served.
+	join := ""
+	if derived {
+		join = name
+	} else if importer.MCS {
+		join = DerivedName(ns, name)
+	}
 	for _, ex := range from {
 		if ex.member.Known && ex.member.Cluster.Spec.Network != "" && ex.member.Cluster.Spec.Network == importer.Cluster.Spec.Network {
-			// The importer's own DNS and service proxy reach the pods
-			// through a derived Service.
-			copySlices(d, ex.member, ns, name, derived)
+			copySlices(d, ex.member, ns, name, join)
 		}
 	}
+}
+
+// sameNameDerived reports whether importers get a derived Service of the
+// service's own name: some exporter exports it through fleetmesh.io (when
+// no exporter is known now, what the importer holds, own, says).
+func sameNameDerived(exporters []*exporter, own *corev1.Service) bool {
+	known := false
+	for _, ex := range exporters {
+		if ex.carried == nil {
+			known = true
+			if ex.fleetmesh {
+				return true
+			}
+		}
+	}
+	return !known && own != nil && isOurs(own.Labels) && own.Spec.Selector == nil
+}
+
+// derivedService is a selector-less Service fleetmesh derives for an
+// import: its ports, headless as the import is.
+func derivedService(ns, name string, labels map[string]string, typ fmv1alpha1.ServiceImportType, ports []fmv1alpha1.ServicePort) *corev1.Service {
+	l := map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+	maps.Copy(l, labels)
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
+	}
+	if typ == fmv1alpha1.Headless {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
+	for _, p := range ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port})
+	}
+	return svc
 }
 
 // copySlices adds to d, as MCS EndpointSlices, the copies of the
 // exporter's slices of Service ns/name: hostnames and readiness kept, what
 // only means something in the exporter (nodes, zones, pods) left out.
-// serviceName also labels them with the Service they join.
-func copySlices(d *Desired, exporter *Member, ns, name string, serviceName bool) {
+// They join the Service named join, if any (kubernetes.io/service-name).
+func copySlices(d *Desired, exporter *Member, ns, name, join string) {
 	for _, s := range exporter.slices[ns+"/"+name] {
 		cp := &discoveryv1.EndpointSlice{
 			TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
@@ -520,8 +580,8 @@ func copySlices(d *Desired, exporter *Member, ns, name string, serviceName bool)
 			}},
 			AddressType: s.AddressType, Ports: s.Ports,
 		}
-		if serviceName {
-			cp.Labels[discoveryv1.LabelServiceName] = name
+		if join != "" {
+			cp.Labels[discoveryv1.LabelServiceName] = join
 		}
 		for _, e := range s.Endpoints {
 			e.NodeName, e.TargetRef, e.Hints, e.Zone = nil, nil, nil, nil

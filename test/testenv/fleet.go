@@ -74,6 +74,10 @@ type FleetOptions struct {
 	// cluster without one is a network of its own, whose pods the others
 	// reach only through its LoadBalancer addresses.
 	Networks map[string]string
+	// Workloads runs the Deployment, ReplicaSet and StatefulSet
+	// controllers beside the stand-in nodes (real nodes always have
+	// them): their pods still need a stand-in kubelet (RunPodsOf).
+	Workloads bool
 	// WithoutMCS names the clusters that do not get the MCS API's CRDs
 	// (manifests/mcs-crd), which the others do.
 	WithoutMCS []string
@@ -329,7 +333,11 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		return c, err
 	}
 	if !opts.NoControllerManager {
-		if err := c.startControllerManager(opts.Output, "garbagecollector,namespace,endpointslice"); err != nil {
+		controllers := "garbagecollector,namespace,endpointslice"
+		if opts.Workloads {
+			controllers += ",deployment,replicaset,statefulset"
+		}
+		if err := c.startControllerManager(opts.Output, controllers); err != nil {
 			return c, err
 		}
 	}

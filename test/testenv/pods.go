@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -62,6 +63,18 @@ type Pod struct {
 	running bool
 }
 
+// nextPodIP is the cluster's next free pod address.
+func (c *Cluster) nextPodIP() (string, error) {
+	c.mu.Lock()
+	c.nextPod++
+	n := c.nextPod + 9 // .1–.9 stay free for gateways and fixtures
+	c.mu.Unlock()
+	if n > 250 {
+		return "", errors.New("out of pod addresses")
+	}
+	return c.PodIP(n), nil
+}
+
 // EnsureNamespace creates the namespace if it does not exist.
 func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -75,14 +88,11 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, name string) error {
 // backend and reports it Running and Ready.
 func (c *Cluster) RunPod(ctx context.Context, opts PodOptions) (*Pod, error) {
 	if opts.IP == "" {
-		c.mu.Lock()
-		c.nextPod++
-		n := c.nextPod + 9 // .1–.9 stay free for gateways and fixtures
-		c.mu.Unlock()
-		if n > 250 {
-			return nil, fmt.Errorf("run pod %s/%s in %s: out of pod addresses", opts.Namespace, opts.Name, c.Name)
+		ip, err := c.nextPodIP()
+		if err != nil {
+			return nil, fmt.Errorf("run pod %s/%s in %s: %w", opts.Namespace, opts.Name, c.Name, err)
 		}
-		opts.IP = c.PodIP(n)
+		opts.IP = ip
 	}
 	if opts.ServiceAccountName == "" {
 		opts.ServiceAccountName = "default"
@@ -173,20 +183,26 @@ func (p *Pod) Delete(ctx context.Context) error {
 }
 
 func (p *Pod) setStatus(ctx context.Context, ready bool) error {
+	pod := &corev1.Pod{}
+	if err := p.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, pod); err != nil {
+		return fmt.Errorf("get pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err)
+	}
+	return p.Cluster.setPodStatus(ctx, pod, p.IP, ready)
+}
+
+// setPodStatus reports the pod Running on ip, its containers running and
+// Ready or not, as a kubelet would.
+func (c *Cluster) setPodStatus(ctx context.Context, pod *corev1.Pod, ip string, ready bool) error {
 	status := corev1.ConditionFalse
 	if ready {
 		status = corev1.ConditionTrue
 	}
 	now := metav1.Now()
-	pod := &corev1.Pod{}
-	if err := p.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, pod); err != nil {
-		return fmt.Errorf("get pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err)
-	}
 	pod.Status = corev1.PodStatus{
 		Phase:     corev1.PodRunning,
-		HostIP:    p.Cluster.PodIP(254),
-		PodIP:     p.IP,
-		PodIPs:    []corev1.PodIP{{IP: p.IP}},
+		HostIP:    c.PodIP(254),
+		PodIP:     ip,
+		PodIPs:    []corev1.PodIP{{IP: ip}},
 		StartTime: ptr.To(pod.CreationTimestamp),
 		Conditions: []corev1.PodCondition{
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: pod.CreationTimestamp},
@@ -194,15 +210,70 @@ func (p *Pod) setStatus(ctx context.Context, ready bool) error {
 			{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
 			{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
 		},
-		ContainerStatuses: []corev1.ContainerStatus{{
-			Name: "app", Image: "fleetmesh.io/test-backend", Ready: ready, Started: ptr.To(ready),
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: pod.CreationTimestamp}},
-		}},
 	}
-	if err := p.Cluster.Client.Status().Update(ctx, pod); err != nil {
-		return fmt.Errorf("update status of pod %s/%s in %s: %w", p.Namespace, p.Name, p.Cluster.Name, err)
+	for _, ctr := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: ctr.Name, Image: ctr.Image, Ready: ready, Started: ptr.To(ready),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: pod.CreationTimestamp}},
+		})
+	}
+	if err := c.Client.Status().Update(ctx, pod); err != nil {
+		return fmt.Errorf("update status of pod %s/%s in %s: %w", pod.Namespace, pod.Name, c.Name, err)
 	}
 	return nil
+}
+
+// RunPodsOf is a stand-in scheduler and kubelet for the pods others
+// create (a Deployment's, a conformance suite's) in the namespaces match
+// accepts: each is bound to the cluster's node and reported Running and
+// Ready on the next free pod address until ctx ends. Nothing runs behind
+// them: they are for API-level checks (EndpointSlices, imports).
+func (c *Cluster) RunPodsOf(ctx context.Context, match func(namespace string) bool) {
+	go func() {
+		done := map[types.UID]bool{}
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var pods corev1.PodList
+			if err := c.Client.List(ctx, &pods); err == nil {
+				for i := range pods.Items {
+					pod := &pods.Items[i]
+					if done[pod.UID] || !match(pod.Namespace) || pod.DeletionTimestamp != nil {
+						continue
+					}
+					if err := c.runStandIn(ctx, pod); err == nil {
+						done[pod.UID] = true
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// runStandIn binds one pod to the node and reports it running.
+func (c *Cluster) runStandIn(ctx context.Context, pod *corev1.Pod) error {
+	if pod.Spec.NodeName == "" {
+		binding := &corev1.Binding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name},
+			Target:     corev1.ObjectReference{Kind: "Node", Name: c.NodeName},
+		}
+		if err := c.Client.SubResource("binding").Create(ctx, pod, binding); err != nil {
+			return err
+		}
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+	}
+	ip, err := c.nextPodIP()
+	if err != nil {
+		return err
+	}
+	return c.setPodStatus(ctx, pod, ip, true)
 }
 
 // HTTPBackend answers every HTTP request with Body, like the article's pipy

@@ -15,13 +15,13 @@ import (
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, func() int {
 		ctx := context.Background()
 		var err error
-		fleet, err = testenv.StartFleet(ctx, testenv.FleetOptions{Clusters: append([]string{"control-plane"}, members...)})
+		fleet, err = testenv.StartFleet(ctx, testenv.FleetOptions{Clusters: append([]string{"control-plane"}, members...), Workloads: true})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -162,25 +162,33 @@ func service(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, name str
 // TestClustersetIPNamesAnswerEachMembersOwnAddress: a ClusterSetIP
 // service exported through the MCS API from both members is
 // <svc>.<ns>.svc.clusterset.local in each, answered with that member's
-// clusterset IP (its own Service's address: its proxies route it by its
+// clusterset IP (the address of the Service the federation derived there
+// under the MCS API's name for it, which its proxies route by its
 // GlobalTrafficPolicy), with SRV records of its port and the zone's TXT
 // dns-version; withdrawn everywhere, the name is gone.
 func TestClustersetIPNamesAnswerEachMembersOwnAddress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const ns, fqdn = "mcs-web", "web.mcs-web.svc.clusterset.local."
-	ips := map[string]string{}
 	for _, name := range members {
 		c := fleet.Cluster(name)
-		svc := service(ctx, t, c, ns, "web", false, corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})
+		service(ctx, t, c, ns, "web", false, corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})
 		if _, err := c.RunPod(ctx, testenv.PodOptions{Namespace: ns, Name: "web-1", Labels: map[string]string{"app": "web"}, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}); err != nil {
 			t.Fatal(err)
 		}
 		mcsExport(ctx, t, c, ns, "web")
-		ips[name] = svc.Spec.ClusterIP
 	}
 	for _, name := range members {
-		expectAnswers(ctx, t, name, fqdn, dns.TypeA, ips[name])
+		c := fleet.Cluster(name)
+		derived := &corev1.Service{}
+		err := testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+			err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: federation.DerivedName(ns, "web")}, derived)
+			return err == nil, client.IgnoreNotFound(err)
+		})
+		if err != nil {
+			t.Fatalf("%s: no clusterset Service: %v", name, err)
+		}
+		expectAnswers(ctx, t, name, fqdn, dns.TypeA, derived.Spec.ClusterIP)
 		expectAnswers(ctx, t, name, "_http._tcp."+fqdn, dns.TypeSRV, "8080 "+fqdn)
 		expectAnswers(ctx, t, name, "dns-version.clusterset.local.", dns.TypeTXT, "1.1.0")
 	}
@@ -235,10 +243,12 @@ func TestHeadlessNamesAnswerEveryMembersPods(t *testing.T) {
 		expectAnswers(ctx, t, name, "_pg._tcp."+fqdn, dns.TypeSRV, srv...)
 	}
 	imp := &mcsv1beta1.ServiceImport{}
-	if err := fleet.Cluster("cluster-1").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "db"}, imp); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
-	}
-	if imp.Spec.Type != mcsv1beta1.Headless || len(imp.Spec.IPs) != 0 || imp.Status.EndpointSliceObjects != mcsv1beta1.EndpointSliceObjectsPresent {
-		t.Errorf("cluster-1's import of the headless service: %+v %+v", imp.Spec, imp.Status)
+	err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+		err := fleet.Cluster("cluster-1").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "db"}, imp)
+		return imp.Spec.Type == mcsv1beta1.Headless && len(imp.Spec.IPs) == 0 && imp.Status.EndpointSliceObjects == mcsv1beta1.EndpointSliceObjectsPresent &&
+			len(imp.Status.Clusters) == 2, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		t.Errorf("cluster-1's import of the headless service: %+v %+v: %v", imp.Spec, imp.Status, err)
 	}
 }
