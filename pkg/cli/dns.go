@@ -22,9 +22,9 @@ import (
 // ClustersetZone is the MCS API's DNS zone.
 const ClustersetZone = "clusterset.local"
 
-// CorefileAnnotation, on CoreDNS's pod template, is the SHA-256 of the
-// Corefile `fleetmesh dns enable` wrote: changing it rolls CoreDNS out
-// with the new Corefile.
+// CorefileAnnotation is the annotation of CoreDNS's pod template that
+// holds the SHA-256 of the Corefile `fleetmesh dns enable` wrote:
+// changing it rolls CoreDNS out with the new Corefile.
 const CorefileAnnotation = "fleetmesh.io/corefile-sha256"
 
 type dnsOptions struct {

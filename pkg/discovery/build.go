@@ -20,18 +20,18 @@ import (
 // of.
 type Objects struct {
 	// ClusterName is the local cluster's name, as in its Cluster object.
-	ClusterName    string                           `json:"clusterName"`
-	Clusters       []fmv1alpha1.Cluster             `json:"clusters,omitempty"`
-	Services       []corev1.Service                 `json:"services,omitempty"`
-	EndpointSlices []discoveryv1.EndpointSlice      `json:"endpointSlices,omitempty"`
-	Imports        []fmv1alpha1.ServiceImport       `json:"serviceImports,omitempty"`
-	Exports        []fmv1alpha1.ServiceExport       `json:"serviceExports,omitempty"`
+	ClusterName    string                      `json:"clusterName"`
+	Clusters       []fmv1alpha1.Cluster        `json:"clusters,omitempty"`
+	Services       []corev1.Service            `json:"services,omitempty"`
+	EndpointSlices []discoveryv1.EndpointSlice `json:"endpointSlices,omitempty"`
+	Imports        []fmv1alpha1.ServiceImport  `json:"serviceImports,omitempty"`
+	Exports        []fmv1alpha1.ServiceExport  `json:"serviceExports,omitempty"`
 	// MCSExports are the cluster's Kubernetes MCS API exports
 	// (multicluster.x-k8s.io), where it serves that API.
-	MCSExports []mcsv1beta1.ServiceExport        `json:"mcsServiceExports,omitempty"`
-	Policies       []fmv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
-	Ingresses      []networkingv1.Ingress           `json:"ingresses,omitempty"`
-	Pods           []corev1.Pod                     `json:"pods,omitempty"`
+	MCSExports []mcsv1beta1.ServiceExport       `json:"mcsServiceExports,omitempty"`
+	Policies   []fmv1alpha1.GlobalTrafficPolicy `json:"globalTrafficPolicies,omitempty"`
+	Ingresses  []networkingv1.Ingress           `json:"ingresses,omitempty"`
+	Pods       []corev1.Pod                     `json:"pods,omitempty"`
 	// Namespaces are read for their mTLS mode label.
 	Namespaces []corev1.Namespace `json:"namespaces,omitempty"`
 	// TrustDomain is the fleet's SPIFFE trust domain; GatewayNamespace

@@ -219,8 +219,8 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		}
 	}
 	in := &Objects{
-		ClusterName: w.opts.ClusterName, MCSExports: mcsExports.Items,
-		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items,
+		ClusterName: w.opts.ClusterName,
+		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items, MCSExports: mcsExports.Items,
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
 		Ingresses: ingress.Items, Namespaces: nss.Items,
 		TrustDomain: w.opts.TrustDomain, GatewayNamespace: w.opts.GatewayNamespace,

@@ -143,7 +143,6 @@ var watchedInMembers = []client.Object{
 // that serve it.
 var mcsKinds = []client.Object{&mcsv1beta1.ServiceExport{}, &mcsv1beta1.ServiceImport{}}
 
-
 // New registers the federation with the control-plane cluster's manager.
 func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, error) {
 	if opts.Scheme == nil {

@@ -245,9 +245,9 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 	d.MCSImports[key] = imp
 }
 
-// DerivedServiceAnnotation, on an MCS ServiceImport, names the Service
-// whose addresses are its clusterset IPs (the MCS API's own controllers
-// name it so).
+// DerivedServiceAnnotation is the annotation of an MCS ServiceImport that
+// names the Service whose addresses are its clusterset IPs (the MCS API's
+// own controllers name it so).
 const DerivedServiceAnnotation = "multicluster.kubernetes.io/derived-service"
 
 // DerivedName is the name of the Service derived for the clusterset IP of
@@ -308,7 +308,7 @@ func ownedKeys(obj metav1.Object, manager, field string) []string {
 		}
 		// FieldsV1 is a trie: {"f:metadata":{"f:labels":{"f:<key>":{}}}}.
 		var trie map[string]map[string]map[string]any
-		if err := json.Unmarshal(mf.FieldsV1.Raw, &trie); err != nil {
+		if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &trie); err != nil {
 			continue
 		}
 		for k := range trie["f:metadata"]["f:"+field] {

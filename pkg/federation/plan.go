@@ -113,9 +113,9 @@ type exporter struct {
 	// says it has a fleetmesh.io one.
 	mcs       *mcsv1beta1.ServiceExport
 	fleetmesh bool
-	ports   []fmv1alpha1.ServicePort
-	typ     fmv1alpha1.ServiceImportType
-	created metav1.Time
+	ports     []fmv1alpha1.ServicePort
+	typ       fmv1alpha1.ServiceImportType
+	created   metav1.Time
 	// carried are an unknown member's last import endpoints, by port
 	// identity.
 	carried map[string]fmv1alpha1.Endpoint

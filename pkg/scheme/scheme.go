@@ -21,7 +21,7 @@ func New() *runtime.Scheme {
 	if err := fmv1alpha1.AddToScheme(s); err != nil {
 		panic(err)
 	}
-	if err := mcsv1beta1.AddToScheme(s); err != nil {
+	if err := mcsv1beta1.Install(s); err != nil {
 		panic(err)
 	}
 	return s

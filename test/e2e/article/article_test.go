@@ -154,7 +154,7 @@ func TestTheArticle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resolver.Stop()
+		defer func() { _ = resolver.Stop() }()
 		svc := &corev1.Service{}
 		if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, svc); err != nil {
 			t.Fatal(err)

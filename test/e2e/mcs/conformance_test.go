@@ -23,10 +23,10 @@ type conformanceReport struct {
 	Groups       []struct {
 		Name  string
 		Tests []struct {
-			Desc                                 string
-			Labels                               []string
+			Desc                                string
+			Labels                              []string
 			Passed, Failed, Skipped, Conformant bool
-			Message                              string
+			Message                             string
 		}
 	}
 }
