@@ -83,7 +83,7 @@ lint: ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
-test: node-assets envoy mcs-conformance ## Run every test against real API servers and real Envoy.
+test: node-assets envtest-assets-old envoy mcs-conformance ## Run every test against real API servers and real Envoy.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: e2e
@@ -131,6 +131,34 @@ $(K8S_ASSETS)/kube-apiserver:
 $(K8S_ASSETS)/kube-controller-manager:
 	@echo ">> building kube-controller-manager"
 	cd test/k8s-assets && go build -trimpath -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+
+# Older Kubernetes minors for the version-skew tests: their kube-apiserver
+# and kube-controller-manager, built from test/k8s-assets/v<minor> with the
+# release version stamped (fleetmesh reads it); etcd and kubectl are
+# bin/k8s's. Each takes minutes the first time.
+K8S_OLD_MINORS := 1.33 1.35
+K8S_OLD_ASSETS := $(foreach m,$(K8S_OLD_MINORS),$(CURDIR)/bin/k8s-$(m)/kube-apiserver $(CURDIR)/bin/k8s-$(m)/kube-controller-manager)
+
+.PHONY: envtest-assets-old
+envtest-assets-old: envtest-assets $(K8S_OLD_ASSETS) ## Build the kube-apiserver and kube-controller-manager of Kubernetes $(K8S_OLD_MINORS) into bin/k8s-<minor> (version-skew tests).
+
+# k8s_old_build builds one command of Kubernetes minor $(1) into $(2).
+define k8s_old_build
+	@echo ">> building $(notdir $(2)) $(1) from source"
+	mkdir -p $(dir $(2))
+	v=$$(cd test/k8s-assets/v$(1) && go list -m -f '{{.Version}}' k8s.io/kubernetes) && \
+	  cd test/k8s-assets/v$(1) && go build -trimpath -o $(2) \
+	    -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(1)))" \
+	    k8s.io/kubernetes/cmd/$(notdir $(2))
+	ln -sf ../k8s/etcd $(dir $(2))etcd
+	ln -sf ../k8s/kubectl $(dir $(2))kubectl
+endef
+
+$(CURDIR)/bin/k8s-%/kube-apiserver: test/k8s-assets/v%/go.mod
+	$(call k8s_old_build,$*,$@)
+
+$(CURDIR)/bin/k8s-%/kube-controller-manager: test/k8s-assets/v%/go.mod
+	$(call k8s_old_build,$*,$@)
 
 # The node binaries carry a release version: a kubelet reporting v0.0.0
 # would not pass the API server's version skew checks.

@@ -179,7 +179,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 // only).
 func (w *Watcher) watchMCS(ctx context.Context) {
 	if err := w.apiReader.List(ctx, &mcsv1beta1.ServiceExportList{}, client.Limit(1)); err != nil {
-		w.opts.Log.Error(err, "the cluster serves the MCS API, but its ServiceExports cannot be read: grant list and watch on serviceexports.multicluster.x-k8s.io (manifests/member does); until then MCS exports are not served by this cluster's gateway")
+		w.opts.Log.Error(err, "the cluster serves the MCS API, but its ServiceExports cannot be read: grant list and watch on serviceexports.multicluster.x-k8s.io (manifests/base does); until then MCS exports are not served by this cluster's gateway")
 		return
 	}
 	inf, err := w.informers.GetInformer(ctx, &mcsv1beta1.ServiceExport{})

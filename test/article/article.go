@@ -54,6 +54,9 @@ type Options struct {
 	// certificate from its member's signer (as the kubelet would, for a
 	// stand-in pod), speaks TLS to its control plane and mesh mTLS.
 	MTLS bool
+	// Versions run the named members on older Kubernetes minors
+	// (testenv.FleetOptions.Versions).
+	Versions map[string]string
 }
 
 // Objects writes and reads the article's API objects (exports, imports,
@@ -104,7 +107,7 @@ func gatewayPort(c *testenv.Cluster) int32 { return int32(80 + c.Index) }
 // gateway host and port.
 func Start(ctx context.Context, o Options) (*Fleet, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	tf, err := testenv.StartFleet(ctx, testenv.FleetOptions{Clusters: append([]string{"control-plane"}, Members...)})
+	tf, err := testenv.StartFleet(ctx, testenv.FleetOptions{Clusters: append([]string{"control-plane"}, Members...), Versions: o.Versions})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -74,6 +74,11 @@ type FleetOptions struct {
 	// cluster without one is a network of its own, whose pods the others
 	// reach only through its LoadBalancer addresses.
 	Networks map[string]string
+	// Versions are the Kubernetes minors ("1.33", "1.35") of the named
+	// clusters' API servers and controller managers, built into
+	// bin/k8s-<minor> by `make envtest-assets-old`; the others run
+	// AssetsDir's (1.37). Real nodes run 1.37 only.
+	Versions map[string]string
 	// Workloads runs the Deployment, ReplicaSet and StatefulSet
 	// controllers beside the stand-in nodes (real nodes always have
 	// them): their pods still need a stand-in kubelet (RunPodsOf).
@@ -127,6 +132,9 @@ type Cluster struct {
 	dir     string
 	// featureGates are the cluster's components' --feature-gates.
 	featureGates string
+	// assets is where the cluster's kube-apiserver and
+	// kube-controller-manager are (AssetsDir, or an older minor's).
+	assets string
 
 	mu      sync.Mutex
 	nextPod int
@@ -180,6 +188,14 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	}
 	if why := NoRealNodes(); opts.RealNodes && why != "" {
 		return nil, errors.New("testenv: " + why)
+	}
+	for name, minor := range opts.Versions {
+		if opts.RealNodes {
+			return nil, fmt.Errorf("testenv: %s: real nodes run the kubelet of %s only", name, AssetsDir())
+		}
+		if _, err := os.Stat(filepath.Join(OldAssetsDir(minor), "kube-apiserver")); err != nil {
+			return nil, fmt.Errorf("testenv: no kube-apiserver %s for %s (run `make envtest-assets-old`): %w", minor, name, err)
+		}
 	}
 	f := &Fleet{Clusters: make([]*Cluster, len(opts.Clusters))}
 	errs := make([]error, len(opts.Clusters))
@@ -261,11 +277,14 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: name, Index: index, dir: dir, NodeName: name + "-node"}
+	c := &Cluster{Name: name, Index: index, dir: dir, NodeName: name + "-node", assets: AssetsDir()}
+	if minor := opts.Versions[name]; minor != "" {
+		c.assets = OldAssetsDir(minor)
+	}
 	c.env = &envtest.Environment{
 		CRDDirectoryPaths:        crdDirs(name, opts),
 		ErrorIfCRDPathMissing:    true,
-		BinaryAssetsDirectory:    AssetsDir(),
+		BinaryAssetsDirectory:    c.assets,
 		Scheme:                   Scheme,
 		AttachControlPlaneOutput: opts.Output != nil,
 		WebhookInstallOptions:    envtest.WebhookInstallOptions{Paths: opts.Webhooks[name]},
@@ -528,7 +547,7 @@ func (c *Cluster) startControllerManager(out *os.File, controllers string, extra
 	if c.featureGates != "" {
 		args = append(args, "--feature-gates="+c.featureGates)
 	}
-	return c.startProcess("kube-controller-manager", out, filepath.Join(AssetsDir(), "kube-controller-manager"), append(args, extra...)...)
+	return c.startProcess("kube-controller-manager", out, filepath.Join(c.assets, "kube-controller-manager"), append(args, extra...)...)
 }
 
 // startProcess runs a process of the cluster until Stop.

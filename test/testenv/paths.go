@@ -26,6 +26,13 @@ func AssetsDir() string {
 	return filepath.Join(RepoRoot(), "bin", "k8s")
 }
 
+// OldAssetsDir is where the kube-apiserver and kube-controller-manager of
+// an older Kubernetes minor ("1.33") are: bin/k8s-<minor> beside AssetsDir
+// (built by `make envtest-assets-old`).
+func OldAssetsDir(minor string) string {
+	return filepath.Join(filepath.Dir(AssetsDir()), "k8s-"+minor)
+}
+
 // EnvoyBinary is the Envoy to run: $ENVOY_BIN, else bin/envoy of the
 // checkout (installed by `make envoy`).
 func EnvoyBinary() string {
