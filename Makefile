@@ -126,11 +126,11 @@ envtest-assets: $(K8S_ASSETS)/kube-apiserver $(K8S_ASSETS)/kube-controller-manag
 # version bump); the first API-server build takes minutes, Go's cache speeds later ones.
 $(K8S_ASSETS)/kube-apiserver:
 	@echo ">> building kube-apiserver from k8s.io/kubernetes (first build takes several minutes)"
-	cd test/k8s-assets && go build -trimpath -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+	cd test/k8s-assets && go build -trimpath -ldflags='$(K8S_NODE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 
 $(K8S_ASSETS)/kube-controller-manager:
 	@echo ">> building kube-controller-manager"
-	cd test/k8s-assets && go build -trimpath -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+	cd test/k8s-assets && go build -trimpath -ldflags='$(K8S_NODE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
 
 # Older Kubernetes minors for the version-skew tests: their kube-apiserver
 # and kube-controller-manager, built from test/k8s-assets/v<minor> with the

@@ -94,8 +94,15 @@ type ClusterStatus struct {
 	// GatewayIP is spec.gatewayHost resolved to an address.
 	// +optional
 	GatewayIP string `json:"gatewayIP,omitempty"`
-	// Conditions: Ready (API server reachable with these credentials) and
-	// Joined (taking part in the federation).
+	// KubernetesVersion is the member's API server's version, as it
+	// reports it.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// Conditions: Ready (API server reachable with these credentials),
+	// Joined (taking part in the federation), GatewayResolved, and what
+	// the member's Kubernetes offers: MCSAPI, PodCertificates,
+	// NativeSidecars (each False with what to do when it lacks it).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -120,6 +127,7 @@ type ClusterStatus struct {
 // +kubebuilder:printcolumn:name="Gateway-Host",type=string,JSONPath=`.spec.gatewayHost`
 // +kubebuilder:printcolumn:name="Gateway-Port",type=integer,JSONPath=`.spec.gatewayPort`
 // +kubebuilder:printcolumn:name="Network",type=string,JSONPath=`.spec.network`,priority=1
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.kubernetesVersion`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Last-Sync",type=date,JSONPath=`.status.lastSyncTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -78,6 +78,15 @@ const (
 	// (multicluster.x-k8s.io/v1beta1), whose exports the federation then
 	// reads and whose imports it writes there (reasons Served, NotServed).
 	ConditionMCSAPI = "MCSAPI"
+	// ConditionPodCertificates says whether a Cluster issues pod
+	// certificates (PodCertificateRequests: Kubernetes 1.35 and later
+	// with the API on); without them its proxies need ServiceAccount
+	// tokens (manifests/member-token). Reasons Served, NotServed.
+	ConditionPodCertificates = "PodCertificates"
+	// ConditionNativeSidecars says whether a Cluster runs native sidecars
+	// (Kubernetes 1.29 and later), which the injected proxy is. Reasons
+	// Supported, Unsupported.
+	ConditionNativeSidecars = "NativeSidecars"
 
 	ReasonUnreachable = "Unreachable"
 	ReasonConnecting  = "Connecting"
@@ -102,6 +111,8 @@ const (
 	ReasonUnknownTargets     = "UnknownTargets"
 	ReasonServed             = "Served"
 	ReasonNotServed          = "NotServed"
+	ReasonSupported          = "Supported"
+	ReasonUnsupported        = "Unsupported"
 )
 
 // LocalClusterLabel marks, among the Cluster copies the federation writes

@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/fleetmesh/fleetmesh/pkg/internal/mcsapi"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 )
 
 // ClustersetZone is the MCS API's DNS zone.
@@ -134,7 +134,7 @@ func enableClustersetDNS(ctx context.Context, out io.Writer, c *clients, o dnsOp
 // that CoreDNS's ServiceAccount may read its ServiceImports: without
 // either, CoreDNS would wait for ServiceImports that never come.
 func checkClustersetReadable(ctx context.Context, c *clients, serviceAccount string) error {
-	ok, why, err := mcsapi.Served(c.core.Discovery())
+	ok, why, err := capabilities.MCS(c.core.Discovery())
 	if err != nil {
 		return fmt.Errorf("ask whether the cluster serves the MCS API: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
+	kubediscovery "k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,6 +36,7 @@ import (
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/scheme"
@@ -420,6 +422,11 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 			return nil, err
 		}
 	}
+	// Flags are checked; now what the cluster offers.
+	noPodCerts, err := o.checkCluster(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the API server: %w", err)
@@ -439,8 +446,9 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		if workloads, err = signer.Add(mgr, signer.Options{
 			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
 			CAOverlap: o.WorkloadCAOverlap, CACheckEvery: o.WorkloadCACheck,
-			Tokens:          o.ProxyCredential == ProxyCredentialToken,
-			RootsNamespaces: map[string]string{inject.NamespaceLabel: "enabled"},
+			Tokens:            o.ProxyCredential == ProxyCredentialToken,
+			RootsNamespaces:   map[string]string{inject.NamespaceLabel: "enabled"},
+			NoPodCertificates: noPodCerts,
 		}); err != nil {
 			return nil, err
 		}
@@ -598,4 +606,46 @@ func webhookServer(ctx context.Context, o *Options, cfg *rest.Config, log logr.L
 		}
 	}
 	return webhook.NewServer(webhook.Options{Host: host, Port: portNumber, CertDir: o.WebhookCertDir}), certs, nil
+}
+
+// checkCluster asks the API server for what the options need and older
+// Kubernetes lacks, and makes do without it, saying so: no native
+// sidecars (before 1.29) or, for sidecars that need workload
+// certificates, no pod certificates (before 1.35, or the API off) and the
+// injector admits pods as they are, with a warning; without pod
+// certificates the signer keeps only its CA (it returns why, for the
+// signer). Nothing it finds stops the controller.
+func (o *Options) checkCluster(cfg *rest.Config, log logr.Logger) (noPodCerts string, err error) {
+	if !o.Inject && !o.WorkloadSigner {
+		return "", nil
+	}
+	dc, err := kubediscovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return "", fmt.Errorf("connect to the API server: %w", err)
+	}
+	if o.WorkloadSigner && o.ProxyCredential != ProxyCredentialToken {
+		ok, why, err := capabilities.PodCertificates(dc)
+		if err != nil {
+			return "", fmt.Errorf("ask the API server whether it serves pod certificates: %w", err)
+		}
+		if !ok {
+			noPodCerts = why
+			if o.Injection.Identity != nil {
+				o.Injection.Unavailable = why
+			}
+		}
+	}
+	if o.Inject {
+		info, err := dc.ServerVersion()
+		if err != nil {
+			return "", fmt.Errorf("ask the API server its version: %w", err)
+		}
+		if ok, why := capabilities.NativeSidecars(info); !ok {
+			o.Injection.Unavailable = why
+		}
+		if o.Injection.Unavailable != "" {
+			log.Error(nil, "pods are not injected", "why", o.Injection.Unavailable)
+		}
+	}
+	return noPodCerts, nil
 }

@@ -26,7 +26,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/pkg/internal/mcsapi"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
@@ -150,7 +150,7 @@ func (w *Watcher) NeedLeaderElection() bool { return false }
 // Start runs the rebuild loop until ctx ends.
 func (w *Watcher) Start(ctx context.Context) error {
 	w.poke() // an empty cluster still gets a mesh
-	go mcsapi.Poll(ctx, w.discovery, mcsPollInterval, func() { w.watchMCS(ctx) })
+	go capabilities.PollMCS(ctx, w.discovery, mcsPollInterval, func() { w.watchMCS(ctx) })
 	var quiet, deadline <-chan time.Time
 	for {
 		select {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -33,7 +34,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
-	"github.com/fleetmesh/fleetmesh/pkg/internal/mcsapi"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 )
@@ -121,6 +122,11 @@ type memberConn struct {
 	mcs        bool
 	mcsMessage string
 	redial     bool
+	// version is the member's Kubernetes version; podCerts and sidecars
+	// what it offers (with why not).
+	version                  *version.Info
+	podCerts, sidecars       bool
+	podCertsWhy, sidecarsWhy string
 }
 
 // memberQPS is the request rate the federation allows itself per member.
@@ -521,7 +527,8 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
-	if _, err := pc.ServerVersion(); err != nil {
+	info, err := pc.ServerVersion()
+	if err != nil {
 		fail(probeReason(err))
 		return
 	}
@@ -530,11 +537,17 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
-	mcs, mcsMessage, err := mcsapi.Served(pc)
+	mcs, mcsMessage, err := capabilities.MCS(pc)
 	if err != nil {
 		fail(fmv1alpha1.ReasonUnreachable, "the member's API server did not say whether it serves the MCS API: "+err.Error())
 		return
 	}
+	podCerts, podCertsWhy, err := capabilities.PodCertificates(pc)
+	if err != nil {
+		fail(fmv1alpha1.ReasonUnreachable, "the member's API server did not say whether it serves PodCertificateRequests: "+err.Error())
+		return
+	}
+	sidecars, sidecarsWhy := capabilities.NativeSidecars(info)
 	watched := slices.Clone(watchedInMembers)
 	if mcs {
 		watched = append(watched, mcsKinds...)
@@ -566,13 +579,14 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 	f.mu.Lock()
 	conn.client, conn.cluster = c, cl
 	conn.mcs, conn.mcsMessage = mcs, mcsMessage
+	conn.version, conn.podCerts, conn.podCertsWhy, conn.sidecars, conn.sidecarsWhy = info, podCerts, podCertsWhy, sidecars, sidecarsWhy
 	conn.probe = func(context.Context) error {
 		if _, err := pc.ServerVersion(); err != nil {
 			return err
 		}
 		if !mcs {
 			// The MCS API installed since: connect again to read it.
-			if now, _, err := mcsapi.Served(pc); err == nil && now {
+			if now, _, err := capabilities.MCS(pc); err == nil && now {
 				f.mu.Lock()
 				conn.redial = true
 				f.mu.Unlock()
@@ -739,6 +753,7 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 	f.mu.Lock()
 	reachable, reason, message, stale, dialing := conn.reachable, conn.reason, conn.message, conn.staleSince, conn.dialing
 	connected, mcs, mcsMessage := conn.cluster != nil, conn.mcs, conn.mcsMessage
+	info, podCerts, podCertsWhy, sidecars, sidecarsWhy := conn.version, conn.podCerts, conn.podCertsWhy, conn.sidecars, conn.sidecarsWhy
 	f.mu.Unlock()
 	next := c.DeepCopy()
 	ready := condition(fmv1alpha1.ConditionReady, reachable, "Reachable", "the member's API server answers with these credentials", c.Generation)
@@ -772,6 +787,21 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 			mcsCond.Reason, mcsCond.Message = fmv1alpha1.ReasonNotServed, mcsMessage
 		}
 		meta.SetStatusCondition(&next.Status.Conditions, mcsCond)
+		certs := condition(fmv1alpha1.ConditionPodCertificates, podCerts, fmv1alpha1.ReasonServed,
+			"the member issues pod certificates: manifests/member's proxies get workload certificates", c.Generation)
+		if !podCerts {
+			certs.Reason, certs.Message = fmv1alpha1.ReasonNotServed, podCertsWhy
+		}
+		meta.SetStatusCondition(&next.Status.Conditions, certs)
+		native := condition(fmv1alpha1.ConditionNativeSidecars, sidecars, fmv1alpha1.ReasonSupported,
+			"the member runs native sidecars: the injected proxy is one", c.Generation)
+		if !sidecars {
+			native.Reason, native.Message = fmv1alpha1.ReasonUnsupported, sidecarsWhy
+		}
+		meta.SetStatusCondition(&next.Status.Conditions, native)
+		if info != nil {
+			next.Status.KubernetesVersion = info.GitVersion
+		}
 	}
 	next.Status.ClusterKey = string(c.Key())
 	next.Status.GatewayIP = ip

@@ -164,6 +164,16 @@ func TestAMemberWithoutTheMCSAPISaysSoAndTakesItUpWhenInstalled(t *testing.T) {
 		t.Errorf("the condition does not say what to install: %q", cond.Message)
 	}
 
+	// What else the member's Kubernetes offers is on the Cluster too.
+	for typ, reason := range map[string]string{fmv1alpha1.ConditionPodCertificates: fmv1alpha1.ReasonServed, fmv1alpha1.ConditionNativeSidecars: fmv1alpha1.ReasonSupported} {
+		if cond := meta.FindStatusCondition(c.Status.Conditions, typ); cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != reason {
+			t.Errorf("Cluster cluster-3: %s = %+v, want True/%s", typ, cond, reason)
+		}
+	}
+	if c.Status.KubernetesVersion == "" {
+		t.Error("Cluster cluster-3 does not say its Kubernetes version")
+	}
+
 	if err := reinstall(); err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,11 @@ type Config struct {
 	// podCertificate volume of the signer IdentitySigner) and makes it
 	// speak TLS to the xDS server, which must present ServerID.
 	Identity *Identity
+	// Unavailable, when set, says why the cluster cannot run an injected
+	// proxy (no native sidecars; no workload certificates for one that
+	// needs them): pods are then admitted as they are, with a warning and
+	// an event saying so.
+	Unavailable string
 }
 
 // Identity is how injected sidecars authenticate to the xDS server.
@@ -186,6 +191,9 @@ func Inject(pod *corev1.Pod, c *Config) *Skip {
 	}
 	if ProxyOf(pod) != nil || hasContainer(pod.Spec.InitContainers, InitContainer) {
 		return &Skip{Reason: "AlreadyInjected", Message: "the pod already has the fleetmesh sidecar"}
+	}
+	if c.Unavailable != "" {
+		return &Skip{Reason: "ClusterUnsupported", Message: c.Unavailable, Warn: true}
 	}
 	rc := redirect.DefaultConfig()
 	for _, a := range []struct {

@@ -208,3 +208,14 @@ func TestASidecarWithATokenGetsItAndTheRootsOfItsNamespace(t *testing.T) {
 		t.Error("the app mounts the sidecar's token")
 	}
 }
+
+func TestAClusterThatCannotRunTheProxyAdmitsPodsAsTheyAreAndSaysWhy(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	skip := Inject(pod, &Config{Unavailable: "Kubernetes v1.28.4 has no native sidecars"})
+	if skip == nil || skip.Reason != "ClusterUnsupported" || !skip.Warn || skip.Message != "Kubernetes v1.28.4 has no native sidecars" {
+		t.Fatalf("skip = %+v", skip)
+	}
+	if len(pod.Spec.InitContainers) != 0 || len(pod.Spec.Containers) != 1 {
+		t.Errorf("the pod was changed: %+v", pod.Spec)
+	}
+}

@@ -104,7 +104,13 @@ type Options struct {
 	// own namespace).
 	Tokens          bool
 	RootsNamespaces map[string]string
-	Log             logr.Logger
+	// NoPodCertificates, when set, says why the cluster serves no
+	// PodCertificateRequests or ClusterTrustBundles though Tokens is off
+	// (an older member installed with manifests/member): the signer then
+	// keeps the CA and the roots ConfigMap only, for the xDS server, and
+	// touches neither API.
+	NoPodCertificates string
+	Log               logr.Logger
 }
 
 // Signer issues the workload certificates.
@@ -172,6 +178,10 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 	// certificate of their own.
 	if err := mgr.Add(manager.RunnableFunc(s.keepCA)); err != nil {
 		return nil, err
+	}
+	if o.NoPodCertificates != "" {
+		o.Log.Error(nil, "the signer issues no pod certificates", "why", o.NoPodCertificates)
+		return s, nil
 	}
 	if o.Tokens {
 		// A namespace labelled for the mesh gets the roots at once.
@@ -421,7 +431,7 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 // ClusterTrustBundle and the roots ConfigMap (with Tokens: the roots
 // ConfigMap and its copies in the mesh's namespaces).
 func (s *Signer) publish(ctx context.Context, roots []byte) error {
-	if !s.opts.Tokens {
+	if !s.opts.Tokens && s.opts.NoPodCertificates == "" {
 		if err := s.publishBundle(ctx, TrustBundle, roots); err != nil {
 			return err
 		}
