@@ -142,13 +142,18 @@ K8S_OLD_ASSETS := $(foreach m,$(K8S_OLD_MINORS),$(CURDIR)/bin/k8s-$(m)/kube-apis
 .PHONY: envtest-assets-old
 envtest-assets-old: envtest-assets $(K8S_OLD_ASSETS) ## Build the kube-apiserver and kube-controller-manager of Kubernetes $(K8S_OLD_MINORS) into bin/k8s-<minor> (version-skew tests).
 
+# k8s_version_ldflags stamps release $(1) (minor $(2)) where Kubernetes'
+# release builds do: component-base's version (--version, the kubelet's)
+# and client-go's (the API server's /version).
+k8s_version_ldflags = $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(1) -X $(p).gitMajor=1 -X $(p).gitMinor=$(2))
+
 # k8s_old_build builds one command of Kubernetes minor $(1) into $(2).
 define k8s_old_build
 	@echo ">> building $(notdir $(2)) $(1) from source"
 	mkdir -p $(dir $(2))
 	v=$$(cd test/k8s-assets/v$(1) && go list -m -f '{{.Version}}' k8s.io/kubernetes) && \
 	  cd test/k8s-assets/v$(1) && go build -trimpath -o $(2) \
-	    -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(1)))" \
+	    -ldflags="-s -w $(call k8s_version_ldflags,$$v,$(word 2,$(subst ., ,$(1))))" \
 	    k8s.io/kubernetes/cmd/$(notdir $(2))
 	ln -sf ../k8s/etcd $(dir $(2))etcd
 	ln -sf ../k8s/kubectl $(dir $(2))kubectl
@@ -162,7 +167,7 @@ $(CURDIR)/bin/k8s-%/kube-controller-manager: test/k8s-assets/v%/go.mod
 
 # The node binaries carry a release version: a kubelet reporting v0.0.0
 # would not pass the API server's version skew checks.
-K8S_NODE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2
+K8S_NODE_LDFLAGS := -s -w $(call k8s_version_ldflags,v1.37.2,37)
 
 .PHONY: node-assets
 node-assets: envtest-assets $(K8S_ASSETS)/kubelet $(K8S_ASSETS)/kube-proxy $(K8S_ASSETS)/kube-scheduler $(K8S_ASSETS)/coredns ## Build kubelet, kube-proxy, kube-scheduler and CoreDNS into bin/k8s for the real-node tests.
