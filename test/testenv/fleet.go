@@ -294,6 +294,9 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 	c.env.ControlPlane.Etcd = &envtest.Etcd{}
 	c.env.ControlPlane.Etcd.Configure().Set("unsafe-no-fsync", "true")
 	api := c.env.ControlPlane.GetAPIServer()
+	// envtest prefers $KUBEBUILDER_ASSETS to BinaryAssetsDirectory: an
+	// older minor's API server is named outright.
+	api.Path = filepath.Join(c.assets, "kube-apiserver")
 	if opts.Output != nil {
 		api.Out, api.Err = opts.Output, opts.Output
 	}

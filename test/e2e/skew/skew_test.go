@@ -62,27 +62,29 @@ func TestTheArticleOnMembersOfOlderVersions(t *testing.T) {
 		}
 		var problems []string
 		err := testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
-			problems = nil
+			var now []string
+			defer func() { problems = now }()
 			for name, w := range want {
 				c := &fmv1alpha1.Cluster{}
 				if err := hub.Client.Get(ctx, client.ObjectKey{Name: name}, c); err != nil {
+					now = problems
 					return false, err
 				}
 				certs := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionPodCertificates)
 				switch {
 				case !strings.HasPrefix(c.Status.KubernetesVersion, w.version):
-					problems = append(problems, fmt.Sprintf("%s: version %q", name, c.Status.KubernetesVersion))
+					now = append(now, fmt.Sprintf("%s: version %q", name, c.Status.KubernetesVersion))
 				case certs == nil || certs.Status != w.podCerts:
-					problems = append(problems, fmt.Sprintf("%s: PodCertificates %+v", name, certs))
+					now = append(now, fmt.Sprintf("%s: PodCertificates %+v", name, certs))
 				case certs.Status == metav1.ConditionFalse && !strings.Contains(certs.Message, "manifests/member-token"):
-					problems = append(problems, fmt.Sprintf("%s: PodCertificates does not say what to install: %q", name, certs.Message))
+					now = append(now, fmt.Sprintf("%s: PodCertificates does not say what to install: %q", name, certs.Message))
 				case !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionNativeSidecars),
 					!meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionMCSAPI),
 					!meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady):
-					problems = append(problems, fmt.Sprintf("%s: conditions %+v", name, c.Status.Conditions))
+					now = append(now, fmt.Sprintf("%s: conditions %+v", name, c.Status.Conditions))
 				}
 			}
-			return len(problems) == 0, nil
+			return len(now) == 0, nil
 		})
 		if err != nil {
 			t.Fatalf("%v: %s", err, strings.Join(problems, "; "))
