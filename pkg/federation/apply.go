@@ -36,7 +36,19 @@ type writer struct {
 
 func (w *writer) apply(ctx context.Context, obj client.Object) error {
 	w.metrics.writes.WithLabelValues(kindOf(obj), "apply").Inc()
-	return applyObject(ctx, w.client, obj)
+	u, err := apply(ctx, w.client, obj, FieldOwner)
+	svc, ok := obj.(*corev1.Service)
+	if err != nil || !ok {
+		return err
+	}
+	// A Service takes the addresses the API server gave it: a clusterset
+	// Service's are its MCS import's, written in the same sync.
+	var got corev1.Service
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &got); err != nil {
+		return err
+	}
+	svc.Spec.ClusterIP, svc.Spec.ClusterIPs, svc.Spec.IPFamilies = got.Spec.ClusterIP, got.Spec.ClusterIPs, got.Spec.IPFamilies
+	return nil
 }
 
 func (w *writer) applyStatus(ctx context.Context, obj client.Object) error {
@@ -57,21 +69,21 @@ func kindOf(obj client.Object) string {
 	return t[strings.LastIndexByte(t, '.')+1:]
 }
 
-// applyObject writes obj by server-side apply: only the fields the
-// federation sets, owned by FieldOwner.
-func applyObject(ctx context.Context, c client.Client, obj client.Object) error {
-	return Apply(ctx, c, obj, FieldOwner)
-}
-
 // Apply writes obj's metadata and spec (never its status) by server-side
 // apply as field manager owner, taking over fields others set.
 func Apply(ctx context.Context, c client.Client, obj client.Object, owner string) error {
+	_, err := apply(ctx, c, obj, owner)
+	return err
+}
+
+// apply is Apply, returning the object as the API server holds it now.
+func apply(ctx context.Context, c client.Client, obj client.Object, owner string) (*unstructured.Unstructured, error) {
 	u, err := toApply(obj)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	delete(u.Object, "status")
-	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
+	return u, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 }
 
 // applyStatus writes obj's status by server-side apply.
@@ -135,6 +147,9 @@ const (
 	// phaseObjects writes imports, derived Services, EndpointSlices,
 	// Ingresses and mirrored Clusters.
 	phaseObjects
+	// phaseClusterset writes the MCS imports, whose clusterset IPs are
+	// the addresses of Services the phase before may have created.
+	phaseClusterset
 	// phaseStatus writes their status, and the exports' conditions.
 	phaseStatus
 	// phaseDeletes deletes what is no longer wanted and releases derived
@@ -306,28 +321,41 @@ func (q *writeQueue) imports(ctx context.Context, w *writer, m *Member, d *Desir
 }
 
 // mcsImports: the MCS API's ServiceImports, adopted as fleetmesh.io's
-// are. Their conditions carry their transition times over.
+// are, written once their clusterset Services are (phaseClusterset), with
+// the addresses those got; their conditions carry their transition times
+// over.
 func (q *writeQueue) mcsImports(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
 	existing := byKey(pointers(m.MCSImports), nil)
+	// Only deletes are reconciled generically: what to apply is known
+	// once the clusterset Services are written.
 	reconcileKind(ctx, q, w, kindSync[*mcsv1beta1.ServiceImport]{
-		kind: "mcs import", desired: d.MCSImports, existing: existing,
-		upToDate: mcsImportUpToDate,
-		keep: func(_ string, cur *mcsv1beta1.ServiceImport) bool {
-			return !isOurs(cur.Labels) || listsUnknown(clusterNames(cur), unknown)
+		kind: "mcs import", existing: existing,
+		keep: func(key string, cur *mcsv1beta1.ServiceImport) bool {
+			return d.MCSImports[key] != nil || !isOurs(cur.Labels) || listsUnknown(clusterNames(cur), unknown)
 		},
 	})
 	for key, want := range d.MCSImports {
 		cur := existing[key]
-		if cur != nil && mcsImportStatusUpToDate(cur, want) {
-			continue
-		}
-		next := want.DeepCopy()
-		if cur != nil {
-			next.Status.Conditions = withConditions(cur.Status.Conditions, want.Status.Conditions)
-		} else {
-			next.Status.Conditions = withConditions(nil, want.Status.Conditions)
-		}
-		q.add(phaseStatus, "apply mcs import status "+key, func() error { return w.applyStatus(ctx, next) })
+		q.add(phaseClusterset, "apply mcs import "+key, func() error {
+			if svc := d.Services[want.Namespace+"/"+want.Annotations[DerivedServiceAnnotation]]; svc != nil && len(want.Spec.IPs) == 0 {
+				clustersetAddresses(want, svc)
+			}
+			if cur == nil || !mcsImportUpToDate(cur, want) {
+				if err := w.apply(ctx, want.DeepCopy()); err != nil {
+					return err
+				}
+			}
+			if cur != nil && mcsImportStatusUpToDate(cur, want) {
+				return nil
+			}
+			next := want.DeepCopy()
+			if cur != nil {
+				next.Status.Conditions = withConditions(cur.Status.Conditions, want.Status.Conditions)
+			} else {
+				next.Status.Conditions = withConditions(nil, want.Status.Conditions)
+			}
+			return w.applyStatus(ctx, next)
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -20,7 +22,8 @@ import (
 // exporting clusters (cluster-1..3), federated into 5 members (plus
 // cluster-4 and cluster-5, two more real API servers). It reports the
 // time the federation takes, started from scratch, until every member
-// holds every import it should; then the time from one ServiceExport
+// holds every import it should (the MCS API's too, each with its
+// clusterset IP); then the time from one ServiceExport
 // create to its import being visible in another member, p50 and p99 over
 // 100 runs.
 func BenchmarkFederation1000Services(b *testing.B) {
@@ -112,10 +115,25 @@ func BenchmarkFederation1000Services(b *testing.B) {
 		}
 		return n
 	}
+	// The MCS API's imports too (every member serves it): one per service
+	// in every member, exporters included, each with its clusterset IP.
+	countMCS := func(c *testenv.Cluster) int {
+		var list mcsv1beta1.ServiceImportList
+		if err := c.Client.List(ctx, &list); err != nil {
+			return -1
+		}
+		n := 0
+		for _, imp := range list.Items {
+			if strings.HasPrefix(imp.Name, "svc-") && len(imp.Spec.IPs) == 1 && meta.IsStatusConditionTrue(imp.Status.Conditions, "Ready") {
+				n++
+			}
+		}
+		return n
+	}
 	for _, c := range all {
-		for countImports(c) < wantImports(c) || countDerived(c) < wantImports(c) {
+		for countImports(c) < wantImports(c) || countDerived(c) < wantImports(c) || countMCS(c) < services {
 			if ctx.Err() != nil {
-				b.Fatalf("%s has %d of %d imports, %d derived Services", c.Name, countImports(c), wantImports(c), countDerived(c))
+				b.Fatalf("%s has %d of %d imports, %d derived Services, %d of %d MCS imports", c.Name, countImports(c), wantImports(c), countDerived(c), countMCS(c), services)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}

@@ -188,10 +188,6 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 	imp.Spec.InternalTrafficPolicy = props.internalTrafficPolicy
 	imp.Spec.TrafficDistribution = props.trafficDistribution
 
-	ready := metav1.Condition{
-		Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionTrue,
-		Reason: string(mcsv1beta1.ServiceImportReasonReady), Message: "the service is imported",
-	}
 	// The clusterset Service, whose addresses are the clusterset IPs: the
 	// derived Service of the name where planImport made one, else one
 	// derived under the MCS API's name for it, which the member's own
@@ -205,27 +201,10 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 		imp.Annotations = map[string]string{}
 	}
 	imp.Annotations[DerivedServiceAnnotation] = clusterset
-	own := importer.services[ns+"/"+clusterset]
-	if own != nil && len(own.Spec.IPFamilies) > 0 {
-		imp.Spec.IPFamilies = own.Spec.IPFamilies
-	} else if winner != nil {
+	if winner != nil {
 		imp.Spec.IPFamilies = winner.service.Spec.IPFamilies
 	}
-	if typ == fmv1alpha1.ClusterSetIP {
-		if own != nil {
-			for _, ip := range own.Spec.ClusterIPs {
-				if ip != corev1.ClusterIPNone && ip != "" {
-					imp.Spec.IPs = append(imp.Spec.IPs, ip)
-				}
-			}
-		}
-		// ips and ipFamilies go together, one IP per family.
-		if len(imp.Spec.IPs) == 0 {
-			imp.Spec.IPFamilies = nil
-			ready.Status, ready.Reason = metav1.ConditionFalse, string(mcsv1beta1.ServiceImportReasonPending)
-			ready.Message = fmt.Sprintf("waiting for Service %s/%s to have a cluster IP, the clusterset IP here", ns, clusterset)
-		}
-	}
+	clustersetAddresses(imp, importer.services[ns+"/"+clusterset])
 
 	slices.SortFunc(from, func(a, b *exporter) int { return cmp.Compare(a.member.name(), b.member.name()) })
 	for _, ex := range from {
@@ -241,8 +220,40 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 			break
 		}
 	}
-	imp.Status.Conditions = []metav1.Condition{ready}
 	d.MCSImports[key] = imp
+}
+
+// clustersetAddresses sets an MCS import's clusterset IPs and IP families
+// from its clusterset Service, svc (nil when it does not exist yet), and
+// its Ready condition by them: a ClusterSetIP import without an address
+// is Pending. The plan calls it with what the member holds, the writer
+// again with the Service it has just created, so an import gets its
+// address in the sync that creates the Service.
+func clustersetAddresses(imp *mcsv1beta1.ServiceImport, svc *corev1.Service) {
+	ready := metav1.Condition{
+		Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionTrue,
+		Reason: string(mcsv1beta1.ServiceImportReasonReady), Message: "the service is imported",
+	}
+	if svc != nil && len(svc.Spec.IPFamilies) > 0 {
+		imp.Spec.IPFamilies = svc.Spec.IPFamilies
+	}
+	if imp.Spec.Type == mcsv1beta1.ClusterSetIP {
+		imp.Spec.IPs = nil
+		if svc != nil {
+			for _, ip := range svc.Spec.ClusterIPs {
+				if ip != corev1.ClusterIPNone && ip != "" {
+					imp.Spec.IPs = append(imp.Spec.IPs, ip)
+				}
+			}
+		}
+		// ips and ipFamilies go together, one IP per family.
+		if len(imp.Spec.IPs) == 0 {
+			imp.Spec.IPFamilies = nil
+			ready.Status, ready.Reason = metav1.ConditionFalse, string(mcsv1beta1.ServiceImportReasonPending)
+			ready.Message = fmt.Sprintf("waiting for Service %s/%s to have a cluster IP, the clusterset IP here", imp.Namespace, imp.Annotations[DerivedServiceAnnotation])
+		}
+	}
+	imp.Status.Conditions = []metav1.Condition{ready}
 }
 
 // DerivedServiceAnnotation is the annotation of an MCS ServiceImport that
