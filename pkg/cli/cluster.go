@@ -421,6 +421,11 @@ type MemberRow struct {
 	TokenExpires *metav1.Time `json:"tokenExpires,omitempty"`
 	StaleSince   *metav1.Time `json:"staleSince,omitempty"`
 	Mirrored     bool         `json:"mirrored,omitempty"`
+	// Version is the member's Kubernetes version; Lacks the capability
+	// conditions it has False (MCSAPI, PodCertificates, NativeSidecars),
+	// whose messages say what to do.
+	Version string   `json:"kubernetesVersion,omitempty"`
+	Lacks   []string `json:"lacks,omitempty"`
 }
 
 func newListCommand(k *kubeFlags) *cobra.Command {
@@ -428,7 +433,7 @@ func newListCommand(k *kubeFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
-		Short:   "List the fleet's members with their clusterKey, gateway, readiness and last sync",
+		Short:   "List the fleet's members with their clusterKey, gateway, readiness, last sync, Kubernetes version and what it lacks",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			hub, err := k.clients()
@@ -441,7 +446,7 @@ func newListCommand(k *kubeFlags) *cobra.Command {
 			}
 			return o.print(cmd.OutOrStdout(), rows, func(w *tabwriter.Writer) {
 				now := time.Now()
-				row(w, "NAME", "CLUSTERKEY", "GATEWAY", "NETWORK", "READY", "REASON", "LAST SYNC", "TOKEN EXPIRES")
+				row(w, "NAME", "CLUSTERKEY", "GATEWAY", "NETWORK", "READY", "REASON", "LAST SYNC", "TOKEN EXPIRES", "VERSION", "LACKS")
 				for _, r := range rows {
 					sync := "<never>"
 					if r.LastSync != nil {
@@ -457,7 +462,7 @@ func newListCommand(k *kubeFlags) *cobra.Command {
 							expires = "EXPIRED " + age(r.TokenExpires.Time, now) + " ago"
 						}
 					}
-					row(w, r.Name, r.ClusterKey, orNone(r.Gateway), orNone(r.Network), r.Ready, orNone(r.Reason), sync, expires)
+					row(w, r.Name, r.ClusterKey, orNone(r.Gateway), orNone(r.Network), r.Ready, orNone(r.Reason), sync, expires, orNone(r.Version), orNone(strings.Join(r.Lacks, ",")))
 				}
 			})
 		},
@@ -491,6 +496,12 @@ func listClusters(ctx context.Context, c client.Client) ([]MemberRow, error) {
 			r.Ready, r.Reason, r.Message = string(cond.Status), cond.Reason, cond.Message
 		}
 		r.TokenExpires = tokenExpiry(ctx, c, &cl)
+		r.Version = cl.Status.KubernetesVersion
+		for _, typ := range []string{fmv1alpha1.ConditionMCSAPI, fmv1alpha1.ConditionPodCertificates, fmv1alpha1.ConditionNativeSidecars} {
+			if meta.IsStatusConditionFalse(cl.Status.Conditions, typ) {
+				r.Lacks = append(r.Lacks, typ)
+			}
+		}
 		rows = append(rows, r)
 	}
 	slices.SortFunc(rows, func(a, b MemberRow) int { return strings.Compare(a.Name, b.Name) })

@@ -20,6 +20,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/cli"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -88,6 +89,16 @@ func TestTheArticleOnMembersOfOlderVersions(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatalf("%v: %s", err, strings.Join(problems, "; "))
+		}
+		// The CLI lists them so.
+		var out strings.Builder
+		if err := cli.Execute(ctx, &out, []string{"--kubeconfig", fleet.KubeconfigPath, "--context", "control-plane", "cluster", "list"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range [][]string{{"cluster-1", "v1.33.", "PodCertificates"}, {"cluster-2", "v1.35.", "PodCertificates"}, {"cluster-3", "v1.37."}} {
+			if len(testenv.TableLines(out.String(), line...)) != 1 {
+				t.Errorf("fleetmesh cluster list has no row with %q:\n%s", line, out.String())
+			}
 		}
 	})
 
