@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -175,9 +176,8 @@ func ClustersetCorefile(corefile, zone string) (string, error) {
 	if at < 0 {
 		return "", errors.New("the Corefile has no kubernetes plugin serving cluster.local")
 	}
-	line := lines[at]
-	indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
-	fields := strings.Fields(line)
+	indent := leadingSpace(lines[at])
+	fields := strings.Fields(lines[at])
 	block := fields[len(fields)-1] == "{"
 	zones := fields[1:]
 	if block {
@@ -193,12 +193,13 @@ func ClustersetCorefile(corefile, zone string) (string, error) {
 		return strings.Join(lines, "\n"), nil
 	}
 	lines[at] = head
-	// The block's own lines (depth 1), up to its closing brace.
-	depth, inner := 1, indent+"    "
+	// The block's own lines (depth 1), up to its closing brace; the new
+	// line is indented as its first.
+	depth, inner := 1, ""
 	for i := at + 1; i < len(lines) && depth > 0; i++ {
 		f := strings.Fields(lines[i])
-		if depth == 1 && len(f) > 0 && f[0] != "}" && inner == indent+"    " {
-			inner = lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
+		if depth == 1 && len(f) > 0 && f[0] != "}" && inner == "" {
+			inner = leadingSpace(lines[i])
 		}
 		if depth == 1 && len(f) > 0 && f[0] == "multicluster" {
 			if !slices.Contains(f[1:], zone) {
@@ -208,6 +209,11 @@ func ClustersetCorefile(corefile, zone string) (string, error) {
 		}
 		depth += strings.Count(lines[i], "{") - strings.Count(lines[i], "}")
 	}
-	lines = slices.Insert(lines, at+1, inner+"multicluster "+zone)
+	lines = slices.Insert(lines, at+1, cmp.Or(inner, indent+"    ")+"multicluster "+zone)
 	return strings.Join(lines, "\n"), nil
+}
+
+// leadingSpace is the indentation a line begins with.
+func leadingSpace(line string) string {
+	return line[:len(line)-len(strings.TrimLeft(line, " \t"))]
 }

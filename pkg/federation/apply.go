@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -310,7 +311,7 @@ func (q *writeQueue) imports(ctx context.Context, w *writer, m *Member, d *Desir
 			return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Spec, want.Spec)
 		},
 		keep: func(_ string, cur *fmv1alpha1.ServiceImport) bool {
-			return !isOurs(cur.Labels) || listsUnknown(importClusters(cur), unknown)
+			return !isOurs(cur.Labels) || listsUnknown(cur.Status.Clusters, fmCluster, unknown)
 		},
 	})
 	for key, want := range d.Imports {
@@ -326,22 +327,26 @@ func (q *writeQueue) imports(ctx context.Context, w *writer, m *Member, d *Desir
 // over.
 func (q *writeQueue) mcsImports(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
 	existing := byKey(pointers(m.MCSImports), nil)
-	// Only deletes are reconciled generically: what to apply is known
-	// once the clusterset Services are written.
+	// Only deletes are reconciled generically: an import waiting for its
+	// clusterset IP is known once its Service is written.
 	reconcileKind(ctx, q, w, kindSync[*mcsv1beta1.ServiceImport]{
 		kind: "mcs import", existing: existing,
 		keep: func(key string, cur *mcsv1beta1.ServiceImport) bool {
-			return d.MCSImports[key] != nil || !isOurs(cur.Labels) || listsUnknown(clusterNames(cur), unknown)
+			return d.MCSImports[key] != nil || !isOurs(cur.Labels) || listsUnknown(cur.Status.Clusters, mcsCluster, unknown)
 		},
 	})
 	for key, want := range d.MCSImports {
 		cur := existing[key]
+		waiting := want.Spec.Type == mcsv1beta1.ClusterSetIP && len(want.Spec.IPs) == 0
+		if !waiting && cur != nil && mcsImportUpToDate(cur, want) && mcsImportStatusUpToDate(cur, want) {
+			continue
+		}
 		q.add(phaseClusterset, "apply mcs import "+key, func() error {
-			if svc := d.Services[want.Namespace+"/"+want.Annotations[DerivedServiceAnnotation]]; svc != nil && len(want.Spec.IPs) == 0 {
+			if svc := d.Services[want.Namespace+"/"+want.Annotations[DerivedServiceAnnotation]]; svc != nil && waiting {
 				clustersetAddresses(want, svc)
 			}
 			if cur == nil || !mcsImportUpToDate(cur, want) {
-				if err := w.apply(ctx, want.DeepCopy()); err != nil {
+				if err := w.apply(ctx, want); err != nil {
 					return err
 				}
 			}
@@ -467,29 +472,20 @@ func (w *writer) exportEvents(e runtime.Object, prev, next []metav1.Condition) {
 // writeWorkers is how many writes to one member run at once.
 const writeWorkers = 8
 
-// listsUnknown reports whether an import lists an unreachable member: it
-// stays until that member is heard from.
-func listsUnknown(clusters []string, unknown map[string]bool) bool {
-	for _, c := range clusters {
-		if unknown[c] {
-			return true
-		}
-	}
-	return false
+// listsUnknown reports whether an import's status.clusters (of either
+// group) lists an unreachable member: it stays until that member is heard
+// from.
+func listsUnknown[T any](clusters []T, name func(T) string, unknown map[string]bool) bool {
+	return slices.ContainsFunc(clusters, func(c T) bool { return unknown[name(c)] })
 }
 
-// importClusters are the names a fleetmesh.io import's status lists.
-func importClusters(imp *fmv1alpha1.ServiceImport) []string {
-	out := make([]string, 0, len(imp.Status.Clusters))
-	for _, c := range imp.Status.Clusters {
-		out = append(out, c.Cluster)
-	}
-	return out
-}
+func fmCluster(c fmv1alpha1.ClusterStatusRef) string { return c.Cluster }
+
+func mcsCluster(c mcsv1beta1.ClusterStatus) string { return c.Cluster }
 
 func importedFromUnknown(key string, m *Member, unknown map[string]bool) bool {
 	for i := range m.Imports {
-		if m.Imports[i].Namespace+"/"+m.Imports[i].Name == key && listsUnknown(importClusters(&m.Imports[i]), unknown) {
+		if m.Imports[i].Namespace+"/"+m.Imports[i].Name == key && listsUnknown(m.Imports[i].Status.Clusters, fmCluster, unknown) {
 			return true
 		}
 	}

@@ -116,17 +116,15 @@ type memberConn struct {
 	reason     string
 	message    string
 	staleSince *metav1.Time
-	// mcs says the member serves the MCS API; mcsMessage says what it
-	// serves otherwise. redial asks for a new connection (the MCS API
-	// appeared since).
-	mcs        bool
-	mcsMessage string
-	redial     bool
-	// version is the member's Kubernetes version; podCerts and sidecars
-	// what it offers (with why not).
-	version                  *version.Info
-	podCerts, sidecars       bool
-	podCertsWhy, sidecarsWhy string
+	// mcs says the member serves the MCS API; redial asks for a new
+	// connection (the MCS API appeared since). version is its Kubernetes
+	// version and capabilities the conditions saying what it offers
+	// (MCSAPI, PodCertificates, NativeSidecars), found when it was
+	// connected.
+	mcs          bool
+	redial       bool
+	version      string
+	capabilities []metav1.Condition
 }
 
 // memberQPS is the request rate the federation allows itself per member.
@@ -537,17 +535,11 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
-	mcs, mcsMessage, err := capabilities.MCS(pc)
+	mcs, caps, err := memberCapabilities(pc, info)
 	if err != nil {
-		fail(fmv1alpha1.ReasonUnreachable, "the member's API server did not say whether it serves the MCS API: "+err.Error())
+		fail(fmv1alpha1.ReasonUnreachable, err.Error())
 		return
 	}
-	podCerts, podCertsWhy, err := capabilities.PodCertificates(pc)
-	if err != nil {
-		fail(fmv1alpha1.ReasonUnreachable, "the member's API server did not say whether it serves PodCertificateRequests: "+err.Error())
-		return
-	}
-	sidecars, sidecarsWhy := capabilities.NativeSidecars(info)
 	watched := slices.Clone(watchedInMembers)
 	if mcs {
 		watched = append(watched, mcsKinds...)
@@ -578,15 +570,14 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 	}
 	f.mu.Lock()
 	conn.client, conn.cluster = c, cl
-	conn.mcs, conn.mcsMessage = mcs, mcsMessage
-	conn.version, conn.podCerts, conn.podCertsWhy, conn.sidecars, conn.sidecarsWhy = info, podCerts, podCertsWhy, sidecars, sidecarsWhy
+	conn.mcs, conn.version, conn.capabilities = mcs, info.GitVersion, caps
 	conn.probe = func(context.Context) error {
 		if _, err := pc.ServerVersion(); err != nil {
 			return err
 		}
 		if !mcs {
 			// The MCS API installed since: connect again to read it.
-			if now, _, err := capabilities.MCS(pc); err == nil && now {
+			if now, err := capabilities.ServesMCS(pc); err == nil && now {
 				f.mu.Lock()
 				conn.redial = true
 				f.mu.Unlock()
@@ -601,6 +592,36 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 	// The first read may take long (a slow API server, a big cluster);
 	// it ends when every object is read or the connection is dropped.
 	f.setSynced(conn, cl.GetCache().WaitForCacheSync(ctx))
+}
+
+// memberCapabilities asks a member's API server what it offers that
+// fleetmesh depends on and older Kubernetes lacks: whether it serves the
+// MCS API, and the Cluster conditions saying so (MCSAPI, PodCertificates,
+// NativeSidecars; each False with what to do).
+func memberCapabilities(d discovery.DiscoveryInterface, info *version.Info) (bool, []metav1.Condition, error) {
+	capability := func(typ string, ok bool, yes, no, message, why string) metav1.Condition {
+		if ok {
+			return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: yes, Message: message}
+		}
+		return metav1.Condition{Type: typ, Status: metav1.ConditionFalse, Reason: no, Message: why}
+	}
+	mcs, mcsWhy, err := capabilities.MCS(d)
+	if err != nil {
+		return false, nil, fmt.Errorf("the member's API server did not say whether it serves the MCS API: %w", err)
+	}
+	certs, certsWhy, err := capabilities.PodCertificates(d)
+	if err != nil {
+		return false, nil, fmt.Errorf("the member's API server did not say whether it serves PodCertificateRequests: %w", err)
+	}
+	sidecars, sidecarsWhy := capabilities.NativeSidecars(info)
+	return mcs, []metav1.Condition{
+		capability(fmv1alpha1.ConditionMCSAPI, mcs, fmv1alpha1.ReasonServed, fmv1alpha1.ReasonNotServed,
+			"the member serves multicluster.x-k8s.io/v1beta1: its MCS exports are read and imports written", mcsWhy),
+		capability(fmv1alpha1.ConditionPodCertificates, certs, fmv1alpha1.ReasonServed, fmv1alpha1.ReasonNotServed,
+			"the member issues pod certificates: manifests/member's proxies get workload certificates", certsWhy),
+		capability(fmv1alpha1.ConditionNativeSidecars, sidecars, fmv1alpha1.ReasonSupported, fmv1alpha1.ReasonUnsupported,
+			"the member runs native sidecars: the injected proxy is one", sidecarsWhy),
+	}, nil
 }
 
 // setSynced records that a member's objects have been read (or could not
@@ -752,8 +773,7 @@ func (f *Federation) disconnectAll() {
 func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Cluster, conn *memberConn, gateway metav1.Condition, ip string, known bool) error {
 	f.mu.Lock()
 	reachable, reason, message, stale, dialing := conn.reachable, conn.reason, conn.message, conn.staleSince, conn.dialing
-	connected, mcs, mcsMessage := conn.cluster != nil, conn.mcs, conn.mcsMessage
-	info, podCerts, podCertsWhy, sidecars, sidecarsWhy := conn.version, conn.podCerts, conn.podCertsWhy, conn.sidecars, conn.sidecarsWhy
+	connected, version, caps := conn.cluster != nil, conn.version, conn.capabilities
 	f.mu.Unlock()
 	next := c.DeepCopy()
 	ready := condition(fmv1alpha1.ConditionReady, reachable, "Reachable", "the member's API server answers with these credentials", c.Generation)
@@ -781,27 +801,11 @@ func (f *Federation) writeClusterStatus(ctx context.Context, c *fmv1alpha1.Clust
 	meta.SetStatusCondition(&next.Status.Conditions, joined)
 	meta.SetStatusCondition(&next.Status.Conditions, gateway)
 	if connected {
-		mcsCond := condition(fmv1alpha1.ConditionMCSAPI, mcs, fmv1alpha1.ReasonServed,
-			"the member serves multicluster.x-k8s.io/v1beta1: its MCS exports are read and imports written", c.Generation)
-		if !mcs {
-			mcsCond.Reason, mcsCond.Message = fmv1alpha1.ReasonNotServed, mcsMessage
+		for _, cond := range caps {
+			cond.ObservedGeneration = c.Generation
+			meta.SetStatusCondition(&next.Status.Conditions, cond)
 		}
-		meta.SetStatusCondition(&next.Status.Conditions, mcsCond)
-		certs := condition(fmv1alpha1.ConditionPodCertificates, podCerts, fmv1alpha1.ReasonServed,
-			"the member issues pod certificates: manifests/member's proxies get workload certificates", c.Generation)
-		if !podCerts {
-			certs.Reason, certs.Message = fmv1alpha1.ReasonNotServed, podCertsWhy
-		}
-		meta.SetStatusCondition(&next.Status.Conditions, certs)
-		native := condition(fmv1alpha1.ConditionNativeSidecars, sidecars, fmv1alpha1.ReasonSupported,
-			"the member runs native sidecars: the injected proxy is one", c.Generation)
-		if !sidecars {
-			native.Reason, native.Message = fmv1alpha1.ReasonUnsupported, sidecarsWhy
-		}
-		meta.SetStatusCondition(&next.Status.Conditions, native)
-		if info != nil {
-			next.Status.KubernetesVersion = info.GitVersion
-		}
+		next.Status.KubernetesVersion = version
 	}
 	next.Status.ClusterKey = string(c.Key())
 	next.Status.GatewayIP = ip

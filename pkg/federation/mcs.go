@@ -140,10 +140,10 @@ func emptyNil(m map[string]string) map[string]string {
 // planMCSImport adds to a member that serves the MCS API the standard
 // ServiceImport of ns/name, if the service is exported to it or by it:
 // the ports of the exporters that reach it, the fleet's properties, the
-// member's own Service's cluster IPs as the clusterset IPs (sidecars and
-// gateways route that address by the member's GlobalTrafficPolicy), and
-// the exporting clusters. The member's own exported pods are copied into
-// MCS EndpointSlices of its own, for its DNS.
+// addresses of its clusterset Service as the clusterset IPs (sidecars and
+// gateways route them by the member's GlobalTrafficPolicy), and the
+// exporting clusters. The member's own exported pods are copied into MCS
+// EndpointSlices of its own, for its DNS.
 func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*exporter, ports []fmv1alpha1.ServicePort, typ fmv1alpha1.ServiceImportType) {
 	if !importer.MCS || !importer.Known {
 		return
@@ -188,13 +188,10 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 	imp.Spec.InternalTrafficPolicy = props.internalTrafficPolicy
 	imp.Spec.TrafficDistribution = props.trafficDistribution
 
-	// The clusterset Service, whose addresses are the clusterset IPs: the
-	// derived Service of the name where planImport made one, else one
-	// derived under the MCS API's name for it, which the member's own
-	// exported pods join too (its proxies route either by its policy).
-	clusterset := name
-	if d.Services[key] == nil {
-		clusterset = DerivedName(ns, name)
+	// The clusterset Service, which the member's own exported pods join
+	// too; one derived under the MCS API's name is made here.
+	clusterset := clustersetService(d, importer, ns, name)
+	if clusterset != name {
 		d.Services[ns+"/"+clusterset] = derivedService(ns, clusterset, map[string]string{fmv1alpha1.LabelServiceName: name}, typ, ports)
 	}
 	if imp.Annotations == nil {
@@ -214,13 +211,25 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 		}
 	}
 	imp.Status.EndpointSliceObjects = mcsv1beta1.EndpointSliceObjectsAbsent
-	for _, s := range d.Slices {
-		if s.Namespace == ns && s.Labels[fmv1alpha1.LabelServiceName] == name {
-			imp.Status.EndpointSliceObjects = mcsv1beta1.EndpointSliceObjectsPresent
-			break
-		}
+	if d.sliced[key] {
+		imp.Status.EndpointSliceObjects = mcsv1beta1.EndpointSliceObjectsPresent
 	}
 	d.MCSImports[key] = imp
+}
+
+// clustersetService names the Service whose addresses are ns/name's
+// clusterset IPs in importer, and which the MCS EndpointSlices there join:
+// the derived Service of the name where planImport made one (the importer
+// of a fleetmesh.io export), else, where the MCS API is served, one
+// derived under the MCS API's name for it (DerivedName); "" for none.
+func clustersetService(d *Desired, importer *Member, ns, name string) string {
+	switch {
+	case d.Services[ns+"/"+name] != nil:
+		return name
+	case importer.MCS:
+		return DerivedName(ns, name)
+	}
+	return ""
 }
 
 // clustersetAddresses sets an MCS import's clusterset IPs and IP families
@@ -308,50 +317,46 @@ func withConditions(prev, conds []metav1.Condition) []metav1.Condition {
 	return next
 }
 
-// ownedKeys are the keys of the map at metadata.<field> (labels,
-// annotations) whose values the field manager set, from the object's
-// managed fields.
-func ownedKeys(obj metav1.Object, manager, field string) []string {
-	var out []string
+// ownsOnly reports whether every label and annotation the field manager
+// set on obj (its managed fields say which) is one of want's: none it
+// applied before is left over.
+func ownsOnly(obj metav1.Object, manager string, labels, annotations map[string]string) bool {
 	for _, mf := range obj.GetManagedFields() {
 		if mf.Manager != manager || mf.Subresource != "" || mf.FieldsV1 == nil {
 			continue
 		}
 		// FieldsV1 is a trie: {"f:metadata":{"f:labels":{"f:<key>":{}}}}.
-		var trie map[string]map[string]map[string]any
+		var trie struct {
+			Metadata struct {
+				Labels      map[string]any `json:"f:labels"`
+				Annotations map[string]any `json:"f:annotations"`
+			} `json:"f:metadata"`
+		}
 		if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &trie); err != nil {
-			continue
-		}
-		for k := range trie["f:metadata"]["f:"+field] {
-			if key, ok := strings.CutPrefix(k, "f:"); ok {
-				out = append(out, key)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// sameOwnedMap reports whether the map the federation applied at
-// metadata.<field> of cur (the keys it owns there, with cur's values) is
-// want.
-func sameOwnedMap(cur metav1.Object, field string, have, want map[string]string) bool {
-	owned := ownedKeys(cur, FieldOwner, field)
-	if len(owned) != len(want) {
-		return false
-	}
-	for _, k := range owned {
-		if v, ok := want[k]; !ok || have[k] != v {
 			return false
+		}
+		for _, owned := range []struct {
+			keys map[string]any
+			want map[string]string
+		}{{trie.Metadata.Labels, labels}, {trie.Metadata.Annotations, annotations}} {
+			for k := range owned.keys {
+				if key, ok := strings.CutPrefix(k, "f:"); ok {
+					if _, wanted := owned.want[key]; !wanted {
+						return false
+					}
+				}
+			}
 		}
 	}
 	return true
 }
 
-// mcsImportUpToDate: the import needs no write of its metadata and spec.
+// mcsImportUpToDate: the import needs no write of its metadata and spec:
+// it has want's spec, labels and annotations, and none the federation set
+// before and wants no more (the managed fields are read only then).
 func mcsImportUpToDate(cur, want *mcsv1beta1.ServiceImport) bool {
-	return sameOwnedMap(cur, "labels", cur.Labels, want.Labels) && sameOwnedMap(cur, "annotations", cur.Annotations, want.Annotations) &&
-		equality.Semantic.DeepEqual(cur.Spec, want.Spec)
+	return equality.Semantic.DeepEqual(cur.Spec, want.Spec) && hasLabels(cur.Labels, want.Labels) && hasLabels(cur.Annotations, want.Annotations) &&
+		ownsOnly(cur, FieldOwner, want.Labels, want.Annotations)
 }
 
 // mcsImportStatusUpToDate: the import's status needs no write.
@@ -366,13 +371,4 @@ func mcsImportStatusUpToDate(cur, want *mcsv1beta1.ServiceImport) bool {
 		}
 	}
 	return true
-}
-
-// clusterNames are the names an MCS import's status lists.
-func clusterNames(imp *mcsv1beta1.ServiceImport) []string {
-	out := make([]string, 0, len(imp.Status.Clusters))
-	for _, c := range imp.Status.Clusters {
-		out = append(out, c.Cluster)
-	}
-	return out
 }

@@ -95,6 +95,9 @@ type Desired struct {
 	Slices     map[string]*discoveryv1.EndpointSlice
 	Ingresses  map[string]*networkingv1.Ingress
 	Clusters   map[string]*fmv1alpha1.Cluster
+
+	// sliced are the services (namespace/name) Slices holds copies of.
+	sliced map[string]bool
 }
 
 // Plan is what every member should hold, and the conditions of every
@@ -166,7 +169,7 @@ func Compute(members []*Member) *Plan {
 		plan.Members[m.name()] = &Desired{
 			Imports: map[string]*fmv1alpha1.ServiceImport{}, MCSImports: map[string]*mcsv1beta1.ServiceImport{}, Services: map[string]*corev1.Service{},
 			Slices: map[string]*discoveryv1.EndpointSlice{}, Ingresses: map[string]*networkingv1.Ingress{},
-			Clusters: map[string]*fmv1alpha1.Cluster{},
+			Clusters: map[string]*fmv1alpha1.Cluster{}, sliced: map[string]bool{},
 		}
 		plan.Exports[m.name()] = map[string][]metav1.Condition{}
 	}
@@ -515,14 +518,8 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 	}
 
 	// The copies join the Service through which the importer's own DNS
-	// and service proxy reach the pods: the derived Service of the name,
-	// else the clusterset's, where the MCS API is served.
-	join := ""
-	if derived {
-		join = name
-	} else if importer.MCS {
-		join = DerivedName(ns, name)
-	}
+	// and service proxy reach the pods.
+	join := clustersetService(d, importer, ns, name)
 	for _, ex := range from {
 		if ex.member.Known && ex.member.Cluster.Spec.Network != "" && ex.member.Cluster.Spec.Network == importer.Cluster.Spec.Network {
 			copySlices(d, ex.member, ns, name, join)
@@ -583,6 +580,7 @@ func copySlices(d *Desired, exporter *Member, ns, name, join string) {
 		if join != "" {
 			cp.Labels[discoveryv1.LabelServiceName] = join
 		}
+		d.sliced[ns+"/"+name] = true
 		for _, e := range s.Endpoints {
 			e.NodeName, e.TargetRef, e.Hints, e.Zone = nil, nil, nil, nil
 			cp.Endpoints = append(cp.Endpoints, e)

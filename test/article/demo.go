@@ -107,15 +107,7 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 	}
 
 	say("\nstep 1: httpbin runs in cluster-1 and cluster-3 (behind inbound sidecars) and is exported from both")
-	for _, c := range []string{"cluster-1", "cluster-3"} {
-		if err := fleet.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
-			return fail(err)
-		}
-		if err := fleet.Export(ctx, c); err != nil {
-			return fail(err)
-		}
-	}
-	if err := fleet.StartCurl(ctx); err != nil {
+	if err := DeployTheArticle(ctx, fleet); err != nil {
 		return fail(err)
 	}
 	wantImports := 3
@@ -312,6 +304,21 @@ func RunDemo(ctx context.Context, out io.Writer, o DemoOptions) int {
 }
 
 func counts(m map[string]int) string { return testenv.Describe(m) }
+
+// DeployTheArticle is the article's first step, in either fleet: meshed
+// httpbin in cluster-1 and cluster-3, each exported, and the curl pod in
+// cluster-2.
+func DeployTheArticle(ctx context.Context, f stage) error {
+	for _, c := range []string{"cluster-1", "cluster-3"} {
+		if err := f.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
+			return err
+		}
+		if err := f.Export(ctx, c); err != nil {
+			return err
+		}
+	}
+	return f.StartCurl(ctx)
+}
 
 // stage is the article's fleet as the steps use it: stand-in pods (Fleet)
 // or real pods (RealFleet).

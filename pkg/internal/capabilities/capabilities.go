@@ -39,18 +39,20 @@ func serves(d discovery.DiscoveryInterface, gv string, resources ...string) (boo
 	return true, nil
 }
 
-// MCS reports whether the API server serves the MCS API's
-// ServiceExports and ServiceImports in v1beta1; when it does not, why
-// says what it serves instead and what to install.
+// ServesMCS reports whether the API server serves the MCS API's
+// ServiceExports and ServiceImports in v1beta1 (one request).
+func ServesMCS(d discovery.DiscoveryInterface) (bool, error) {
+	return serves(d, mcsv1beta1.GroupVersion.String(), mcsv1beta1.ServiceExportPluralName, mcsv1beta1.ServiceImportPluralName)
+}
+
+// MCS is ServesMCS; when it does not, why says what it serves instead
+// and what to install.
 func MCS(d discovery.DiscoveryInterface) (ok bool, why string, err error) {
-	has := func(gv string) (bool, error) {
-		return serves(d, gv, mcsv1beta1.ServiceExportPluralName, mcsv1beta1.ServiceImportPluralName)
-	}
-	ok, err = has(mcsv1beta1.GroupVersion.String())
+	ok, err = ServesMCS(d)
 	if ok || err != nil {
 		return ok, "", err
 	}
-	old, err := has(mcsv1beta1.GroupName + "/v1alpha1")
+	old, err := serves(d, mcsv1beta1.GroupName+"/v1alpha1", mcsv1beta1.ServiceExportPluralName, mcsv1beta1.ServiceImportPluralName)
 	if err != nil {
 		return false, "", err
 	}
@@ -66,7 +68,7 @@ func PollMCS(ctx context.Context, d discovery.DiscoveryInterface, interval time.
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if ok, _, err := MCS(d); err == nil && ok {
+		if ok, err := ServesMCS(d); err == nil && ok {
 			appeared()
 			return
 		}

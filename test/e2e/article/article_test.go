@@ -46,15 +46,7 @@ func TestMain(m *testing.M) {
 func TestTheArticle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	for _, c := range []string{"cluster-1", "cluster-3"} {
-		if err := fleet.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
-			t.Fatal(err)
-		}
-		if err := fleet.Export(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := fleet.StartCurl(ctx); err != nil {
+	if err := article.DeployTheArticle(ctx, fleet); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []string{"cluster-1", "cluster-3"} {

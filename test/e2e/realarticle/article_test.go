@@ -115,15 +115,7 @@ func TestTheArticleInRealPods(t *testing.T) {
 
 	t.Run("httpbin in cluster-1 and cluster-3, exported; curl in cluster-2", func(t *testing.T) {
 		start := time.Now()
-		for _, c := range []string{"cluster-1", "cluster-3"} {
-			if err := f.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Export(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := f.StartCurl(ctx); err != nil {
+		if err := article.DeployTheArticle(ctx, f); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("httpbin (2 clusters) and curl Ready, injected, in %s", time.Since(start).Round(100*time.Millisecond))

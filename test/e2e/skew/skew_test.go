@@ -102,15 +102,7 @@ func TestTheArticleOnMembersOfOlderVersions(t *testing.T) {
 		}
 	})
 
-	for _, c := range []string{"cluster-1", "cluster-3"} {
-		if err := fleet.DeployMeshedHTTPBin(ctx, c, "Hi, I am from "+c+" and controlled by mesh!\n"); err != nil {
-			t.Fatal(err)
-		}
-		if err := fleet.Export(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := fleet.StartCurl(ctx); err != nil {
+	if err := article.DeployTheArticle(ctx, fleet); err != nil {
 		t.Fatal(err)
 	}
 	within := func(t *testing.T, ok func(map[string]int) bool) {
