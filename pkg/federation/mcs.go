@@ -207,7 +207,7 @@ func planMCSImport(d *Desired, importer *Member, ns, name string, exporters []*e
 	for _, ex := range from {
 		imp.Status.Clusters = append(imp.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: ex.member.name()})
 		if ex.member == importer {
-			copySlices(d, importer, ns, name, clusterset)
+			copySlices(d, ex, ports, ns, name, clusterset)
 		}
 	}
 	imp.Status.EndpointSliceObjects = mcsv1beta1.EndpointSliceObjectsAbsent

@@ -482,7 +482,7 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 				ip.Endpoints = append(ip.Endpoints, ep)
 				continue
 			}
-			if !slices.ContainsFunc(ex.ports, func(q fmv1alpha1.ServicePort) bool { return portID(q) == portID(p) }) || ex.service == nil {
+			if !ex.serves(p) || ex.service == nil {
 				continue
 			}
 			target := fmv1alpha1.Target{Host: ex.member.Cluster.Spec.GatewayHost, IP: ex.member.GatewayIP, Port: gatewayPort(ex.member)}
@@ -522,7 +522,7 @@ func planImport(d *Desired, importer *Member, ns, name string, exporters []*expo
 	join := clustersetService(d, importer, ns, name)
 	for _, ex := range from {
 		if ex.member.Known && ex.member.Cluster.Spec.Network != "" && ex.member.Cluster.Spec.Network == importer.Cluster.Spec.Network {
-			copySlices(d, ex.member, ns, name, join)
+			copySlices(d, ex, ports, ns, name, join)
 		}
 	}
 }
@@ -561,12 +561,33 @@ func derivedService(ns, name string, labels map[string]string, typ fmv1alpha1.Se
 	return svc
 }
 
+// serves reports whether the exporter's Service has port p as the import
+// defines it: an exporter whose port of that name (or protocol and
+// number) differs lost the conflict, and gets no traffic on it.
+func (ex *exporter) serves(p fmv1alpha1.ServicePort) bool {
+	return slices.ContainsFunc(ex.ports, func(q fmv1alpha1.ServicePort) bool { return samePort(q, p) })
+}
+
 // copySlices adds to d, as MCS EndpointSlices, the copies of the
 // exporter's slices of Service ns/name: hostnames and readiness kept, what
-// only means something in the exporter (nodes, zones, pods) left out.
-// They join the Service named join, if any (kubernetes.io/service-name).
-func copySlices(d *Desired, exporter *Member, ns, name, join string) {
+// only means something in the exporter (nodes, zones, pods) left out, and
+// only the ports the exporter serves as the import's ports (ports) define
+// them; a slice left with none of its ports is not copied. They join the
+// Service named join, if any (kubernetes.io/service-name).
+func copySlices(d *Desired, ex *exporter, ports []fmv1alpha1.ServicePort, ns, name, join string) {
+	exporter := ex.member
 	for _, s := range exporter.slices[ns+"/"+name] {
+		var kept []discoveryv1.EndpointPort
+		for _, sp := range s.Ports {
+			if slices.ContainsFunc(ports, func(p fmv1alpha1.ServicePort) bool {
+				return p.Name == ptr.Deref(sp.Name, "") && cmp.Or(p.Protocol, corev1.ProtocolTCP) == ptr.Deref(sp.Protocol, corev1.ProtocolTCP) && ex.serves(p)
+			}) {
+				kept = append(kept, sp)
+			}
+		}
+		if len(kept) == 0 && len(s.Ports) > 0 {
+			continue
+		}
 		cp := &discoveryv1.EndpointSlice{
 			TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sliceName(name, exporter.name(), s.Name), Labels: map[string]string{
@@ -575,7 +596,7 @@ func copySlices(d *Desired, exporter *Member, ns, name, join string) {
 				discoveryv1.LabelManagedBy:    fmv1alpha1.EndpointSliceManagedByFederation,
 				fmv1alpha1.ManagedByLabel:     fmv1alpha1.ManagedByValue,
 			}},
-			AddressType: s.AddressType, Ports: s.Ports,
+			AddressType: s.AddressType, Ports: kept,
 		}
 		if join != "" {
 			cp.Labels[discoveryv1.LabelServiceName] = join

@@ -206,6 +206,56 @@ func TestPortConflictsMarkEveryExporterAndTheOldestWins(t *testing.T) {
 	}
 }
 
+// The loser of a port conflict gets no traffic on that port: neither
+// through its gateway nor at its pods' addresses, which reach importers on
+// its network in MCS EndpointSlices of only the ports it serves as the
+// import defines them.
+func TestTheLoserOfAPortConflictGetsNoTrafficOnThatPort(t *testing.T) {
+	c1, c2, c3 := member("cluster-1", 81, "flat"), member("cluster-2", 82, "flat"), member("cluster-3", 83, "flat")
+	c1.Services = []corev1.Service{service("app", "api", corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})}
+	c3.Services = []corev1.Service{service("app", "api",
+		corev1.ServicePort{Name: "http", Port: 9090, Protocol: corev1.ProtocolTCP},
+		corev1.ServicePort{Name: "metrics", Port: 9100, Protocol: corev1.ProtocolTCP})}
+	c1.Exports = []fmv1alpha1.ServiceExport{export("app", "api", 0)}
+	c3.Exports = []fmv1alpha1.ServiceExport{export("app", "api", time.Minute)}
+	slice := func(name, addr string, ports ...string) discoveryv1.EndpointSlice {
+		s := discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "app", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: "api"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		}
+		for _, p := range ports {
+			s.Ports = append(s.Ports, discoveryv1.EndpointPort{Name: ptr.To(p), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)})
+		}
+		return s
+	}
+	c1.EndpointSlices = []discoveryv1.EndpointSlice{slice("api-aaaaa", "10.244.1.11", "http")}
+	c3.EndpointSlices = []discoveryv1.EndpointSlice{slice("api-bbbbb", "10.244.3.11", "http", "metrics"), slice("api-ccccc", "10.244.3.12", "http")}
+	p := Compute([]*Member{c1, c2, c3})
+
+	imp := importSpec(t, p, "cluster-2", "app/api")
+	got := map[string][]string{}
+	for _, port := range imp.Spec.Ports {
+		for _, e := range port.Endpoints {
+			got[port.Name] = append(got[port.Name], e.ClusterKey)
+		}
+	}
+	want := map[string][]string{"http": {c1.key()}, "metrics": {c3.key()}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("exporters of each port (-want +got):\n%s", diff)
+	}
+	slicePorts := map[string][]string{}
+	for name, s := range p.Members["cluster-2"].Slices {
+		for _, sp := range s.Ports {
+			slicePorts[name] = append(slicePorts[name], *sp.Name)
+		}
+	}
+	wantSlices := map[string][]string{"app/api-cluster-1-aaaaa": {"http"}, "app/api-cluster-3-bbbbb": {"metrics"}}
+	if diff := cmp.Diff(wantSlices, slicePorts); diff != "" {
+		t.Errorf("cluster-2's MCS slices and their ports (-want +got); a slice of only the lost port is not copied:\n%s", diff)
+	}
+}
+
 func TestTheOldestExportsLoadBalancerIsTheFleets(t *testing.T) {
 	fleet := articleFleet()
 	fleet[0].Exports[0].Spec.LoadBalancer = fmv1alpha1.HashingLoadBalancer   // cluster-1's, older

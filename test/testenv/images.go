@@ -54,6 +54,45 @@ const (
 	CoreDNSImage = "fleetmesh.test/coredns:1"
 )
 
+// The images the MCS conformance suite's pods run, under the names it
+// gives them, with what its specs run in them: its servers are sh scripts
+// around socat, its request pod runs nslookup, nc and a shell pipeline
+// (grep, awk, tr, tail). Both are built from Debian's busybox-static,
+// socat and netcat-openbsd (make node-packages).
+const (
+	MCSListenerImage = "alpine/socat:1.7.4.4"
+	MCSRequestImage  = "nicolaka/netshoot:v0.15"
+)
+
+// busyboxApplets are the commands of busybox the conformance images have.
+var busyboxApplets = []string{"sh", "echo", "grep", "awk", "tr", "tail", "head", "cat", "sleep", "nslookup", "ls", "ps", "hostname", "env"}
+
+// mcsConformanceImages are the specs of MCSListenerImage and
+// MCSRequestImage.
+func mcsConformanceImages() ([]imageSpec, error) {
+	busybox := func(ref string) imageSpec {
+		spec := imageSpec{ref: ref, entrypoint: []string{"/bin/sh"}, files: map[string]string{"/bin/busybox": "/bin/busybox"}, links: map[string]string{}}
+		for _, a := range busyboxApplets {
+			spec.links["/bin/"+a] = "busybox"
+		}
+		return spec
+	}
+	listener, request := busybox(MCSListenerImage), busybox(MCSRequestImage)
+	if err := addELF(&listener, "/usr/bin/socat", "/usr/bin/socat"); err != nil {
+		return nil, fmt.Errorf("%s (make node-packages installs socat): %w", MCSListenerImage, err)
+	}
+	// OpenBSD's nc: the suite runs `nc -4 -v -w 2`, which busybox's lacks.
+	if err := addELF(&request, "/bin/nc.openbsd", "/usr/bin/nc"); err != nil {
+		return nil, fmt.Errorf("%s (make node-packages installs netcat-openbsd): %w", MCSRequestImage, err)
+	}
+	for _, s := range []imageSpec{listener, request} {
+		if _, err := os.Stat(s.files["/bin/busybox"]); err != nil {
+			return nil, fmt.Errorf("%s (make node-packages installs busybox-static): %w", s.ref, err)
+		}
+	}
+	return []imageSpec{listener, request}, nil
+}
+
 // writeImage writes spec as a one-layer image tarball at path.
 func writeImage(dir string, spec imageSpec) (Image, error) {
 	layer, err := imageLayer(spec)
@@ -243,9 +282,9 @@ func InitImageFor(ref string) string {
 }
 
 // NodeImages builds, once per process, the images every test node loads:
-// the pause image and fleetmesh's images under the references refs
-// gives, built from the Dockerfile's stages and the binaries of
-// Binaries.
+// the pause, echo and CoreDNS images, the MCS conformance suite's, and
+// fleetmesh's images under the references refs gives, built from the
+// Dockerfile's stages and the binaries of Binaries.
 func NodeImages(refs ImageRefs) ([]Image, error) {
 	imagesMu.Lock()
 	defer imagesMu.Unlock()
@@ -262,6 +301,11 @@ func NodeImages(refs ImageRefs) ([]Image, error) {
 		specs = append(specs, imageSpec{ref: ref, entrypoint: []string{"/" + prog}, files: map[string]string{"/" + prog: bin}})
 	}
 	specs = append(specs, imageSpec{ref: CoreDNSImage, entrypoint: []string{"/coredns"}, files: map[string]string{"/coredns": filepath.Join(AssetsDir(), "coredns")}})
+	mcs, err := mcsConformanceImages()
+	if err != nil {
+		return nil, err
+	}
+	specs = append(specs, mcs...)
 	if refs.Controller != "" {
 		// A release's binaries carry its version, and the controller
 		// injects the init image of that version.
