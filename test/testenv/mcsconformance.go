@@ -58,8 +58,10 @@ func RunMCSConformance(ctx context.Context, kubeconfig string, contexts []string
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	args := []string{"--kubeconfig", kubeconfig, "--contexts", strings.Join(contexts, ","),
-		"--project", "fleetmesh", "--url", "https://github.com/fleetmesh/fleetmesh", "-ginkgo.no-color"}
+	args := []string{
+		"--kubeconfig", kubeconfig, "--contexts", strings.Join(contexts, ","),
+		"--project", "fleetmesh", "--url", "https://github.com/fleetmesh/fleetmesh", "-ginkgo.no-color",
+	}
 	if labelFilter != "" {
 		args = append(args, "-ginkgo.label-filter", labelFilter)
 	}
