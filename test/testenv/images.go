@@ -70,14 +70,16 @@ var busyboxApplets = []string{"sh", "echo", "grep", "awk", "tr", "tail", "head",
 // mcsConformanceImages are the specs of MCSListenerImage and
 // MCSRequestImage.
 func mcsConformanceImages() ([]imageSpec, error) {
-	busybox := func(ref string) imageSpec {
-		spec := imageSpec{ref: ref, entrypoint: []string{"/bin/sh"}, files: map[string]string{"/bin/busybox": "/bin/busybox"}, links: map[string]string{}}
+	// As upstream's: alpine/socat's entrypoint is socat; netshoot has
+	// none (its pods' args are the whole command line).
+	busybox := func(ref string, entrypoint ...string) imageSpec {
+		spec := imageSpec{ref: ref, entrypoint: entrypoint, files: map[string]string{"/bin/busybox": "/bin/busybox"}, links: map[string]string{}}
 		for _, a := range busyboxApplets {
 			spec.links["/bin/"+a] = "busybox"
 		}
 		return spec
 	}
-	listener, request := busybox(MCSListenerImage), busybox(MCSRequestImage)
+	listener, request := busybox(MCSListenerImage, "/usr/bin/socat"), busybox(MCSRequestImage)
 	if err := addELF(&listener, "/usr/bin/socat", "/usr/bin/socat"); err != nil {
 		return nil, fmt.Errorf("%s (make node-packages installs socat): %w", MCSListenerImage, err)
 	}
