@@ -2,13 +2,16 @@ package xds
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -21,11 +24,12 @@ import (
 // Entry is one resource as it is served: marshalled once, whatever number
 // of proxies receive it, and versioned by its content, so a proxy is sent
 // exactly the resources that changed.
+// Only the marshalled form is kept: the shared layers' entries are few,
+// but every proxy has an own layer.
 type Entry struct {
-	Name     string
-	Version  string
-	Resource proto.Message
-	any      *anypb.Any
+	Name    string
+	Version string
+	any     *anypb.Any
 }
 
 // NewEntry marshals a resource deterministically and versions it by a hash
@@ -37,10 +41,9 @@ func NewEntry(name string, m proto.Message) (*Entry, error) {
 	}
 	sum := sha256.Sum256(data)
 	return &Entry{
-		Name:     name,
-		Version:  base64.RawURLEncoding.EncodeToString(sum[:12]),
-		Resource: m,
-		any:      &anypb.Any{TypeUrl: resource.APITypePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: data},
+		Name:    name,
+		Version: base64.RawURLEncoding.EncodeToString(sum[:12]),
+		any:     &anypb.Any{TypeUrl: resource.APITypePrefix + string(m.ProtoReflect().Descriptor().FullName()), Value: data},
 	}, nil
 }
 
@@ -51,10 +54,11 @@ type Resources map[string]map[string]*Entry
 // Cache serves each proxy its view: the union of the layers named for it
 // (for example the cluster-wide outbound clusters and endpoints, plus the
 // proxy's own listeners). Layers are shared: a resource of a layer is
-// marshalled once for all the proxies whose view includes it. It speaks
-// state-of-the-world and delta xDS to go-control-plane's servers, answers
-// partial subscriptions (proxyless gRPC clients ask for names), and sends
-// a client only what changed since what it was last sent.
+// marshalled once for all the proxies whose view includes it. It answers
+// go-control-plane's state-of-the-world server and fleetmesh's delta
+// server (deltaServer), partial subscriptions (proxyless gRPC clients ask
+// for names) too, and a client is sent only what changed since what it
+// was last sent.
 type Cache struct {
 	// views resolves a node to the names of its layers, once per stream;
 	// an error refuses the node.
@@ -63,7 +67,15 @@ type Cache struct {
 	mu      sync.Mutex
 	layers  map[string]Resources
 	watches map[*cacheWatch]struct{}
+	// streams are the delta streams, woken when one of their layers
+	// changes.
+	streams map[*deltaStream]struct{}
 	version int64
+
+	// diffs are the names that differ between two states of a layer's
+	// type (layerDiff), by the two maps, since the last update.
+	diffMu sync.Mutex
+	diffs  map[[2]unsafe.Pointer][]string
 	// serving is false until the first complete mesh is in the layers
 	// (Serve): until then watches wait, so a proxy that reconnects to a
 	// starting replica is not told that everything it holds is gone.
@@ -75,17 +87,13 @@ type cacheWatch struct {
 	layers  []string
 	sub     cachev3.Subscription
 	sotw    *discoveryv3.DiscoveryRequest
-	delta   *discoveryv3.DeltaDiscoveryRequest
 	sotwCh  chan cachev3.Response
-	deltaCh chan cachev3.DeltaResponse
 	first   bool
 }
 
-var _ cachev3.Cache = (*Cache)(nil)
-
 // NewCache returns an empty cache whose views are resolved by views.
 func NewCache(views func(node *corev3.Node) ([]string, error)) *Cache {
-	return &Cache{views: views, layers: map[string]Resources{}, watches: map[*cacheWatch]struct{}{}}
+	return &Cache{views: views, layers: map[string]Resources{}, watches: map[*cacheWatch]struct{}{}, streams: map[*deltaStream]struct{}{}}
 }
 
 // SetLayer replaces a layer and answers every watch whose view it changes.
@@ -159,7 +167,17 @@ func (c *Cache) update(apply func() (changed map[string][]string)) {
 		}
 		return false
 	}
+	if len(changed) > 0 {
+		c.diffMu.Lock()
+		c.diffs = nil
+		c.diffMu.Unlock()
+	}
 	if len(changed) > 0 && c.serving {
+		for s := range c.streams {
+			if slices.ContainsFunc(s.layers, func(l string) bool { return len(changed[l]) > 0 }) {
+				s.signal()
+			}
+		}
 		for w := range c.watches {
 			if touches(w) {
 				if send := c.respond(w, false); send != nil {
@@ -198,6 +216,9 @@ func (c *Cache) Serve() {
 		return
 	}
 	c.serving = true
+	for s := range c.streams {
+		s.signal()
+	}
 	for w := range c.watches {
 		if send := c.respond(w, w.first); send != nil {
 			delete(c.watches, w)
@@ -278,14 +299,88 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 	return c.open(w), nil
 }
 
-// CreateDeltaWatch opens a delta watch.
-func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	layers, err := c.views(req.GetNode())
-	if err != nil {
-		return nil, err
+// CreateDeltaWatch is not how delta streams are served: deltaServer reads
+// the layers itself. It is here for go-control-plane's ConfigWatcher,
+// which its state-of-the-world server takes.
+func (c *Cache) CreateDeltaWatch(*cachev3.DeltaRequest, cachev3.Subscription, chan cachev3.DeltaResponse) (func(), error) {
+	return nil, errors.New("delta xDS is served by fleetmesh's delta server")
+}
+
+// register makes a delta stream hear of changes to its layers.
+func (c *Cache) register(s *deltaStream) {
+	c.mu.Lock()
+	c.streams[s] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *Cache) unregister(s *deltaStream) {
+	c.mu.Lock()
+	delete(c.streams, s)
+	c.mu.Unlock()
+}
+
+// signal wakes the stream, unless it is already to wake.
+func (s *deltaStream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
-	w := &cacheWatch{typeURL: req.GetTypeUrl(), layers: layers, sub: sub, delta: &discoveryv3.DeltaDiscoveryRequest{TypeUrl: req.GetTypeUrl()}, deltaCh: ch, first: req.GetResponseNonce() == ""}
-	return c.open(w), nil
+}
+
+// layerMaps returns, for each type, the layers' maps of that type (nil
+// for a layer without it), the cache's version and whether it serves
+// yet: one consistent state for every type.
+func (c *Cache) layerMaps(layers, types []string) ([][]map[string]*Entry, int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([][]map[string]*Entry, len(types))
+	for i, typeURL := range types {
+		out[i] = make([]map[string]*Entry, len(layers))
+		for j, l := range layers {
+			out[i][j] = c.layers[l][typeURL]
+		}
+	}
+	return out, c.version, c.serving
+}
+
+// layerDiff returns the names whose entries differ between two states of
+// a layer's type (added, removed or changed). The maps are immutable, so
+// the answer is computed once for all the streams that move from one to
+// the other.
+func (c *Cache) layerDiff(before, after map[string]*Entry) []string {
+	if len(before) == 0 && len(after) == 0 {
+		return nil
+	}
+	key := [2]unsafe.Pointer{mapPointer(before), mapPointer(after)}
+	if key[0] == key[1] {
+		return nil
+	}
+	c.diffMu.Lock()
+	defer c.diffMu.Unlock()
+	if names, ok := c.diffs[key]; ok {
+		return names
+	}
+	var names []string
+	for name, e := range after {
+		if o, ok := before[name]; !ok || o.Version != e.Version {
+			names = append(names, name)
+		}
+	}
+	for name := range before {
+		if _, ok := after[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	if c.diffs == nil {
+		c.diffs = map[[2]unsafe.Pointer][]string{}
+	}
+	c.diffs[key] = names
+	return names
+}
+
+// mapPointer is a map's identity (nil for a nil map).
+func mapPointer(m map[string]*Entry) unsafe.Pointer {
+	return reflect.ValueOf(m).UnsafePointer()
 }
 
 func (c *Cache) open(w *cacheWatch) func() {
@@ -360,14 +455,14 @@ func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
 	}
 
 	toReturn := changed
-	if w.sotw != nil && fullState(w.typeURL) {
+	if fullState(w.typeURL) {
 		toReturn = toReturn[:0:0]
 		view.each(func(name string, _ *Entry) {
 			if _, ok := w.sub.SubscribedResources()[name]; ok || w.sub.IsWildcard() {
 				toReturn = append(toReturn, name)
 			}
 		})
-	} else if w.sotw != nil && len(changed) == 0 && !evenIfEmpty {
+	} else if len(changed) == 0 && !evenIfEmpty {
 		// sotw cannot say that a resource of other types went away.
 		return nil
 	}
@@ -388,12 +483,8 @@ func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
 		delete(returned, name)
 	}
 	version := strconv.FormatInt(c.version, 10)
-	if w.sotw != nil {
-		resp := &sotwResponse{req: w.sotw, version: version, entries: entries, returned: returned}
-		return func() { w.sotwCh <- resp }
-	}
-	resp := &deltaResponse{req: w.delta, version: version, entries: entries, removed: removed, returned: returned}
-	return func() { w.deltaCh <- resp }
+	resp := &sotwResponse{req: w.sotw, version: version, entries: entries, returned: returned}
+	return func() { w.sotwCh <- resp }
 }
 
 type sotwResponse struct {
@@ -415,30 +506,3 @@ func (r *sotwResponse) GetVersion() (string, error)               { return r.ver
 func (r *sotwResponse) GetResponseVersion() string                { return r.version }
 func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
 func (r *sotwResponse) GetContext() context.Context               { return context.Background() }
-
-type deltaResponse struct {
-	req      *discoveryv3.DeltaDiscoveryRequest
-	version  string
-	entries  []*Entry
-	removed  []string
-	returned map[string]string
-}
-
-func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscoveryResponse, error) {
-	out := &discoveryv3.DeltaDiscoveryResponse{
-		SystemVersionInfo: r.version,
-		TypeUrl:           r.req.GetTypeUrl(),
-		RemovedResources:  r.removed,
-		Resources:         make([]*discoveryv3.Resource, len(r.entries)),
-	}
-	for i, e := range r.entries {
-		out.Resources[i] = &discoveryv3.Resource{Name: e.Name, Version: e.Version, Resource: e.any}
-	}
-	return out, nil
-}
-func (r *deltaResponse) GetDeltaRequest() *discoveryv3.DeltaDiscoveryRequest { return r.req }
-func (r *deltaResponse) GetSystemVersion() (string, error)                   { return r.version, nil }
-func (r *deltaResponse) GetResponseVersion() string                          { return r.version }
-func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.returned }
-func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.returned }
-func (r *deltaResponse) GetContext() context.Context                         { return context.Background() }

@@ -11,10 +11,6 @@ import (
 	"strings"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -206,26 +202,26 @@ func (s *Server) ConfigDump(id string) (*adminv3.ConfigDump, error) {
 		listeners.DynamicListeners = append(listeners.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
 			Name: e.Name,
 			ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
-				VersionInfo: e.Version, Listener: mustAny(e.Resource.(*listenerv3.Listener)),
+				VersionInfo: e.Version, Listener: e.any,
 			},
 		})
 	}
 	routes := &adminv3.RoutesConfigDump{}
 	for _, e := range sorted(resource.RouteType) {
 		routes.DynamicRouteConfigs = append(routes.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
-			VersionInfo: e.Version, RouteConfig: mustAny(e.Resource.(*routev3.RouteConfiguration)),
+			VersionInfo: e.Version, RouteConfig: e.any,
 		})
 	}
 	clusters := &adminv3.ClustersConfigDump{}
 	for _, e := range sorted(resource.ClusterType) {
 		clusters.DynamicActiveClusters = append(clusters.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
-			VersionInfo: e.Version, Cluster: mustAny(e.Resource.(*clusterv3.Cluster)),
+			VersionInfo: e.Version, Cluster: e.any,
 		})
 	}
 	endpoints := &adminv3.EndpointsConfigDump{}
 	for _, e := range sorted(resource.EndpointType) {
 		endpoints.DynamicEndpointConfigs = append(endpoints.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
-			VersionInfo: e.Version, EndpointConfig: mustAny(e.Resource.(*endpointv3.ClusterLoadAssignment)),
+			VersionInfo: e.Version, EndpointConfig: e.any,
 		})
 	}
 	return &adminv3.ConfigDump{Configs: []*anypb.Any{mustAny(listeners), mustAny(clusters), mustAny(endpoints), mustAny(routes)}}, nil

@@ -80,7 +80,7 @@ type Server struct {
 	tracker  *tracker
 	metrics  *metrics
 	registry *prometheus.Registry
-	xds      serverv3.Server
+	xds      discoveryv3.AggregatedDiscoveryServiceServer
 
 	owners owners
 
@@ -177,7 +177,8 @@ func NewServer(ctx context.Context, opts Options) *Server {
 	}
 	s.tracker = newTracker(opts.Log, s.metrics)
 	s.cache = NewCache(s.views)
-	s.xds = serverv3.NewServer(ctx, s.cache, s.tracker.callbacks(s.connected, s.disconnected))
+	callbacks := s.tracker.callbacks(s.connected, s.disconnected)
+	s.xds = adsServer{sotw: serverv3.NewServer(ctx, s.cache, callbacks), delta: newDeltaServer(s.cache, callbacks)}
 	return s
 }
 
