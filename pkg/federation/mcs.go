@@ -243,10 +243,13 @@ func clustersetAddresses(imp *mcsv1beta1.ServiceImport, svc *corev1.Service) {
 		Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionTrue,
 		Reason: string(mcsv1beta1.ServiceImportReasonReady), Message: "the service is imported",
 	}
-	if svc != nil && len(svc.Spec.IPFamilies) > 0 {
-		imp.Spec.IPFamilies = svc.Spec.IPFamilies
-	}
 	if imp.Spec.Type == mcsv1beta1.ClusterSetIP {
+		// A headless import keeps the exported Service's families: its
+		// selector-less derived Service is given both families by the API
+		// server, whatever the pods have.
+		if svc != nil && len(svc.Spec.IPFamilies) > 0 {
+			imp.Spec.IPFamilies = svc.Spec.IPFamilies
+		}
 		imp.Spec.IPs = nil
 		if svc != nil {
 			for _, ip := range svc.Spec.ClusterIPs {

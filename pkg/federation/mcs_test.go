@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -203,10 +204,17 @@ func TestAHeadlessExportHasNoClustersetIPAndItsPodsInMCSSlicesInTheExporter(t *t
 		}},
 	}}
 	c1.MCSExports = []mcsv1beta1.ServiceExport{mcsExport("data", "db", 0)}
+	// cluster-2's headless clusterset Service, as its API server made it:
+	// selector-less, so given both families.
+	derived := service("data", DerivedName("data", "db"))
+	derived.Spec.Selector, derived.Spec.ClusterIP, derived.Spec.ClusterIPs = nil, corev1.ClusterIPNone, []string{corev1.ClusterIPNone}
+	derived.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	derived.Labels = map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+	c2.Services = []corev1.Service{derived}
 	p := Compute([]*Member{c1, c2})
 	for _, m := range []string{"cluster-1", "cluster-2"} {
 		imp := mcsImport(t, p, m, "data/db")
-		if imp.Spec.Type != mcsv1beta1.Headless || len(imp.Spec.IPs) != 0 || len(imp.Spec.IPFamilies) != 1 {
+		if imp.Spec.Type != mcsv1beta1.Headless || len(imp.Spec.IPs) != 0 || !slices.Equal(imp.Spec.IPFamilies, []corev1.IPFamily{corev1.IPv4Protocol}) {
 			t.Errorf("%s's headless import: %+v", m, imp.Spec)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -57,15 +58,16 @@ const (
 // The images the MCS conformance suite's pods run, under the names it
 // gives them, with what its specs run in them: its servers are sh scripts
 // around socat, its request pod runs nslookup, nc and a shell pipeline
-// (grep, awk, tr, tail). Both are built from Debian's busybox-static,
-// socat and netcat-openbsd (make node-packages).
+// (grep, awk, tr, tail). Both are built from Debian's dash (sh: busybox's
+// would run its own nc, which lacks the suite's flags, over the one on
+// PATH), busybox-static, socat and netcat-openbsd (make node-packages).
 const (
 	MCSListenerImage = "alpine/socat:1.7.4.4"
 	MCSRequestImage  = "nicolaka/netshoot:v0.15"
 )
 
 // busyboxApplets are the commands of busybox the conformance images have.
-var busyboxApplets = []string{"sh", "echo", "grep", "awk", "tr", "tail", "head", "cat", "sleep", "nslookup", "ls", "ps", "hostname", "env"}
+var busyboxApplets = []string{"echo", "grep", "awk", "tr", "tail", "head", "cat", "sleep", "nslookup", "ls", "ps", "hostname", "env", "date"}
 
 // mcsConformanceImages are the specs of MCSListenerImage and
 // MCSRequestImage.
@@ -79,7 +81,16 @@ func mcsConformanceImages() ([]imageSpec, error) {
 		}
 		return spec
 	}
+	sh := func(spec *imageSpec) error {
+		if err := addELF(spec, "/bin/dash", "/bin/sh"); err != nil {
+			return fmt.Errorf("%s: %w", spec.ref, err)
+		}
+		return nil
+	}
 	listener, request := busybox(MCSListenerImage, "/usr/bin/socat"), busybox(MCSRequestImage)
+	if err := errors.Join(sh(&listener), sh(&request)); err != nil {
+		return nil, err
+	}
 	if err := addELF(&listener, "/usr/bin/socat", "/usr/bin/socat"); err != nil {
 		return nil, fmt.Errorf("%s (make node-packages installs socat): %w", MCSListenerImage, err)
 	}

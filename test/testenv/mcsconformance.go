@@ -110,14 +110,6 @@ func (r *MCSConformance) Check(t testing.TB) {
 	}
 	t.Logf("MCS conformance, %d of %d specs passed (%d run):\n%s", r.Report.Passed, r.Report.Total, ran, table.String())
 	if r.Err != nil || r.Report.Passed != ran || ran == 0 {
-		t.Errorf("the suite failed (%v): %d of the %d specs it ran passed\n%s", r.Err, r.Report.Passed, ran, lastLines(r.Output, 80))
+		t.Errorf("the suite failed (%v): %d of the %d specs it ran passed; its output:\n%s", r.Err, r.Report.Passed, ran, r.Output)
 	}
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
