@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -74,7 +75,7 @@ func RunMCSConformance(ctx context.Context, kubeconfig string, contexts []string
 	run := &MCSConformance{LabelFilter: labelFilter, Output: string(out), Err: runErr}
 	data, err := os.ReadFile(filepath.Join(dir, "report.yaml"))
 	if err != nil {
-		return nil, fmt.Errorf("the suite wrote no report (%v): %w\n%s", runErr, err, out)
+		return nil, fmt.Errorf("the suite wrote no report: %w\n%s", errors.Join(runErr, err), out)
 	}
 	if err := yaml.Unmarshal(data, &run.Report); err != nil {
 		return nil, err
