@@ -181,14 +181,22 @@ func TestExportsThatCannotBeExportedSayWhy(t *testing.T) {
 	}
 }
 
-func TestPortConflictsMarkEveryExporterAndTheOldestWins(t *testing.T) {
-	c1, c2, c3 := member("cluster-1", 81, ""), member("cluster-2", 82, ""), member("cluster-3", 83, "")
+// portConflict is app/api exported by cluster-1 (http 8080, the older
+// export) and cluster-3 (http 9090 and metrics 9100), with cluster-2 the
+// importer, all on network.
+func portConflict(network string) (c1, c2, c3 *Member) {
+	c1, c2, c3 = member("cluster-1", 81, network), member("cluster-2", 82, network), member("cluster-3", 83, network)
 	c1.Services = []corev1.Service{service("app", "api", corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})}
 	c3.Services = []corev1.Service{service("app", "api",
 		corev1.ServicePort{Name: "http", Port: 9090, Protocol: corev1.ProtocolTCP},
 		corev1.ServicePort{Name: "metrics", Port: 9100, Protocol: corev1.ProtocolTCP})}
 	c1.Exports = []fmv1alpha1.ServiceExport{export("app", "api", 0)}           // older
 	c3.Exports = []fmv1alpha1.ServiceExport{export("app", "api", time.Minute)} // newer
+	return c1, c2, c3
+}
+
+func TestPortConflictsMarkEveryExporterAndTheOldestWins(t *testing.T) {
+	c1, c2, c3 := portConflict("")
 	p := Compute([]*Member{c1, c2, c3})
 	for _, m := range []string{"cluster-1", "cluster-3"} {
 		c := meta.FindStatusCondition(p.Exports[m]["app/api"], fmv1alpha1.ConditionConflict)
@@ -211,13 +219,7 @@ func TestPortConflictsMarkEveryExporterAndTheOldestWins(t *testing.T) {
 // its network in MCS EndpointSlices of only the ports it serves as the
 // import defines them.
 func TestTheLoserOfAPortConflictGetsNoTrafficOnThatPort(t *testing.T) {
-	c1, c2, c3 := member("cluster-1", 81, "flat"), member("cluster-2", 82, "flat"), member("cluster-3", 83, "flat")
-	c1.Services = []corev1.Service{service("app", "api", corev1.ServicePort{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP})}
-	c3.Services = []corev1.Service{service("app", "api",
-		corev1.ServicePort{Name: "http", Port: 9090, Protocol: corev1.ProtocolTCP},
-		corev1.ServicePort{Name: "metrics", Port: 9100, Protocol: corev1.ProtocolTCP})}
-	c1.Exports = []fmv1alpha1.ServiceExport{export("app", "api", 0)}
-	c3.Exports = []fmv1alpha1.ServiceExport{export("app", "api", time.Minute)}
+	c1, c2, c3 := portConflict("flat")
 	slice := func(name, addr string, ports ...string) discoveryv1.EndpointSlice {
 		s := discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: "app", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: "api"}},
