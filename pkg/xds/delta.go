@@ -55,9 +55,10 @@ type deltaStream struct {
 // deltaType is a stream's state of one type.
 type deltaType struct {
 	wildcard bool
-	// names are the explicitly subscribed names; sentNames those when the
-	// last response was sent.
+	// names are the explicitly subscribed names; sentNames and
+	// sentWildcard the subscription when the last response was sent.
 	names, sentNames *nameSet
+	sentWildcard     bool
 	// sent are the stream's layers' maps of this type as of the last
 	// response; nil before the first.
 	sent []map[string]*Entry
@@ -241,7 +242,7 @@ func (d *deltaServer) flush(s *deltaStream) error {
 		if err := s.str.Send(resp); err != nil {
 			return err
 		}
-		t.sent, t.initial, t.answer, t.inflight = current[i], nil, false, true
+		t.sent, t.initial, t.answer, t.inflight, t.sentWildcard = current[i], nil, false, true, t.wildcard
 		if t.sentNames != t.names {
 			d.names.release(t.sentNames)
 			t.sentNames = d.names.acquire(t.names)
@@ -280,7 +281,7 @@ func (d *deltaServer) diff(t *deltaType, cur []map[string]*Entry) (changed []*En
 		e, exists := now.get(name)
 		// A name newly subscribed to was not sent as a subscription,
 		// whatever the layers held then.
-		held := t.wildcard || t.sentNames.has(name)
+		held := t.sentWildcard || t.sentNames.has(name)
 		var old *Entry
 		if held {
 			old, held = before.get(name)
@@ -301,7 +302,16 @@ func (d *deltaServer) diff(t *deltaType, cur []map[string]*Entry) (changed []*En
 			}
 		}
 	}
-	if t.names != t.sentNames && !t.wildcard {
+	switch {
+	case t.wildcard && !t.sentWildcard:
+		// Newly subscribed to everything: whatever was not held is sent.
+		now.each(func(name string, _ *Entry) {
+			if !seen[name] {
+				seen[name] = true
+				check(name)
+			}
+		})
+	case t.names != t.sentNames && !t.wildcard:
 		for name := range t.names.all() {
 			if !seen[name] && !t.sentNames.has(name) {
 				seen[name] = true

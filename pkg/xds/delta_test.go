@@ -18,7 +18,7 @@ import (
 func TestADeltaStreamIsSentWhatItsSubscriptionAndTheLayersChanged(t *testing.T) {
 	h := startServer(t)
 	mesh := func(localReady bool) {
-		h.server.Update(withPods(articleMesh(localReady), map[string]string{"curl/curl-1": "10.244.2.10", "curl/curl-2": "10.244.2.11"}))
+		h.server.Update(withPods(articleMesh(localReady), map[string]string{"curl/curl-1": "10.244.2.10", "curl/curl-2": "10.244.2.11", "curl/curl-3": "10.244.2.12"}))
 	}
 	mesh(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -110,5 +110,16 @@ func TestADeltaStreamIsSentWhatItsSubscriptionAndTheLayersChanged(t *testing.T) 
 	expect(one, "unsubscribing", nil, nil)
 	mesh(true)
 	expect(two, "a changed assignment", []string{httpbin}, nil)
+
+	// Subscribing to everything ("*") sends what was not held, and
+	// nothing else.
+	three := open("curl-3")
+	send(three, &discoveryv3.DeltaDiscoveryRequest{
+		Node:    node("curl-3.curl", "sidecar", map[string]any{"namespace": "curl", "pod": "curl-3"}),
+		TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{curl},
+	})
+	expect(three, "a sidecar of curl alone", []string{curl}, nil)
+	send(three, &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{"*"}})
+	expect(three, "subscribing to *", []string{httpbin}, nil)
 	quiet(one, "after unsubscribing from the only name that changed")
 }
