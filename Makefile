@@ -113,7 +113,7 @@ demo: $(DEMO_DEPS) ## Replay the article on a local fleet: real API servers, fed
 node-packages: ## Install what real nodes and the test network need from Debian (containerd, runc, CNI plugins, iptables, conntrack; busybox, socat and nc for the MCS conformance suite's images), when missing.
 	@if ! command -v ip >/dev/null || ! command -v nsenter >/dev/null || ! command -v iptables-restore >/dev/null \
 	   || ! command -v containerd >/dev/null || ! command -v runc >/dev/null || ! command -v conntrack >/dev/null \
-	   || [ ! -x /usr/lib/cni/bridge ] || [ ! -x /bin/busybox ] || ! command -v socat >/dev/null || ! command -v nc.openbsd >/dev/null; then \
+	   || [ ! -x /usr/lib/cni/bridge ] || ! dpkg -s busybox-static >/dev/null 2>&1 || ! command -v socat >/dev/null || ! command -v nc.openbsd >/dev/null; then \
 	  apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2 util-linux iptables \
 	    containerd runc containernetworking-plugins conntrack busybox-static socat netcat-openbsd; \
