@@ -253,12 +253,12 @@ func (c *Cache) View(layers []string, typeURL string) map[string]*Entry {
 // view is the union of the layers' entries of one type, without copying
 // them: a proxy's view is read for every response, and its entries are
 // mostly the shared layers' thousands.
+// The view is positional, a map (nil if none) per layer, so a delta
+// stream can compare it layer by layer with the one it was last sent.
 func (c *Cache) view(layers []string, typeURL string) view {
-	v := make(view, 0, len(layers))
-	for _, l := range layers {
-		if entries := c.layers[l][typeURL]; len(entries) > 0 {
-			v = append(v, entries)
-		}
+	v := make(view, len(layers))
+	for i, l := range layers {
+		v[i] = c.layers[l][typeURL]
 	}
 	return v
 }
@@ -330,15 +330,12 @@ func (s *deltaStream) signal() {
 // layerMaps returns, for each type, the layers' maps of that type (nil
 // for a layer without it), the cache's version and whether it serves
 // yet: one consistent state for every type.
-func (c *Cache) layerMaps(layers, types []string) ([][]map[string]*Entry, int64, bool) {
+func (c *Cache) layerMaps(layers, types []string) ([]view, int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([][]map[string]*Entry, len(types))
+	out := make([]view, len(types))
 	for i, typeURL := range types {
-		out[i] = make([]map[string]*Entry, len(layers))
-		for j, l := range layers {
-			out[i][j] = c.layers[l][typeURL]
-		}
+		out[i] = c.view(layers, typeURL)
 	}
 	return out, c.version, c.serving
 }

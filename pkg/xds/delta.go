@@ -46,7 +46,9 @@ type deltaStream struct {
 	node   *corev3.Node
 	layers []string
 	types  map[string]*deltaType
-	nonce  int64
+	// order is the types in push order (pushOrder, then by name).
+	order []string
+	nonce int64
 	// wake is signalled when a layer of the stream changes (or the cache
 	// starts serving).
 	wake chan struct{}
@@ -59,9 +61,9 @@ type deltaType struct {
 	// sentWildcard the subscription when the last response was sent.
 	names, sentNames *nameSet
 	sentWildcard     bool
-	// sent are the stream's layers' maps of this type as of the last
-	// response; nil before the first.
-	sent []map[string]*Entry
+	// sent is the stream's view of this type as of the last response
+	// (the layers' maps then); nil before the first.
+	sent view
 	// initial are the versions the client said it holds when the stream
 	// opened, until the first response.
 	initial map[string]string
@@ -151,6 +153,8 @@ func (d *deltaServer) request(s *deltaStream, req *discoveryv3.DeltaDiscoveryReq
 		// legacy wildcard), and stays so until "*" is unsubscribed.
 		t = &deltaType{wildcard: len(req.GetResourceNamesSubscribe()) == 0, initial: req.GetInitialResourceVersions()}
 		s.types[typeURL] = t
+		s.order = append(s.order, typeURL)
+		slices.SortFunc(s.order, byPushOrder)
 	}
 	// The names change in a copy of the shared set, made on the first
 	// change: most requests are acknowledgements that change none.
@@ -202,22 +206,11 @@ func (d *deltaServer) flush(s *deltaStream) error {
 	if s.layers == nil {
 		return nil
 	}
-	types := slices.SortedFunc(maps.Keys(s.types), func(a, b string) int {
-		oa, ka := pushOrder[a]
-		ob, kb := pushOrder[b]
-		if ka != kb {
-			if ka {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Or(cmp.Compare(oa, ob), cmp.Compare(a, b))
-	})
-	current, version, serving := d.cache.layerMaps(s.layers, types)
+	current, version, serving := d.cache.layerMaps(s.layers, s.order)
 	if !serving {
 		return nil
 	}
-	for i, typeURL := range types {
+	for i, typeURL := range s.order {
 		t := s.types[typeURL]
 		if t.inflight {
 			continue
@@ -251,11 +244,24 @@ func (d *deltaServer) flush(s *deltaStream) error {
 	return nil
 }
 
+// byPushOrder orders type URLs as pushOrder does, the types it does not
+// name after, by name.
+func byPushOrder(a, b string) int {
+	oa, ka := pushOrder[a]
+	ob, kb := pushOrder[b]
+	if ka != kb {
+		if ka {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Or(cmp.Compare(oa, ob), cmp.Compare(a, b))
+}
+
 // diff is what the stream must be sent of one type to hold cur: the
 // entries new or changed since its last response, sorted by name, and
 // the names gone (of those it holds and still subscribes to).
-func (d *deltaServer) diff(t *deltaType, cur []map[string]*Entry) (changed []*Entry, removed []string) {
-	now := view(cur)
+func (d *deltaServer) diff(t *deltaType, now view) (changed []*Entry, removed []string) {
 	wants := func(name string) bool { return t.wildcard || t.names.has(name) }
 	if t.sent == nil {
 		// The first response: every entry subscribed to, and whatever
@@ -276,7 +282,7 @@ func (d *deltaServer) diff(t *deltaType, cur []map[string]*Entry) (changed []*En
 		}
 		return sortEntries(changed), sorted(removed)
 	}
-	before := view(t.sent)
+	before := t.sent
 	check := func(name string) {
 		e, exists := now.get(name)
 		// A name newly subscribed to was not sent as a subscription,
@@ -294,8 +300,8 @@ func (d *deltaServer) diff(t *deltaType, cur []map[string]*Entry) (changed []*En
 		}
 	}
 	seen := map[string]bool{}
-	for i := range cur {
-		for _, name := range d.cache.layerDiff(t.sent[i], cur[i]) {
+	for i := range now {
+		for _, name := range d.cache.layerDiff(t.sent[i], now[i]) {
 			if !seen[name] && wants(name) {
 				seen[name] = true
 				check(name)
