@@ -123,11 +123,14 @@ func hasLabels(have, want map[string]string) bool {
 // only what differs, and deletes what fleetmesh wrote there before and no
 // longer wants, except what came from a member that cannot be reached
 // now. A user's objects are never touched. It returns every error,
-// having tried every write.
+// having tried every write. A member read for some services (its scope)
+// is written those services' objects alone.
 func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports map[string][]metav1.Condition, unknown map[string]bool) error {
 	q := &writeQueue{member: m.name()}
 	q.namespaces(ctx, w.client, m, d)
-	q.clusters(ctx, w, d)
+	if m.scope == nil {
+		q.clusters(ctx, w, d)
+	}
 	q.imports(ctx, w, m, d, unknown)
 	q.mcsImports(ctx, w, m, d, unknown)
 	q.services(ctx, w, m, d, unknown)
@@ -411,7 +414,9 @@ func (q *writeQueue) slices(ctx context.Context, w *writer, m *Member, d *Desire
 func (q *writeQueue) ingresses(ctx context.Context, w *writer, m *Member, d *Desired) {
 	reconcileKind(ctx, q, w, kindSync[*networkingv1.Ingress]{
 		kind: "ingress", desired: d.Ingresses,
-		existing: byKey(pointers(m.Ingresses), func(i *networkingv1.Ingress) bool { return isOurs(i.Labels) }),
+		existing: byKey(pointers(m.Ingresses), func(i *networkingv1.Ingress) bool {
+			return isOurs(i.Labels) && (m.scope == nil || m.scope[i.Namespace+"/"+i.Name])
+		}),
 		upToDate: func(cur, want *networkingv1.Ingress) bool {
 			return equality.Semantic.DeepEqual(cur.Spec.Rules, want.Spec.Rules)
 		},

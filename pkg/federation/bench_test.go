@@ -3,6 +3,11 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"slices"
 	"strings"
 	"testing"
@@ -11,10 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/controller"
+	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -30,7 +38,11 @@ func BenchmarkFederation1000Services(b *testing.B) {
 	const services, namespaces, runs = 1000, 10, 100
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	extra, err := testenv.StartFleet(ctx, testenv.FleetOptions{Clusters: []string{"cluster-4", "cluster-5"}, NoControllerManager: true})
+	opts := testenv.FleetOptions{Clusters: []string{"cluster-4", "cluster-5"}, NoControllerManager: true}
+	if os.Getenv("FLEETMESH_BENCH_PROFILES") != "" {
+		opts.APIServerFlags = map[string]string{"profiling": "true"}
+	}
+	extra, err := testenv.StartFleet(ctx, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,78 +87,45 @@ func BenchmarkFederation1000Services(b *testing.B) {
 		}
 		return n
 	}
-	countImports := func(c *testenv.Cluster) int {
-		var list fmv1alpha1.ServiceImportList
-		if err := c.Client.List(ctx, &list); err != nil {
-			return -1
-		}
-		n := 0
-		for _, imp := range list.Items {
-			if len(imp.Name) > 4 && imp.Name[:4] == "svc-" && len(imp.Spec.Ports) == 1 {
-				n++
-			}
-		}
-		return n
-	}
-
 	b.ResetTimer()
 	start := time.Now()
-	stop, _ := startFederationRun(b)
+	b.Logf("the federation starts at %s", start.Format(time.TimeOnly))
+	stop, run := startFederationRun(b)
 	defer stop()
+	if dir := os.Getenv("FLEETMESH_BENCH_PROFILES"); dir != "" {
+		// Where an importing member's API server spends the cold
+		// writes: go tool pprof <file>
+		go profileAPIServer(b, extra.Clusters[0], filepath.Join(dir, "apiserver-cold.pprof"))
+	}
 	// Converged: every member holds every import and derived Service it
-	// should, and every export's status is written.
-	countDerived := func(c *testenv.Cluster) int {
-		var list corev1.ServiceList
-		if err := c.Client.List(ctx, &list, client.MatchingLabels{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}); err != nil {
-			return -1
-		}
-		return len(list.Items)
-	}
-	countValid := func(c *testenv.Cluster) int {
-		var list fmv1alpha1.ServiceExportList
-		if err := c.Client.List(ctx, &list); err != nil {
-			return -1
-		}
-		n := 0
-		for _, e := range list.Items {
-			if meta.IsStatusConditionTrue(e.Status.Conditions, fmv1alpha1.ConditionValid) {
-				n++
-			}
-		}
-		return n
-	}
-	// The MCS API's imports too (every member serves it): one per service
-	// in every member, exporters included, each with its clusterset IP.
-	countMCS := func(c *testenv.Cluster) int {
-		var list mcsv1beta1.ServiceImportList
-		if err := c.Client.List(ctx, &list); err != nil {
-			return -1
-		}
-		n := 0
-		for _, imp := range list.Items {
-			if strings.HasPrefix(imp.Name, "svc-") && len(imp.Spec.IPs) == 1 && meta.IsStatusConditionTrue(imp.Status.Conditions, "Ready") {
-				n++
-			}
-		}
-		return n
-	}
+	// should, and every export's status is written. The benchmark watches
+	// for it, as a user's tools would: listing a thousand objects from
+	// every API server several times a second would load the machine
+	// the federation shares.
 	for _, c := range all {
-		for countImports(c) < wantImports(c) || countDerived(c) < wantImports(c) || countMCS(c) < services {
-			if ctx.Err() != nil {
-				b.Fatalf("%s has %d of %d imports, %d derived Services, %d of %d MCS imports", c.Name, countImports(c), wantImports(c), countDerived(c), countMCS(c), services)
-			}
-			time.Sleep(200 * time.Millisecond)
+		w, err := watchMember(ctx, c)
+		if err != nil {
+			b.Fatal(err)
 		}
-	}
-	for _, c := range exporters {
-		for countValid(c) < services/len(exporters) {
-			if ctx.Err() != nil {
-				b.Fatalf("%s has %d valid exports", c.Name, countValid(c))
+		for {
+			imports, derived, mcs, valid := w.counts(ctx)
+			want := wantImports(c)
+			validWant := 0
+			if slices.Contains(exporters, c) {
+				validWant = services / len(exporters)
 			}
-			time.Sleep(200 * time.Millisecond)
+			if imports >= want && derived >= want && mcs >= services && valid >= validWant {
+				break
+			}
+			if ctx.Err() != nil {
+				b.Fatalf("%s has %d of %d imports, %d derived Services, %d of %d MCS imports, %d of %d valid exports", c.Name, imports, want, derived, mcs, services, valid, validWant)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	converge := time.Since(start)
+	b.Logf("converged at %s", time.Now().Format(time.TimeOnly))
+	coldWrites, coldSyncs := federationCounters(b, run)
 
 	target := extra.Clusters[0]
 	var lat []time.Duration
@@ -181,8 +160,140 @@ func BenchmarkFederation1000Services(b *testing.B) {
 	b.StopTimer()
 	slices.Sort(lat)
 	b.ReportMetric(converge.Seconds(), "converge-s")
+	b.ReportMetric(coldWrites, "cold-writes")
+	b.ReportMetric(coldSyncs, "cold-syncs")
+	for _, line := range writesByKind(b, run) {
+		b.Log(line)
+	}
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "export-to-import-p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "export-to-import-p99-ms")
+}
+
+// federationCounters reads, from the controller's /metrics, the writes
+// the federation has made in members and the syncs it has run.
+func federationCounters(b *testing.B, run *controller.Running) (writes, syncs float64) {
+	for _, line := range metricLines(b, run) {
+		name, value, _ := strings.Cut(line, " ")
+		v, _ := strconv.ParseFloat(value, 64)
+		switch {
+		case strings.HasPrefix(name, "fleetmesh_federation_writes_total{"):
+			writes += v
+		case strings.HasPrefix(name, "fleetmesh_federation_syncs_total{"):
+			syncs += v
+		}
+	}
+	return writes, syncs
+}
+
+// writesByKind are the federation's write counters, one line per kind and
+// operation.
+func writesByKind(b *testing.B, run *controller.Running) []string {
+	var out []string
+	for _, line := range metricLines(b, run) {
+		if strings.HasPrefix(line, "fleetmesh_federation_writes_total{") || strings.HasPrefix(line, "fleetmesh_federation_syncs_total{") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func metricLines(b *testing.B, run *controller.Running) []string {
+	// The debug API, over HTTPS with the control plane's admin.
+	hc, err := kubeauth.Client(hub.Config, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := hc.Get("https://" + run.DebugAddress.String() + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return strings.Split(string(body), "\n")
+}
+
+// profileAPIServer writes a 20 s CPU profile of c's API server, taken 10 s
+// from now, to file.
+func profileAPIServer(b *testing.B, c *testenv.Cluster, file string) {
+	time.Sleep(10 * time.Second)
+	hc, err := kubeauth.Client(c.Config, nil)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	resp, err := hc.Get(strings.TrimSuffix(c.Config.Host, "/") + "/debug/pprof/profile?seconds=20")
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, body, 0o644)
+	}
+	if err != nil {
+		b.Error(err)
+	}
+}
+
+// memberWatch counts, from a cache of the member's objects, what the
+// benchmark waits for.
+type memberWatch struct{ cache cache.Cache }
+
+func watchMember(ctx context.Context, c *testenv.Cluster) (*memberWatch, error) {
+	ca, err := cache.New(c.Config, cache.Options{Scheme: c.Client.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	for _, obj := range []client.Object{&fmv1alpha1.ServiceImport{}, &corev1.Service{}, &mcsv1beta1.ServiceImport{}, &fmv1alpha1.ServiceExport{}} {
+		if _, err := ca.GetInformer(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	go func() { _ = ca.Start(ctx) }()
+	if !ca.WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("%s: the cache did not sync", c.Name)
+	}
+	return &memberWatch{cache: ca}, nil
+}
+
+// counts are the member's fleetmesh.io imports of the benchmark's
+// services, its derived Services, its MCS imports with a clusterset IP
+// and Ready, and its valid exports.
+func (w *memberWatch) counts(ctx context.Context) (imports, derived, mcs, valid int) {
+	var imps fmv1alpha1.ServiceImportList
+	var svcs corev1.ServiceList
+	var mcsImps mcsv1beta1.ServiceImportList
+	var exps fmv1alpha1.ServiceExportList
+	for _, l := range []client.ObjectList{&imps, &svcs, &mcsImps, &exps} {
+		if err := w.cache.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
+			return -1, -1, -1, -1
+		}
+	}
+	for _, imp := range imps.Items {
+		if strings.HasPrefix(imp.Name, "svc-") && len(imp.Spec.Ports) == 1 {
+			imports++
+		}
+	}
+	for _, svc := range svcs.Items {
+		if svc.Labels[fmv1alpha1.ManagedByLabel] == fmv1alpha1.ManagedByValue {
+			derived++
+		}
+	}
+	for _, imp := range mcsImps.Items {
+		if strings.HasPrefix(imp.Name, "svc-") && len(imp.Spec.IPs) == 1 && meta.IsStatusConditionTrue(imp.Status.Conditions, "Ready") {
+			mcs++
+		}
+	}
+	for _, e := range exps.Items {
+		if meta.IsStatusConditionTrue(e.Status.Conditions, fmv1alpha1.ConditionValid) {
+			valid++
+		}
+	}
+	return imports, derived, mcs, valid
 }
 
 func isExists(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -66,6 +67,10 @@ type Options struct {
 	// workload roots are read there, the fleet's written there);
 	// fleetmesh-system when empty.
 	MemberNamespace string
+	// Resync is how often the whole fleet is recomputed however little
+	// changed (a change to one service recomputes that service alone);
+	// 30 s when 0. Members' lastSyncTime moves at least as often.
+	Resync time.Duration
 }
 
 // Federation keeps the members of the control-plane cluster's Cluster
@@ -76,6 +81,8 @@ type Federation struct {
 	events  events.EventRecorder
 	metrics *metrics
 	trigger chan struct{}
+	// changes are what the next sync must recompute.
+	changes changes
 
 	// writeFailures are the members whose writes failed in the last sync:
 	// the exports importing into them are not Ready.
@@ -116,6 +123,9 @@ type memberConn struct {
 	reason     string
 	message    string
 	staleSince *metav1.Time
+	// gatewayIP is the member's gateway host as the last full sync
+	// resolved it.
+	gatewayIP string
 	// mcs says the member serves the MCS API; redial asks for a new
 	// connection (the MCS API appeared since). version is its Kubernetes
 	// version and capabilities the conditions saying what it offers
@@ -161,6 +171,9 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = 2 * time.Second
 	}
+	if opts.Resync <= 0 {
+		opts.Resync = 30 * time.Second
+	}
 	if opts.MemberNamespace == "" {
 		opts.MemberNamespace = "fleetmesh-system"
 	}
@@ -185,20 +198,44 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 		if err != nil {
 			return nil, err
 		}
-		if _, err := inf.AddEventHandler(f.handler()); err != nil {
+		if _, err := inf.AddEventHandler(f.everythingHandler()); err != nil {
 			return nil, err
 		}
 	}
 	return f, mgr.Add(f)
 }
 
-func (f *Federation) handler() toolscache.ResourceEventHandlerFuncs {
+// everythingHandler recomputes the fleet on any change of the objects it
+// watches, but the status the federation writes on Clusters.
+func (f *Federation) everythingHandler() toolscache.ResourceEventHandlerFuncs {
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { f.poke() }, UpdateFunc: func(any, any) { f.poke() }, DeleteFunc: func(any) { f.poke() },
+		AddFunc: func(any) { f.poke() }, DeleteFunc: func(any) { f.poke() },
+		UpdateFunc: func(prev, obj any) {
+			if onlyStatus(prev, obj) {
+				return
+			}
+			f.poke()
+		},
 	}
 }
 
+// onlyStatus reports whether a Cluster's update changed its status
+// alone: the federation's own write, which changes no plan.
+func onlyStatus(prev, obj any) bool {
+	a, ok := prev.(*fmv1alpha1.Cluster)
+	b, ok2 := obj.(*fmv1alpha1.Cluster)
+	return ok && ok2 && a.Generation == b.Generation && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		a.DeletionTimestamp.Equal(b.DeletionTimestamp)
+}
+
+// poke asks for a sync of the whole fleet.
 func (f *Federation) poke() {
+	f.changes.everything()
+	f.signal()
+}
+
+// signal wakes the sync loop to recompute what changed.
+func (f *Federation) signal() {
 	select {
 	case f.trigger <- struct{}{}:
 	default:
@@ -216,6 +253,8 @@ func (f *Federation) Start(ctx context.Context) error {
 	go func() {
 		probe := time.NewTicker(f.opts.ProbeInterval)
 		defer probe.Stop()
+		resync := time.NewTicker(f.opts.Resync)
+		defer resync.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -224,6 +263,8 @@ func (f *Federation) Start(ctx context.Context) error {
 				if f.probeAll(ctx) {
 					f.poke()
 				}
+			case <-resync.C:
+				f.poke()
 			}
 		}
 	}()
@@ -243,39 +284,89 @@ func (f *Federation) Start(ctx context.Context) error {
 		case <-deadline:
 		}
 		quiet, deadline = nil, nil
+		all, services := f.changes.take()
+		if !all && len(services) == 0 {
+			continue
+		}
+		var scope map[string]bool
+		if !all && len(services) <= maxScoped {
+			scope = services
+		}
 		start := time.Now()
-		err := recovered.Call(func() error { return f.sync(ctx) })
-		f.metrics.syncs.Inc()
-		f.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		err := recovered.Call(func() error { return f.sync(ctx, scope) })
+		f.metrics.syncs.WithLabelValues(syncKind(scope)).Inc()
+		f.metrics.syncSeconds.WithLabelValues(syncKind(scope)).Observe(time.Since(start).Seconds())
 		if err != nil && ctx.Err() == nil {
 			f.metrics.syncErrors.Inc()
 			f.opts.Log.Error(err, "federation sync")
-			quiet = time.After(time.Second) // try again
+			// Try again, everything: a failed write may have left any
+			// part of the fleet behind.
+			f.changes.everything()
+			quiet = time.After(time.Second)
 		}
 	}
 }
 
-// sync connects to the members, computes the plan and applies it.
-func (f *Federation) sync(ctx context.Context) error {
+// syncKind names a sync in the metrics: full, or scoped to services.
+func syncKind(scope map[string]bool) string {
+	if scope == nil {
+		return "full"
+	}
+	return "services"
+}
+
+// sync computes the plan and writes it: of the whole fleet when scope is
+// nil (connecting to the members, resolving their gateways and writing
+// their Clusters' status and the fleet's roots too), else of the services
+// in scope (namespace/name) alone.
+func (f *Federation) sync(ctx context.Context, scope map[string]bool) error {
 	var clusters fmv1alpha1.ClusterList
 	if err := f.hub.List(ctx, &clusters); err != nil {
 		return fmt.Errorf("list Clusters in the control plane: %w", err)
 	}
 	var members []*Member
 	var errs []error
+	if scope == nil {
+		members, errs = f.readFleet(ctx, clusters.Items)
+	} else {
+		members, errs = f.readServices(ctx, clusters.Items, scope)
+	}
+	plan := Compute(members)
+	var fleetRoots map[string]map[string]string
+	if scope == nil {
+		fleetRoots = f.keepRoots(members)
+		f.warnTrustDomains(clusters.Items, members)
+		f.count(members, plan)
+	}
+	markFailedImports(plan, f.writeFailures)
+	failures, err := f.writeMembers(ctx, members, plan, fleetRoots)
+	if scope == nil {
+		if len(f.writeFailures) > 0 && len(failures) == 0 {
+			f.poke() // once more, to write that the exports are Ready again
+		}
+		f.writeFailures = failures
+	}
+	return errors.Join(append(errs, err)...)
+}
+
+// readFleet connects to every member, resolves its gateway, reads its
+// objects and roots, and writes its Cluster's status.
+func (f *Federation) readFleet(ctx context.Context, clusters []fmv1alpha1.Cluster) ([]*Member, []error) {
+	var members []*Member
+	var errs []error
 	seen := map[string]bool{}
 	// Members are connected side by side: one slow to answer delays no
 	// other.
-	conns := make([]*memberConn, len(clusters.Items))
+	conns := make([]*memberConn, len(clusters))
 	var connecting sync.WaitGroup
-	for i := range clusters.Items {
-		if c := &clusters.Items[i]; !c.Spec.Mirrored {
+	for i := range clusters {
+		if c := &clusters[i]; !c.Spec.Mirrored {
 			connecting.Go(func() { conns[i] = f.connect(ctx, c) })
 		}
 	}
 	connecting.Wait()
-	for i := range clusters.Items {
-		c := &clusters.Items[i]
+	for i := range clusters {
+		c := &clusters[i]
 		if c.Spec.Mirrored {
 			continue // a copy the federation wrote, not a member
 		}
@@ -291,6 +382,7 @@ func (f *Federation) sync(ctx context.Context) error {
 		f.mu.Lock()
 		usable := conn.reachable && conn.synced
 		m.MCS = conn.mcs
+		conn.gatewayIP = ip
 		f.mu.Unlock()
 		if usable {
 			f.renewToken(ctx, c, conn)
@@ -306,20 +398,52 @@ func (f *Federation) sync(ctx context.Context) error {
 		errs = append(errs, f.writeClusterStatus(ctx, c, conn, gatewayCond, ip, m.Known))
 	}
 	f.disconnectGone(seen)
+	return members, errs
+}
 
-	plan := Compute(members)
-	fleetRoots := f.keepRoots(members)
-	f.warnTrustDomains(clusters.Items, members)
-	markFailedImports(plan, f.writeFailures)
-	f.count(members, plan)
+// readServices reads the objects of the services in scope from every
+// member connected now; the members' connections, gateways and roots are
+// the last full sync's.
+func (f *Federation) readServices(ctx context.Context, clusters []fmv1alpha1.Cluster, scope map[string]bool) ([]*Member, []error) {
+	var members []*Member
+	var errs []error
+	for i := range clusters {
+		c := &clusters[i]
+		if c.Spec.Mirrored {
+			continue
+		}
+		m := &Member{Cluster: *c, scope: scope}
+		members = append(members, m)
+		conn := f.member(c.Name)
+		if conn == nil {
+			continue // not connected since it joined: a full sync will
+		}
+		f.mu.Lock()
+		usable := conn.reachable && conn.synced
+		m.MCS, m.GatewayIP = conn.mcs, conn.gatewayIP
+		f.mu.Unlock()
+		if usable {
+			if err := readScope(ctx, conn.cluster.GetCache(), m, scope); err != nil {
+				errs = append(errs, err)
+			} else {
+				m.Known = true
+			}
+		}
+	}
+	return members, errs
+}
+
+// writeMembers writes every known member's share of the plan, and the
+// fleet's roots where given, side by side, each within a deadline, so a
+// member that stops answering mid-sync delays no other. It returns the
+// members whose writes failed, and every error.
+func (f *Federation) writeMembers(ctx context.Context, members []*Member, plan *Plan, fleetRoots map[string]map[string]string) (map[string]error, error) {
 	unknown := map[string]bool{}
 	for _, m := range members {
 		if !m.Known {
 			unknown[m.name()] = true
 		}
 	}
-	// Members are written side by side, each within a deadline, so a
-	// member that stops answering mid-sync delays no other.
 	var wg sync.WaitGroup
 	applyErrs := make([]error, len(members))
 	for i, m := range members {
@@ -335,7 +459,7 @@ func (f *Federation) sync(ctx context.Context) error {
 			f.mu.Unlock()
 			w := &writer{client: conn.client, metrics: f.metrics, events: conn.cluster.GetEventRecorder("fleetmesh-federation")}
 			err := applyMember(actx, w, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
-			if len(m.Roots) > 0 {
+			if fleetRoots != nil && len(m.Roots) > 0 {
 				// A member without a workload signer has no use for them.
 				q := &writeQueue{member: m.name()}
 				q.fleetRoots(actx, f, w, m, f.opts.MemberNamespace, fleetRoots[m.name()])
@@ -354,11 +478,7 @@ func (f *Federation) sync(ctx context.Context) error {
 			failures[members[i].name()] = err
 		}
 	}
-	if len(f.writeFailures) > 0 && len(failures) == 0 {
-		f.poke() // once more, to write that the exports are Ready again
-	}
-	f.writeFailures = failures
-	return errors.Join(append(errs, applyErrs...)...)
+	return failures, errors.Join(applyErrs...)
 }
 
 // markFailedImports turns Ready false on every export whose import a
@@ -558,10 +678,20 @@ func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
 		fail(fmv1alpha1.ReasonBadKubeconfig, err.Error())
 		return
 	}
+	// A change to one service's objects recomputes that service; the
+	// roots, the fleet.
+	if err := cl.GetFieldIndexer().IndexField(ctx, &discoveryv1.EndpointSlice{}, sliceServiceField, indexSliceService); err != nil {
+		fail(fmv1alpha1.ReasonUnreachable, "index EndpointSlices: "+err.Error())
+		return
+	}
 	for _, obj := range append(watched, &corev1.ConfigMap{}) {
 		inf, err := cl.GetCache().GetInformer(ctx, obj)
 		if err == nil {
-			_, err = inf.AddEventHandler(f.handler())
+			handler := f.memberHandler()
+			if _, roots := obj.(*corev1.ConfigMap); roots {
+				handler = f.everythingHandler()
+			}
+			_, err = inf.AddEventHandler(handler)
 		}
 		if err != nil {
 			fail(fmv1alpha1.ReasonUnreachable, fmt.Sprintf("watch %T: %v", obj, err))

@@ -8,9 +8,9 @@ import (
 type metrics struct {
 	members     *prometheus.GaugeVec
 	exports     *prometheus.GaugeVec
-	syncs       prometheus.Counter
+	syncs       *prometheus.CounterVec
 	syncErrors  prometheus.Counter
-	syncSeconds prometheus.Histogram
+	syncSeconds *prometheus.HistogramVec
 	writes      *prometheus.CounterVec
 }
 
@@ -22,16 +22,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		exports: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fleetmesh_federation_exports", Help: "ServiceExports in the fleet by state: valid, invalid, conflict.",
 		}, []string{"state"}),
-		syncs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fleetmesh_federation_syncs_total", Help: "Federation syncs run.",
-		}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetmesh_federation_syncs_total", Help: "Federation syncs run, by kind: full (the whole fleet) or services (the services that changed).",
+		}, []string{"kind"}),
 		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fleetmesh_federation_sync_errors_total", Help: "Federation syncs that ended with an error (retried).",
 		}),
-		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "fleetmesh_federation_sync_seconds", Help: "Time of one federation sync, all members.",
+		syncSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fleetmesh_federation_sync_seconds", Help: "Time of one federation sync, all members, by kind: full or services.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}),
+		}, []string{"kind"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetmesh_federation_writes_total", Help: "Objects the federation wrote in members, by kind and operation.",
 		}, []string{"kind", "op"}),

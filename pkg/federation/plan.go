@@ -50,6 +50,11 @@ type Member struct {
 	Roots       []byte
 	TrustDomain string
 
+	// scope, when set, are the only services (namespace/name) whose
+	// objects were read, and which are written: a sync of the services
+	// that changed. Ingresses are all read even then.
+	scope map[string]bool
+
 	// services and slices index Services and the member's own
 	// EndpointSlices by namespace/name (of their Service), for Compute;
 	// fmExports and mcsExports its exports of either group, mcsImports its
