@@ -54,7 +54,7 @@ func (w *writer) apply(ctx context.Context, obj client.Object) error {
 
 func (w *writer) applyStatus(ctx context.Context, obj client.Object) error {
 	w.metrics.writes.WithLabelValues(kindOf(obj), "apply-status").Inc()
-	return applyStatus(ctx, w.client, obj)
+	return ApplyStatus(ctx, w.client, obj, FieldOwner)
 }
 
 func (w *writer) delete(ctx context.Context, obj client.Object) error {
@@ -87,14 +87,16 @@ func apply(ctx context.Context, c client.Client, obj client.Object, owner string
 	return u, c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 }
 
-// applyStatus writes obj's status by server-side apply.
-func applyStatus(ctx context.Context, c client.Client, obj client.Object) error {
+// ApplyStatus writes obj's status (never its metadata or spec) by
+// server-side apply as field manager owner, taking over fields others
+// set.
+func ApplyStatus(ctx context.Context, c client.Client, obj client.Object, owner string) error {
 	u, err := toApply(obj)
 	if err != nil {
 		return err
 	}
 	delete(u.Object, "spec")
-	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
 }
 
 func toApply(obj client.Object) (*unstructured.Unstructured, error) {

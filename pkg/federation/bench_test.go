@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/controller"
+	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -125,7 +128,9 @@ func BenchmarkFederation1000Services(b *testing.B) {
 	}
 	converge := time.Since(start)
 	b.Logf("converged at %s", time.Now().Format(time.TimeOnly))
-	coldWrites, coldSyncs := federationCounters(b, run)
+	cold := federationMetrics(b, run)
+	b.Log("at convergence:")
+	cold.log(b)
 
 	target := extra.Clusters[0]
 	var lat []time.Duration
@@ -157,44 +162,91 @@ func BenchmarkFederation1000Services(b *testing.B) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
+	afterRuns := federationMetrics(b, run)
+	b.Log("after the latency runs:")
+	afterRuns.log(b)
+
+	// One full sync of the converged fleet, as the periodic resync makes:
+	// a change to a Cluster asks for it.
+	touched := &fmv1alpha1.Cluster{}
+	if err := hub.Client.Get(ctx, client.ObjectKey{Name: exporters[0].Name}, touched); err != nil {
+		b.Fatal(err)
+	}
+	touched.Labels = map[string]string{"bench.fleetmesh.io/touched": "true"}
+	if err := hub.Client.Update(ctx, touched); err != nil {
+		b.Fatal(err)
+	}
+	const fullSyncs = `fleetmesh_federation_syncs_total{kind="full"}`
+	var steady federationSeries
+	for {
+		steady = federationMetrics(b, run)
+		if steady.sum(fullSyncs) > afterRuns.sum(fullSyncs) {
+			break
+		}
+		if ctx.Err() != nil {
+			b.Fatal("no full sync after a Cluster changed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	b.StopTimer()
 	slices.Sort(lat)
 	b.ReportMetric(converge.Seconds(), "converge-s")
-	b.ReportMetric(coldWrites, "cold-writes")
-	b.ReportMetric(coldSyncs, "cold-syncs")
-	for _, line := range writesByKind(b, run) {
-		b.Log(line)
-	}
+	b.ReportMetric(cold.sum("fleetmesh_federation_writes_total{"), "cold-writes")
+	b.ReportMetric(cold.sum("fleetmesh_federation_syncs_total{"), "cold-syncs")
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "export-to-import-p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "export-to-import-p99-ms")
+	// What a sync of the services that changed took in the latency runs,
+	// and a full sync of the converged fleet.
+	b.ReportMetric(afterRuns.mean("fleetmesh_federation_sync_seconds", `{kind="services"}`, cold)*1000, "services-sync-ms")
+	b.ReportMetric(steady.mean("fleetmesh_federation_sync_seconds", `{kind="full"}`, afterRuns)*1000, "full-sync-ms")
 }
 
-// federationCounters reads, from the controller's /metrics, the writes
-// the federation has made in members and the syncs it has run.
-func federationCounters(b *testing.B, run *controller.Running) (writes, syncs float64) {
+// federationSeries are the federation's series of the controller's
+// /metrics, by name and labels.
+type federationSeries map[string]float64
+
+func federationMetrics(b *testing.B, run *controller.Running) federationSeries {
+	out := federationSeries{}
 	for _, line := range metricLines(b, run) {
-		name, value, _ := strings.Cut(line, " ")
-		v, _ := strconv.ParseFloat(value, 64)
-		switch {
-		case strings.HasPrefix(name, "fleetmesh_federation_writes_total{"):
-			writes += v
-		case strings.HasPrefix(name, "fleetmesh_federation_syncs_total{"):
-			syncs += v
+		if !strings.HasPrefix(line, "fleetmesh_federation_") {
+			continue
 		}
-	}
-	return writes, syncs
-}
-
-// writesByKind are the federation's write counters, one line per kind and
-// operation.
-func writesByKind(b *testing.B, run *controller.Running) []string {
-	var out []string
-	for _, line := range metricLines(b, run) {
-		if strings.HasPrefix(line, "fleetmesh_federation_writes_total{") || strings.HasPrefix(line, "fleetmesh_federation_syncs_total{") {
-			out = append(out, line)
+		name, value, _ := strings.Cut(line, " ")
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
 		}
 	}
 	return out
+}
+
+// sum adds the series whose name starts with prefix.
+func (s federationSeries) sum(prefix string) float64 {
+	total := 0.0
+	for name, v := range s {
+		if strings.HasPrefix(name, prefix) {
+			total += v
+		}
+	}
+	return total
+}
+
+// mean is the mean of a histogram's observations since before.
+func (s federationSeries) mean(histogram, labels string, before federationSeries) float64 {
+	sum := s[histogram+"_sum"+labels] - before[histogram+"_sum"+labels]
+	count := s[histogram+"_count"+labels] - before[histogram+"_count"+labels]
+	if count == 0 {
+		return 0
+	}
+	return sum / count
+}
+
+// log writes the write and sync counters, one line per kind.
+func (s federationSeries) log(b *testing.B) {
+	for _, name := range slices.Sorted(maps.Keys(s)) {
+		if strings.HasPrefix(name, "fleetmesh_federation_writes_total{") || strings.HasPrefix(name, "fleetmesh_federation_syncs_total{") {
+			b.Logf("%s %v", name, s[name])
+		}
+	}
 }
 
 func metricLines(b *testing.B, run *controller.Running) []string {
@@ -298,4 +350,110 @@ func (w *memberWatch) counts(ctx context.Context) (imports, derived, mcs, valid 
 
 func isExists(err error) bool {
 	return err != nil && (client.IgnoreAlreadyExists(err) == nil)
+}
+
+// BenchmarkMemberWriteCost: what each kind of request the federation makes
+// in a member costs that member's API server and etcd, in CPU time per
+// request: 300 of each, 8 at a time (as the federation writes), against
+// cluster-3 (a real API server with its controller manager). With the
+// federation's count of each kind, it bounds from below how fast a fleet
+// can be written on a given machine, however well the federation does.
+func BenchmarkMemberWriteCost(b *testing.B) {
+	const n, ns, owner = 300, "write-cost", "fleetmesh-bench"
+	ctx := context.Background()
+	c := fleet.Cluster("cluster-3")
+	if err := c.EnsureNamespace(ctx, ns); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = c.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}()
+	ours := map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}
+	name := func(i int) string { return fmt.Sprintf("svc-%d", i) }
+	imp := func(i int) *fmv1alpha1.ServiceImport {
+		return &fmv1alpha1.ServiceImport{
+			TypeMeta:   metav1.TypeMeta{APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "ServiceImport"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name(i), Labels: ours},
+			Spec: fmv1alpha1.ServiceImportSpec{
+				Type: fmv1alpha1.ClusterSetIP, ServiceAccountName: "*", LoadBalancer: fmv1alpha1.RoundRobinLoadBalancer,
+				Ports: []fmv1alpha1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, Endpoints: []fmv1alpha1.Endpoint{{
+					ClusterKey: "default/default/default/cluster-1", Target: fmv1alpha1.Target{Host: "10.244.0.1", IP: "10.244.0.1", Port: 80},
+				}}}},
+			},
+			Status: fmv1alpha1.ServiceImportStatus{Clusters: []fmv1alpha1.ClusterStatusRef{{Cluster: "cluster-1"}}},
+		}
+	}
+	mcsImp := func(i int) *mcsv1beta1.ServiceImport {
+		return &mcsv1beta1.ServiceImport{
+			TypeMeta: metav1.TypeMeta{APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport"},
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: ns, Name: name(i), Labels: ours,
+				Annotations: map[string]string{federation.DerivedServiceAnnotation: name(i)},
+			},
+			Spec: mcsv1beta1.ServiceImportSpec{
+				Type: mcsv1beta1.ClusterSetIP, SessionAffinity: corev1.ServiceAffinityNone, IPs: []string{"10.96.0.1"}, IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol},
+				Ports: []mcsv1beta1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+			},
+			Status: mcsv1beta1.ServiceImportStatus{
+				Clusters: []mcsv1beta1.ClusterStatus{{Cluster: "cluster-1"}},
+				Conditions: []metav1.Condition{{
+					Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionTrue,
+					Reason: string(mcsv1beta1.ServiceImportReasonReady), Message: "the service is imported", LastTransitionTime: metav1.Now(),
+				}},
+			},
+		}
+	}
+	svc := func(i int) *corev1.Service {
+		return &corev1.Service{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name(i), Labels: ours},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	for _, kind := range []struct {
+		name  string
+		write func(i int) error
+	}{
+		{"get", func(i int) error { return c.Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}) }},
+		{"import", func(i int) error { return federation.Apply(ctx, c.Client, imp(i), owner) }},
+		{"import-unchanged", func(i int) error { return federation.Apply(ctx, c.Client, imp(i), owner) }},
+		{"import-status", func(i int) error { return federation.ApplyStatus(ctx, c.Client, imp(i), owner) }},
+		{"mcs-import", func(i int) error { return federation.Apply(ctx, c.Client, mcsImp(i), owner) }},
+		{"mcs-import-status", func(i int) error { return federation.ApplyStatus(ctx, c.Client, mcsImp(i), owner) }},
+		{"derived-service", func(i int) error { return federation.Apply(ctx, c.Client, svc(i), owner) }},
+	} {
+		apiServer0, etcd0, err := c.ControlPlaneCPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		work := make(chan int)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for i := range work {
+					if err := kind.write(i); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		for i := range n {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatalf("%s: %v", kind.name, err)
+		}
+		// The watchers' share of the last writes.
+		time.Sleep(time.Second)
+		apiServer, etcd, err := c.ControlPlaneCPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64((apiServer-apiServer0).Microseconds())/1000/n, kind.name+"-apiserver-ms")
+		b.ReportMetric(float64((etcd-etcd0).Microseconds())/1000/n, kind.name+"-etcd-ms")
+	}
 }
