@@ -108,6 +108,9 @@ type Options struct {
 	// member's ServiceAccount token (from fleetmesh cluster join) this long
 	// before it expires, for this long.
 	MemberTokenTTL, MemberTokenRenewBefore time.Duration
+	// FederationResync is how often the federation recomputes the whole
+	// fleet however little changed.
+	FederationResync time.Duration
 	// KubeconfigSecretNamespace, when set, is the one namespace whose
 	// Secrets the federation reads (and may read: RBAC grants no more).
 	KubeconfigSecretNamespace string
@@ -148,6 +151,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		ns = "fleetmesh-system"
 	}
 	fs.StringVar(&o.Namespace, "namespace", ns, "the namespace fleetmesh runs in (default: $POD_NAMESPACE, else fleetmesh-system)")
+	fs.DurationVar(&o.FederationResync, "federation-resync", 30*time.Second, "with --federation: how often the whole fleet is recomputed (a change to one service recomputes that service alone)")
 	fs.DurationVar(&o.MemberTokenTTL, "member-token-ttl", federation.DefaultTokenTTL, "with --federation: the life of the member tokens it renews")
 	fs.DurationVar(&o.MemberTokenRenewBefore, "member-token-renew-before", federation.DefaultTokenRenewBefore, "with --federation: renew a member's token this long before it expires")
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
@@ -500,7 +504,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		if _, err := federation.New(ctx, mgr, federation.Options{
 			Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace,
 			Debounce: o.DebounceAfter, DebounceMax: o.DebounceMax,
-			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore,
+			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore, Resync: o.FederationResync,
 			MemberNamespace: o.Namespace,
 		}); err != nil {
 			return nil, fmt.Errorf("start the federation: %w", err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,6 +172,18 @@ func BenchmarkFederation1000Services(b *testing.B) {
 	touched := &fmv1alpha1.Cluster{}
 	if err := hub.Client.Get(ctx, client.ObjectKey{Name: exporters[0].Name}, touched); err != nil {
 		b.Fatal(err)
+	}
+	if dir := os.Getenv("FLEETMESH_BENCH_PROFILES"); dir != "" {
+		// Where a full sync's time goes: go tool pprof <file>
+		profile, err := os.Create(filepath.Join(dir, "federation-full-sync.pprof"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			b.Fatal(err)
+		}
+		defer profile.Close()
+		defer pprof.StopCPUProfile()
 	}
 	touched.Labels = map[string]string{"bench.fleetmesh.io/touched": "true"}
 	if err := hub.Client.Update(ctx, touched); err != nil {

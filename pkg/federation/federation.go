@@ -542,12 +542,8 @@ func readMember(ctx context.Context, r client.Reader, m *Member) error {
 	if m.MCS {
 		lists = append(lists, &mcsExp, &mcsImp)
 	}
-	// The objects are the cache's own, not copies: a full sync reads
-	// every object of every member, and copying them cost more than
-	// planning. Nothing the plan or the writes do changes them: what is
-	// written is new, or a copy (DeepCopy) of what is read.
 	for _, l := range lists {
-		if err := r.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
+		if err := r.List(ctx, l); err != nil {
 			return fmt.Errorf("list %T in %s: %w", l, m.name(), err)
 		}
 	}
