@@ -218,7 +218,7 @@ func BenchmarkFederation1000Services(b *testing.B) {
 // /metrics, by name and labels.
 type federationSeries map[string]float64
 
-func federationMetrics(b *testing.B, run *controller.Running) federationSeries {
+func federationMetrics(b testing.TB, run *controller.Running) federationSeries {
 	out := federationSeries{}
 	for _, line := range metricLines(b, run) {
 		if !strings.HasPrefix(line, "fleetmesh_federation_") {
@@ -262,7 +262,7 @@ func (s federationSeries) log(b *testing.B) {
 	}
 }
 
-func metricLines(b *testing.B, run *controller.Running) []string {
+func metricLines(b testing.TB, run *controller.Running) []string {
 	// The debug API, over HTTPS with the control plane's admin.
 	hc, err := kubeauth.Client(hub.Config, nil)
 	if err != nil {

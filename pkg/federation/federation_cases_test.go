@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
@@ -840,4 +841,51 @@ func TestTheFleetsRootsAreCarriedAndItsTrustDomainChecked(t *testing.T) {
 		})
 	}
 	eventually(ctx, t, "a Warning names cluster-3's trust domain", hasEvent(hub, "default", "cluster-3", federation.ReasonTrustDomainMismatch))
+}
+
+// TestAChangeToOneServiceIsSyncedAlone: in a fleet that has converged, an
+// export, and an object of it a user deletes by hand in a member, are
+// synced by syncs of that service (kind services), with no full sync of
+// the fleet (the resync is set far off).
+func TestAChangeToOneServiceIsSyncedAlone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stop, run := startFederationRun(t, func(o *controller.Options) { o.FederationResync = time.Hour })
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	createService(ctx, t, c1, "alone", "first", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "alone", "first")
+	eventually(ctx, t, "cluster-2 imports alone/first", imported(c2, "alone", "first"))
+	// Quiet: no sync of any kind for two seconds.
+	const full, services = `fleetmesh_federation_syncs_total{kind="full"}`, `fleetmesh_federation_syncs_total{kind="services"}`
+	var before federationSeries
+	eventually(ctx, t, "the fleet is quiet", func(context.Context) (bool, error) {
+		before = federationMetrics(t, run)
+		time.Sleep(2 * time.Second)
+		after := federationMetrics(t, run)
+		return after.sum(full) == before.sum(full) && after.sum(services) == before.sum(services), nil
+	})
+
+	createService(ctx, t, c1, "alone", "second", corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, "alone", "second")
+	eventually(ctx, t, "cluster-2 imports alone/second", imported(c2, "alone", "second"))
+	derived := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "alone", Name: "second"}}
+	eventually(ctx, t, "cluster-2 has the derived Service alone/second", func(ctx context.Context) (bool, error) {
+		err := c2.Client.Get(ctx, client.ObjectKeyFromObject(derived), &corev1.Service{})
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if err := c2.Client.Delete(ctx, derived); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "the derived Service deleted by hand comes back", func(ctx context.Context) (bool, error) {
+		err := c2.Client.Get(ctx, client.ObjectKeyFromObject(derived), &corev1.Service{})
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	after := federationMetrics(t, run)
+	if after.sum(full) != before.sum(full) {
+		t.Errorf("%v full syncs ran for a change to one service", after.sum(full)-before.sum(full))
+	}
+	if after.sum(services) <= before.sum(services) {
+		t.Error("no sync of the changed service ran")
+	}
 }

@@ -50,12 +50,14 @@ func startFederation(t testing.TB) (stop func()) {
 	return stop
 }
 
-func startFederationRun(t testing.TB) (stop func(), run *controller.Running) {
+func startFederationRun(t testing.TB, options ...func(*controller.Options)) (stop func(), run *controller.Running) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	run, err := controller.RunWithConfig(ctx, controller.Options{
-		ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-	}, hub.Config, logr.Discard())
+	o := controller.Options{ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0"}
+	for _, option := range options {
+		option(&o)
+	}
+	run, err := controller.RunWithConfig(ctx, o, hub.Config, logr.Discard())
 	if err != nil {
 		cancel()
 		t.Fatal(err)
