@@ -3,9 +3,7 @@ package federation_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -19,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -26,7 +25,6 @@ import (
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
-	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -220,7 +218,7 @@ type federationSeries map[string]float64
 
 func federationMetrics(b testing.TB, run *controller.Running) federationSeries {
 	out := federationSeries{}
-	for _, line := range metricLines(b, run) {
+	for _, line := range strings.Split(debugGet(b, run, "/metrics"), "\n") {
 		if !strings.HasPrefix(line, "fleetmesh_federation_") {
 			continue
 		}
@@ -262,42 +260,17 @@ func (s federationSeries) log(b *testing.B) {
 	}
 }
 
-func metricLines(b testing.TB, run *controller.Running) []string {
-	// The debug API, over HTTPS with the control plane's admin.
-	hc, err := kubeauth.Client(hub.Config, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp, err := hc.Get("https://" + run.DebugAddress.String() + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		b.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
-	return strings.Split(string(body), "\n")
-}
-
 // profileAPIServer writes a 20 s CPU profile of c's API server, taken 10 s
 // from now, to file.
 func profileAPIServer(b *testing.B, c *testenv.Cluster, file string) {
 	time.Sleep(10 * time.Second)
-	hc, err := kubeauth.Client(c.Config, nil)
-	if err != nil {
-		b.Error(err)
-		return
-	}
-	resp, err := hc.Get(strings.TrimSuffix(c.Config.Host, "/") + "/debug/pprof/profile?seconds=20")
-	if err != nil {
-		b.Error(err)
-		return
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	cs, err := kubernetes.NewForConfig(c.Config)
 	if err == nil {
-		err = os.WriteFile(file, body, 0o644)
+		var profile []byte
+		profile, err = cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "20").DoRaw(context.Background())
+		if err == nil {
+			err = os.WriteFile(file, profile, 0o644)
+		}
 	}
 	if err != nil {
 		b.Error(err)

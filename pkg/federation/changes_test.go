@@ -78,22 +78,26 @@ func memberReader(t *testing.T, m *Member) client.Reader {
 	t.Helper()
 	var objs []client.Object
 	add := func(items ...client.Object) { objs = append(objs, items...) }
-	add(pointersAs[client.Object](m.Namespaces)...)
-	add(pointersAs[client.Object](m.Services)...)
-	add(pointersAs[client.Object](m.EndpointSlices)...)
-	add(pointersAs[client.Object](m.Ingresses)...)
-	add(pointersAs[client.Object](m.Exports)...)
-	add(pointersAs[client.Object](m.Imports)...)
-	add(pointersAs[client.Object](m.MCSExports)...)
-	add(pointersAs[client.Object](m.MCSImports)...)
+	add(objects(m.Namespaces)...)
+	add(objects(m.Services)...)
+	add(objects(m.EndpointSlices)...)
+	add(objects(m.Ingresses)...)
+	add(objects(m.Exports)...)
+	add(objects(m.Imports)...)
+	add(objects(m.MCSExports)...)
+	add(objects(m.MCSImports)...)
 	return fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).
 		WithIndex(&discoveryv1.EndpointSlice{}, sliceServiceField, indexSliceService).Build()
 }
 
-func pointersAs[I any, T any](items []T) []I {
-	out := make([]I, len(items))
-	for i := range items {
-		out[i] = any(&items[i]).(I)
+// objects are a slice's elements as client objects (pointers to them).
+func objects[T any, PT interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	var out []client.Object
+	for _, p := range pointers(items) {
+		out = append(out, PT(p))
 	}
 	return out
 }

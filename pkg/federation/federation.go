@@ -292,10 +292,10 @@ func (f *Federation) Start(ctx context.Context) error {
 		if !all && len(services) <= maxScoped {
 			scope = services
 		}
-		start := time.Now()
+		start, kind := time.Now(), syncKind(scope)
 		err := recovered.Call(func() error { return f.sync(ctx, scope) })
-		f.metrics.syncs.WithLabelValues(syncKind(scope)).Inc()
-		f.metrics.syncSeconds.WithLabelValues(syncKind(scope)).Observe(time.Since(start).Seconds())
+		f.metrics.syncs.WithLabelValues(kind).Inc()
+		f.metrics.syncSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 		if err != nil && ctx.Err() == nil {
 			f.metrics.syncErrors.Inc()
 			f.opts.Log.Error(err, "federation sync")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -170,22 +171,32 @@ func TestTheArticlesFlow(t *testing.T) {
 			t.Error(p)
 		}
 	}
-	// As the cluster's admin (its client certificate).
+	body := debugGet(t, run, "/metrics")
+	for _, want := range []string{`fleetmesh_federation_members{state="joined"} 3`, "fleetmesh_federation_syncs_total", `fleetmesh_federation_writes_total{kind="ServiceImport",op="apply"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// debugGet reads a path of the federation's debug API, over HTTPS as the
+// control plane's admin (its client certificate).
+func debugGet(t testing.TB, run *controller.Running, path string) string {
+	t.Helper()
 	hc, err := kubeauth.Client(hub.Config, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := hc.Get("https://" + run.DebugAddress.String() + "/metrics")
+	resp, err := hc.Get("https://" + run.DebugAddress.String() + path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{`fleetmesh_federation_members{state="joined"} 3`, "fleetmesh_federation_syncs_total", `fleetmesh_federation_writes_total{kind="ServiceImport",op="apply"}`} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
 	}
+	return string(body)
 }
 
 func articleProblems(ctx context.Context, c1, c2, c3 *testenv.Cluster) []string {

@@ -361,20 +361,10 @@ func mcsImportUpToDate(cur, want *mcsv1beta1.ServiceImport) bool {
 	if !equality.Semantic.DeepEqual(cur.Spec, want.Spec) || !hasLabels(cur.Labels, want.Labels) || !hasLabels(cur.Annotations, want.Annotations) {
 		return false
 	}
-	// Nothing is left over where the import has no other label or
-	// annotation: the managed fields need no reading.
-	return (keysWithin(cur.Labels, want.Labels) && keysWithin(cur.Annotations, want.Annotations)) ||
+	// Nothing is left over where the import has exactly the wanted labels
+	// and annotations: the managed fields need no reading.
+	return (maps.Equal(cur.Labels, want.Labels) && maps.Equal(cur.Annotations, want.Annotations)) ||
 		ownsOnly(cur, FieldOwner, want.Labels, want.Annotations)
-}
-
-// keysWithin reports whether every key of have is one of want's.
-func keysWithin(have, want map[string]string) bool {
-	for k := range have {
-		if _, ok := want[k]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // mcsImportStatusUpToDate: the import's status needs no write.
