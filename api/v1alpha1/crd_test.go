@@ -225,6 +225,7 @@ func TestInvalidObjectsAreRefusedNamingTheField(t *testing.T) {
 		{"serviceAccountName is * or a name", exportHeader + "spec: {serviceAccountName: Not_A_Name}", "spec.serviceAccountName", `must be "*"`},
 		{"serviceAccountName names namespace/name, not more", exportHeader + "spec: {serviceAccountName: \"curl/curl/x\"}", "spec.serviceAccountName", `comma-separated list`},
 		{"serviceAccountName is a list, not a list with *", exportHeader + "spec: {serviceAccountName: \"curl/curl,*\"}", "spec.serviceAccountName", `comma-separated list`},
+		{"an export that names its callers has no paths at the gateway's edge", exportHeader + "spec: {serviceAccountName: curl/curl, rules: [{portNumber: 8080, path: /a}]}", "spec.rules", "serviceAccountName names callers cannot have rules"},
 		{"pathRewrite starts with /", exportHeader + "spec: {pathRewrite: api}", "spec.pathRewrite", "pathRewrite must start with /"},
 		{"a Cluster needs a kubeconfig", clusterHeader + "spec: {gatewayHost: 10.0.0.1}", "spec", "exactly one of spec.kubeconfig and spec.kubeconfigSecretRef"},
 		{"a Cluster takes one kubeconfig, not two", clusterHeader + "spec:\n  kubeconfigSecretRef: {namespace: fleetmesh, name: c1}\n  " + kubeconfig, "spec", "exactly one of spec.kubeconfig and spec.kubeconfigSecretRef"},

@@ -17,9 +17,13 @@ const (
 
 // ServiceExportSpec offers the Service of the same namespace and name to the
 // rest of the fleet.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.rules) || size(self.rules) == 0 || !has(self.serviceAccountName) || self.serviceAccountName == '*'",message="rules publish paths at the gateway's plain-HTTP edge, where a caller has no identity to check: an export whose spec.serviceAccountName names callers cannot have rules (drop the rules, or set serviceAccountName to \"*\")",fieldPath=".rules"
 type ServiceExportSpec struct {
-	// Rules expose Service ports at paths of the cluster's gateway. Without
-	// rules every port is exported and no Ingress is written.
+	// Rules expose Service ports at paths of the cluster's gateway, to
+	// anyone who reaches it: only an export open to any caller
+	// (serviceAccountName "*" or empty) may have them. Without rules every
+	// port is exported and no Ingress is written.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=map
 	// +listMapKey=path
@@ -30,7 +34,8 @@ type ServiceExportSpec struct {
 	// namespace/name or, for one of the export's own namespace, name. The
 	// serving sidecars enforce it on every caller with mesh mTLS (a
 	// caller not listed gets 403, or its TCP connection closed); a
-	// plaintext caller has no identity and is let in only by "*".
+	// plaintext caller has no identity and is let in only by "*", at a
+	// sidecar or at the gateway.
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self == '*' || self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(, ?([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?)*$')",message="serviceAccountName must be \"*\" or a comma-separated list of service accounts, namespace/name or name"
 	// +optional

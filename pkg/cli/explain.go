@@ -217,7 +217,7 @@ func access(ex *Explanation) string {
 	if ex.MTLSMode == model.MTLSStrict {
 		mode = " mTLS: STRICT (mesh mTLS only: plaintext callers, proxyless gRPC included, are refused)."
 	} else if len(ex.Callers) > 0 {
-		mode += " A plaintext caller has no identity: it gets 403."
+		mode += " A plaintext caller has no identity: it gets 403 at the pods, no route at the gateway, and no north-south path."
 	}
 	return who + mode
 }

@@ -71,6 +71,9 @@ type Options struct {
 
 	// Namespace is where fleetmesh runs: its Secrets and Service.
 	Namespace string
+	// GatewayServiceAccount is who the cluster's gateways run as, in
+	// Namespace.
+	GatewayServiceAccount string
 	// Inject serves the sidecar injection webhook.
 	Inject bool
 	// WorkloadSigner issues the pods' workload certificates (signer
@@ -151,6 +154,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		ns = "fleetmesh-system"
 	}
 	fs.StringVar(&o.Namespace, "namespace", ns, "the namespace fleetmesh runs in (default: $POD_NAMESPACE, else fleetmesh-system)")
+	fs.StringVar(&o.GatewayServiceAccount, "gateway-service-account", "fleetmesh-gateway", "the ServiceAccount the cluster's gateways run as, in --namespace: with --xds-tls only it may be a gateway, and a pod lets that identity alone of the gateways call a restricted export, where the gateway checked the callers itself")
 	fs.DurationVar(&o.FederationResync, "federation-resync", 30*time.Second, "with --federation: how often the whole fleet is recomputed (a change to one service recomputes that service alone)")
 	fs.DurationVar(&o.MemberTokenTTL, "member-token-ttl", federation.DefaultTokenTTL, "with --federation: the life of the member tokens it renews")
 	fs.DurationVar(&o.MemberTokenRenewBefore, "member-token-renew-before", federation.DefaultTokenRenewBefore, "with --federation: renew a member's token this long before it expires")
@@ -483,19 +487,20 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 			xdsServerOpts.Authenticate = xds.CertificateOrToken(xdsServerOpts.Authenticate, xds.TokenIdentity(review, registry))
 		}
 		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(signer.SPIFFEID(o.TrustDomain, o.Namespace, svc), hosts, clientAuth))
-		xdsServerOpts.GatewayNamespace = o.Namespace
+		xdsServerOpts.GatewayNamespace, xdsServerOpts.GatewayServiceAccount = o.Namespace, o.GatewayServiceAccount
 	}
 	xdsServer := xds.NewServer(ctx, xdsServerOpts)
 	if _, err := discovery.New(ctx, mgr, discovery.Options{
-		ClusterName:      o.ClusterName,
-		TrustDomain:      o.TrustDomain,
-		GatewayNamespace: o.Namespace,
-		DebounceAfter:    o.DebounceAfter,
-		DebounceMax:      o.DebounceMax,
-		Log:              log.WithName("discovery"),
-		Events:           mgr.GetEventRecorder("fleetmesh-discovery"),
-		Registry:         registry,
-		Publish:          xdsServer.Update,
+		ClusterName:           o.ClusterName,
+		TrustDomain:           o.TrustDomain,
+		GatewayNamespace:      o.Namespace,
+		GatewayServiceAccount: o.GatewayServiceAccount,
+		DebounceAfter:         o.DebounceAfter,
+		DebounceMax:           o.DebounceMax,
+		Log:                   log.WithName("discovery"),
+		Events:                mgr.GetEventRecorder("fleetmesh-discovery"),
+		Registry:              registry,
+		Publish:               xdsServer.Update,
 	}); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package discovery
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -35,9 +36,11 @@ type Objects struct {
 	// Namespaces are read for their mTLS mode label.
 	Namespaces []corev1.Namespace `json:"namespaces,omitempty"`
 	// TrustDomain is the fleet's SPIFFE trust domain; GatewayNamespace
-	// where the cluster's gateways run (the control plane's namespace).
-	TrustDomain      string `json:"trustDomain,omitempty"`
-	GatewayNamespace string `json:"gatewayNamespace,omitempty"`
+	// and GatewayServiceAccount who the cluster's gateways run as (the
+	// control plane's namespace).
+	TrustDomain           string `json:"trustDomain,omitempty"`
+	GatewayNamespace      string `json:"gatewayNamespace,omitempty"`
+	GatewayServiceAccount string `json:"gatewayServiceAccount,omitempty"`
 }
 
 // MTLSModeKey is the label of a Namespace, or the annotation of a pod
@@ -75,10 +78,15 @@ const TakesMTLSAnnotation = "fleetmesh.io/takes-mtls"
 //   - Ingresses of class fleetmesh (the federation writes one per export
 //     with rules; users may write their own) add their paths to the
 //     gateway's north-south routes of the services they name.
+//   - An export that names its callers has no north-south paths: the
+//     gateway's edge is plain HTTP and cannot tell who calls.
 func Build(in *Objects) *model.Mesh {
 	b := &builder{
-		in:            in,
-		m:             &model.Mesh{LocalCluster: in.ClusterName, TrustDomain: in.TrustDomain, GatewayNamespace: in.GatewayNamespace},
+		in: in,
+		m: &model.Mesh{
+			LocalCluster: in.ClusterName, TrustDomain: in.TrustDomain,
+			GatewayNamespace: in.GatewayNamespace, GatewayServiceAccount: in.GatewayServiceAccount,
+		},
 		services:      map[string]*model.Service{},
 		localServices: map[string]bool{},
 	}
@@ -90,6 +98,7 @@ func Build(in *Objects) *model.Mesh {
 	b.policies()
 	b.exports()
 	b.ingressPaths()
+	b.restrictedEdges()
 	b.collect()
 	b.pods()
 	return b.m
@@ -446,6 +455,24 @@ func (b *builder) ingressPaths() {
 				addIngressRule(svc, backend, p)
 			}
 		}
+	}
+}
+
+// restrictedEdges: the north-south paths of an export that names its
+// callers are left out, each said on the service. The gateway's edge is
+// plain HTTP, so a path would let anyone in; the API server refuses
+// rules beside callers in a new ServiceExport, and an Ingress of class
+// fleetmesh may still name such a service.
+func (b *builder) restrictedEdges() {
+	for _, key := range slices.Sorted(maps.Keys(b.services)) {
+		svc := b.services[key]
+		if !svc.Export.Restricted() || len(svc.Export.Rules) == 0 {
+			continue
+		}
+		for _, r := range svc.Export.Rules {
+			svc.LeftOut = append(svc.LeftOut, fmt.Sprintf("the gateway path %s is left out: the export names its callers (spec.serviceAccountName %s), and a caller at the gateway's edge has no identity to check", r.Path, strings.Join(svc.Export.Callers, ",")))
+		}
+		svc.Export.Rules = nil
 	}
 }
 

@@ -50,9 +50,11 @@ type Options struct {
 	// Registry receives the discovery metrics; nil makes a new one.
 	Registry *prometheus.Registry
 	// TrustDomain is the fleet's SPIFFE trust domain (default
-	// cluster.local); GatewayNamespace where the cluster's gateways run.
-	TrustDomain      string
-	GatewayNamespace string
+	// cluster.local); GatewayNamespace and GatewayServiceAccount who the
+	// cluster's gateways run as.
+	TrustDomain           string
+	GatewayNamespace      string
+	GatewayServiceAccount string
 }
 
 // Watcher rebuilds and publishes the mesh whenever the cluster changes.
@@ -223,7 +225,7 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 		Clusters:    clusters.Items, Services: services.Items, EndpointSlices: epSlices.Items, MCSExports: mcsExports.Items,
 		Imports: imports.Items, Exports: exports.Items, Policies: policies.Items, Pods: pods.Items,
 		Ingresses: ingress.Items, Namespaces: nss.Items,
-		TrustDomain: w.opts.TrustDomain, GatewayNamespace: w.opts.GatewayNamespace,
+		TrustDomain: w.opts.TrustDomain, GatewayNamespace: w.opts.GatewayNamespace, GatewayServiceAccount: w.opts.GatewayServiceAccount,
 	}
 	mesh := Build(in)
 	for _, p := range MTLSModeProblems(in) {

@@ -32,9 +32,12 @@ type Mesh struct {
 	// identities: a sidecar accepts mTLS from any identity in it, and
 	// exports name their callers in it.
 	TrustDomain string `json:"trustDomain,omitempty"`
-	// GatewayNamespace is where the local cluster's gateways run: the
-	// north-south routes of an export reach its pods as them.
-	GatewayNamespace string `json:"gatewayNamespace,omitempty"`
+	// GatewayNamespace and GatewayServiceAccount are who the local
+	// cluster's gateways run as. A pod admits that identity only where
+	// the gateway checked the export's callers itself (it ends their mTLS
+	// for pods without a sidecar): see GatewayIdentity.
+	GatewayNamespace      string `json:"gatewayNamespace,omitempty"`
+	GatewayServiceAccount string `json:"gatewayServiceAccount,omitempty"`
 	// MTLSModes are the mTLS modes set in the local cluster, by namespace
 	// (a Namespace's label) and by namespace/pod (a pod's annotation,
 	// which wins). Where none is set the mode is PERMISSIVE.
@@ -70,6 +73,15 @@ func (m *Mesh) MTLSMode(namespace, pod string) MTLSMode {
 // domain: spiffe://<trust domain>/ns/<namespace>/sa/<name>.
 func (m *Mesh) SPIFFEID(namespace, serviceAccount string) string {
 	return "spiffe://" + m.TrustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+}
+
+// GatewayIdentity is the SPIFFE ID of the local cluster's gateways, or ""
+// when the mesh does not know who they run as.
+func (m *Mesh) GatewayIdentity() string {
+	if m.GatewayNamespace == "" || m.GatewayServiceAccount == "" {
+		return ""
+	}
+	return m.SPIFFEID(m.GatewayNamespace, m.GatewayServiceAccount)
 }
 
 // The ports an intercepting sidecar's captured connections arrive on:
@@ -373,6 +385,11 @@ type Export struct {
 	// the service: the export's serviceAccountName. Empty is anyone.
 	Callers []string `json:"callers,omitempty"`
 }
+
+// Restricted reports whether the export lets only named callers in: it
+// is then served to callers with a mesh identity only, never to a
+// plaintext caller (which has none), at a sidecar or at the gateway.
+func (e *Export) Restricted() bool { return e != nil && len(e.Callers) > 0 }
 
 // ExportRule serves a service port at a path of the gateway.
 type ExportRule struct {

@@ -29,9 +29,12 @@ const DefaultGatewayPort = 80
 //   - otherwise a gateway with a certificate ends the TLS, lets in only the
 //     export's callers and sends the request on; one without refuses.
 //
-// Plaintext east-west is served only for services of PERMISSIVE
-// namespaces. The north-south routes stay plain HTTP at the edge; a
-// gateway with a certificate reaches pods that take mesh mTLS over it.
+// Plaintext east-west is served only for exports open to anyone ("*")
+// of PERMISSIVE namespaces: a plaintext caller has no identity to check
+// against an export's callers. The north-south routes stay plain HTTP at
+// the edge, for the same reason only of exports open to anyone
+// (discovery leaves a restricted export's paths out); a gateway with a
+// certificate reaches pods that take mesh mTLS over it.
 func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if p.Role != model.RoleGateway {
 		return nil, fmt.Errorf("proxy %s: role %q is not a gateway", p.ID, p.Role)
@@ -93,7 +96,9 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			// Without a port, a name is the service's only when it has one
 			// HTTP port.
 			vh.Domains = hostnames(svc, port.Port, "", httpPorts == 1)
-			if m.MTLSMode(svc.Namespace, "") == model.MTLSPermissive {
+			// Plaintext callers have no identity: they get exports open
+			// to anyone, of PERMISSIVE namespaces, and nothing else.
+			if m.MTLSMode(svc.Namespace, "") == model.MTLSPermissive && !svc.Export.Restricted() {
 				rc.VirtualHosts = append(rc.VirtualHosts, vh)
 			}
 			chain, warning := gatewayMeshChain(m, p, svc, port, local, vh, r)
@@ -156,19 +161,9 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 // (with a certificate) and routed as vh. Resources it needs go into r.
 func gatewayMeshChain(m *model.Mesh, p *model.Proxy, svc *model.Service, port *model.Port, local Placement, vh *routev3.VirtualHost, r *Resources) (*listenerv3.FilterChain, string) {
 	sni := SNI(svc, port.Port)
-	var eps, meshed int
-	for _, tier := range local.Tiers {
-		for _, loc := range tier {
-			for _, e := range loc.Endpoints {
-				eps++
-				if e.MTLS {
-					meshed++
-				}
-			}
-		}
-	}
+	eps, meshed := localMTLS(m, port)
 	match := &listenerv3.FilterChainMatch{TransportProtocol: "tls", ServerNames: []string{sni}}
-	if eps > 0 && meshed == eps {
+	if eps > 0 && !gatewayEndsMTLS(m, port) {
 		cluster := PassthroughClusterNameFor(svc, port.Port)
 		r.Clusters = append(r.Clusters, edsCluster(cluster, clusterOptions{lb: svc.Export.LoadBalancer}))
 		r.Endpoints = append(r.Endpoints, assignment(cluster, local, ""))

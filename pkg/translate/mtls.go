@@ -231,12 +231,9 @@ func (c callers) principals() []*rbacv3.Principal {
 	return out
 }
 
-// principalMatcher matches a SPIFFE ID; one ending in "/*" (every
-// ServiceAccount of a namespace) by its prefix.
+// principalMatcher matches one SPIFFE ID exactly: no caller is let in
+// by a pattern.
 func principalMatcher(id string) *matcherv3.StringMatcher {
-	if prefix, ok := strings.CutSuffix(id, "*"); ok {
-		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}
-	}
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: id}}
 }
 
@@ -266,16 +263,14 @@ func networkRBAC(statPrefix string, c callers) *listenerv3.Filter {
 // exportCallers are the SPIFFE IDs that may call the services a pod
 // serves on a port, or nil for anyone. A port is restricted only when
 // every service that reaches it is exported with callers named; then the
-// callers of all of them may, and so may the local gateways: they bring
-// the edge's requests of the export's north-south rules, and requests
-// whose mTLS they ended after checking the same callers.
+// callers of all of them may.
 func exportCallers(m *model.Mesh, svcs []*model.Service) callers {
 	if len(svcs) == 0 {
 		return nil
 	}
 	var out callers
 	for _, svc := range svcs {
-		if svc.Export == nil || len(svc.Export.Callers) == 0 {
+		if !svc.Export.Restricted() {
 			return nil
 		}
 		// (discovery.Callers leaves out "*", which is anyone: no callers.)
@@ -287,9 +282,57 @@ func exportCallers(m *model.Mesh, svcs []*model.Service) callers {
 			out = append(out, m.SPIFFEID(ns, sa))
 		}
 	}
-	if m.GatewayNamespace != "" {
-		out = append(out, m.SPIFFEID(m.GatewayNamespace, "*"))
-	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// inboundCallers are who a pod lets call a port its app serves on: the
+// export's callers (exportCallers) and, only where the local gateway
+// ends the mTLS of those callers itself (gatewayEndsMTLS), the gateway's
+// own identity: it let in the same callers before it calls as itself.
+// Nowhere else does a gateway call a restricted port: it has no
+// plaintext east-west route and no north-south path for a restricted
+// export.
+func inboundCallers(m *model.Mesh, svcs []*model.Service) callers {
+	out := exportCallers(m, svcs)
+	if out == nil {
+		return nil
+	}
+	gateway := m.GatewayIdentity()
+	if gateway == "" {
+		return out
+	}
+	for _, svc := range svcs {
+		for i := range svc.Ports {
+			if port := &svc.Ports[i]; port.Protocol.IsHTTP() && gatewayEndsMTLS(m, port) {
+				out = append(out, gateway)
+				slices.Sort(out)
+				return slices.Compact(out)
+			}
+		}
+	}
+	return out
+}
+
+// localMTLS counts a port's ready pods in the local cluster, and those
+// of them that take mesh mTLS.
+func localMTLS(m *model.Mesh, port *model.Port) (pods, meshed int) {
+	for _, e := range port.Endpoints {
+		if e.Cluster != m.LocalCluster || e.Gateway || !e.Ready {
+			continue
+		}
+		pods++
+		if e.MTLS {
+			meshed++
+		}
+	}
+	return pods, meshed
+}
+
+// gatewayEndsMTLS says whether the local gateway ends the mesh mTLS of
+// an exported port's remote callers (and checks them) rather than pass
+// it through to the pods: it does when some ready pod takes no mTLS.
+func gatewayEndsMTLS(m *model.Mesh, port *model.Port) bool {
+	pods, meshed := localMTLS(m, port)
+	return pods > 0 && meshed < pods
 }

@@ -142,7 +142,7 @@ func ProxylessServer(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 						}},
 					},
 				}),
-				Filters: []*listenerv3.Filter{inboundHCM(name, routes, exportCallers(m, in.services), false)},
+				Filters: []*listenerv3.Filter{inboundHCM(name, routes, inboundCallers(m, in.services), false)},
 			}},
 		})
 	}

@@ -255,7 +255,7 @@ func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 // inboundChains are the filter chains of one app port: the mesh mTLS one
 // (with a certificate) and the plaintext one, which STRICT closes.
 func inboundChains(m *model.Mesh, p *model.Proxy, mode model.MTLSMode, name, cluster string, in *inboundPort) []*listenerv3.FilterChain {
-	allowed := exportCallers(m, in.services)
+	allowed := inboundCallers(m, in.services)
 	filters := func(mtls bool) []*listenerv3.Filter {
 		if !in.proto.IsHTTP() {
 			fs := []*listenerv3.Filter{}

@@ -113,11 +113,15 @@ func credentialOf(ctx context.Context) *syncz.Credential {
 }
 
 // authorize checks a proxy's node against the identity of its stream:
-// the node's namespace and serviceAccount must be the identity's, and so
-// must its pod when the credential binds one; a sidecar or gateway bound
-// to a pod has the node id <pod>.<namespace> (its state is its own). A
-// gateway is one of the control plane's own namespace.
+// the node's namespace, serviceAccount and pod must be the credential's,
+// and its id <pod>.<namespace>, whatever its role, so a node's state is
+// its pod's alone and a pod cannot take another's node id or open more of
+// its own. A credential that binds no pod is refused. A gateway is the
+// control plane's own: its namespace and ServiceAccount.
 func (s *Server) authorize(id Identity, p model.Proxy) error {
+	if id.Pod == "" {
+		return status.Errorf(codes.PermissionDenied, "node %s: the credential of %s binds no pod; every proxy's node is bound to its pod", p.ID, id)
+	}
 	var mismatch []string
 	if p.Namespace != id.Namespace {
 		mismatch = append(mismatch, fmt.Sprintf("metadata.namespace is %q, the credential's %q", p.Namespace, id.Namespace))
@@ -125,20 +129,30 @@ func (s *Server) authorize(id Identity, p model.Proxy) error {
 	if p.ServiceAccount != id.ServiceAccount {
 		mismatch = append(mismatch, fmt.Sprintf("metadata.serviceAccount is %q, the credential's %q", p.ServiceAccount, id.ServiceAccount))
 	}
-	if id.Pod != "" && p.Pod != id.Pod {
+	if p.Pod != id.Pod {
 		mismatch = append(mismatch, fmt.Sprintf("metadata.pod is %q, the credential's %q", p.Pod, id.Pod))
 	}
-	if id.Pod != "" && p.Role != model.RoleGRPC && p.ID != id.Pod+"."+id.Namespace {
+	if p.ID != id.Pod+"."+id.Namespace {
 		mismatch = append(mismatch, fmt.Sprintf("node.id is %q; a %s of pod %s/%s is %s.%s", p.ID, p.Role, id.Namespace, id.Pod, id.Pod, id.Namespace))
 	}
-	if p.Role == model.RoleGateway && s.opts.GatewayNamespace != "" && id.Namespace != s.opts.GatewayNamespace {
-		mismatch = append(mismatch, fmt.Sprintf("a gateway runs in namespace %s, not %s", s.opts.GatewayNamespace, id.Namespace))
+	if p.Role == model.RoleGateway {
+		if ns := s.opts.GatewayNamespace; ns != "" && id.Namespace != ns {
+			mismatch = append(mismatch, fmt.Sprintf("a gateway runs in namespace %s, not %s", ns, id.Namespace))
+		}
+		if sa := s.opts.GatewayServiceAccount; sa != "" && id.ServiceAccount != sa {
+			mismatch = append(mismatch, fmt.Sprintf("a gateway runs as ServiceAccount %s, not %s", sa, id.ServiceAccount))
+		}
 	}
 	if len(mismatch) > 0 {
 		return status.Errorf(codes.PermissionDenied, "node %s is not what %s may be: %s", p.ID, id, strings.Join(mismatch, "; "))
 	}
 	return nil
 }
+
+// MaxStreamsPerNode bounds the streams one node may hold at once: an
+// Envoy holds one ADS stream (two across a hot restart), a proxyless pod
+// one per xDS client it runs.
+const MaxStreamsPerNode = 8
 
 // owners records which identity holds each node id, so a node's state is
 // never shared across identities: a second identity claiming a node id in
@@ -162,6 +176,9 @@ func (o *owners) claim(nodeID string, id Identity) (release func(), err error) {
 	cur := o.nodes[nodeID]
 	if cur != nil && !cur.id.same(id) {
 		return nil, status.Errorf(codes.PermissionDenied, "node %s is connected as %s; %s may not take it", nodeID, cur.id, id)
+	}
+	if cur != nil && cur.streams >= MaxStreamsPerNode {
+		return nil, status.Errorf(codes.ResourceExhausted, "node %s holds %d streams already, the most one node may", nodeID, cur.streams)
 	}
 	if cur == nil {
 		cur = &owner{id: id}

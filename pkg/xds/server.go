@@ -68,9 +68,11 @@ type Options struct {
 	// Authenticate, when set, lets in only clients it identifies, and
 	// only as nodes their identity may be (StreamInterceptor).
 	Authenticate Authenticator
-	// GatewayNamespace is the only namespace gateways may run in, when
-	// clients are authenticated.
-	GatewayNamespace string
+	// GatewayNamespace and GatewayServiceAccount are the only namespace
+	// and ServiceAccount gateways may run as, when clients are
+	// authenticated.
+	GatewayNamespace      string
+	GatewayServiceAccount string
 }
 
 // Server is fleetmesh's ADS server for one cluster.

@@ -28,6 +28,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
+	fmxds "github.com/fleetmesh/fleetmesh/pkg/xds"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -108,6 +109,12 @@ func node(t *testing.T, id, role, ns, pod, sa string) *corev3.Node {
 func firstAnswer(ctx context.Context, conn *grpc.ClientConn, reqs ...*discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	return openStream(ctx, conn, reqs...)
+}
+
+// openStream sends requests on a new ADS stream, which lives as long as
+// ctx, and returns the last response or the error that ended the stream.
+func openStream(ctx context.Context, conn *grpc.ClientConn, reqs ...*discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		return nil, err
@@ -170,6 +177,8 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 	curl := newWorkload(ctx, t, c, "auth-curl", "curl-1", "curl", roots)
 	attacker := newWorkload(ctx, t, c, "auth-curl", "attacker", "curl", roots)
 	other := newWorkload(ctx, t, c, "auth-other", "other-1", "other", roots)
+	// A pod of the gateways' namespace that is not a gateway.
+	neighbour := newWorkload(ctx, t, c, "fleetmesh-system", "neighbour-1", "neighbour", roots)
 	sidecarOf := func(w *workload) *corev3.Node { return node(t, w.pod+"."+w.ns, "sidecar", w.ns, w.pod, w.sa) }
 	ask := func(n *corev3.Node) *discoveryv3.DiscoveryRequest {
 		return &discoveryv3.DiscoveryRequest{Node: n, TypeUrl: clusterType}
@@ -224,6 +233,9 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		{"another pod of the same ServiceAccount cannot take the sidecar's node", attacker, sidecarOf(curl), `metadata.pod is "curl-1", the credential's "attacker"`},
 		{"nor its node id under its own pod name", attacker, node(t, "curl-1.auth-curl", "sidecar", "auth-curl", "attacker", "curl"), `node.id is "curl-1.auth-curl"`},
 		{"a workload cannot be a gateway", curl, node(t, "curl-1.auth-curl", "gateway", "auth-curl", "curl-1", "curl"), "a gateway runs in namespace fleetmesh-system"},
+		{"nor can another ServiceAccount of the gateways' namespace", neighbour, node(t, "neighbour-1.fleetmesh-system", "gateway", "fleetmesh-system", "neighbour-1", "neighbour"), "a gateway runs as ServiceAccount fleetmesh-gateway, not neighbour"},
+		{"a proxyless client cannot take another pod's node id", attacker, node(t, "curl-1.auth-curl", "grpc", "auth-curl", "attacker", "curl"), `node.id is "curl-1.auth-curl"`},
+		{"nor a node id of its own choosing", attacker, node(t, "attacker-2.auth-curl", "grpc", "auth-curl", "attacker", "curl"), `node.id is "attacker-2.auth-curl"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, tt.as), ask(tt.node))
@@ -233,6 +245,22 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a node holds at most a few streams at once", func(t *testing.T) {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		conn := dialXDS(t, cp.XDSAddress, roots, other)
+		for i := range fmxds.MaxStreamsPerNode {
+			if _, err := openStream(sctx, conn, ask(sidecarOf(other))); err != nil {
+				t.Fatalf("stream %d of other-1 was refused: %v", i+1, err)
+			}
+		}
+		_, err := openStream(sctx, conn, ask(sidecarOf(other)))
+		t.Logf("%v", err)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("stream %d of one node: got %v, want ResourceExhausted", fmxds.MaxStreamsPerNode+1, err)
+		}
+	})
 
 	t.Run("a stream may not change its node", func(t *testing.T) {
 		_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl),
@@ -250,7 +278,7 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		bootstrap := fmt.Sprintf(`{
 			"xds_servers": [{"server_uri": %q, "server_features": ["xds_v3"], "channel_creds": [{"type": "tls", "config": {
 				"ca_certificate_file": %q, "certificate_file": %q, "private_key_file": %q}}]}],
-			"node": {"id": "client-1.auth-curl", "metadata": {"role": "grpc", "namespace": "auth-curl", "pod": "curl-1", "serviceAccount": "curl", "cluster": "cluster-1"}}
+			"node": {"id": "curl-1.auth-curl", "metadata": {"role": "grpc", "namespace": "auth-curl", "pod": "curl-1", "serviceAccount": "curl", "cluster": "cluster-1"}}
 		}`, cp.XDSAddress, filepath.Join(curl.dir, "roots.pem"), filepath.Join(curl.dir, "cert.pem"), filepath.Join(curl.dir, "key.pem"))
 		builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 		if err != nil {
@@ -288,6 +316,16 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+		// A pod that takes the sidecar's node id before the sidecar
+		// connects (as while it restarts), as a proxyless client, is
+		// refused and holds nothing.
+		squatCtx, stopSquat := context.WithCancel(ctx)
+		defer stopSquat()
+		_, err := openStream(squatCtx, dialXDS(t, cp.XDSAddress, roots, attacker), ask(node(t, curl.pod+"."+curl.ns, "grpc", attacker.ns, attacker.pod, attacker.sa)))
+		t.Logf("the squatter: %v", err)
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a pod squatting %s.%s's node id got %v, want PermissionDenied", curl.pod, curl.ns, err)
+		}
 		sidecar, err := startEnvoy(ctx, bootstrap.Options{
 			NodeID: curl.pod + "." + curl.ns, Role: "sidecar", Namespace: curl.ns, Pod: curl.pod, ServiceAccount: curl.sa, Cluster: "cluster-1", Delta: true,
 			IdentityDir: curl.dir, XDSServerName: "fleetmesh-controller.fleetmesh-system.svc",
@@ -298,6 +336,9 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		defer func() { _ = sidecar.Stop() }()
 		to, host := curl.ip+":8080", name+"."+ns+":8080"
 		eventuallyHTTP(ctx, t, "the sidecar routes to web", to, host, func(c map[string]int) bool { return c["cluster-1"] == 20 })
+		if st := syncState(cp, curl.pod+"."+curl.ns); st != "SYNCED" {
+			t.Errorf("the sidecar, whose node id a squatter asked for first, is %s, want SYNCED", st)
+		}
 		serial := func() string {
 			certs, _ := sidecar.Get("/certs")
 			return certs

@@ -130,7 +130,9 @@ func call(ctx context.Context, pod *testenv.Pod) (string, error) {
 
 // setCallers sets the serviceAccountName of cluster-1's exports of
 // httpbin and httpbin-cluster-1: both reach the same pod, whose sidecar
-// restricts its port only when every service on it does.
+// restricts its port only when every service on it does. Callers named,
+// the exports' rules go: the API server refuses paths at the gateway's
+// edge beside them.
 func setCallers(ctx context.Context, t *testing.T, callers string) {
 	t.Helper()
 	c := fleet.Cluster("cluster-1")
@@ -140,6 +142,9 @@ func setCallers(ctx context.Context, t *testing.T, callers string) {
 			t.Fatal(err)
 		}
 		e.Spec.ServiceAccountName = callers
+		if callers != "*" {
+			e.Spec.Rules = nil
+		}
 		if err := c.Client.Update(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -324,9 +329,29 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		}
 	})
 
-	t.Run("only the export's callers may call", func(t *testing.T) {
+	t.Run("only the export's callers may call, on every path in", func(t *testing.T) {
+		// PERMISSIVE again: plaintext callers have no identity, and may
+		// call exports open to anyone, at the pod or through the gateway.
+		setMode(ctx, t, "httpbin", "PERMISSIVE")
+		plaintextThroughGateway := func(ctx context.Context) (string, error) {
+			return article.Get(ctx, fleet.GatewayAddress("cluster-1"), "httpbin.httpbin.svc.cluster.local:8080", "/")
+		}
+		eventually(ctx, t, "a plaintext caller reaches httpbin, open to anyone, through the gateway", func(ctx context.Context) (bool, string) {
+			b, err := plaintextThroughGateway(ctx)
+			return err == nil, fmt.Sprint(b, err)
+		})
 		if b, err := call(ctx, intruder); err != nil {
 			t.Fatalf("with serviceAccountName *, the intruder got %v (%s)", err, b)
+		}
+		// Rules beside named callers are refused by the API server,
+		// naming the field.
+		e := &fmv1alpha1.ServiceExport{}
+		if err := fleet.Cluster("cluster-1").Client.Get(ctx, client.ObjectKey{Namespace: "httpbin", Name: "httpbin"}, e); err != nil {
+			t.Fatal(err)
+		}
+		e.Spec.ServiceAccountName = "curl/curl"
+		if err := fleet.Cluster("cluster-1").Client.Update(ctx, e); err == nil || !strings.Contains(err.Error(), "spec.rules") {
+			t.Fatalf("an export with rules and callers named: got %v, want the API server to refuse it naming spec.rules", err)
 		}
 		setCallers(ctx, t, "curl/curl")
 		eventually(ctx, t, "the intruder gets 403", func(ctx context.Context) (bool, string) {
@@ -337,8 +362,32 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 			t.Fatalf("curl, allowed, got %v (%s)", err, b)
 		}
 		expectCounted(t, server, "httpbin's sidecar counted no RBAC denial", "rbac", "denied")
-		if b, err := article.Get(ctx, fleet.GatewayAddress("cluster-1"), "anything", "/cluster-1/httpbin-mesh"); err != nil {
-			t.Fatalf("north-south with callers named: %v (%s)", err, b)
+		// A plaintext caller at the gateway has no identity: there is no
+		// route for it, though the namespace is PERMISSIVE.
+		eventually(ctx, t, "a plaintext caller of the gateway gets no route to the restricted httpbin", func(ctx context.Context) (bool, string) {
+			b, err := plaintextThroughGateway(ctx)
+			return err != nil && err.Error() == "404 Not Found", fmt.Sprint(b, err)
+		})
+		// Nor at the pod.
+		if b, err := article.Get(ctx, net.JoinHostPort(httpbinPodIP(ctx, t), "8080"), httpbinHost, "/"); err == nil || err.Error() != "403 Forbidden" {
+			t.Errorf("a plaintext caller at httpbin's pod got %v (%s), want 403", err, b)
+		}
+		// The north-south path went with the rules.
+		eventually(ctx, t, "the north-south path of the restricted httpbin is gone", func(ctx context.Context) (bool, string) {
+			b, err := article.Get(ctx, fleet.GatewayAddress("cluster-1"), "anything", "/cluster-1/httpbin-mesh")
+			return err != nil && err.Error() == "404 Not Found", fmt.Sprint(b, err)
+		})
+		// The gateways' namespace is no master key: another of its
+		// ServiceAccounts, and the gateways' own identity where the
+		// gateway passes the mTLS through, are callers like any other.
+		for _, sa := range []string{"neighbour", "fleetmesh-gateway"} {
+			pod, _, err := fleet.RunClient(ctx, "fleetmesh-system", "impostor-"+sa, sa)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err := call(ctx, pod); err == nil || err.Error() != "403 Forbidden" {
+				t.Errorf("fleetmesh-system/%s in cluster-2 got %v (%s) from the restricted httpbin, want 403", sa, err, b)
+			}
 		}
 		// explain tells an operator the same.
 		var out bytes.Buffer
@@ -346,7 +395,7 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		if err := cli.Execute(ctx, &out, args); err != nil {
 			t.Fatalf("fleetmesh explain: %v\n%s", err, out.String())
 		}
-		for _, want := range []string{"Callers: only curl/curl; others get 403", "mTLS: STRICT"} {
+		for _, want := range []string{"Callers: only curl/curl; others get 403", "mTLS: PERMISSIVE", "no route at the gateway"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("fleetmesh explain does not say %q:\n%s", want, out.String())
 			}
@@ -650,6 +699,11 @@ func TestTheGatewayEndsMTLSForPodsWithoutASidecar(t *testing.T) {
 	}
 	if b, err := get(ctx, other); err == nil || err.Error() != "403 Forbidden" {
 		t.Errorf("a caller the export does not name got %v (%s), want 403 from the gateway", err, b)
+	}
+	// A plaintext caller of the gateway has no identity to check: no
+	// route, though legacy's namespace is PERMISSIVE.
+	if b, err := article.Get(ctx, fleet.GatewayAddress("cluster-1"), "legacy.legacy.svc.cluster.local:8080", "/"); err == nil || err.Error() != "404 Not Found" {
+		t.Errorf("a plaintext caller of the gateway got %v (%s) from the restricted legacy, want 404", err, b)
 	}
 	gateway := fleet.Gateways["cluster-1"]
 	expectCounted(t, gateway, "cluster-1's gateway ended no TLS handshake", "listener", "ssl.handshake")
