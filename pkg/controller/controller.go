@@ -38,6 +38,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/federation"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
+	"github.com/fleetmesh/fleetmesh/pkg/memberguard"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 	"github.com/fleetmesh/fleetmesh/pkg/scheme"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
@@ -105,6 +106,9 @@ type Options struct {
 	// the webhook and the MutatingWebhookConfiguration.
 	WebhookService    string
 	WebhookConfigName string
+	// GuardConfigName names the ValidatingWebhookConfiguration of the
+	// member's check of the federation's writes (memberguard).
+	GuardConfigName string
 	// CertCheckEvery is how often the webhook certificate is checked.
 	CertCheckEvery time.Duration
 	// MemberTokenTTL and MemberTokenRenewBefore: the federation renews a
@@ -174,6 +178,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.CertCheckEvery, "webhook-cert-check-interval", time.Hour, "with --manage-webhook-certs: how often the certificate, the Secret and the caBundle are checked and repaired")
 	fs.StringVar(&o.WebhookService, "webhook-service", "fleetmesh-controller", "the Service in front of the webhook (names in its certificate)")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config", "fleetmesh-sidecar-injector", "the MutatingWebhookConfiguration whose caBundle is kept current")
+	fs.StringVar(&o.GuardConfigName, "federation-guard-config", "fleetmesh-federation-guard", "with --inject: the ValidatingWebhookConfiguration of the member's check of the federation's EndpointSlices, whose caBundle is kept current when it exists")
 	fs.StringVar(&o.Injection.ProxyImage, "proxy-image", "docker.io/envoyproxy/envoy:v1.40.0", "the injected sidecar's Envoy image")
 	fs.StringVar(&o.Injection.InitImage, "init-image", "ghcr.io/fleetmesh/fleetmesh-init:"+version.Version, "the injected init container's image (fleetmesh-init and iptables)")
 	fs.StringVar(&o.Injection.XDSAddress, "proxy-xds-address", "", "the ADS address injected sidecars dial (default: <webhook-service>.<namespace>.svc:15010)")
@@ -245,7 +250,7 @@ const (
 )
 
 // checkAuth defaults and checks DebugAuth, MetricsAuth and
-// ProxyCredential.
+// ProxyCredential, and the life of the member tokens.
 func (o *Options) checkAuth() error {
 	for _, a := range []struct {
 		flag string
@@ -276,6 +281,9 @@ func (o *Options) checkAuth() error {
 	}
 	if o.DebugAuth == AuthNone && o.MetricsAuth == AuthKubernetes {
 		return fmt.Errorf("--metrics-auth %s needs --debug-auth %s: /metrics is served on the debug address", AuthKubernetes, AuthKubernetes)
+	}
+	if o.Federation && o.MemberTokenTTL > federation.MaxTokenTTL {
+		return fmt.Errorf("--member-token-ttl %s: members refuse the federation tokens longer than %s (manifests/member/federation-policy.yaml)", o.MemberTokenTTL, federation.MaxTokenTTL)
 	}
 	return nil
 }
@@ -443,6 +451,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		mgr.GetWebhookServer().Register(inject.Path, &webhook.Admission{
 			Handler: inject.NewWebhook(&o.Injection, mgr.GetScheme(), mgr.GetEventRecorder("fleetmesh-injector"), log.WithName("inject")),
 		})
+		mgr.GetWebhookServer().Register(memberguard.Path, &webhook.Admission{Handler: memberguard.New(mgr.GetAPIReader(), mgr.GetScheme())})
 		if certs != nil {
 			if err := mgr.Add(certs); err != nil {
 				return nil, err
@@ -602,7 +611,7 @@ func webhookServer(ctx context.Context, o *Options, cfg *rest.Config, log logr.L
 		}
 		certs = inject.NewCertManager(direct, inject.CertOptions{
 			Namespace: o.Namespace, SecretName: "fleetmesh-webhook-cert", ServiceName: o.WebhookService,
-			WebhookConfigName: o.WebhookConfigName, CertDir: o.WebhookCertDir, CheckEvery: o.CertCheckEvery,
+			WebhookConfigName: o.WebhookConfigName, GuardConfigName: o.GuardConfigName, CertDir: o.WebhookCertDir, CheckEvery: o.CertCheckEvery,
 			Log: log.WithName("webhook-cert"),
 		})
 		if err := certs.Ensure(ctx); err != nil {

@@ -153,8 +153,10 @@ const (
 	// phaseObjects writes imports, derived Services, EndpointSlices,
 	// Ingresses and mirrored Clusters.
 	phaseObjects
-	// phaseClusterset writes the MCS imports, whose clusterset IPs are
-	// the addresses of Services the phase before may have created.
+	// phaseClusterset writes what needs the Services the phase before
+	// may have created: the MCS imports, whose clusterset IPs are their
+	// addresses, and the EndpointSlices that join them (a member lets
+	// the federation write a slice only for a Service it derived).
 	phaseClusterset
 	// phaseStatus writes their status, and the exports' conditions.
 	phaseStatus
@@ -214,6 +216,9 @@ type kindSync[T client.Object] struct {
 	kind     string
 	desired  map[string]T
 	existing map[string]T
+	// after, when set, is the phase its applies run in (else
+	// phaseObjects).
+	after phase
 	// upToDate: cur needs no write to be want (or may not be written).
 	upToDate func(cur, want T) bool
 	// keep: cur, no longer desired, stays (a user's, or an unknown
@@ -228,7 +233,7 @@ func reconcileKind[T client.Object](ctx context.Context, q *writeQueue, w *write
 		if cur, ok := k.existing[key]; ok && k.upToDate(cur, want) {
 			continue
 		}
-		q.add(phaseObjects, "apply "+k.kind+" "+key, func() error { return w.apply(ctx, want) })
+		q.add(max(k.after, phaseObjects), "apply "+k.kind+" "+key, func() error { return w.apply(ctx, want) })
 	}
 	for key, cur := range k.existing {
 		if _, ok := k.desired[key]; !ok && !k.keep(key, cur) {
@@ -399,7 +404,7 @@ func (q *writeQueue) services(ctx context.Context, w *writer, m *Member, d *Desi
 // slices: the MCS EndpointSlices the federation copies.
 func (q *writeQueue) slices(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) {
 	reconcileKind(ctx, q, w, kindSync[*discoveryv1.EndpointSlice]{
-		kind: "endpointslice", desired: d.Slices,
+		kind: "endpointslice", desired: d.Slices, after: phaseClusterset,
 		existing: byKey(pointers(m.EndpointSlices), func(s *discoveryv1.EndpointSlice) bool {
 			return s.Labels[discoveryv1.LabelManagedBy] == fmv1alpha1.EndpointSliceManagedByFederation
 		}),

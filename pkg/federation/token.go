@@ -24,6 +24,9 @@ import (
 const (
 	DefaultTokenTTL         = 24 * time.Hour
 	DefaultTokenRenewBefore = 16 * time.Hour
+	// MaxTokenTTL is the longest token a member lets the federation ask
+	// for (its admission policy): a stolen token cannot outlive it.
+	MaxTokenTTL = 24 * time.Hour
 )
 
 // TokenSecrets are the Secrets, in the federation ServiceAccount's

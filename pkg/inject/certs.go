@@ -34,6 +34,10 @@ type CertOptions struct {
 	// WebhookConfigName is the MutatingWebhookConfiguration whose
 	// caBundle is kept pointing at the CA.
 	WebhookConfigName string
+	// GuardConfigName is the ValidatingWebhookConfiguration of the same
+	// server (the member's check of the federation's writes) whose
+	// caBundle is kept too, when it exists.
+	GuardConfigName string
 	// CertDir receives tls.crt and tls.key for the webhook server.
 	CertDir string
 	// Validity of the serving certificate; it is renewed when a third of
@@ -195,34 +199,58 @@ func (m *CertManager) writeFiles(data map[string][]byte) error {
 }
 
 func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
-	if m.opts.WebhookConfigName == "" {
-		return nil
-	}
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := m.client.Get(ctx, client.ObjectKey{Name: m.opts.WebhookConfigName}, cfg); err != nil {
+	if m.opts.WebhookConfigName != "" {
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		err := patchBundles(ctx, m.client, m.opts.WebhookConfigName, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(cfg.Webhooks))
+			for i := range cfg.Webhooks {
+				out[i] = &cfg.Webhooks[i].ClientConfig
+			}
+			return out
+		})
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("MutatingWebhookConfiguration %s does not exist: apply the install manifests", m.opts.WebhookConfigName)
 		}
-		return fmt.Errorf("get MutatingWebhookConfiguration %s: %w", m.opts.WebhookConfigName, err)
+		if err != nil {
+			return fmt.Errorf("MutatingWebhookConfiguration %s: %w", m.opts.WebhookConfigName, err)
+		}
 	}
-	before := cfg.DeepCopy()
-	for i := range cfg.Webhooks {
-		cfg.Webhooks[i].ClientConfig.CABundle = bundle
-	}
-	if equalBundles(before, cfg) {
-		return nil
-	}
-	if err := m.client.Patch(ctx, cfg, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("patch the caBundle of MutatingWebhookConfiguration %s: %w", m.opts.WebhookConfigName, err)
+	if m.opts.GuardConfigName != "" {
+		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		err := patchBundles(ctx, m.client, m.opts.GuardConfigName, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(cfg.Webhooks))
+			for i := range cfg.Webhooks {
+				out[i] = &cfg.Webhooks[i].ClientConfig
+			}
+			return out
+		})
+		// A cluster that is not a member has none.
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("ValidatingWebhookConfiguration %s: %w", m.opts.GuardConfigName, err)
+		}
 	}
 	return nil
 }
 
-func equalBundles(a, b *admissionregistrationv1.MutatingWebhookConfiguration) bool {
-	for i := range a.Webhooks {
-		if !bytes.Equal(a.Webhooks[i].ClientConfig.CABundle, b.Webhooks[i].ClientConfig.CABundle) {
-			return false
+// patchBundles reads the webhook configuration name into cfg and sets
+// the caBundle of every client config that configs returns of it,
+// patching it when one differs.
+func patchBundles(ctx context.Context, c client.Client, name string, cfg client.Object, bundle []byte, configs func() []*admissionregistrationv1.WebhookClientConfig) error {
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+		return err
+	}
+	before := cfg.DeepCopyObject().(client.Object)
+	changed := false
+	for _, cc := range configs() {
+		if !bytes.Equal(cc.CABundle, bundle) {
+			cc.CABundle, changed = bundle, true
 		}
 	}
-	return true
+	if !changed {
+		return nil
+	}
+	if err := c.Patch(ctx, cfg, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("patch the caBundle: %w", err)
+	}
+	return nil
 }

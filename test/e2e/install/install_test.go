@@ -396,7 +396,10 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		perm{"update", "certificates.k8s.io", "clustertrustbundles"}, perm{"update", "", "configmaps"},
 		// Only when the fleet's other members all leave it: their roots'
 		// trust bundle goes.
-		perm{"delete", "certificates.k8s.io", "clustertrustbundles"})
+		perm{"delete", "certificates.k8s.io", "clustertrustbundles"},
+		// Only when the federation writes an EndpointSlice (members on a
+		// shared network): the check reads the Service it joins.
+		perm{"get", "", "services"})
 }
 
 // checkLeastPrivilege says which granted permissions went unused (except
