@@ -278,14 +278,6 @@ func MemberKubeconfig(raw clientcmdapi.Config, contextName, apiHost string) ([]b
 	if _, ok := raw.Clusters[kctx.Cluster]; !ok {
 		return nil, nil, fmt.Errorf("--member-context %q names cluster %q, which the kubeconfig does not have", contextName, kctx.Cluster)
 	}
-	if user, ok := raw.AuthInfos[kctx.AuthInfo]; ok {
-		switch {
-		case user.Exec != nil:
-			return nil, nil, fmt.Errorf("--member-context %q: user %q gets its credentials from the exec plugin %q, which the federation cannot run; use a context with a token or client certificate", contextName, kctx.AuthInfo, user.Exec.Command)
-		case user.AuthProvider != nil:
-			return nil, nil, fmt.Errorf("--member-context %q: user %q uses the auth provider %q, which the federation cannot run; use a context with a token or client certificate", contextName, kctx.AuthInfo, user.AuthProvider.Name)
-		}
-	}
 	cfg := raw.DeepCopy()
 	cfg.CurrentContext = contextName
 	if err := clientcmdapi.MinifyConfig(cfg); err != nil {
@@ -320,6 +312,10 @@ func MemberKubeconfig(raw clientcmdapi.Config, contextName, apiHost string) ([]b
 	}
 	data, err := clientcmd.Write(*cfg)
 	if err != nil {
+		return nil, nil, fmt.Errorf("--member-context %q: %w", contextName, err)
+	}
+	// What the federation will refuse is refused here, in the same words.
+	if _, err := federation.SanitizeKubeconfig(data); err != nil {
 		return nil, nil, fmt.Errorf("--member-context %q: %w", contextName, err)
 	}
 	return data, notes, nil

@@ -12,7 +12,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -137,13 +136,9 @@ func consumerClient(ctx context.Context, k *kubeFlags, from string) (c client.Cl
 	case cl.Spec.Mirrored:
 		return cs.client, "", nil // a member's copy: the context is a member
 	}
-	data, err := federation.Kubeconfig(ctx, cs.client, cl)
+	cfg, err := federation.MemberConfig(ctx, cs.client, cl)
 	if err != nil {
 		return nil, "", fmt.Errorf("reach cluster %s through its Cluster object: %w", from, err)
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
-	if err != nil {
-		return nil, "", fmt.Errorf("reach cluster %s: its kubeconfig: %w", from, err)
 	}
 	member, err := newClients(cfg)
 	if err != nil {

@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -26,7 +27,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -560,6 +560,30 @@ func (f *Federation) kubeconfig(ctx context.Context, c *fmv1alpha1.Cluster) ([]b
 	return Kubeconfig(ctx, f.hub, c)
 }
 
+// MemberConfig is the client configuration of a Cluster's kubeconfig
+// (Kubeconfig), sanitised (SanitizeKubeconfig): an error names the field
+// of the Cluster it came from and the field of the kubeconfig.
+func MemberConfig(ctx context.Context, r client.Reader, c *fmv1alpha1.Cluster) (*rest.Config, error) {
+	data, err := Kubeconfig(ctx, r, c)
+	if err != nil {
+		return nil, err
+	}
+	return memberRESTConfig(c, data)
+}
+
+// memberRESTConfig is MemberRESTConfig of c's kubeconfig, data, its error
+// naming where in c the kubeconfig is.
+func memberRESTConfig(c *fmv1alpha1.Cluster, data []byte) (*rest.Config, error) {
+	cfg, err := MemberRESTConfig(data)
+	if err == nil {
+		return cfg, nil
+	}
+	if ref := c.Spec.KubeconfigSecretRef; c.Spec.Kubeconfig == "" && ref != nil {
+		return nil, fmt.Errorf("spec.kubeconfigSecretRef (Secret %s/%s, key %s): %w", ref.Namespace, ref.Name, cmp.Or(ref.Key, "kubeconfig"), err)
+	}
+	return nil, fmt.Errorf("spec.kubeconfig: %w", err)
+}
+
 // Kubeconfig returns a Cluster's kubeconfig, inline or from the Secret of
 // spec.kubeconfigSecretRef (key "kubeconfig" by default), read from the
 // control-plane cluster r.
@@ -594,6 +618,11 @@ func Kubeconfig(ctx context.Context, r client.Reader, c *fmv1alpha1.Cluster) ([]
 func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *memberConn {
 	data, err := f.kubeconfig(ctx, c)
 	hash := sha256.Sum256(data)
+	var cfg *rest.Config
+	if err == nil {
+		// Refused here, what the kubeconfig would run or read never is.
+		cfg, err = memberRESTConfig(c, data)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.members[c.Name]
@@ -614,25 +643,20 @@ func (f *Federation) connect(ctx context.Context, c *fmv1alpha1.Cluster) *member
 		conn.reason, conn.message = fmv1alpha1.ReasonBadKubeconfig, err.Error()
 		return conn
 	}
-	go f.dial(cctx, conn, data)
+	go f.dial(cctx, conn, cfg)
 	return conn
 }
 
 // dial connects to a member: checks that its API server answers and lets
 // the credentials read what the federation watches, then reads its
 // objects (as long as that takes), and pokes a sync.
-func (f *Federation) dial(ctx context.Context, conn *memberConn, data []byte) {
+func (f *Federation) dial(ctx context.Context, conn *memberConn, cfg *rest.Config) {
 	defer f.poke()
 	fail := func(reason, message string) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		conn.dialing, conn.retryAt = false, time.Now().Add(retryAfter)
 		conn.reason, conn.message = reason, message
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
-	if err != nil {
-		fail(fmv1alpha1.ReasonBadKubeconfig, "spec.kubeconfig: "+err.Error())
-		return
 	}
 	cfg.Timeout = 5 * time.Second
 	// client-go's default of 5 requests a second would make a fleet of a

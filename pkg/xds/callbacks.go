@@ -12,9 +12,9 @@ import (
 type callbackFuncs struct {
 	open          func(ctx context.Context, id int64, delta bool)
 	closed        func(id int64, delta bool)
-	sotwRequest   func(id int64, req *discoveryv3.DiscoveryRequest)
+	sotwRequest   func(id int64, req *discoveryv3.DiscoveryRequest) error
 	sotwResponse  func(id int64, resp *discoveryv3.DiscoveryResponse)
-	deltaRequest  func(id int64, req *discoveryv3.DeltaDiscoveryRequest)
+	deltaRequest  func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error
 	deltaResponse func(id int64, resp *discoveryv3.DeltaDiscoveryResponse)
 }
 
@@ -31,8 +31,7 @@ func (c callbackFuncs) OnDeltaStreamOpen(ctx context.Context, id int64, _ string
 }
 func (c callbackFuncs) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.closed(id, true) }
 func (c callbackFuncs) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	c.sotwRequest(id, req)
-	return nil
+	return c.sotwRequest(id, req)
 }
 
 func (c callbackFuncs) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
@@ -40,8 +39,7 @@ func (c callbackFuncs) OnStreamResponse(_ context.Context, id int64, _ *discover
 }
 
 func (c callbackFuncs) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	c.deltaRequest(id, req)
-	return nil
+	return c.deltaRequest(id, req)
 }
 
 func (c callbackFuncs) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {

@@ -57,10 +57,14 @@ type deltaStream struct {
 // deltaType is a stream's state of one type.
 type deltaType struct {
 	wildcard bool
-	// names are the explicitly subscribed names; sentNames and
-	// sentWildcard the subscription when the last response was sent.
-	names, sentNames *nameSet
-	sentWildcard     bool
+	// names are the explicitly subscribed names; sentWildcard the
+	// wildcard subscription when the last response was sent, and
+	// touched the names subscribed or unsubscribed since, each with
+	// whether it was subscribed then: the subscription of that moment is
+	// names with touched undone, kept without a copy of the whole set.
+	names        *nameSet
+	touched      map[string]bool
+	sentWildcard bool
 	// sent is the stream's view of this type as of the last response
 	// (the layers' maps then); nil before the first.
 	sent view
@@ -82,7 +86,6 @@ func (d *deltaServer) serve(str discoveryv3.AggregatedDiscoveryService_DeltaAggr
 		d.cache.unregister(s)
 		for _, t := range s.types {
 			d.names.release(t.names)
-			d.names.release(t.sentNames)
 		}
 		d.callbacks.OnDeltaStreamClosed(s.id, s.node)
 	}()
@@ -156,39 +159,38 @@ func (d *deltaServer) request(s *deltaStream, req *discoveryv3.DeltaDiscoveryReq
 		s.order = append(s.order, typeURL)
 		slices.SortFunc(s.order, byPushOrder)
 	}
-	// The names change in a copy of the shared set, made on the first
-	// change: most requests are acknowledgements that change none.
-	var names map[string]struct{}
-	edit := func() {
-		if names == nil {
-			names = maps.Clone(t.names.all())
-			if names == nil {
-				names = map[string]struct{}{}
+	var add, remove []string
+	touch := func(n string) {
+		if _, ok := t.touched[n]; !ok && t.sent != nil {
+			if t.touched == nil {
+				t.touched = map[string]bool{}
 			}
+			t.touched[n] = t.names.has(n)
 		}
 	}
 	for _, n := range req.GetResourceNamesSubscribe() {
-		switch {
-		case n == "*":
+		if n == "*" {
 			t.wildcard = true
-		case !t.names.has(n) || names != nil:
-			edit()
-			names[n] = struct{}{}
+			continue
 		}
+		touch(n)
+		add = append(add, n)
 	}
 	for _, n := range req.GetResourceNamesUnsubscribe() {
-		switch {
-		case n == "*":
+		if n == "*" {
 			t.wildcard = false
-		case t.names.has(n) || names != nil:
-			edit()
-			delete(names, n)
+			continue
 		}
+		touch(n)
+		remove = append(remove, n)
 	}
-	if names != nil {
-		old := t.names
-		t.names = d.names.intern(names)
-		d.names.release(old)
+	if len(add)+len(remove) > 0 {
+		// Most requests are acknowledgements that change nothing; a
+		// change costs what it changes, not the whole subscription.
+		t.names = d.names.edit(t.names, add, remove)
+		if err := checkNames(typeURL, len(t.names.all())); err != nil {
+			return err
+		}
 	}
 	// Any request of the type answers the last response (ACK or NACK:
 	// the tracker records which) and opens the way for the next.
@@ -235,11 +237,7 @@ func (d *deltaServer) flush(s *deltaStream) error {
 		if err := s.str.Send(resp); err != nil {
 			return err
 		}
-		t.sent, t.initial, t.answer, t.inflight, t.sentWildcard = current[i], nil, false, true, t.wildcard
-		if t.sentNames != t.names {
-			d.names.release(t.sentNames)
-			t.sentNames = d.names.acquire(t.names)
-		}
+		t.sent, t.initial, t.answer, t.inflight, t.sentWildcard, t.touched = current[i], nil, false, true, t.wildcard, nil
 	}
 	return nil
 }
@@ -283,11 +281,19 @@ func (d *deltaServer) diff(t *deltaType, now view) (changed []*Entry, removed []
 		return sortEntries(changed), sorted(removed)
 	}
 	before := t.sent
+	// sentHas says whether the name was subscribed to when the last
+	// response was sent.
+	sentHas := func(name string) bool {
+		if was, ok := t.touched[name]; ok {
+			return was
+		}
+		return t.names.has(name)
+	}
 	check := func(name string) {
 		e, exists := now.get(name)
 		// A name newly subscribed to was not sent as a subscription,
 		// whatever the layers held then.
-		held := t.sentWildcard || t.sentNames.has(name)
+		held := t.sentWildcard || sentHas(name)
 		var old *Entry
 		if held {
 			old, held = before.get(name)
@@ -317,9 +323,9 @@ func (d *deltaServer) diff(t *deltaType, now view) (changed []*Entry, removed []
 				check(name)
 			}
 		})
-	case t.names != t.sentNames && !t.wildcard:
-		for name := range t.names.all() {
-			if !seen[name] && !t.sentNames.has(name) {
+	case !t.wildcard:
+		for name, was := range t.touched {
+			if !was && !seen[name] && t.names.has(name) {
 				seen[name] = true
 				check(name)
 			}
@@ -373,37 +379,56 @@ func newNameSets() *nameSets {
 	return &nameSets{seed: maphash.MakeSeed(), sets: map[uint64][]*nameSet{}}
 }
 
-// intern returns the shared set of these names (nil for none), counted
-// as used once more. names is the caller's no longer.
-func (n *nameSets) intern(names map[string]struct{}) *nameSet {
-	if len(names) == 0 {
-		return nil
-	}
-	var h uint64
-	for name := range names {
-		h += maphash.String(n.seed, name)
-	}
+// edit returns s with names added and removed (nil for none left): s
+// itself, changed in place, when its caller is its only user, else a set
+// of its own. Either way the cost is that of the change, but for one
+// copy when a set shared with other streams first changes. An edited set
+// that comes to equal another is shared again.
+func (n *nameSets) edit(s *nameSet, add, remove []string) *nameSet {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, s := range n.sets[h] {
-		if maps.Equal(s.names, names) {
-			s.refs++
-			return s
+	if s != nil && s.refs > 1 {
+		s.refs--
+		s = &nameSet{names: maps.Clone(s.names), hash: s.hash}
+	} else if s != nil {
+		n.unhook(s)
+	} else {
+		s = &nameSet{names: map[string]struct{}{}}
+	}
+	for _, name := range add {
+		if _, ok := s.names[name]; !ok {
+			s.names[name] = struct{}{}
+			s.hash += maphash.String(n.seed, name)
 		}
 	}
-	s := &nameSet{names: names, hash: h, refs: 1}
-	n.sets[h] = append(n.sets[h], s)
+	for _, name := range remove {
+		if _, ok := s.names[name]; ok {
+			delete(s.names, name)
+			s.hash -= maphash.String(n.seed, name)
+		}
+	}
+	if len(s.names) == 0 {
+		return nil
+	}
+	for _, o := range n.sets[s.hash] {
+		if maps.Equal(o.names, s.names) {
+			o.refs++
+			return o
+		}
+	}
+	s.refs = 1
+	n.sets[s.hash] = append(n.sets[s.hash], s)
 	return s
 }
 
-// acquire counts s as used once more.
-func (n *nameSets) acquire(s *nameSet) *nameSet {
-	if s != nil {
-		n.mu.Lock()
-		s.refs++
-		n.mu.Unlock()
+// unhook takes s out of the index (n.mu held).
+func (n *nameSets) unhook(s *nameSet) {
+	sets := slices.DeleteFunc(n.sets[s.hash], func(o *nameSet) bool { return o == s })
+	if len(sets) == 0 {
+		delete(n.sets, s.hash)
+	} else {
+		n.sets[s.hash] = sets
 	}
-	return s
 }
 
 // release counts s as used once less, and forgets it with its last use.
@@ -416,12 +441,7 @@ func (n *nameSets) release(s *nameSet) {
 	if s.refs--; s.refs > 0 {
 		return
 	}
-	sets := slices.DeleteFunc(n.sets[s.hash], func(o *nameSet) bool { return o == s })
-	if len(sets) == 0 {
-		delete(n.sets, s.hash)
-	} else {
-		n.sets[s.hash] = sets
-	}
+	n.unhook(s)
 }
 
 // adsServer is the ADS service: state of the world by go-control-plane's

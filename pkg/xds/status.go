@@ -34,8 +34,12 @@ type streamKey struct {
 
 type streamState struct {
 	status *syncz.ProxyStatus
-	nonces map[string]string // nonce → version
+	// sent is the last response of each type: its nonce and version (an
+	// answer to an older one is stale).
+	sent map[string]sentResponse
 }
+
+type sentResponse struct{ nonce, version string }
 
 func newTracker(log logr.Logger, m *metrics) *tracker {
 	return &tracker{log: log, metrics: m, streams: map[streamKey]*streamState{}}
@@ -51,7 +55,7 @@ func (t *tracker) open(k streamKey, credential *syncz.Credential) {
 	defer t.mu.Unlock()
 	t.streams[k] = &streamState{
 		status: &syncz.ProxyStatus{Delta: k.delta, ConnectedAt: time.Now(), Types: map[string]*syncz.TypeStatus{}, Credential: credential},
-		nonces: map[string]string{},
+		sent:   map[string]sentResponse{},
 	}
 }
 
@@ -103,11 +107,12 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if nonce == "" {
 		return
 	}
-	version, ok := s.nonces[nonce]
-	if !ok {
+	last, ok := s.sent[typ]
+	if !ok || last.nonce != nonce {
 		return
 	}
-	delete(s.nonces, nonce)
+	delete(s.sent, typ)
+	version := last.version
 	if errDetail != "" {
 		ts.Nacked, ts.NackedAt, ts.NackError = version, time.Now(), errDetail
 		t.metrics.nacks.WithLabelValues(typ).Inc()
@@ -133,9 +138,19 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string, resource
 		s.status.Types[typ] = ts
 	}
 	ts.Sent, ts.SentAt, ts.Resources = version, time.Now(), resources
-	s.nonces[nonce] = version
+	s.sent[typ] = sentResponse{nonce, version}
 	t.metrics.pushes.WithLabelValues(typ).Inc()
 	t.metrics.pushedResources.WithLabelValues(typ).Add(float64(resources))
+}
+
+// check refuses a request beyond the server's bounds (checkRequest),
+// counting it, before anything of it is kept.
+func (t *tracker) check(typeURL string, names int) error {
+	if err := checkRequest(typeURL, names); err != nil {
+		t.metrics.refused.WithLabelValues("limit").Inc()
+		return err
+	}
+	return nil
 }
 
 // snapshot returns a copy of every identified stream's status, by proxy ID.
@@ -168,14 +183,22 @@ func (t *tracker) callbacks(identify func(*corev3.Node) (*syncz.ProxyStatus, err
 				closed(st)
 			}
 		},
-		sotwRequest: func(id int64, req *discoveryv3.DiscoveryRequest) {
+		sotwRequest: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			if err := t.check(req.GetTypeUrl(), len(req.GetResourceNames())); err != nil {
+				return err
+			}
 			t.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), len(req.GetResourceNames()), req.GetErrorDetail().GetMessage(), identify)
+			return nil
 		},
 		sotwResponse: func(id int64, resp *discoveryv3.DiscoveryResponse) {
 			t.response(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), len(resp.GetResources()))
 		},
-		deltaRequest: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) {
+		deltaRequest: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			if err := t.check(req.GetTypeUrl(), len(req.GetResourceNamesSubscribe())); err != nil {
+				return err
+			}
 			t.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), -1, req.GetErrorDetail().GetMessage(), identify)
+			return nil
 		},
 		deltaResponse: func(id int64, resp *discoveryv3.DeltaDiscoveryResponse) {
 			t.response(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), len(resp.GetResources())+len(resp.GetRemovedResources()))
@@ -201,7 +224,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "fleetmesh_xds_connected_proxies", Help: "Proxies connected over ADS, by role.",
 		}, []string{"role"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fleetmesh_xds_refused_streams_total", Help: "ADS streams refused: unauthenticated (no valid workload certificate) or denied (a node its identity may not be).",
+			Name: "fleetmesh_xds_refused_streams_total", Help: "ADS streams refused: unauthenticated (no valid workload certificate), denied (a node its identity may not be) or limit (a type the server does not serve, too many names).",
 		}, []string{"reason"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetmesh_xds_pushes_total", Help: "xDS responses sent, by resource type.",

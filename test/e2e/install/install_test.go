@@ -98,23 +98,23 @@ func testPod(namespace, name string, annotations map[string]string) *corev1.Pod 
 	}
 }
 
-// installMember applies manifests/member to member-1 and runs the
+// installMember applies manifests/member to a member and runs the
 // controller as the manifests' ServiceAccount, its webhook on the address
 // of a pod of the manifests' Deployment: the API server reaches it through
 // the manifests' Service and webhook configuration. It returns once the
 // webhook injects.
-func installMember(tb testing.TB, ctx context.Context) *member {
+func installMember(tb testing.TB, ctx context.Context, name string) *member {
 	tb.Helper()
-	mc := fleet.Cluster("member-1")
+	mc := fleet.Cluster(name)
 	if out, err := mc.Kubectl(nil, "apply", "--server-side", "-k", "manifests/member"); err != nil {
 		tb.Fatalf("kubectl apply -k manifests/member: %v\n%s", err, out)
 	}
 	// The federation's copy of the member's own Cluster, from which a
 	// controller without --cluster-name learns its name.
 	if err := mc.Client.Create(ctx, &fmv1alpha1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: "member-1", Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true", fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{fmv1alpha1.LocalClusterLabel: "true", fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue}},
 		Spec:       fmv1alpha1.ClusterSpec{Mirrored: true},
-	}); err != nil {
+	}); client.IgnoreAlreadyExists(err) != nil {
 		tb.Fatal(err)
 	}
 	m := &member{audit: newAudit(mc, ns, "fleetmesh-controller"), warn: &warnings{}, certDir: tb.TempDir()}
@@ -128,24 +128,26 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info",
 		"--workload-signer", "--xds-tls")
 	m.xds, m.debug = run.XDSAddress, run.DebugAddress
-	if _, err := mc.RunPod(ctx, testenv.PodOptions{
+	pod, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
 		Labels: map[string]string{"app.kubernetes.io/name": "fleetmesh-controller"},
 		Ports: []corev1.ContainerPort{
 			{Name: "xds", ContainerPort: 15010}, {Name: "webhook", ContainerPort: 9443}, {Name: "debug", ContainerPort: 15014},
 		},
-	}); err != nil {
+	})
+	if err != nil {
 		tb.Fatal(err)
 	}
+	// The controller stops with the test (startController); so does its pod.
+	tb.Cleanup(func() { _ = pod.Delete(context.Background()) })
 	cfg := rest.CopyConfig(mc.Config)
 	cfg.WarningHandler = m.warn
 	cfg.QPS, cfg.Burst = 1000, 1000
-	var err error
 	if m.c, err = client.New(cfg, client.Options{Scheme: testenv.Scheme}); err != nil {
 		tb.Fatal(err)
 	}
 	for name, labels := range map[string]map[string]string{"app": {inject.NamespaceLabel: "enabled"}, "plain": nil} {
-		if err := m.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+		if err := m.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); client.IgnoreAlreadyExists(err) != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -169,7 +171,7 @@ func installMember(tb testing.TB, ctx context.Context) *member {
 func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	m := installMember(t, ctx)
+	m := installMember(t, ctx, "member-1")
 	c, warn, a, certDir := m.c, m.warn, m.audit, m.certDir
 	pod := testPod
 
@@ -636,9 +638,9 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 	// the CLI: the federation acts in them as their fleetmesh-federation
 	// ServiceAccount.
 	for _, m := range []string{"member-1", "member-2"} {
-		if out, err := fleet.Cluster(m).Kubectl(nil, "apply", "--server-side", "-k", "manifests/member"); err != nil {
-			t.Fatalf("kubectl apply -k manifests/member in %s: %v\n%s", m, err, out)
-		}
+		// The member's controller runs as the manifests have it: it
+		// checks the EndpointSlices the federation writes there.
+		installMember(t, ctx, m)
 		fleetmesh(t, ctx, "--context", "hub", "cluster", "join", m, "--member-context", m, "--network", "flat", "--gateway-host", "10.244.0.9", "--token-ttl", "30m")
 	}
 	waitFor(t, ctx, "the federation reports both members Ready", func(ctx context.Context) (bool, error) {
@@ -650,6 +652,47 @@ func TestTheControlPlaneOverlayFederatesAsItsServiceAccount(t *testing.T) {
 		}
 		return true, nil
 	})
+	// A Cluster whose kubeconfig would run a command in the control plane
+	// (whoever may write a Cluster could do that): the command never
+	// runs, the Cluster says why, naming the field, and the members beside
+	// it stay Ready.
+	marker := filepath.Join(t.TempDir(), "the-exec-plugin-ran")
+	hostile := &fmv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "hostile"}, Spec: fmv1alpha1.ClusterSpec{GatewayHost: "10.244.0.98", Kubeconfig: fmt.Sprintf(`apiVersion: v1
+kind: Config
+current-context: evil
+contexts: [{name: evil, context: {cluster: evil, user: evil}}]
+clusters: [{name: evil, cluster: {server: "https://10.244.0.98:6443", insecure-skip-tls-verify: true}}]
+users: [{name: evil, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, "touch %s"], interactiveMode: Never}}}]
+`, marker)}}
+	if err := hub.Client.Create(ctx, hostile); err != nil {
+		t.Fatal(err)
+	}
+	var said string
+	waitFor(t, ctx, "the hostile Cluster says its kubeconfig is refused", func(ctx context.Context) (bool, error) {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(ctx, client.ObjectKeyFromObject(hostile), c); err != nil {
+			return false, err
+		}
+		cond := meta.FindStatusCondition(c.Status.Conditions, fmv1alpha1.ConditionReady)
+		if cond != nil {
+			said = cond.Reason + ": " + cond.Message
+		}
+		return cond != nil && cond.Reason == fmv1alpha1.ReasonBadKubeconfig && strings.Contains(cond.Message, `spec.kubeconfig: the kubeconfig is refused: users["evil"].user.exec`), nil
+	})
+	t.Logf("the hostile Cluster: %s", said)
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the hostile Cluster's exec plugin ran in the control plane (%s: %v)", marker, err)
+	}
+	if err := hub.Client.Delete(ctx, hostile); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"member-1", "member-2"} {
+		c := &fmv1alpha1.Cluster{}
+		if err := hub.Client.Get(ctx, client.ObjectKey{Name: m}, c); err != nil || !meta.IsStatusConditionTrue(c.Status.Conditions, fmv1alpha1.ConditionReady) {
+			t.Errorf("%s is not Ready beside the hostile Cluster: %v %+v", m, err, c.Status.Conditions)
+		}
+	}
+
 	// The 30-minute tokens are renewed by the federation, as the member's
 	// ServiceAccount, for two hours; the members stay Ready.
 	waitFor(t, ctx, "the federation renews both members' tokens", func(ctx context.Context) (bool, error) {
@@ -840,7 +883,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func(context.C
 func BenchmarkPodCreate(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	m := installMember(b, ctx)
+	m := installMember(b, ctx, "member-1")
 	for _, tc := range []struct{ name, namespace string }{{"injected", "app"}, {"not-injected", "plain"}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
