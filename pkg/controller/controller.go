@@ -497,6 +497,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		}
 		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(signer.SPIFFEID(o.TrustDomain, o.Namespace, svc), hosts, clientAuth))
 		xdsServerOpts.GatewayNamespace, xdsServerOpts.GatewayServiceAccount = o.Namespace, o.GatewayServiceAccount
+		xdsServerOpts.ServesTLS = workloads.Loaded
 	}
 	xdsServer := xds.NewServer(ctx, xdsServerOpts)
 	if _, err := discovery.New(ctx, mgr, discovery.Options{

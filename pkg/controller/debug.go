@@ -125,6 +125,12 @@ func (a proxyAccess) MayRead(r *http.Request, namespace, name string) (bool, err
 // tokenReviewer asks the API server cfg reaches about a proxy's token,
 // for the audience bootstrap.TokenAudience.
 func tokenReviewer(cfg *rest.Config) (xds.TokenReviewer, error) {
+	// Reviews have a client of their own: a fleet of proxies reconnecting
+	// at once (a restart) is reviewed at this pace, not client-go's
+	// default of 5 a second, and never waits behind the controller's
+	// other requests.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = tokenReviewQPS, 2*tokenReviewQPS
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -139,3 +145,7 @@ func tokenReviewer(cfg *rest.Config) (xds.TokenReviewer, error) {
 		return tr.Status, nil
 	}, nil
 }
+
+// tokenReviewQPS is how many TokenReviews a second the xDS server may ask
+// for: a thousand proxies reconnecting are let in within five seconds.
+const tokenReviewQPS = 200

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -127,8 +128,13 @@ type Signer struct {
 	checked time.Time
 	// roots are what the signer publishes: its CA's bundle and a staged
 	// CA's certificate.
-	roots   []byte
-	serving *tls.Certificate
+	roots []byte
+	// loaded is the CA as last loaded, which TLS handshakes use: they
+	// never wait on the API server (or on mu, held while it is asked).
+	loaded atomic.Pointer[pki.CA]
+	// servingMu guards serving, the xDS server's certificate.
+	servingMu sync.Mutex
+	serving   *tls.Certificate
 }
 
 // Rotating the CA by hand: annotate its Secret with RotateAnnotation (any
@@ -369,6 +375,7 @@ func (s *Signer) ensureCA(ctx context.Context) (*pki.CA, error) {
 		return nil, err
 	}
 	s.ca, s.checked = ca, s.now()
+	s.loaded.Store(ca)
 	return ca, nil
 }
 
@@ -547,10 +554,14 @@ func (s *Signer) ServerTLS(id *url.URL, hosts []string, clientAuth tls.ClientAut
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ClientAuth: clientAuth,
-		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			ca, err := s.ensureCA(hello.Context())
-			if err != nil {
-				return nil, err
+		// Everything a handshake needs is in memory: the CA as the
+		// signer's background check last loaded it (every
+		// CACheckEvery), and the certificate it issued. During an API
+		// server outage proxies still connect.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			ca := s.loaded.Load()
+			if ca == nil {
+				return nil, s.Loaded()
 			}
 			cert, err := s.servingCert(ca, id, hosts)
 			if err != nil {
@@ -571,11 +582,20 @@ func (s *Signer) ServerTLS(id *url.URL, hosts []string, clientAuth tls.ClientAut
 	}
 }
 
+// Loaded says whether the CA is loaded, which ServerTLS's handshakes
+// need.
+func (s *Signer) Loaded() error {
+	if s.loaded.Load() == nil {
+		return errors.New("the workload CA is not loaded yet")
+	}
+	return nil
+}
+
 // servingCert is the server's own certificate, issued again when half of
 // it is used or the CA changed.
 func (s *Signer) servingCert(ca *pki.CA, id *url.URL, hosts []string) (*tls.Certificate, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.servingMu.Lock()
+	defer s.servingMu.Unlock()
 	now := s.now()
 	if c := s.serving; c != nil && pki.Fresh(c.Leaf, now) > 0.5 && c.Leaf.CheckSignatureFrom(ca.Cert) == nil {
 		return c, nil

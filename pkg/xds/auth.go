@@ -205,7 +205,8 @@ func (s *Server) authenticate(auth Authenticator) grpc.StreamServerInterceptor {
 			return status.Errorf(codes.Unauthenticated, "%s: %v", info.FullMethod, err)
 		}
 		w := &authStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), identityKey{}, id), server: s, id: id, release: func() {}}
-		defer w.release()
+		// (release is set once the stream claims its node: called late.)
+		defer func() { w.release() }()
 		err = handler(srv, w)
 		// The xDS server ends a stream whose receive failed without
 		// saying why: the client is told here.

@@ -35,7 +35,7 @@ type DebugAccess interface {
 //	/debug/syncz[?namespace=<ns>]        every connected proxy (of ns) with its versions sent, acked and nacked
 //	/metrics                             Prometheus metrics
 //	/healthz                             the process is up
-//	/readyz                              a mesh has been published
+//	/readyz                              a mesh has been published (and ADS's TLS takes handshakes)
 //	/version                             the control plane's version
 //
 // With access, /debug/syncz lists only the proxies the caller may list
@@ -63,8 +63,8 @@ func (s *Server) DebugHandler(access DebugAccess) http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, version.String()) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.Ready() {
-			http.Error(w, "no mesh published yet", http.StatusServiceUnavailable)
+		if why := s.notReady(); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = fmt.Fprintln(w, "ok")

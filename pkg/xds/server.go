@@ -73,6 +73,9 @@ type Options struct {
 	// authenticated.
 	GatewayNamespace      string
 	GatewayServiceAccount string
+	// ServesTLS, when set, says whether the TLS that carries ADS can
+	// take handshakes (its CA loaded); /readyz waits for it.
+	ServesTLS func() error
 }
 
 // Server is fleetmesh's ADS server for one cluster.
@@ -520,11 +523,26 @@ func mergeInto(dst, src Resources) {
 	}
 }
 
-// Ready reports whether a mesh has been published.
+// Ready reports whether a mesh has been published (and the TLS that
+// carries ADS can take handshakes).
 func (s *Server) Ready() bool {
+	return s.notReady() == ""
+}
+
+// notReady says why the server is not ready, or "".
+func (s *Server) notReady() string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ready
+	ready := s.ready
+	s.mu.Unlock()
+	if !ready {
+		return "no mesh published yet"
+	}
+	if s.opts.ServesTLS != nil {
+		if err := s.opts.ServesTLS(); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // Proxies returns the sync status of every connected proxy.

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,9 +125,10 @@ func checkTokenAuth(ctx context.Context, t *testing.T, c *testenv.Cluster, cp *t
 		code  codes.Code
 		want  string
 	}{
-		{"a token for the API server's audience is refused", podToken(ctx, t, c, curl.ns, curl.pod, curl.sa, "", false), codes.Unauthenticated, "does not accept the token"},
+		{"a token for the API server's audience is refused", podToken(ctx, t, c, curl.ns, curl.pod, curl.sa, "", false), codes.Unauthenticated, "is not for audience fleetmesh"},
 		{"a token bound to no pod is refused", podToken(ctx, t, c, curl.ns, curl.pod, curl.sa, "fleetmesh", true), codes.Unauthenticated, "is not bound to a pod"},
-		{"a forged token is refused", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", codes.Unauthenticated, "does not accept the token"},
+		{"a forged token is refused", forgedToken("forged"), codes.Unauthenticated, "does not accept the token"},
+		{"what is not a JWT is refused", "not-a-token", codes.Unauthenticated, "is not a JWT"},
 		{"another pod's token cannot take the sidecar's node", podToken(ctx, t, c, attacker.ns, attacker.pod, attacker.sa, "fleetmesh", false), codes.PermissionDenied, `metadata.pod is "curl-1", the credential's "attacker"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +195,7 @@ func checkTokenAuth(ctx context.Context, t *testing.T, c *testenv.Cluster, cp *t
 			"xds_servers": [{"server_uri": %q, "server_features": ["xds_v3"],
 				"channel_creds": [{"type": "tls", "config": {"ca_certificate_file": %q}}],
 				"call_creds": [{"type": "jwt_token_file", "config": {"jwt_token_file": %q}}]}],
-			"node": {"id": "client-2.auth-curl", "metadata": {"role": "grpc", "namespace": "auth-curl", "pod": "curl-1", "serviceAccount": "curl", "cluster": "cluster-1"}}
+			"node": {"id": "curl-1.auth-curl", "metadata": {"role": "grpc", "namespace": "auth-curl", "pod": "curl-1", "serviceAccount": "curl", "cluster": "cluster-1"}}
 		}`, cp.XDSAddress, rootsFile, token)
 		for file, data := range map[string]string{token: podToken(ctx, t, c, curl.ns, curl.pod, curl.sa, "fleetmesh", false), rootsFile: string(roots), bootstrapFile: doc} {
 			if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
@@ -206,4 +210,94 @@ func checkTokenAuth(ctx context.Context, t *testing.T, c *testenv.Cluster, cp *t
 			t.Fatalf("the proxyless client with a token: %v\n%s", err, out)
 		}
 	})
+
+	t.Run("garbage tokens cost no review, and starve no proxy", func(t *testing.T) {
+		before := reviewResults(t, cp)
+		// One address sends tokens as fast as it can: not JWTs, JWTs for
+		// another audience, and tokens that claim the audience and a pod
+		// with a forged signature, each new.
+		const attacks = 300
+		garbage := func(i int) string {
+			switch i % 3 {
+			case 0:
+				return fmt.Sprintf("garbage-%d", i)
+			case 1:
+				return jwt(fmt.Sprintf(`{"aud":["https://kubernetes.default.svc"],"exp":%d,"jti":"%d"}`, time.Now().Add(time.Hour).Unix(), i))
+			}
+			return forgedToken(fmt.Sprint(i))
+		}
+		var wg sync.WaitGroup
+		for i := range attacks {
+			wg.Go(func() {
+				_, _ = firstAnswer(ctx, dialWithTokenFrom(t, "127.0.0.2", cp.XDSAddress, roots, garbage(i)), ask(curl))
+			})
+		}
+		// Meanwhile the real pod reconnects with its token.
+		start := time.Now()
+		_, err := firstAnswer(ctx, dialWithToken(t, cp.XDSAddress, roots, podToken(ctx, t, c, curl.ns, curl.pod, curl.sa, "fleetmesh", false)), ask(curl))
+		took := time.Since(start)
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("the pod's own token, beside %d garbage ones: %v; connected: %+v", attacks, err, proxiesOf(cp))
+		}
+		after := reviewResults(t, cp)
+		delta := map[string]int{}
+		for k, v := range after {
+			delta[k] = v - before[k]
+		}
+		t.Logf("the pod was let in after %s; the garbage: %v", took.Round(time.Millisecond), delta)
+		if delta["malformed"] < 2*attacks/3 {
+			t.Errorf("%d of the %d garbage tokens were refused without a review, want every one that is not the audience's pod token (%d)", delta["malformed"], attacks, 2*attacks/3)
+		}
+		if delta["refused"] > 10 {
+			t.Errorf("the API server reviewed %d forged tokens from one address, want its budget (5, and 1 a second)", delta["refused"])
+		}
+		if delta["throttled"] == 0 {
+			t.Error("no forged token was throttled")
+		}
+	})
+}
+
+// forgedToken is a token that claims the audience fleetmesh and a pod, new
+// for each id, whose signature is not the API server's.
+func forgedToken(id string) string {
+	return jwt(fmt.Sprintf(`{"aud":["fleetmesh"],"exp":%d,"jti":%q,"kubernetes.io":{"namespace":"auth-curl","pod":{"name":"curl-1","uid":"x"}},"sub":"system:serviceaccount:auth-curl:curl"}`, time.Now().Add(time.Hour).Unix(), id))
+}
+
+// jwt is a JWT of these claims with a signature no one made.
+func jwt(claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","kid":"forged"}`)) + "." + enc([]byte(claims)) + "." + enc([]byte("not a signature"))
+}
+
+// reviewResults are the control plane's counts of the tokens it was
+// presented, by result (fleetmesh_xds_token_reviews_total).
+func reviewResults(t *testing.T, cp *testenv.ControlPlane) map[string]int {
+	t.Helper()
+	metrics, err := cp.Get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, m := range regexp.MustCompile(`fleetmesh_xds_token_reviews_total\{result="([a-z]+)"\} (\d+)`).FindAllStringSubmatch(metrics, -1) {
+		out[m[1]], _ = strconv.Atoi(m[2])
+	}
+	return out
+}
+
+// dialWithTokenFrom is dialWithToken from the local address from.
+func dialWithTokenFrom(t *testing.T, from, addr string, roots []byte, token string) *grpc.ClientConn {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(roots)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: xdsServerName, MinVersion: tls.VersionTLS12})),
+		grpc.WithPerRPCCredentials(bearer(token)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
