@@ -6,7 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"net/url"
@@ -45,7 +47,7 @@ func EnsureCA(name string, bundlePEM, keyPEM []byte, now time.Time, validity tim
 	if err != nil {
 		return nil, nil, nil, false, err
 	}
-	files := promote(ca, next, now)
+	files := promote(ca, next, nil, now, validity)
 	return ParseCA(files.Bundle, files.Key), files.Bundle, files.Key, true, nil
 }
 
@@ -144,6 +146,10 @@ type CAFiles struct {
 	// NextSince on.
 	NextCert, NextKey []byte
 	NextSince         time.Time
+	// Retire says when each certificate of the bundle that no longer
+	// signs stops being trusted, by Fingerprint: once every certificate
+	// it signed has expired.
+	Retire map[string]time.Time
 }
 
 // Roots are what must be trusted: the bundle and the staged next CA.
@@ -151,52 +157,139 @@ func (f CAFiles) Roots() []byte {
 	return append(append([]byte{}, f.Bundle...), f.NextCert...)
 }
 
+// Fingerprint names a certificate: the SHA-256 of its DER, in hex.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// StageOptions say how StageCA renews a CA.
+type StageOptions struct {
+	// Validity is a new CA's life.
+	Validity time.Duration
+	// Overlap is how long a staged CA is trusted before it signs.
+	Overlap time.Duration
+	// MaxTTL is the longest life of a certificate the CA signs: a CA
+	// that no longer signs is trusted that long after, and no longer.
+	MaxTTL time.Duration
+	// Rotate asks for a new CA, staged as a renewal is.
+	Rotate bool
+	// Emergency asks for a new CA that signs at once and is the only one
+	// trusted: the old key is compromised. What the old CA signed is
+	// refused from then on; the workloads need new certificates.
+	Emergency bool
+}
+
 // StageCA renews a CA in two steps, so that whatever trusts its roots
 // trusts a new CA before any certificate it signed is shown. A CA is
 // staged (published in Roots, not signing) when the newest has less than
-// a third of validity left, or when rotate asks; it takes over signing
-// once it has been published for overlap, and the old certificates stay
-// in the bundle until they expire. A CA that has no usable key is made
-// at once. It returns the files (changed when they must be stored) and
-// the CA that signs now.
-func StageCA(name string, files CAFiles, now time.Time, validity, overlap time.Duration, rotate bool) (CAFiles, *CA, bool, error) {
+// a third of validity left, or when o.Rotate asks; it takes over signing
+// once it has been published for o.Overlap, and the old certificates stay
+// in the bundle until every certificate they signed has expired
+// (o.MaxTTL after they stopped signing; what was stored without that
+// time gets it now). o.Emergency replaces the CA at once. A CA that has no
+// usable key is made at once. It returns the files (changed when they
+// must be stored) and the CA that signs now.
+func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles, *CA, bool, error) {
 	ca := ParseCA(files.Bundle, files.Key)
 	next := ParseCA(files.NextCert, files.NextKey)
+	changed := false
 	switch {
+	case o.Emergency:
+		fresh, err := issueCA(name, now, o.Validity)
+		if err != nil {
+			return files, nil, false, err
+		}
+		files = CAFiles{Bundle: fresh.BundlePEM(), Key: PEMKey(fresh.Key)}
+		changed = true
 	case ca.Cert == nil || ca.Key == nil || !ca.Cert.NotAfter.After(now):
 		// Nothing signs: the staged CA if there is one, else a new one.
 		if next.Cert == nil || next.Key == nil {
 			var err error
-			if next, err = issueCA(name, now, validity); err != nil {
+			if next, err = issueCA(name, now, o.Validity); err != nil {
 				return files, nil, false, err
 			}
 		}
-		files = promote(ca, next, now)
-	case next.Cert != nil && next.Key != nil && !now.Before(files.NextSince.Add(overlap)):
-		files = promote(ca, next, now)
-	case (next.Cert == nil || next.Key == nil) && (Fresh(ca.Cert, now) < 1.0/3 || rotate):
-		staged, err := issueCA(name, now, validity)
+		files, changed = promote(ca, next, files.Retire, now, o.MaxTTL), true
+	case next.Cert != nil && next.Key != nil && !now.Before(files.NextSince.Add(o.Overlap)):
+		files, changed = promote(ca, next, files.Retire, now, o.MaxTTL), true
+	case (next.Cert == nil || next.Key == nil) && (Fresh(ca.Cert, now) < 1.0/3 || o.Rotate):
+		staged, err := issueCA(name, now, o.Validity)
 		if err != nil {
 			return files, nil, false, err
 		}
 		files.NextCert, files.NextKey, files.NextSince = staged.BundlePEM(), PEMKey(staged.Key), now
-	default:
-		return files, ca, false, nil
+		changed = true
 	}
-	return files, ParseCA(files.Bundle, files.Key), true, nil
+	var retired bool
+	if files, retired = retire(files, now, o.MaxTTL); retired {
+		changed = true
+	}
+	return files, ParseCA(files.Bundle, files.Key), changed, nil
+}
+
+// retire drops the certificates of the bundle that no longer sign and
+// whose time is up, and gives a time to those that have none.
+func retire(files CAFiles, now time.Time, maxTTL time.Duration) (CAFiles, bool) {
+	ca := ParseCA(files.Bundle, files.Key)
+	changed := false
+	var kept []*x509.Certificate
+	retire := map[string]time.Time{}
+	for _, c := range ca.Bundle {
+		if c == ca.Cert {
+			kept = append(kept, c)
+			continue
+		}
+		fp := Fingerprint(c)
+		at, ok := files.Retire[fp]
+		if !ok {
+			at, changed = now.Add(maxTTL), true
+		}
+		if !now.Before(at) || !c.NotAfter.After(now) {
+			changed = true
+			continue
+		}
+		kept = append(kept, c)
+		retire[fp] = at
+	}
+	if len(retire) != len(files.Retire) {
+		changed = true
+	}
+	if !changed {
+		return files, false
+	}
+	files.Bundle = (&CA{Bundle: kept}).BundlePEM()
+	files.Retire = retire
+	if len(retire) == 0 {
+		files.Retire = nil
+	}
+	return files, true
 }
 
 // promote makes next the CA that signs, keeping the unexpired
-// certificates of ca trusted.
-func promote(ca, next *CA, now time.Time) CAFiles {
+// certificates of ca trusted, each until maxTTL from now (or the time it
+// already had).
+func promote(ca, next *CA, retiring map[string]time.Time, now time.Time, maxTTL time.Duration) CAFiles {
 	var kept []*x509.Certificate
+	retire := map[string]time.Time{}
 	for _, c := range ca.Bundle {
-		if c.NotAfter.After(now) {
-			kept = append(kept, c)
+		if !c.NotAfter.After(now) {
+			continue
 		}
+		kept = append(kept, c)
+		fp := Fingerprint(c)
+		at, ok := retiring[fp]
+		if !ok {
+			at = now.Add(maxTTL)
+		}
+		retire[fp] = at
 	}
 	signer := &CA{Bundle: append(kept, next.Cert), Cert: next.Cert, Key: next.Key}
-	return CAFiles{Bundle: signer.BundlePEM(), Key: PEMKey(next.Key)}
+	files := CAFiles{Bundle: signer.BundlePEM(), Key: PEMKey(next.Key), Retire: retire}
+	if len(retire) == 0 {
+		files.Retire = nil
+	}
+	return files
 }
 
 func issueCA(name string, now time.Time, validity time.Duration) (*CA, error) {

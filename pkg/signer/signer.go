@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -144,6 +145,21 @@ const (
 	RotateAnnotation  = "fleetmesh.io/rotate"
 	RotatedAnnotation = "fleetmesh.io/rotated"
 )
+
+// Replacing a compromised CA: annotate its Secret with
+// EmergencyRotateAnnotation (any new value). The signer makes a new CA
+// that signs at once and is the only one trusted, and records the value
+// in EmergencyRotatedAnnotation. Every certificate of the old CA is
+// refused from then on, in this member and, a federation sync later, in
+// the fleet: workloads need new certificates (restart them).
+const (
+	EmergencyRotateAnnotation  = "fleetmesh.io/emergency-rotate"
+	EmergencyRotatedAnnotation = "fleetmesh.io/emergency-rotated"
+)
+
+// retireKey is the CA Secret's key of when each old CA stops being
+// trusted (pki.CAFiles.Retire, as JSON).
+const retireKey = "retire-at"
 
 // caRetry is how soon a failed check of the CA is tried again.
 const caRetry = 5 * time.Second
@@ -397,19 +413,39 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 		NextCert: secret.Data["next.crt"], NextKey: secret.Data["next.key"],
 	}
 	files.NextSince, _ = time.Parse(time.RFC3339, string(secret.Data["next-since"]))
+	if raw := secret.Data[retireKey]; len(raw) > 0 {
+		if err := json.Unmarshal(raw, &files.Retire); err != nil {
+			s.opts.Log.Info("workload CA: unreadable retirement times; the old CAs are retired a workload certificate's life from now", "key", retireKey, "error", err.Error())
+		}
+	}
 	request := secret.Annotations[RotateAnnotation]
 	rotate := request != "" && request != secret.Annotations[RotatedAnnotation]
-	files, ca, changed, err := pki.StageCA("fleetmesh-workload-ca", files, s.now(), s.opts.CAValidity, s.opts.CAOverlap, rotate)
+	emergencyRequest := secret.Annotations[EmergencyRotateAnnotation]
+	emergency := emergencyRequest != "" && emergencyRequest != secret.Annotations[EmergencyRotatedAnnotation]
+	files, ca, changed, err := pki.StageCA("fleetmesh-workload-ca", files, s.now(), pki.StageOptions{
+		Validity: s.opts.CAValidity, Overlap: s.opts.CAOverlap, MaxTTL: s.opts.MaxTTL, Rotate: rotate, Emergency: emergency,
+	})
 	if err != nil {
 		return nil, err
 	}
-	if rotate && len(files.NextCert) > 0 {
-		// The request is answered: a CA is staged.
+	answer := func(key, value string) {
 		if secret.Annotations == nil {
 			secret.Annotations = map[string]string{}
 		}
-		secret.Annotations[RotatedAnnotation] = request
+		secret.Annotations[key] = value
 		changed = true
+	}
+	switch {
+	case emergency:
+		// The request is answered: the new CA alone signs and is trusted.
+		answer(EmergencyRotatedAnnotation, emergencyRequest)
+		if rotate {
+			answer(RotatedAnnotation, request)
+		}
+		s.opts.Log.Info("workload CA replaced at once (emergency): every certificate of the old CA is refused from now on; restart the workloads so that they get new ones")
+	case rotate && len(files.NextCert) > 0:
+		// The request is answered: a CA is staged.
+		answer(RotatedAnnotation, request)
 		s.opts.Log.Info("workload CA staged: published now, signing after the overlap", "overlap", s.opts.CAOverlap)
 	}
 	if changed {
@@ -417,6 +453,13 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 		if len(files.NextCert) > 0 {
 			secret.Data["next.crt"], secret.Data["next.key"] = files.NextCert, files.NextKey
 			secret.Data["next-since"] = []byte(files.NextSince.UTC().Format(time.RFC3339))
+		}
+		if len(files.Retire) > 0 {
+			raw, err := json.Marshal(files.Retire)
+			if err != nil {
+				return nil, err
+			}
+			secret.Data[retireKey] = raw
 		}
 		if secret.ResourceVersion == "" {
 			err = s.client.Create(ctx, secret)

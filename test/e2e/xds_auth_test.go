@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,9 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
 		Args: []string{
 			"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls",
+			// The CA is checked every second: a handshake that asked the
+			// API server for it would, in the outage below.
+			"--workload-ca-check-interval=1s",
 			// Proxies reconnect often, so a renewed certificate is used
 			// within the test.
 			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s",
@@ -415,8 +419,68 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		t.Logf("fleetmesh proxy-config secrets %s --envoy-admin-url:\n%s", id, out)
 	})
 
+	t.Run("with the API server down, a proxy still connects: its handshake needs nothing of it", func(t *testing.T) {
+		time.Sleep(1500 * time.Millisecond) // past a check of the CA
+		if err := c.FreezeAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.ThawAPIServer(); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		start := time.Now()
+		if _, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl), ask(sidecarOf(curl))); err != nil {
+			t.Fatalf("with cluster-1's API server frozen, the sidecar of curl-1 was not served: %v", err)
+		}
+		t.Logf("served in %s with the API server frozen", time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("without a certificate, a pod's ServiceAccount token", func(t *testing.T) {
 		checkTokenAuth(ctx, t, c, cp, roots, curl, attacker)
+	})
+
+	t.Run("after an emergency rotation of the CA, its old certificates are refused", func(t *testing.T) {
+		secret := &corev1.Secret{}
+		key := client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.CASecret}
+		if err := c.Client.Get(ctx, key, secret); err != nil {
+			t.Fatal(err)
+		}
+		old := pki.ParseCerts(secret.Data["ca.crt"])
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		secret.Annotations[signer.EmergencyRotateAnnotation] = "e2e"
+		if err := c.Client.Update(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		var fresh []byte
+		err := testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			cm := &corev1.ConfigMap{}
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap}, cm); err != nil {
+				return false, err
+			}
+			fresh = []byte(cm.Data["roots.pem"])
+			published := pki.ParseCerts(fresh)
+			return len(published) == 1 && !slices.ContainsFunc(old, published[0].Equal), nil
+		})
+		if err != nil {
+			t.Fatalf("the roots are not the new CA alone: %v", err)
+		}
+		// The xDS server takes the new CA at its next check (every
+		// second here): a workload certificate of the old one is refused
+		// at the handshake, one of the new CA is taken.
+		err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+			_, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, fresh, curl), ask(sidecarOf(curl)))
+			return err != nil, nil
+		})
+		if err != nil {
+			t.Fatal("a certificate of the compromised CA is still taken by the xDS server")
+		}
+		curl.renew(ctx, t, fresh)
+		if _, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, fresh, curl), ask(sidecarOf(curl))); err != nil {
+			t.Fatalf("a certificate of the new CA: %v", err)
+		}
 	})
 
 	metrics, err := cp.Get("/metrics")
