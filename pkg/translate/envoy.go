@@ -77,11 +77,19 @@ func hcmFilter(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *
 	return networkHCM(newHCM(statPrefix, rdsName, routes))
 }
 
+// newHCM is an HTTP connection manager. Every one normalizes a request's
+// path before routes and RBAC see it (RFC 3986: dot segments and
+// percent-encoded unreserved characters; merged slashes; escaped slashes
+// unescaped by a redirect), so no path matches a route's prefix and then
+// climbs out of it at the app.
 func newHCM(statPrefix, rdsName string, routes *routev3.RouteConfiguration) *hcmv3.HttpConnectionManager {
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix:  statPrefix,
-		CodecType:   hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+		StatPrefix:                   statPrefix,
+		CodecType:                    hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters:                  []*hcmv3.HttpFilter{routerFilter()},
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT,
 	}
 	if routes != nil {
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes}

@@ -183,7 +183,9 @@ func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]*inboundPort {
 // A sidecar with a workload certificate takes mesh mTLS on each port
 // (clients offering MTLSALPN), tells the app the caller's identity
 // (x-forwarded-client-cert), and, PERMISSIVE, plaintext too; STRICT, a
-// plaintext connection is closed. A port whose services are all exported
+// plaintext connection is closed, on every port: an intercepting
+// sidecar closes what reaches a port its app serves no Service on, where
+// PERMISSIVE passes it through. A port whose services are all exported
 // to named ServiceAccounts lets only those call: others get 403 (TCP: the
 // connection is closed).
 func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
@@ -219,6 +221,15 @@ func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 			// A protocol whose server speaks first sends the inspector
 			// nothing: it goes on after the timeout instead of closing.
 			virtualInbound.ContinueOnListenerFiltersTimeout = true
+			if mode == model.MTLSStrict {
+				// STRICT closes every port to plaintext, those no
+				// Service names (and, before discovery knows the pod's
+				// address, every port) included: what matches no app
+				// port's chain is closed, not passed through.
+				virtualInbound.DefaultFilterChain = &listenerv3.FilterChain{Name: VirtualInboundName + "_strict", Filters: []*listenerv3.Filter{
+					networkRBAC(VirtualInboundName+"_strict", callers{}), tcpProxyFilter(VirtualInboundName, PassthroughClusterName, false),
+				}}
+			}
 		}
 		r.Listeners = append(r.Listeners, virtualInbound)
 	}

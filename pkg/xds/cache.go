@@ -481,6 +481,10 @@ func (c *Cache) respond(w *cacheWatch, evenIfEmpty bool) func() {
 	}
 	version := strconv.FormatInt(c.version, 10)
 	resp := &sotwResponse{req: w.sotw, version: version, entries: entries, returned: returned}
+	// The channel is the stream's, buffered for every type it may watch
+	// (go-control-plane sizes it so), and a stream watches only the types
+	// the server serves, one watch each (checkRequest): the send never
+	// waits on a client that does not read.
 	return func() { w.sotwCh <- resp }
 }
 

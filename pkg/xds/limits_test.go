@@ -184,3 +184,70 @@ func counterValue(t *testing.T, s *Server, name, label string) float64 {
 	}
 	return 0
 }
+
+// TestAStreamThatDoesNotReadStallsNoOther plays a client that connects
+// before the control plane has its first mesh, asks for every type it can
+// name on a state-of-the-world stream and never reads: the first mesh is
+// still published, and every other proxy served. (A stream holds a watch
+// per type, answered into a channel of the stream that the cache must not
+// wait on: with the four types the server serves, the answers fit it; a
+// type of the client's choosing, which made a watch of its own, is
+// refused.)
+func TestAStreamThatDoesNotReadStallsNoOther(t *testing.T) {
+	h := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn)
+	stuck, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greedy := node("curl-2.curl", "sidecar", map[string]any{"namespace": "curl", "pod": "curl-2"})
+	types := []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+	// Enough answers to fill what gRPC buffers for a client that does
+	// not read.
+	for i := range 20_000 {
+		types = append(types, fmt.Sprintf("type.googleapis.com/attacker.Type%05d", i))
+	}
+	for _, typ := range types {
+		if err := stuck.Send(&discoveryv3.DiscoveryRequest{Node: greedy, TypeUrl: typ}); err != nil {
+			break // refused: the stream is over
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the requests are in
+	// The first mesh is published, and another proxy is sent every
+	// change, while the first stream never reads.
+	pods := map[string]string{"curl/curl-1": "10.244.2.10", "curl/curl-2": "10.244.2.11"}
+	update := func(localReady bool) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			h.server.Update(withPods(articleMesh(localReady), pods))
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("an update never finished: a stream that does not read holds the server")
+		}
+	}
+	update(true)
+	other, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Send(&discoveryv3.DeltaDiscoveryRequest{
+		Node:    node("curl-1.curl", "sidecar", map[string]any{"namespace": "curl", "pod": "curl-1"}),
+		TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{"outbound|8080||httpbin.httpbin.svc.cluster.local"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp := recvDelta(t, other)
+	for i := range 10 {
+		update(i%2 == 1)
+		if err := other.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+		resp = recvDelta(t, other)
+	}
+}

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +87,73 @@ func TestABadPathOnAGatewayLeavesTheOtherExportsWorking(t *testing.T) {
 	}
 	if n := rejected(); n != 0 {
 		t.Errorf("the gateway refused %d route configurations", n)
+	}
+}
+
+// TestTheGatewayNormalizesPathsBeforeItMatchesThem: an export's path is a
+// prefix the gateway rewrites (here /norm to /public/). A request whose
+// path climbs out of the prefix with dot segments, or with escaped
+// slashes the app would decode, must not reach the app as a path outside
+// /public/: the real Envoy gateway normalizes the path (RFC 3986), merges
+// slashes and redirects escaped ones before it matches the routes.
+func TestTheGatewayNormalizesPathsBeforeItMatchesThem(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c1 := fleet.Cluster("cluster-1")
+	const ns = "normalize"
+	createService(ctx, t, c1, ns, "public", "", 8080)
+	if _, err := c1.RunPod(ctx, testenv.PodOptions{
+		Namespace: ns, Name: "public-1", Labels: map[string]string{"app": "public"},
+		Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Backend: &testenv.HTTPBackend{Port: 8080, Body: "public\n", ShowPath: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Client.Create(ctx, &fmv1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "public"},
+		Spec: fmv1alpha1.ServiceExportSpec{PathRewrite: "/public/", Rules: []fmv1alpha1.ServiceExportRule{
+			{PortNumber: 8080, Path: "/norm", PathType: fmv1alpha1.PathTypePrefix},
+		}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(gatewayIP(c1), fmt.Sprint(gatewayPort(c1)))
+	// raw sends the request line as written: a client library would
+	// clean the path first.
+	raw := func(path string) (int, string) {
+		conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
+			return 0, err.Error()
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Location") + " " + string(body)
+	}
+	var code int
+	var got string
+	err := testenv.Eventually(ctx, 20*time.Second, func(context.Context) (bool, error) {
+		code, got = raw("/norm/x")
+		return code == 200 && strings.Contains(got, "path: /public/x"), nil
+	})
+	if err != nil {
+		t.Fatalf("GET /norm/x: %d %q, want the app at /public/x", code, got)
+	}
+	for _, path := range []string{"/norm/../secret", "/norm/./../secret", "/norm/..%2Fsecret", "/norm/..%2fsecret", "/norm/%2E%2E/secret", "/norm//../secret"} {
+		code, got := raw(path)
+		t.Logf("GET %s: %d %q", path, code, got)
+		if code == 200 && !strings.Contains(got, "path: /public/") {
+			t.Errorf("GET %s reached the app outside /public/: %q", path, got)
+		}
+		if upper := strings.ToUpper(got); (strings.Contains(upper, "..") || strings.Contains(upper, "%2E") || strings.Contains(upper, "%2F")) && strings.Contains(got, "path: ") {
+			t.Errorf("GET %s reached the app with a dot segment or an escaped slash: %q", path, got)
+		}
 	}
 }

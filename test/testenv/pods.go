@@ -287,6 +287,9 @@ type HTTPBackend struct {
 	// ShowHeader, when set, adds a line to the answer with that request
 	// header's value ("<header>: <value>"): what the pod was told.
 	ShowHeader string
+	// ShowPath adds a line with the request's path as it came, escapes
+	// kept ("path: <path>").
+	ShowPath bool
 
 	srv *http.Server
 }
@@ -307,6 +310,9 @@ func (b *HTTPBackend) Start(ip string) error {
 			_, _ = w.Write(body)
 			if b.ShowHeader != "" {
 				_, _ = fmt.Fprintf(w, "%s: %s\n", b.ShowHeader, r.Header.Get(b.ShowHeader))
+			}
+			if b.ShowPath {
+				_, _ = fmt.Fprintf(w, "path: %s\n", r.RequestURI)
 			}
 		}),
 		ReadHeaderTimeout: 5 * time.Second,

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fleetmesh/fleetmesh/pkg/discovery"
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
@@ -147,4 +149,58 @@ func TestInjectedSidecarsAuthenticateWithTheirPodCertificates(t *testing.T) {
 		t.Fatalf("the injected pod has no podCertificate volume: %+v", clientPod.Spec.Volumes)
 	}
 	t.Logf("the client's Envoy counted %d 2xx responses from web, over an xDS connection authenticated by its pod certificate", callThroughTheMesh(ctx, t, c, ns, clientPod))
+
+	t.Run("STRICT closes every port of a meshed pod to plaintext, those no Service names too", func(t *testing.T) {
+		// A meshed pod that also serves gRPC on 9090, a port no Service
+		// names, and a pod outside the mesh that calls it.
+		dep, _ := echoApp(ns, "strict-web", 1, corev1.EnvVar{Name: "MESSAGE", Value: "strict-web"}, corev1.EnvVar{Name: "GRPC_PORT", Value: "9090"})
+		const plain = "mesh-tls-outside"
+		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: plain}}); err != nil {
+			t.Fatal(err)
+		}
+		outside, _ := echoApp(plain, "outside", 1)
+		for _, d := range []*appsv1.Deployment{dep, outside} {
+			if err := c.Client.Create(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitAvailable(ctx, t, c, ns, "strict-web", 1)
+		waitAvailable(ctx, t, c, plain, "outside", 1)
+		podOf := func(ns, app string) corev1.Pod {
+			var pods corev1.PodList
+			if err := c.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil || len(pods.Items) != 1 {
+				t.Fatalf("the pod of %s/%s: %v (%d pods)", ns, app, err, len(pods.Items))
+			}
+			return pods.Items[0]
+		}
+		web, caller := podOf(ns, "strict-web"), podOf(plain, "outside")
+		call := func() string {
+			out, _ := c.Kubectl(nil, "-n", plain, "exec", caller.Name, "-c", "app", "--", "/echo", "grpc-call", "-n", "1", web.Status.PodIP+":9090")
+			return strings.TrimSpace(out)
+		}
+		var got string
+		err := testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
+			got = call()
+			return got == "OK strict-web", nil
+		})
+		if err != nil {
+			t.Fatalf("PERMISSIVE: a plaintext caller of the port no Service names got %q, want it passed through", got)
+		}
+		nsObj := &corev1.Namespace{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
+			t.Fatal(err)
+		}
+		nsObj.Labels[discovery.MTLSModeKey] = "STRICT"
+		if err := c.Client.Update(ctx, nsObj); err != nil {
+			t.Fatal(err)
+		}
+		err = testenv.Eventually(ctx, time.Minute, func(context.Context) (bool, error) {
+			got = call()
+			return strings.HasPrefix(got, "error"), nil
+		})
+		if err != nil {
+			t.Fatalf("STRICT: a plaintext caller of the port no Service names got %q, want the connection closed", got)
+		}
+		t.Logf("STRICT: the plaintext caller of port 9090 got %q", got)
+	})
 }
