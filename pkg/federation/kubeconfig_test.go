@@ -37,8 +37,10 @@ func TestAMemberKubeconfigThatWouldRunOrReadSomethingIsRefusedNamingTheField(t *
 	for _, tt := range []struct {
 		name, cluster, user, want string
 	}{
-		{"an exec plugin", "", "    exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, 'touch /tmp/x']}",
-			`users["member"].user.exec: the exec plugin "/bin/sh" would run in the control plane`},
+		{
+			"an exec plugin", "", "    exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, 'touch /tmp/x']}",
+			`users["member"].user.exec: the exec plugin "/bin/sh" would run in the control plane`,
+		},
 		{"an auth provider", "", "    auth-provider: {name: gcp}", `users["member"].user.auth-provider: the auth provider "gcp"`},
 		{"a token file", "", "    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token", `users["member"].user.tokenFile`},
 		{"a client certificate file", "", "    client-certificate: /etc/kubernetes/pki/admin.crt\n    client-key-data: a2V5", `users["member"].user.client-certificate`},
