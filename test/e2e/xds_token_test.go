@@ -73,16 +73,7 @@ func (bearer) RequireTransportSecurity() bool { return true }
 // checking the server against the roots, and sends token.
 func dialWithToken(t *testing.T, addr string, roots []byte, token string) *grpc.ClientConn {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(roots)
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: xdsServerName, MinVersion: tls.VersionTLS12})),
-		grpc.WithPerRPCCredentials(bearer(token)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
+	return dialWithTokenFrom(t, "", addr, roots, token)
 }
 
 // tokenReviews is how many tokens the control plane reviewed and found
@@ -285,12 +276,16 @@ func reviewResults(t *testing.T, cp *testenv.ControlPlane) map[string]int {
 	return out
 }
 
-// dialWithTokenFrom is dialWithToken from the local address from.
+// dialWithTokenFrom is dialWithToken from the local address from (""
+// for any).
 func dialWithTokenFrom(t *testing.T, from, addr string, roots []byte, token string) *grpc.ClientConn {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(roots)
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	d := &net.Dialer{}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
 	conn, err := grpc.NewClient(addr,
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }),
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: xdsServerName, MinVersion: tls.VersionTLS12})),
