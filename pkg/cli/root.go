@@ -34,7 +34,7 @@ fleetmesh-controller through the API server.`,
 	k.bind(root)
 	planes.bind(root)
 	root.AddGroup(&cobra.Group{ID: "fleet", Title: "The fleet:"}, &cobra.Group{ID: "proxies", Title: "Proxies and traffic:"})
-	for _, c := range []*cobra.Command{newClusterCommand(k), newExplainCommand(k), newDNSCommand(k)} {
+	for _, c := range []*cobra.Command{newClusterCommand(k), newExplainCommand(k), newDNSCommand(k), newTrustCommand(k)} {
 		c.GroupID = "fleet"
 		root.AddCommand(c)
 	}

@@ -82,6 +82,8 @@ type Options struct {
 	WorkloadSigner  bool
 	TrustDomain     string
 	WorkloadCertTTL time.Duration
+	// FleetTrust: see signer.Options.
+	FleetTrust string
 	// WorkloadCAOverlap and WorkloadCACheck: see signer.Options.
 	WorkloadCAOverlap, WorkloadCACheck time.Duration
 	// XDSTLS serves ADS over TLS to authenticated workloads only.
@@ -171,6 +173,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the SPIFFE trust domain of the workload identities, the same in every cluster of a fleet: the signer issues them in it, sidecars take mesh mTLS from any identity in it")
 	fs.DurationVar(&o.WorkloadCertTTL, "workload-cert-max-ttl", 24*time.Hour, "with --workload-signer: the longest life of a workload certificate (a pod may ask for less, not under 1h)")
 	fs.DurationVar(&o.WorkloadCAOverlap, "workload-ca-overlap", time.Hour, "with --workload-signer: how long a renewed workload CA is trusted before it signs (the fleet's pods must trust it first)")
+	fs.StringVar(&o.FleetTrust, "fleet-trust", string(signer.FleetTrustFirstUse), "with --workload-signer: how the fleet's other members' first CAs are trusted: "+string(signer.FleetTrustFirstUse)+" (when the member is first seen) or "+string(signer.FleetTrustPinned)+" (once `fleetmesh trust approve MEMBER` approves them); later CAs of a member are trusted when one trusted already endorsed them, else once approved")
 	fs.DurationVar(&o.WorkloadCACheck, "workload-ca-check-interval", 10*time.Minute, "with --workload-signer: how often the workload CA is checked (renewed, rotated on request, its roots republished)")
 	fs.StringVar(&o.WebhookAddress, "webhook-address", ":9443", "address of the injection webhook (TLS)")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "fleetmesh-webhook"), "directory of the webhook's tls.crt and tls.key")
@@ -281,6 +284,9 @@ func (o *Options) checkAuth() error {
 	}
 	if o.DebugAuth == AuthNone && o.MetricsAuth == AuthKubernetes {
 		return fmt.Errorf("--metrics-auth %s needs --debug-auth %s: /metrics is served on the debug address", AuthKubernetes, AuthKubernetes)
+	}
+	if o.FleetTrust != "" && o.FleetTrust != string(signer.FleetTrustFirstUse) && o.FleetTrust != string(signer.FleetTrustPinned) {
+		return fmt.Errorf("--fleet-trust %q: want %s or %s", o.FleetTrust, signer.FleetTrustFirstUse, signer.FleetTrustPinned)
 	}
 	if o.Federation && o.MemberTokenTTL > federation.MaxTokenTTL {
 		return fmt.Errorf("--member-token-ttl %s: members refuse the federation tokens longer than %s (manifests/member/federation-policy.yaml)", o.MemberTokenTTL, federation.MaxTokenTTL)
@@ -466,6 +472,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 			Tokens:            o.ProxyCredential == ProxyCredentialToken,
 			RootsNamespaces:   map[string]string{inject.NamespaceLabel: "enabled"},
 			NoPodCertificates: noPodCerts,
+			FleetTrust:        signer.FleetTrust(o.FleetTrust),
 		}); err != nil {
 			return nil, err
 		}

@@ -35,7 +35,9 @@ func rootsCache(namespace string) cache.ByObject {
 	return signer.ConfigMapCache(namespace, signer.RootsConfigMap)
 }
 
-// readRoots reads a member's roots, and the trust domain its signer
+// readRoots reads a member's roots, with its CA's endorsements of its
+// renewals after them (the other members' signers trust a renewed CA by
+// them: they are carried with the roots), and the trust domain its signer
 // issues identities in, from its cache: nothing when it has no workload
 // signer.
 func readRoots(ctx context.Context, r client.Reader, namespace string) ([]byte, string, error) {
@@ -44,7 +46,11 @@ func readRoots(ctx context.Context, r client.Reader, namespace string) ([]byte, 
 	if err != nil {
 		return nil, "", client.IgnoreNotFound(err)
 	}
-	return []byte(cm.Data[signer.RootsKey]), cm.Data[signer.TrustDomainKey], nil
+	roots := cm.Data[signer.RootsKey]
+	if e := cm.Data[signer.EndorsementsKey]; e != "" {
+		roots = strings.TrimRight(roots, "\n") + "\n" + e
+	}
+	return []byte(roots), cm.Data[signer.TrustDomainKey], nil
 }
 
 // trustDomainOutliers names the known members whose signers issue

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -150,6 +151,10 @@ type CAFiles struct {
 	// signs stops being trusted, by Fingerprint: once every certificate
 	// it signed has expired.
 	Retire map[string]time.Time
+	// Endorsements (PEM, EndorsementBlock) are the signatures with which
+	// each CA endorsed the one staged after it: the proof other members
+	// trust a renewed CA by.
+	Endorsements []byte
 }
 
 // Roots are what must be trusted: the bundle and the staged next CA.
@@ -196,6 +201,9 @@ func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles
 	changed := false
 	switch {
 	case o.Emergency:
+		// No endorsement: the compromised key vouches for nothing. The
+		// fleet's other members trust the new CA once their operators
+		// approve it.
 		fresh, err := issueCA(name, now, o.Validity)
 		if err != nil {
 			return files, nil, false, err
@@ -210,20 +218,30 @@ func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles
 				return files, nil, false, err
 			}
 		}
-		files, changed = promote(ca, next, files.Retire, now, o.MaxTTL), true
+		files, changed = promoteKeeping(files, promote(ca, next, files.Retire, now, o.MaxTTL)), true
 	case next.Cert != nil && next.Key != nil && !now.Before(files.NextSince.Add(o.Overlap)):
-		files, changed = promote(ca, next, files.Retire, now, o.MaxTTL), true
+		files, changed = promoteKeeping(files, promote(ca, next, files.Retire, now, o.MaxTTL)), true
 	case (next.Cert == nil || next.Key == nil) && (Fresh(ca.Cert, now) < 1.0/3 || o.Rotate):
 		staged, err := issueCA(name, now, o.Validity)
 		if err != nil {
 			return files, nil, false, err
 		}
+		// The CA that signs now vouches for the one that follows it.
+		endorsement, err := Endorse(ca, staged.Cert)
+		if err != nil {
+			return files, nil, false, err
+		}
 		files.NextCert, files.NextKey, files.NextSince = staged.BundlePEM(), PEMKey(staged.Key), now
+		files.Endorsements = append(files.Endorsements, endorsement...)
 		changed = true
 	}
 	var retired bool
 	if files, retired = retire(files, now, o.MaxTTL); retired {
 		changed = true
+	}
+	// Endorsements of what is no longer trusted go with it.
+	if kept := Endorsements(files.Endorsements, ParseCerts(files.Roots())); !bytes.Equal(kept, files.Endorsements) {
+		files.Endorsements, changed = kept, true
 	}
 	return files, ParseCA(files.Bundle, files.Key), changed, nil
 }
@@ -264,6 +282,12 @@ func retire(files CAFiles, now time.Time, maxTTL time.Duration) (CAFiles, bool) 
 		files.Retire = nil
 	}
 	return files, true
+}
+
+// promoteKeeping is promoted, with the endorsements of files.
+func promoteKeeping(files, promoted CAFiles) CAFiles {
+	promoted.Endorsements = files.Endorsements
+	return promoted
 }
 
 // promote makes next the CA that signs, keeping the unexpired

@@ -76,6 +76,15 @@ func PEMCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
+// PEMCerts encodes certificates, one block each, as a string.
+func PEMCerts(certs []*x509.Certificate) string {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, PEMCert(c.Raw)...)
+	}
+	return string(out)
+}
+
 // PEMKey encodes an ECDSA private key.
 func PEMKey(k *ecdsa.PrivateKey) []byte {
 	der, _ := x509.MarshalECPrivateKey(k)

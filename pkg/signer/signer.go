@@ -22,8 +22,6 @@ import (
 	"maps"
 	"net"
 	"net/url"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +60,10 @@ const (
 	RootsConfigMap = "fleetmesh-workload-roots"
 	// RootsKey is the roots' key in RootsConfigMap.
 	RootsKey = "roots.pem"
+	// EndorsementsKey in RootsConfigMap holds the CA's endorsements of
+	// the CAs that followed it (pki.Endorse): with them, the fleet's
+	// other members trust a renewed CA without anyone's word for it.
+	EndorsementsKey = "endorsements.pem"
 	// TrustDomainKey in RootsConfigMap is the trust domain the signer
 	// issues identities in: the federation checks that a fleet has one.
 	TrustDomainKey = "trust-domain"
@@ -112,7 +114,10 @@ type Options struct {
 	// keeps the CA and the roots ConfigMap only, for the xDS server, and
 	// touches neither API.
 	NoPodCertificates string
-	Log               logr.Logger
+	// FleetTrust is how the other members' first roots are taken
+	// (FleetTrustFirstUse when empty); see DecideFleetTrust.
+	FleetTrust FleetTrust
+	Log        logr.Logger
 }
 
 // Signer issues the workload certificates.
@@ -128,8 +133,8 @@ type Signer struct {
 	ca      *pki.CA
 	checked time.Time
 	// roots are what the signer publishes: its CA's bundle and a staged
-	// CA's certificate.
-	roots []byte
+	// CA's certificate; endorsements, the proof of its renewals.
+	roots, endorsements []byte
 	// loaded is the CA as last loaded, which TLS handshakes use: they
 	// never wait on the API server (or on mu, held while it is asked).
 	loaded atomic.Pointer[pki.CA]
@@ -235,34 +240,6 @@ func ConfigMapCache(namespace, name string) cache.ByObject {
 		Namespaces: map[string]cache.Config{namespace: {}},
 		Field:      fields.OneTermEqualSelector("metadata.name", name),
 	}
-}
-
-// publishFleetRoots publishes the other members' roots, which the
-// federation wrote into FleetRootsConfigMap, as the signer's second
-// ClusterTrustBundle, FleetTrustBundle: pods project every trust bundle of
-// the signer, so they trust the whole fleet's workload certificates. It is
-// deleted when there are none.
-func (s *Signer) publishFleetRoots(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
-	return reconcile.Result{}, recovered.Call(func() error {
-		cm := &corev1.ConfigMap{}
-		err := s.reader.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: FleetRootsConfigMap}, cm)
-		if client.IgnoreNotFound(err) != nil {
-			return err
-		}
-		var roots strings.Builder
-		for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
-			if len(pki.ParseCerts([]byte(cm.Data[k]))) == 0 {
-				s.opts.Log.Info("fleet roots: no certificate", "configMap", FleetRootsConfigMap, "key", k)
-				continue
-			}
-			roots.WriteString(strings.TrimSpace(cm.Data[k]) + "\n")
-		}
-		if roots.Len() == 0 {
-			err := s.client.Delete(ctx, &certificatesv1.ClusterTrustBundle{ObjectMeta: metav1.ObjectMeta{Name: FleetTrustBundle}})
-			return client.IgnoreNotFound(err)
-		}
-		return s.publishBundle(ctx, FleetTrustBundle, []byte(roots.String()))
-	})
 }
 
 // keepCA checks the CA and the published roots every CACheckEvery.
@@ -413,6 +390,7 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 		NextCert: secret.Data["next.crt"], NextKey: secret.Data["next.key"],
 	}
 	files.NextSince, _ = time.Parse(time.RFC3339, string(secret.Data["next-since"]))
+	files.Endorsements = secret.Data[EndorsementsKey]
 	if raw := secret.Data[retireKey]; len(raw) > 0 {
 		if err := json.Unmarshal(raw, &files.Retire); err != nil {
 			s.opts.Log.Info("workload CA: unreadable retirement times; the old CAs are retired a workload certificate's life from now", "key", retireKey, "error", err.Error())
@@ -454,6 +432,9 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 			secret.Data["next.crt"], secret.Data["next.key"] = files.NextCert, files.NextKey
 			secret.Data["next-since"] = []byte(files.NextSince.UTC().Format(time.RFC3339))
 		}
+		if len(files.Endorsements) > 0 {
+			secret.Data[EndorsementsKey] = files.Endorsements
+		}
 		if len(files.Retire) > 0 {
 			raw, err := json.Marshal(files.Retire)
 			if err != nil {
@@ -473,7 +454,7 @@ func (s *Signer) readCA(ctx context.Context) (*pki.CA, error) {
 			return nil, fmt.Errorf("store the workload CA in Secret %s: %w", key, err)
 		}
 	}
-	s.roots = files.Roots()
+	s.roots, s.endorsements = files.Roots(), files.Endorsements
 	return ca, s.publish(ctx, s.roots)
 }
 
@@ -486,7 +467,7 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 			return err
 		}
 	}
-	if err := s.publishConfigMap(ctx, s.opts.Namespace, roots); err != nil {
+	if err := s.publishConfigMap(ctx, s.opts.Namespace, roots, s.endorsements); err != nil {
 		return err
 	}
 	if !s.opts.Tokens {
@@ -499,7 +480,7 @@ func (s *Signer) publish(ctx context.Context, roots []byte) error {
 	var errs []error
 	for _, ns := range nss.Items {
 		if ns.Name != s.opts.Namespace && ns.DeletionTimestamp == nil {
-			errs = append(errs, s.publishConfigMap(ctx, ns.Name, roots))
+			errs = append(errs, s.publishConfigMap(ctx, ns.Name, roots, nil))
 		}
 	}
 	return errors.Join(errs...)
@@ -533,10 +514,13 @@ func managedBy() map[string]string {
 // publishConfigMap writes the roots as ConfigMap RootsConfigMap of ns,
 // under RootsKey. A ConfigMap of that name fleetmesh did not make is
 // left alone.
-func (s *Signer) publishConfigMap(ctx context.Context, ns string, roots []byte) error {
+func (s *Signer) publishConfigMap(ctx context.Context, ns string, roots, endorsements []byte) error {
 	cm := &corev1.ConfigMap{}
 	err := s.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: RootsConfigMap}, cm)
 	data := map[string]string{RootsKey: string(roots), TrustDomainKey: s.opts.TrustDomain}
+	if len(endorsements) > 0 {
+		data[EndorsementsKey] = string(endorsements)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		cm = &corev1.ConfigMap{
@@ -583,7 +567,7 @@ func (s *Signer) copyRoots(ctx context.Context, req reconcile.Request) (reconcil
 		s.mu.Lock()
 		roots := s.roots
 		s.mu.Unlock()
-		return s.publishConfigMap(ctx, ns.Name, roots)
+		return s.publishConfigMap(ctx, ns.Name, roots, nil)
 	})
 }
 

@@ -804,3 +804,77 @@ func unary(ctx context.Context, c testgrpc.TestServiceClient) (string, error) {
 	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 	return resp.GetHostname(), err
 }
+
+// TestAMemberTrustsOnlyTheFleetsOwnCAs plays whoever holds the
+// federation's credentials for cluster-2: it writes cluster-2's fleet
+// roots (what the federation writes) with a CA of its own, offered as
+// cluster-1's beside cluster-1's real one, and as a member of its own.
+// cluster-2's signer does not publish the stranger to its pods (its own CA
+// never endorsed it), says it waits, and trusts it once cluster-2's
+// operator approves it with the CLI; a new member is trusted at first use
+// (the default), as the threat model says.
+func TestAMemberTrustsOnlyTheFleetsOwnCAs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	waitFleetTrust(ctx, t)
+	c2 := fleet.Cluster("cluster-2")
+	key := client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.FleetRootsConfigMap}
+	roots := &corev1.ConfigMap{}
+	if err := c2.Client.Get(ctx, key, roots); err != nil {
+		t.Fatal(err)
+	}
+	original := roots.DeepCopy()
+	t.Cleanup(func() {
+		cm := &corev1.ConfigMap{}
+		if err := c2.Client.Get(context.Background(), key, cm); err == nil {
+			cm.Data = original.Data
+			_ = c2.Client.Update(context.Background(), cm)
+		}
+	})
+	stranger, _, err := pki.IssueCA("fleetmesh-workload-ca", time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newcomer, _, err := pki.IssueCA("fleetmesh-workload-ca", time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.Data["cluster-1.pem"] += string(pki.PEMCert(stranger.Raw))
+	roots.Data["cluster-9.pem"] = string(pki.PEMCert(newcomer.Raw))
+	if err := c2.Client.Update(ctx, roots); err != nil {
+		t.Fatal(err)
+	}
+	trusts := func(ctx context.Context, ca *x509.Certificate) bool {
+		bundle, err := article.TrustedRoots(ctx, c2)
+		return err == nil && slices.ContainsFunc(pki.ParseCerts(bundle), ca.Equal)
+	}
+	eventually(ctx, t, "cluster-2 trusts the new member at first use", func(ctx context.Context) (bool, string) {
+		return trusts(ctx, newcomer), "not yet"
+	})
+	if trusts(ctx, stranger) {
+		t.Fatal("cluster-2's pods trust a CA offered as cluster-1's that cluster-1 never endorsed")
+	}
+	var out bytes.Buffer
+	kubeconfig := []string{"--kubeconfig", c2.KubeconfigPath}
+	if err := cli.Execute(ctx, &out, append(kubeconfig, "trust", "list")); err != nil {
+		t.Fatalf("fleetmesh trust list: %v\n%s", err, out.String())
+	}
+	fp := pki.Fingerprint(stranger)
+	if len(testenv.TableLines(out.String(), "cluster-1", "pending", fp)) != 1 {
+		t.Fatalf("fleetmesh trust list does not show the stranger waiting:\n%s", out.String())
+	}
+	t.Logf("fleetmesh trust list:\n%s", out.String())
+	out.Reset()
+	if err := cli.Execute(ctx, &out, append(kubeconfig, "trust", "approve", "cluster-1", "--fingerprint", fp)); err != nil {
+		t.Fatalf("fleetmesh trust approve: %v\n%s", err, out.String())
+	}
+	eventually(ctx, t, "cluster-2 trusts the CA its operator approved", func(ctx context.Context) (bool, string) {
+		return trusts(ctx, stranger), out.String()
+	})
+	// cluster-1's own CAs were trusted throughout.
+	for _, ca := range publishedRoots(ctx, t, fleet.Cluster("cluster-1")) {
+		if !trusts(ctx, ca) {
+			t.Error("cluster-2 stopped trusting cluster-1's own CA")
+		}
+	}
+}
