@@ -52,9 +52,9 @@ const (
 	FleetTrustPinned FleetTrust = "pinned"
 )
 
-// FleetTrustConfigMap, in the signer's namespace, holds what it accepted
-// of the fleet's roots: <member>.accepted.pem, and what waits for its
-// operator, <member>.pending.pem.
+// FleetTrustConfigMap is where, in the signer's namespace, it keeps what
+// it accepted of the fleet's roots, <member>.accepted.pem, and what waits
+// for its operator, <member>.pending.pem.
 const FleetTrustConfigMap = "fleetmesh-fleet-trust"
 
 // Keys of FleetTrustConfigMap.
@@ -63,10 +63,12 @@ const (
 	pendingSuffix  = ".pending.pem"
 )
 
-// AcceptedKey and PendingKey are a member's keys in FleetTrustConfigMap.
+// AcceptedKey is the key of a member's accepted CAs in
+// FleetTrustConfigMap.
 func AcceptedKey(member string) string { return member + acceptedSuffix }
 
-// PendingKey: see AcceptedKey.
+// PendingKey is the key of a member's CAs that wait for approval in
+// FleetTrustConfigMap.
 func PendingKey(member string) string { return member + pendingSuffix }
 
 // FleetTrustDecision is what a signer makes of the roots the federation
