@@ -96,7 +96,7 @@ func dialXDS(t *testing.T, addr string, roots []byte, w *workload) *grpc.ClientC
 }
 
 // node is an xDS node of role for pod ns/pod running as sa.
-func node(t *testing.T, id, role, ns, pod, sa string) *corev3.Node {
+func node(t testing.TB, id, role, ns, pod, sa string) *corev3.Node {
 	t.Helper()
 	md, err := structpb.NewStruct(map[string]any{"role": role, "namespace": ns, "pod": pod, "serviceAccount": sa, "cluster": "cluster-1"})
 	if err != nil {

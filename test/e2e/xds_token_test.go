@@ -41,7 +41,7 @@ const xdsServerName = "fleetmesh-controller.fleetmesh-system.svc"
 // ns/pod, as the kubelet does for a projected serviceAccountToken volume:
 // for audience (none: the API server's own), bound to the pod unless
 // unbound.
-func podToken(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod, sa, audience string, unbound bool) string {
+func podToken(ctx context.Context, t testing.TB, c *testenv.Cluster, ns, pod, sa, audience string, unbound bool) string {
 	t.Helper()
 	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}
 	if audience != "" {
@@ -71,7 +71,7 @@ func (bearer) RequireTransportSecurity() bool { return true }
 
 // dialWithToken connects to addr over TLS without a client certificate,
 // checking the server against the roots, and sends token.
-func dialWithToken(t *testing.T, addr string, roots []byte, token string) *grpc.ClientConn {
+func dialWithToken(t testing.TB, addr string, roots []byte, token string) *grpc.ClientConn {
 	t.Helper()
 	return dialWithTokenFrom(t, "", addr, roots, token)
 }
@@ -263,7 +263,7 @@ func jwt(claims string) string {
 
 // reviewResults are the control plane's counts of the tokens it was
 // presented, by result (fleetmesh_xds_token_reviews_total).
-func reviewResults(t *testing.T, cp *testenv.ControlPlane) map[string]int {
+func reviewResults(t testing.TB, cp *testenv.ControlPlane) map[string]int {
 	t.Helper()
 	metrics, err := cp.Get("/metrics")
 	if err != nil {
@@ -278,7 +278,7 @@ func reviewResults(t *testing.T, cp *testenv.ControlPlane) map[string]int {
 
 // dialWithTokenFrom is dialWithToken from the local address from (""
 // for any).
-func dialWithTokenFrom(t *testing.T, from, addr string, roots []byte, token string) *grpc.ClientConn {
+func dialWithTokenFrom(t testing.TB, from, addr string, roots []byte, token string) *grpc.ClientConn {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(roots)
