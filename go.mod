@@ -121,10 +121,3 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
-
-// go-control-plane v0.14.0's pkg/log has a non-test file (test.go) that
-// imports "testing", and its cache and servers import pkg/log: every
-// binary would link the testing package. The copy under
-// pkg/internal/gocontrolplane is v0.14.0's packages that fleetmesh uses,
-// unchanged but for that one file removed (see its README).
-replace github.com/envoyproxy/go-control-plane v0.14.0 => ./pkg/internal/gocontrolplane
