@@ -6,11 +6,14 @@
 package bootstrap
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -98,24 +101,19 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: AdminAddress: %w", err)
 	}
-	md := map[string]any{"role": o.Role}
-	for k, v := range map[string]string{
-		"namespace": o.Namespace, "pod": o.Pod, "serviceAccount": o.ServiceAccount,
-		"cluster": o.Cluster, "ip": o.IP, "appIP": o.AppIP,
-	} {
-		if v != "" {
-			md[k] = v
-		}
+	md := NodeMetadata{
+		Role: o.Role, Namespace: o.Namespace, Pod: o.Pod, ServiceAccount: o.ServiceAccount,
+		Cluster: o.Cluster, IP: o.IP, AppIP: o.AppIP,
 	}
 	if o.Intercept {
-		md["interception"] = "iptables"
+		md.Interception = InterceptionIPTables
 	}
 	if o.IdentityDir != "" && !o.Token {
 		// The certificate serves the data plane too: the control plane
 		// points the proxy's mesh mTLS at the same SDS files.
-		md["identityDir"] = o.IdentityDir
+		md.IdentityDir = o.IdentityDir
 	}
-	metadata, err := structpb.NewStruct(md)
+	metadata, err := md.Struct()
 	if err != nil {
 		return nil, err
 	}
@@ -270,4 +268,72 @@ func splitHostPort(addr string) (string, uint32, error) {
 		return "", 0, fmt.Errorf("%q: port must be 1-65535", addr)
 	}
 	return host, uint32(p), nil
+}
+
+// NodeMetadata is what a proxy says of itself in its node's metadata, and
+// what the xDS server reads of it: one type for both sides, so a key
+// cannot be spelt two ways. Every value is a string.
+type NodeMetadata struct {
+	// Role is sidecar, gateway or grpc.
+	Role           string `json:"role"`
+	Namespace      string `json:"namespace,omitempty"`
+	Pod            string `json:"pod,omitempty"`
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	Cluster        string `json:"cluster,omitempty"`
+	// IP is the address to bind listeners to when the proxy has no pod;
+	// AppIP where a sidecar's inbound traffic goes.
+	IP    string `json:"ip,omitempty"`
+	AppIP string `json:"appIP,omitempty"`
+	// Interception is "iptables" for a sidecar whose pod's traffic is
+	// redirected to it.
+	Interception string `json:"interception,omitempty"`
+	// IdentityDir is where the proxy's workload certificate is: it then
+	// speaks mesh mTLS.
+	IdentityDir string `json:"identityDir,omitempty"`
+	// ListenPort is the port a gateway listens on, when a Service maps
+	// the Cluster's gatewayPort to it.
+	ListenPort string `json:"listenPort,omitempty"`
+}
+
+// InterceptionIPTables is NodeMetadata.Interception of a sidecar whose
+// traffic iptables redirects to it.
+const InterceptionIPTables = "iptables"
+
+// Struct is the metadata as a node carries it.
+func (m NodeMetadata) Struct() (*structpb.Struct, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, err
+	}
+	return structpb.NewStruct(fields)
+}
+
+// ReadNodeMetadata reads a node's metadata; a key of NodeMetadata whose
+// value is not a string is an error naming it (other keys are ignored).
+func ReadNodeMetadata(s *structpb.Struct) (NodeMetadata, error) {
+	var m NodeMetadata
+	fields := s.GetFields()
+	out := map[string]string{}
+	t := reflect.TypeOf(m)
+	for i := range t.NumField() {
+		key, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		v, ok := fields[key]
+		if !ok {
+			continue
+		}
+		sv, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return m, fmt.Errorf("metadata.%s is not a string", key)
+		}
+		out[key] = sv.StringValue
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(data, &m)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -79,5 +80,24 @@ func TestBadOptionsAreRefused(t *testing.T) {
 		if _, err := JSON(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestNodeMetadataIsWrittenAndReadAsOneType(t *testing.T) {
+	want := NodeMetadata{
+		Role: "gateway", Namespace: "fleetmesh-system", Pod: "gw-1", ServiceAccount: "fleetmesh-gateway", Cluster: "cluster-1",
+		IP: "10.0.0.1", AppIP: "127.0.0.1", Interception: InterceptionIPTables, IdentityDir: "/identity", ListenPort: "8080",
+	}
+	s, err := want.Struct()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadNodeMetadata(s)
+	if err != nil || got != want {
+		t.Fatalf("read back %+v, %v; want %+v", got, err, want)
+	}
+	bad, _ := structpb.NewStruct(map[string]any{"role": "gateway", "listenPort": 8080})
+	if _, err := ReadNodeMetadata(bad); err == nil || !strings.Contains(err.Error(), "metadata.listenPort is not a string") {
+		t.Errorf("a number for listenPort: %v, want an error naming it", err)
 	}
 }

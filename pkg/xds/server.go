@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 	"github.com/fleetmesh/fleetmesh/pkg/translate"
 	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
@@ -214,14 +215,16 @@ func (s *Server) Cache() *Cache { return s.cache }
 // Service maps the Cluster's gatewayPort to it) and identityDir (where the
 // proxy's workload certificate is: it then speaks mesh mTLS).
 func (s *Server) Identify(node *corev3.Node) (model.Proxy, error) {
-	md := node.GetMetadata().GetFields()
-	str := func(k string) string { return md[k].GetStringValue() }
+	md, err := bootstrap.ReadNodeMetadata(node.GetMetadata())
 	p := model.Proxy{
-		ID: node.GetId(), Role: model.Role(str("role")), Namespace: str("namespace"), Pod: str("pod"),
-		ServiceAccount: str("serviceAccount"), Cluster: str("cluster"), IP: str("ip"), AppIP: str("appIP"),
-		Intercept: str("interception") == "iptables", IdentityDir: str("identityDir"),
+		ID: node.GetId(), Role: model.Role(md.Role), Namespace: md.Namespace, Pod: md.Pod,
+		ServiceAccount: md.ServiceAccount, Cluster: md.Cluster, IP: md.IP, AppIP: md.AppIP,
+		Intercept: md.Interception == bootstrap.InterceptionIPTables, IdentityDir: md.IdentityDir,
 	}
-	if v := str("listenPort"); v != "" {
+	if err != nil {
+		return p, fmt.Errorf("node %s: %w", node.GetId(), err)
+	}
+	if v := md.ListenPort; v != "" {
 		port, err := strconv.ParseUint(v, 10, 16)
 		if err != nil || port == 0 {
 			return p, fmt.Errorf("node %s: metadata.listenPort %q is not a port", node.GetId(), v)
