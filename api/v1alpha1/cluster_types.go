@@ -147,6 +147,19 @@ func (c *Cluster) Key() ClusterKey {
 	return NewClusterKey(c.Spec.Region, c.Spec.Zone, c.Spec.Group, c.Name)
 }
 
+// DefaultGatewayPort is the gateway port of a cluster that names none
+// (the CRD's default, for objects that came before it or without it).
+const DefaultGatewayPort = 80
+
+// EffectiveGatewayPort is the cluster's gateway port, DefaultGatewayPort
+// when it names none.
+func (c *Cluster) EffectiveGatewayPort() int32 {
+	if c.Spec.GatewayPort == 0 {
+		return DefaultGatewayPort
+	}
+	return c.Spec.GatewayPort
+}
+
 // ClusterList is a list of Clusters.
 //
 // +kubebuilder:object:root=true

@@ -107,7 +107,7 @@ against the original name.`,
 	f.StringVar(&o.memberKubeconfig, "member-kubeconfig", "", "the kubeconfig file holding --member-context (default: the one --kubeconfig reads)")
 	f.StringVar(&o.apiHost, "api-host", "", "replace a loopback API server address (127.0.0.1, localhost) of the member with this host")
 	f.StringVar(&o.spec.GatewayHost, "gateway-host", "", "host or IP of the member's fleetmesh gateway")
-	f.Int32Var(&o.spec.GatewayPort, "gateway-port", 80, "port of the member's fleetmesh gateway")
+	f.Int32Var(&o.spec.GatewayPort, "gateway-port", fmv1alpha1.DefaultGatewayPort, "port of the member's fleetmesh gateway")
 	f.StringVar(&o.spec.Region, "region", "default", "the member's region (part of its clusterKey)")
 	f.StringVar(&o.spec.Zone, "zone", "default", "the member's zone (part of its clusterKey)")
 	f.StringVar(&o.spec.Group, "group", "default", "the member's group (part of its clusterKey)")
@@ -482,11 +482,7 @@ func listClusters(ctx context.Context, c client.Client) ([]MemberRow, error) {
 			LastSync: cl.Status.LastSyncTime, StaleSince: cl.Status.StaleSince, Mirrored: cl.Spec.Mirrored, Ready: "Unknown",
 		}
 		if cl.Spec.GatewayHost != "" {
-			port := cl.Spec.GatewayPort
-			if port == 0 {
-				port = 80
-			}
-			r.Gateway = net.JoinHostPort(cl.Spec.GatewayHost, fmt.Sprint(port))
+			r.Gateway = net.JoinHostPort(cl.Spec.GatewayHost, fmt.Sprint(cl.EffectiveGatewayPort()))
 		}
 		if cond := meta.FindStatusCondition(cl.Status.Conditions, fmv1alpha1.ConditionReady); cond != nil {
 			r.Ready, r.Reason, r.Message = string(cond.Status), cond.Reason, cond.Message

@@ -189,11 +189,7 @@ func (b *builder) clusters() {
 	for _, c := range in.Clusters {
 		mc := model.Cluster{Name: c.Name, Region: c.Spec.Region, Zone: c.Spec.Zone, Group: c.Spec.Group, Network: c.Spec.Network}
 		if ip := gatewayIP(&c); ip != "" {
-			port := uint32(c.Spec.GatewayPort)
-			if port == 0 {
-				port = 80
-			}
-			mc.Gateway = &model.Address{IP: ip, Port: port}
+			mc.Gateway = &model.Address{IP: ip, Port: uint32(c.EffectiveGatewayPort())}
 		}
 		m.Clusters = append(m.Clusters, mc)
 	}

@@ -626,7 +626,7 @@ func sliceName(svc, cluster, slice string) string {
 }
 
 func gatewayPort(m *Member) int32 {
-	return cmp.Or(m.Cluster.Spec.GatewayPort, 80)
+	return m.Cluster.EffectiveGatewayPort()
 }
 
 // exportIngress is the Ingress of an export's rules, owned by the export.

@@ -8,11 +8,10 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
-// DefaultGatewayPort is the gateway port of a cluster that sets none.
-const DefaultGatewayPort = 80
 
 // Gateway builds a gateway's resources: one listener on the cluster's
 // gateway port with east-west virtual hosts (by authority, for every
@@ -43,7 +42,7 @@ func Gateway(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 	if ix.local == nil {
 		return nil, fmt.Errorf("proxy %s: local cluster %q is not in the mesh", p.ID, m.LocalCluster)
 	}
-	listenPort := uint32(DefaultGatewayPort)
+	listenPort := uint32(fmv1alpha1.DefaultGatewayPort)
 	switch {
 	case p.ListenPort != 0:
 		listenPort = p.ListenPort
