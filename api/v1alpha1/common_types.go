@@ -132,6 +132,10 @@ const (
 	AnnotationTokenBoundTo   = "fleetmesh.io/token-bound-to"
 )
 
+// IngressClass is the class of the Ingresses fleetmesh's gateways serve:
+// those the federation writes for export rules, and users' own.
+const IngressClass = "fleetmesh"
+
 // ManagedByLabel marks objects fleetmesh owns; its value is ManagedByValue.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"

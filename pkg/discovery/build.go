@@ -430,7 +430,7 @@ func (b *builder) ingressPaths() {
 	})
 	var claims []model.PathClaim
 	for _, ing := range ingresses {
-		if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != IngressClass {
+		if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != fmv1alpha1.IngressClass {
 			continue
 		}
 		for _, rule := range ing.Spec.Rules {
@@ -533,10 +533,6 @@ func (b *builder) pods() {
 		}
 	}
 }
-
-// IngressClass is the Ingress class whose Ingresses fleetmesh's gateways
-// serve.
-const IngressClass = "fleetmesh"
 
 // gatewayIP is the Cluster's gateway address: status.gatewayIP, which the
 // federation resolves, else spec.gatewayHost when it is an IP already.

@@ -65,7 +65,7 @@ func richFleet() []*Member {
 	// An Ingress of cluster-1's own, which an export's rule must not take.
 	c1.Ingresses = []networkingv1.Ingress{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "site", CreationTimestamp: metav1.NewTime(t0.Add(-time.Hour))},
-		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
+		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(fmv1alpha1.IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
 			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/cluster-1/httpbin-mesh-cluster-1"}}},
 		}}}},
 	}}

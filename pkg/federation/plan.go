@@ -18,10 +18,6 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
-// IngressClass is the class of the Ingresses the federation writes for
-// export rules; fleetmesh's gateways serve it.
-const IngressClass = "fleetmesh"
-
 // Member is what the federation knows of one member cluster.
 type Member struct {
 	// Cluster is the member's Cluster object in the control-plane cluster.
@@ -315,7 +311,7 @@ func pathOwner(m *Member, path string, e *fmv1alpha1.ServiceExport) string {
 	}
 	var owner *model.PathClaim
 	for _, ing := range m.Ingresses {
-		if ptr.Deref(ing.Spec.IngressClassName, "") != IngressClass || (ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels)) {
+		if ptr.Deref(ing.Spec.IngressClassName, "") != fmv1alpha1.IngressClass || (ing.Namespace == e.Namespace && ing.Name == e.Name && isOurs(ing.Labels)) {
 			continue
 		}
 		for _, rule := range ing.Spec.Rules {
@@ -643,7 +639,7 @@ func exportIngress(m *Member, e *fmv1alpha1.ServiceExport) *networkingv1.Ingress
 				APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "ServiceExport", Name: e.Name, UID: e.UID,
 			}},
 		},
-		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{
+		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(fmv1alpha1.IngressClass), Rules: []networkingv1.IngressRule{{
 			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}},
 		}}},
 	}

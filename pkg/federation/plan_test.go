@@ -126,7 +126,7 @@ func TestTheArticlesExportsBecomeImportsInCluster2(t *testing.T) {
 	}
 	// Each exporter gets an Ingress for its rules.
 	ing := p.Members["cluster-1"].Ingresses["httpbin/httpbin"]
-	if ing == nil || ing.Spec.Rules[0].HTTP.Paths[0].Path != "/cluster-1/httpbin-mesh" || *ing.Spec.IngressClassName != IngressClass {
+	if ing == nil || ing.Spec.Rules[0].HTTP.Paths[0].Path != "/cluster-1/httpbin-mesh" || *ing.Spec.IngressClassName != fmv1alpha1.IngressClass {
 		t.Errorf("cluster-1's Ingress: %+v", ing)
 	}
 	// Every member mirrors every Cluster, without credentials.
@@ -154,7 +154,7 @@ func TestExportsThatCannotBeExportedSayWhy(t *testing.T) {
 	c1.Services = []corev1.Service{service("shop", "web", port8080), external}
 	c1.Ingresses = []networkingv1.Ingress{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "theirs"},
-		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
+		Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(fmv1alpha1.IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
 			HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/taken"}}},
 		}}}},
 	}}
@@ -362,7 +362,7 @@ func TestAPathBelongsToItsFirstClaimer(t *testing.T) {
 	ingress := func(ns, name, path string, pathType networkingv1.PathType, age time.Duration) networkingv1.Ingress {
 		return networkingv1.Ingress{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(t0.Add(age))},
-			Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
+			Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(fmv1alpha1.IngressClass), Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{
 				HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: path, PathType: &pathType}}},
 			}}}},
 		}

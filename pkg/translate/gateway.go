@@ -12,7 +12,6 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
-
 // Gateway builds a gateway's resources: one listener on the cluster's
 // gateway port with east-west virtual hosts (by authority, for every
 // exported service port, reached from sidecars and gRPC clients in other
