@@ -343,6 +343,16 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 		if st := syncState(cp, curl.pod+"."+curl.ns); st != "SYNCED" {
 			t.Errorf("the sidecar, whose node id a squatter asked for first, is %s, want SYNCED", st)
 		}
+		// The squatter again, while the sidecar is connected: refused,
+		// and the sidecar stays SYNCED and routing.
+		_, err = openStream(squatCtx, dialXDS(t, cp.XDSAddress, roots, attacker), ask(node(t, curl.pod+"."+curl.ns, "grpc", attacker.ns, attacker.pod, attacker.sa)))
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a pod squatting the connected sidecar's node id got %v, want PermissionDenied", err)
+		}
+		if st := syncState(cp, curl.pod+"."+curl.ns); st != "SYNCED" {
+			t.Errorf("after the squatter, the sidecar is %s, want SYNCED", st)
+		}
+		eventuallyHTTP(ctx, t, "the sidecar still routes to web", to, host, func(c map[string]int) bool { return c["cluster-1"] == 20 })
 		serial := func() string {
 			certs, _ := sidecar.Get("/certs")
 			return certs
