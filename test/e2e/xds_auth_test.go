@@ -430,7 +430,6 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 	})
 
 	t.Run("with the API server down, a proxy still connects: its handshake needs nothing of it", func(t *testing.T) {
-		time.Sleep(1500 * time.Millisecond) // past a check of the CA
 		if err := c.FreezeAPIServer(); err != nil {
 			t.Fatal(err)
 		}
@@ -439,6 +438,9 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 				t.Fatal(err)
 			}
 		}()
+		// Past the next check of the CA, which now waits on the frozen
+		// API server: a handshake that asked for the CA would wait too.
+		time.Sleep(2500 * time.Millisecond)
 		start := time.Now()
 		if _, err := firstAnswer(ctx, dialXDS(t, cp.XDSAddress, roots, curl), ask(sidecarOf(curl))); err != nil {
 			t.Fatalf("with cluster-1's API server frozen, the sidecar of curl-1 was not served: %v", err)
