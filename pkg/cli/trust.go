@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -110,13 +109,13 @@ func readFleetTrust(ctx context.Context, c client.Client) (*corev1.ConfigMap, er
 func trustRows(cm *corev1.ConfigMap) []TrustRow {
 	var rows []TrustRow
 	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
-		state := "trusted"
-		member, ok := strings.CutSuffix(key, signer.AcceptedKey(""))
+		member, pending, ok := signer.ParseFleetTrustKey(key)
 		if !ok {
+			continue
+		}
+		state := "trusted"
+		if pending {
 			state = "pending"
-			if member, ok = strings.CutSuffix(key, signer.PendingKey("")); !ok {
-				continue
-			}
 		}
 		for _, c := range pki.ParseCerts([]byte(cm.Data[key])) {
 			rows = append(rows, TrustRow{Member: member, State: state, Fingerprint: pki.Fingerprint(c), Subject: c.Subject.String(), NotAfter: c.NotAfter})

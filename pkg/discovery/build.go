@@ -3,7 +3,6 @@ package discovery
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -460,8 +459,7 @@ func (b *builder) ingressPaths() {
 // rules beside callers in a new ServiceExport, and an Ingress of class
 // fleetmesh may still name such a service.
 func (b *builder) restrictedEdges() {
-	for _, key := range slices.Sorted(maps.Keys(b.services)) {
-		svc := b.services[key]
+	for _, svc := range b.services {
 		if !svc.Export.Restricted() || len(svc.Export.Rules) == 0 {
 			continue
 		}

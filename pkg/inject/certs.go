@@ -199,49 +199,51 @@ func (m *CertManager) writeFiles(data map[string][]byte) error {
 }
 
 func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
-	if m.opts.WebhookConfigName != "" {
-		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		err := patchBundles(ctx, m.client, m.opts.WebhookConfigName, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
-			out := make([]*admissionregistrationv1.WebhookClientConfig, len(cfg.Webhooks))
-			for i := range cfg.Webhooks {
-				out[i] = &cfg.Webhooks[i].ClientConfig
-			}
-			return out
-		})
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("MutatingWebhookConfiguration %s does not exist: apply the install manifests", m.opts.WebhookConfigName)
+	for _, w := range []struct {
+		kind, name string
+		cfg        client.Object
+		// optional: a cluster that is not a member has no check of the
+		// federation's writes.
+		optional bool
+	}{
+		{"MutatingWebhookConfiguration", m.opts.WebhookConfigName, &admissionregistrationv1.MutatingWebhookConfiguration{}, false},
+		{"ValidatingWebhookConfiguration", m.opts.GuardConfigName, &admissionregistrationv1.ValidatingWebhookConfiguration{}, true},
+	} {
+		if w.name == "" {
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("MutatingWebhookConfiguration %s: %w", m.opts.WebhookConfigName, err)
-		}
-	}
-	if m.opts.GuardConfigName != "" {
-		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		err := patchBundles(ctx, m.client, m.opts.GuardConfigName, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
-			out := make([]*admissionregistrationv1.WebhookClientConfig, len(cfg.Webhooks))
-			for i := range cfg.Webhooks {
-				out[i] = &cfg.Webhooks[i].ClientConfig
-			}
-			return out
-		})
-		// A cluster that is not a member has none.
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("ValidatingWebhookConfiguration %s: %w", m.opts.GuardConfigName, err)
+		err := patchBundle(ctx, m.client, w.name, w.cfg, bundle)
+		switch {
+		case apierrors.IsNotFound(err) && w.optional:
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("%s %s does not exist: apply the install manifests", w.kind, w.name)
+		case err != nil:
+			return fmt.Errorf("%s %s: %w", w.kind, w.name, err)
 		}
 	}
 	return nil
 }
 
-// patchBundles reads the webhook configuration name into cfg and sets
-// the caBundle of every client config that configs returns of it,
-// patching it when one differs.
-func patchBundles(ctx context.Context, c client.Client, name string, cfg client.Object, bundle []byte, configs func() []*admissionregistrationv1.WebhookClientConfig) error {
+// patchBundle reads the webhook configuration name into cfg and sets the
+// caBundle of each of its webhooks, patching it when one differs.
+func patchBundle(ctx context.Context, c client.Client, name string, cfg client.Object, bundle []byte) error {
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
 		return err
 	}
 	before := cfg.DeepCopyObject().(client.Object)
+	var configs []*admissionregistrationv1.WebhookClientConfig
+	switch cfg := cfg.(type) {
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		for i := range cfg.Webhooks {
+			configs = append(configs, &cfg.Webhooks[i].ClientConfig)
+		}
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		for i := range cfg.Webhooks {
+			configs = append(configs, &cfg.Webhooks[i].ClientConfig)
+		}
+	}
 	changed := false
-	for _, cc := range configs() {
+	for _, cc := range configs {
 		if !bytes.Equal(cc.CABundle, bundle) {
 			cc.CABundle, changed = bundle, true
 		}

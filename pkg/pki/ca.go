@@ -28,11 +28,7 @@ type CA struct {
 
 // BundlePEM is the bundle in PEM, oldest first.
 func (ca *CA) BundlePEM() []byte {
-	var out []byte
-	for _, c := range ca.Bundle {
-		out = append(out, PEMCert(c.Raw)...)
-	}
-	return out
+	return []byte(PEMCerts(ca.Bundle))
 }
 
 // EnsureCA reads a CA from its bundle and its newest key in PEM, and
@@ -48,7 +44,7 @@ func EnsureCA(name string, bundlePEM, keyPEM []byte, now time.Time, validity tim
 	if err != nil {
 		return nil, nil, nil, false, err
 	}
-	files := promote(ca, next, nil, now, validity)
+	files := promote(ca, next, now)
 	return ParseCA(files.Bundle, files.Key), files.Bundle, files.Key, true, nil
 }
 
@@ -198,6 +194,9 @@ type StageOptions struct {
 func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles, *CA, bool, error) {
 	ca := ParseCA(files.Bundle, files.Key)
 	next := ParseCA(files.NextCert, files.NextKey)
+	// What a promotion keeps of the files: retire gives the CA that stops
+	// signing its time.
+	retiring, endorsements := files.Retire, files.Endorsements
 	changed := false
 	switch {
 	case o.Emergency:
@@ -208,7 +207,7 @@ func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles
 		if err != nil {
 			return files, nil, false, err
 		}
-		files = CAFiles{Bundle: fresh.BundlePEM(), Key: PEMKey(fresh.Key)}
+		files, retiring, endorsements = CAFiles{Bundle: fresh.BundlePEM(), Key: PEMKey(fresh.Key)}, nil, nil
 		changed = true
 	case ca.Cert == nil || ca.Key == nil || !ca.Cert.NotAfter.After(now):
 		// Nothing signs: the staged CA if there is one, else a new one.
@@ -218,9 +217,9 @@ func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles
 				return files, nil, false, err
 			}
 		}
-		files, changed = promoteKeeping(files, promote(ca, next, files.Retire, now, o.MaxTTL)), true
+		files, changed = promote(ca, next, now), true
 	case next.Cert != nil && next.Key != nil && !now.Before(files.NextSince.Add(o.Overlap)):
-		files, changed = promoteKeeping(files, promote(ca, next, files.Retire, now, o.MaxTTL)), true
+		files, changed = promote(ca, next, now), true
 	case (next.Cert == nil || next.Key == nil) && (Fresh(ca.Cert, now) < 1.0/3 || o.Rotate):
 		staged, err := issueCA(name, now, o.Validity)
 		if err != nil {
@@ -232,16 +231,18 @@ func StageCA(name string, files CAFiles, now time.Time, o StageOptions) (CAFiles
 			return files, nil, false, err
 		}
 		files.NextCert, files.NextKey, files.NextSince = staged.BundlePEM(), PEMKey(staged.Key), now
-		files.Endorsements = append(files.Endorsements, endorsement...)
+		endorsements = append(endorsements, endorsement...)
 		changed = true
 	}
+	files.Retire = retiring
 	var retired bool
 	if files, retired = retire(files, now, o.MaxTTL); retired {
 		changed = true
 	}
 	// Endorsements of what is no longer trusted go with it.
-	if kept := Endorsements(files.Endorsements, ParseCerts(files.Roots())); !bytes.Equal(kept, files.Endorsements) {
-		files.Endorsements, changed = kept, true
+	files.Endorsements = Endorsements(endorsements, ParseCerts(files.Roots()))
+	if !bytes.Equal(files.Endorsements, endorsements) {
+		changed = true
 	}
 	return files, ParseCA(files.Bundle, files.Key), changed, nil
 }
@@ -284,36 +285,17 @@ func retire(files CAFiles, now time.Time, maxTTL time.Duration) (CAFiles, bool) 
 	return files, true
 }
 
-// promoteKeeping is promoted, with the endorsements of files.
-func promoteKeeping(files, promoted CAFiles) CAFiles {
-	promoted.Endorsements = files.Endorsements
-	return promoted
-}
-
 // promote makes next the CA that signs, keeping the unexpired
-// certificates of ca trusted, each until maxTTL from now (or the time it
-// already had).
-func promote(ca, next *CA, retiring map[string]time.Time, now time.Time, maxTTL time.Duration) CAFiles {
+// certificates of ca trusted.
+func promote(ca, next *CA, now time.Time) CAFiles {
 	var kept []*x509.Certificate
-	retire := map[string]time.Time{}
 	for _, c := range ca.Bundle {
-		if !c.NotAfter.After(now) {
-			continue
+		if c.NotAfter.After(now) {
+			kept = append(kept, c)
 		}
-		kept = append(kept, c)
-		fp := Fingerprint(c)
-		at, ok := retiring[fp]
-		if !ok {
-			at = now.Add(maxTTL)
-		}
-		retire[fp] = at
 	}
 	signer := &CA{Bundle: append(kept, next.Cert), Cert: next.Cert, Key: next.Key}
-	files := CAFiles{Bundle: signer.BundlePEM(), Key: PEMKey(next.Key), Retire: retire}
-	if len(retire) == 0 {
-		files.Retire = nil
-	}
-	return files
+	return CAFiles{Bundle: signer.BundlePEM(), Key: PEMKey(next.Key)}
 }
 
 func issueCA(name string, now time.Time, validity time.Duration) (*CA, error) {

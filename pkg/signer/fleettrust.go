@@ -71,6 +71,17 @@ func AcceptedKey(member string) string { return member + acceptedSuffix }
 // FleetTrustConfigMap.
 func PendingKey(member string) string { return member + pendingSuffix }
 
+// ParseFleetTrustKey is the member a key of FleetTrustConfigMap is of,
+// and whether it holds CAs that wait (else those accepted); ok is false
+// for a key of neither form.
+func ParseFleetTrustKey(key string) (member string, pending, ok bool) {
+	if member, ok = strings.CutSuffix(key, acceptedSuffix); ok {
+		return member, false, true
+	}
+	member, ok = strings.CutSuffix(key, pendingSuffix)
+	return member, ok, ok
+}
+
 // FleetTrustDecision is what a signer makes of the roots the federation
 // offers.
 type FleetTrustDecision struct {
@@ -152,7 +163,7 @@ func fleetTrustData(d FleetTrustDecision) map[string]string {
 func readFleetTrust(cm *corev1.ConfigMap) map[string][]*x509.Certificate {
 	out := map[string][]*x509.Certificate{}
 	for k, v := range cm.Data {
-		if m, ok := strings.CutSuffix(k, acceptedSuffix); ok {
+		if m, pending, ok := ParseFleetTrustKey(k); ok && !pending {
 			out[m] = pki.ParseCerts([]byte(v))
 		}
 	}

@@ -130,13 +130,13 @@ type Signer struct {
 	now    func() time.Time
 
 	mu      sync.Mutex
-	ca      *pki.CA
 	checked time.Time
 	// roots are what the signer publishes: its CA's bundle and a staged
 	// CA's certificate; endorsements, the proof of its renewals.
 	roots, endorsements []byte
-	// loaded is the CA as last loaded, which TLS handshakes use: they
-	// never wait on the API server (or on mu, held while it is asked).
+	// loaded is the CA as last loaded (under mu, every CACheckEvery),
+	// which TLS handshakes read without mu: they never wait on the API
+	// server.
 	loaded atomic.Pointer[pki.CA]
 	// servingMu guards serving, the xDS server's certificate.
 	servingMu sync.Mutex
@@ -360,14 +360,14 @@ func (s *Signer) decide(ctx context.Context, pcr *certificatesv1.PodCertificateR
 func (s *Signer) ensureCA(ctx context.Context) (*pki.CA, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ca != nil && s.now().Sub(s.checked) < s.opts.CACheckEvery {
-		return s.ca, nil
+	if ca := s.loaded.Load(); ca != nil && s.now().Sub(s.checked) < s.opts.CACheckEvery {
+		return ca, nil
 	}
 	ca, err := s.readCA(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.ca, s.checked = ca, s.now()
+	s.checked = s.now()
 	s.loaded.Store(ca)
 	return ca, nil
 }

@@ -161,7 +161,7 @@ func gatewayMeshChain(m *model.Mesh, p *model.Proxy, svc *model.Service, port *m
 	sni := SNI(svc, port.Port)
 	eps, meshed := localMTLS(m, port)
 	match := &listenerv3.FilterChainMatch{TransportProtocol: "tls", ServerNames: []string{sni}}
-	if eps > 0 && !gatewayEndsMTLS(m, port) {
+	if eps > 0 && !endsMTLS(eps, meshed) {
 		cluster := PassthroughClusterNameFor(svc, port.Port)
 		r.Clusters = append(r.Clusters, edsCluster(cluster, clusterOptions{lb: svc.Export.LoadBalancer}))
 		r.Endpoints = append(r.Endpoints, assignment(cluster, local, ""))

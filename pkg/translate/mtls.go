@@ -333,6 +333,8 @@ func localMTLS(m *model.Mesh, port *model.Port) (pods, meshed int) {
 // an exported port's remote callers (and checks them) rather than pass
 // it through to the pods: it does when some ready pod takes no mTLS.
 func gatewayEndsMTLS(m *model.Mesh, port *model.Port) bool {
-	pods, meshed := localMTLS(m, port)
-	return pods > 0 && meshed < pods
+	return endsMTLS(localMTLS(m, port))
 }
+
+// endsMTLS is gatewayEndsMTLS of a port's counts (localMTLS).
+func endsMTLS(pods, meshed int) bool { return pods > 0 && meshed < pods }

@@ -138,10 +138,8 @@ func (d *deltaServer) request(s *deltaStream, req *discoveryv3.DeltaDiscoveryReq
 	if req.GetNode() != nil {
 		s.node = req.GetNode()
 	}
+	// (The callback refused a type the server does not serve, or none.)
 	typeURL := req.GetTypeUrl()
-	if typeURL == "" {
-		return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
-	}
 	if s.layers == nil {
 		layers, err := d.cache.views(s.node)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unique"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -83,6 +84,30 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 
 // readBufferSize is a connection's read buffer (gRPC's default is 32 KiB).
 const readBufferSize = 8 << 10
+
+// internNames makes the resource names of the requests a stream receives
+// the same strings for every proxy that asks for them: a thousand
+// sidecars subscribing to the same thousand assignments keep one copy of
+// each name in their subscriptions, not a thousand.
+func internNames(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, interning{ss})
+}
+
+type interning struct{ grpc.ServerStream }
+
+func (s interning) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	switch req := m.(type) {
+	case *discoveryv3.DeltaDiscoveryRequest:
+		intern(req.ResourceNamesSubscribe)
+		intern(req.ResourceNamesUnsubscribe)
+	case *discoveryv3.DiscoveryRequest:
+		intern(req.ResourceNames)
+	}
+	return nil
+}
 
 func intern(names []string) {
 	for i, n := range names {

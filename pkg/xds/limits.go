@@ -1,11 +1,11 @@
 package xds
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -37,7 +37,7 @@ func checkTypeURL(typeURL string) error {
 	return nil
 }
 
-var servedTypeNames = strings.Join([]string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}, ", ")
+var servedTypeNames = strings.Join(slices.Sorted(maps.Keys(servedTypes)), ", ")
 
 // checkNames refuses a subscription of more than MaxSubscribedNames names.
 func checkNames(typeURL string, n int) error {
@@ -55,28 +55,4 @@ func checkRequest(typeURL string, names int) error {
 		return err
 	}
 	return checkNames(typeURL, names)
-}
-
-// internNames makes the resource names of the requests a stream receives
-// the same strings for every proxy that asks for them: a thousand
-// sidecars subscribing to the same thousand assignments keep one copy of
-// each name in their subscriptions, not a thousand.
-func internNames(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, interning{ss})
-}
-
-type interning struct{ grpc.ServerStream }
-
-func (s interning) RecvMsg(m any) error {
-	if err := s.ServerStream.RecvMsg(m); err != nil {
-		return err
-	}
-	switch req := m.(type) {
-	case *discoveryv3.DeltaDiscoveryRequest:
-		intern(req.ResourceNamesSubscribe)
-		intern(req.ResourceNamesUnsubscribe)
-	case *discoveryv3.DiscoveryRequest:
-		intern(req.ResourceNames)
-	}
-	return nil
 }

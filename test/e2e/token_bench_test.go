@@ -10,10 +10,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetmesh/fleetmesh/pkg/pki"
-	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -30,27 +27,7 @@ func BenchmarkTokenReconnectStorm(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c := fleet.Cluster("cluster-1")
-	if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
-		b.Fatal(err)
-	}
-	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
-		Args:      []string{"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls", "--xds-token-auth"},
-		WaitReady: true,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	var roots []byte
-	err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
-		cm := &corev1.ConfigMap{}
-		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap}, cm)
-		roots = []byte(cm.Data[signer.RootsKey])
-		return err == nil && len(pki.ParseCerts(roots)) > 0, client.IgnoreNotFound(err)
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	cp, roots := startTLSControlPlane(ctx, b, c, "--xds-token-auth")
 	benchRuns++
 	ns, sa := fmt.Sprintf("storm-%d", benchRuns), "storm"
 	if err := c.EnsureNamespace(ctx, ns); err != nil {

@@ -146,38 +146,17 @@ func TestOnlyAuthenticatedProxiesGetTheirOwnConfiguration(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := fleet.Cluster("cluster-1")
-	if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
-		Args: []string{
-			"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls",
-			// The CA is checked every second: a handshake that asked the
-			// API server for it would, in the outage below.
-			"--workload-ca-check-interval=1s",
-			// Proxies reconnect often, so a renewed certificate is used
-			// within the test.
-			"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s",
-			"--xds-max-request-bytes=1048576",
-			// Pods without a certificate may present a token.
-			"--xds-token-auth",
-		},
-		WaitReady: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	var roots []byte
-	err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
-		cm := &corev1.ConfigMap{}
-		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap}, cm)
-		roots = []byte(cm.Data["roots.pem"])
-		return err == nil && len(pki.ParseCerts(roots)) > 0, client.IgnoreNotFound(err)
-	})
-	if err != nil {
-		t.Fatalf("the roots were never published: %v", err)
-	}
+	cp, roots := startTLSControlPlane(ctx, t, c,
+		// The CA is checked every second: a handshake that asked the
+		// API server for it would, in the outage below.
+		"--workload-ca-check-interval=1s",
+		// Proxies reconnect often, so a renewed certificate is used
+		// within the test.
+		"--xds-max-connection-age=2s", "--xds-max-connection-age-grace=1s",
+		"--xds-max-request-bytes=1048576",
+		// Pods without a certificate may present a token.
+		"--xds-token-auth",
+	)
 	curl := newWorkload(ctx, t, c, "auth-curl", "curl-1", "curl", roots)
 	attacker := newWorkload(ctx, t, c, "auth-curl", "attacker", "curl", roots)
 	other := newWorkload(ctx, t, c, "auth-other", "other-1", "other", roots)
@@ -537,4 +516,33 @@ func fleetmeshCLI(ctx context.Context, t *testing.T, c *testenv.Cluster, cp *tes
 		t.Fatalf("fleetmesh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// startTLSControlPlane runs c's built controller with its workload
+// signer and ADS over TLS (and args), stopped with the test, and returns
+// it with the roots its signer published.
+func startTLSControlPlane(ctx context.Context, tb testing.TB, c *testenv.Cluster, args ...string) (*testenv.ControlPlane, []byte) {
+	tb.Helper()
+	if err := c.EnsureNamespace(ctx, "fleetmesh-system"); err != nil {
+		tb.Fatal(err)
+	}
+	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
+		Args:      append([]string{"--cluster-name=cluster-1", "--namespace=fleetmesh-system", "--workload-signer", "--xds-tls"}, args...),
+		WaitReady: true,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cp.Stop() })
+	var roots []byte
+	err = testenv.Eventually(ctx, 20*time.Second, func(ctx context.Context) (bool, error) {
+		cm := &corev1.ConfigMap{}
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: "fleetmesh-system", Name: signer.RootsConfigMap}, cm)
+		roots = []byte(cm.Data[signer.RootsKey])
+		return err == nil && len(pki.ParseCerts(roots)) > 0, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		tb.Fatalf("the roots were never published: %v", err)
+	}
+	return cp, roots
 }

@@ -80,16 +80,7 @@ func dialWithToken(t testing.TB, addr string, roots []byte, token string) *grpc.
 // valid (fleetmesh_xds_token_reviews_total{result="authenticated"}).
 func tokenReviews(t *testing.T, cp *testenv.ControlPlane) int {
 	t.Helper()
-	metrics, err := cp.Get("/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`fleetmesh_xds_token_reviews_total\{result="authenticated"\} (\d+)`).FindStringSubmatch(metrics)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return reviewResults(t, cp)["authenticated"]
 }
 
 // checkTokenAuth checks the fallback for pods without a workload
