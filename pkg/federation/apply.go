@@ -33,23 +33,40 @@ type writer struct {
 	client  client.Client
 	metrics *metrics
 	events  events.EventRecorder
+
+	mu sync.Mutex
+	// services are the Services it applied, by namespace/name, as the API
+	// server holds them now (with the addresses it gave them).
+	services map[string]*corev1.Service
 }
 
 func (w *writer) apply(ctx context.Context, obj client.Object) error {
 	w.metrics.writes.WithLabelValues(kindOf(obj), "apply").Inc()
 	u, err := apply(ctx, w.client, obj, FieldOwner)
-	svc, ok := obj.(*corev1.Service)
-	if err != nil || !ok {
+	if _, ok := obj.(*corev1.Service); err != nil || !ok {
 		return err
 	}
-	// A Service takes the addresses the API server gave it: a clusterset
-	// Service's are its MCS import's, written in the same sync.
-	var got corev1.Service
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &got); err != nil {
+	// A clusterset Service's addresses are its MCS import's, written in
+	// the same sync.
+	got := &corev1.Service{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, got); err != nil {
 		return err
 	}
-	svc.Spec.ClusterIP, svc.Spec.ClusterIPs, svc.Spec.IPFamilies = got.Spec.ClusterIP, got.Spec.ClusterIPs, got.Spec.IPFamilies
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.services == nil {
+		w.services = map[string]*corev1.Service{}
+	}
+	w.services[got.Namespace+"/"+got.Name] = got
 	return nil
+}
+
+// applied is the Service of key (namespace/name) as this writer applied
+// it, nil when it did not.
+func (w *writer) applied(key string) *corev1.Service {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.services[key]
 }
 
 func (w *writer) applyStatus(ctx context.Context, obj client.Object) error {
@@ -127,7 +144,7 @@ func hasLabels(have, want map[string]string) bool {
 // now. A user's objects are never touched. It returns every error,
 // having tried every write. A member read for some services (its scope)
 // is written those services' objects alone.
-func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports map[string][]metav1.Condition, unknown map[string]bool) error {
+func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, unknown map[string]bool) error {
 	q := &writeQueue{member: m.name()}
 	q.namespaces(ctx, w.client, m, d)
 	if m.scope == nil {
@@ -138,6 +155,13 @@ func applyMember(ctx context.Context, w *writer, m *Member, d *Desired, exports 
 	q.services(ctx, w, m, d, unknown)
 	q.slices(ctx, w, m, d, unknown)
 	q.ingresses(ctx, w, m, d)
+	return q.run(ctx)
+}
+
+// writeExportStatus writes the conditions of the member's exports of
+// either group, once every member's share of the plan is written.
+func writeExportStatus(ctx context.Context, w *writer, m *Member, exports map[string][]metav1.Condition) error {
+	q := &writeQueue{member: m.name()}
 	q.exportStatus(ctx, w, m, exports)
 	q.mcsExportStatus(ctx, w, m, exports)
 	return q.run(ctx)
@@ -158,7 +182,9 @@ const (
 	// addresses, and the EndpointSlices that join them (a member lets
 	// the federation write a slice only for a Service it derived).
 	phaseClusterset
-	// phaseStatus writes their status, and the exports' conditions.
+	// phaseStatus writes their status. The exports' conditions are
+	// written after, from what every member's writes did
+	// (writeExportStatus).
 	phaseStatus
 	// phaseDeletes deletes what is no longer wanted and releases derived
 	// Services users took over; what is already gone is done.
@@ -352,7 +378,8 @@ func (q *writeQueue) mcsImports(ctx context.Context, w *writer, m *Member, d *De
 			continue
 		}
 		q.add(phaseClusterset, "apply mcs import "+key, func() error {
-			if svc := d.Services[want.Namespace+"/"+want.Annotations[DerivedServiceAnnotation]]; svc != nil && waiting {
+			if svc := w.applied(want.Namespace + "/" + want.Annotations[DerivedServiceAnnotation]); svc != nil && waiting {
+				want = want.DeepCopy() // the plan's stays as planned
 				clustersetAddresses(want, svc)
 			}
 			if cur == nil || !mcsImportUpToDate(cur, want) {
@@ -451,12 +478,13 @@ func (q *writeQueue) exportStatus(ctx context.Context, w *writer, m *Member, exp
 // the MCS API's reasons; the events are the fleetmesh.io export's, or
 // these when there is none.
 func (q *writeQueue) mcsExportStatus(ctx context.Context, w *writer, m *Member, exports map[string][]metav1.Condition) {
+	fm := byKey(pointers(m.Exports), nil)
 	for i := range m.MCSExports {
 		e := &m.MCSExports[i]
 		key := e.Namespace + "/" + e.Name
 		next := e.DeepCopy()
 		next.Status.Conditions = withConditions(e.Status.Conditions, mcsConditions(exports[key], e.Generation))
-		if m.fmExports[key] == nil {
+		if fm[key] == nil {
 			w.exportEvents(e, e.Status.Conditions, next.Status.Conditions)
 		}
 		if !equality.Semantic.DeepEqual(e.Status, next.Status) {

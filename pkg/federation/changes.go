@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -21,45 +20,33 @@ import (
 // (namespace/name) depends on nothing but that service's objects in the
 // members: its Services (the exported one and those derived for it), its
 // EndpointSlices, and its exports and imports of either group (Compute
-// plans each service apart). A change to one of those marks the service,
+// plans each service apart). A change to one of those queues the service,
 // and the next sync reads, plans and writes that service alone, in every
-// member. Everything else marks the whole fleet: a member joining,
+// member. Everything else queues the whole fleet: a member joining,
 // leaving, or becoming reachable or unreachable; a member's namespaces,
 // Ingresses (an export's rules may collide with any of them), roots or
 // mirrored Clusters; the control plane's Clusters and Secrets; a sync
 // that failed; and the periodic resync, the safety net that recomputes
 // everything however little changed.
 
-// changes is what changed since the last sync: services by
-// namespace/name, or everything.
-type changes struct {
-	mu       sync.Mutex
-	all      bool
-	services map[string]bool
-}
+// request is what a sync recomputes: one service, by namespace/name, or
+// the whole fleet (an empty service).
+type request struct{ service string }
 
-func (c *changes) everything() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.all = true
-}
+// fleet is the request for everything.
+var fleet = request{}
 
-func (c *changes) service(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.services == nil {
-		c.services = map[string]bool{}
+// scopeOf is the services a batch of requests asks for, nil for the whole
+// fleet: when one asks for it, or when there are too many to plan alone.
+func scopeOf(batch []request) map[string]bool {
+	scope := map[string]bool{}
+	for _, r := range batch {
+		if r == fleet || len(scope) >= maxScoped {
+			return nil
+		}
+		scope[r.service] = true
 	}
-	c.services[key] = true
-}
-
-// take returns what changed and forgets it: all, or the services.
-func (c *changes) take() (all bool, services map[string]bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	all, services = c.all, c.services
-	c.all, c.services = false, nil
-	return all, services
+	return scope
 }
 
 // maxScoped is the most services a sync plans alone: beyond it, reading
@@ -122,19 +109,15 @@ func indexSliceService(obj client.Object) []string {
 	return nil
 }
 
-// memberHandler marks what a change to a member's object changes, and
-// wakes the sync loop.
+// memberHandler queues what a change to a member's object changes.
 func (f *Federation) memberHandler() toolscache.ResourceEventHandlerFuncs {
 	changed := func(obj any) {
 		switch key, all := serviceOf(obj); {
 		case all:
-			f.changes.everything()
+			f.queue.Add(fleet)
 		case key != "":
-			f.changes.service(key)
-		default:
-			return
+			f.queue.Add(request{service: key})
 		}
-		f.signal()
 	}
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc: changed, DeleteFunc: changed,

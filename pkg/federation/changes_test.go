@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -225,19 +226,18 @@ func TestAnObjectChangesTheServiceItBelongsTo(t *testing.T) {
 	}
 }
 
-func TestChangesAreTakenOnce(t *testing.T) {
-	var c changes
-	c.service("shop/web")
-	c.service("shop/api")
-	if all, services := c.take(); all || len(services) != 2 {
-		t.Errorf("took everything %v, services %v; want shop/web and shop/api", all, services)
+func TestABatchIsScopedToItsServicesUnlessOneAsksForTheFleet(t *testing.T) {
+	if got := scopeOf([]request{{"shop/web"}, {"shop/api"}, {"shop/web"}}); len(got) != 2 || !got["shop/web"] || !got["shop/api"] {
+		t.Errorf("scope = %v, want shop/web and shop/api", got)
 	}
-	if all, services := c.take(); all || len(services) != 0 {
-		t.Errorf("took everything %v, services %v again", all, services)
+	if got := scopeOf([]request{{"shop/web"}, fleet}); got != nil {
+		t.Errorf("scope = %v, want the fleet (nil)", got)
 	}
-	c.service("shop/web")
-	c.everything()
-	if all, _ := c.take(); !all {
-		t.Error("everything was not taken")
+	many := make([]request, maxScoped+1)
+	for i := range many {
+		many[i] = request{fmt.Sprintf("shop/svc-%d", i)}
+	}
+	if got := scopeOf(many); got != nil {
+		t.Errorf("%d services scoped alone, want the fleet beyond %d", len(got), maxScoped)
 	}
 }

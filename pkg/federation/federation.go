@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
@@ -35,8 +36,8 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/batchqueue"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
-	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 )
 
@@ -80,13 +81,9 @@ type Federation struct {
 	hub     client.Client
 	events  events.EventRecorder
 	metrics *metrics
-	trigger chan struct{}
-	// changes are what the next sync must recompute.
-	changes changes
+	// queue holds what the next sync must recompute.
+	queue *batchqueue.Queue[request]
 
-	// writeFailures are the members whose writes failed in the last sync:
-	// the exports importing into them are not Ready.
-	writeFailures map[string]error
 	// renewedAt is when each member's token was last renewed: a member
 	// that caps token lives below the renewal threshold is not asked at
 	// every sync.
@@ -191,8 +188,18 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Federation, erro
 	}
 	f := &Federation{
 		opts: opts, hub: mgr.GetClient(), events: mgr.GetEventRecorder("fleetmesh-federation"), metrics: newMetrics(opts.Registry),
-		trigger: make(chan struct{}, 1), members: map[string]*memberConn{},
+		members: map[string]*memberConn{},
 	}
+	f.queue = batchqueue.New[request](batchqueue.Options{
+		Name: "federation", Quiet: opts.Debounce, Max: opts.DebounceMax,
+		// A failing sync is retried sooner than the periodic resync
+		// would, and never later.
+		RetryBase: time.Second, RetryMax: opts.Resync,
+		OnError: func(err error) {
+			f.metrics.syncErrors.Inc()
+			opts.Log.Error(err, "federation sync")
+		},
+	})
 	for _, obj := range []client.Object{&fmv1alpha1.Cluster{}, &corev1.Secret{}} {
 		inf, err := mgr.GetCache().GetInformer(ctx, obj)
 		if err != nil {
@@ -229,18 +236,7 @@ func onlyStatus(prev, obj any) bool {
 }
 
 // poke asks for a sync of the whole fleet.
-func (f *Federation) poke() {
-	f.changes.everything()
-	f.signal()
-}
-
-// signal wakes the sync loop to recompute what changed.
-func (f *Federation) signal() {
-	select {
-	case f.trigger <- struct{}{}:
-	default:
-	}
-}
+func (f *Federation) poke() { f.queue.Add(fleet) }
 
 // NeedLeaderElection is true: one federation writes at a time.
 func (f *Federation) NeedLeaderElection() bool { return true }
@@ -250,61 +246,22 @@ func (f *Federation) Start(ctx context.Context) error {
 	defer f.disconnectAll()
 	// Probes run apart from syncs: a sync stuck on a member that stopped
 	// answering must not keep the federation from noticing.
-	go func() {
-		probe := time.NewTicker(f.opts.ProbeInterval)
-		defer probe.Stop()
-		resync := time.NewTicker(f.opts.Resync)
-		defer resync.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-probe.C:
-				if f.probeAll(ctx) {
-					f.poke()
-				}
-			case <-resync.C:
-				f.poke()
-			}
+	go wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if f.probeAll(ctx) {
+			f.poke()
 		}
-	}()
-	f.poke()
-	var quiet, deadline <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-f.trigger:
-			quiet = time.After(f.opts.Debounce)
-			if deadline == nil {
-				deadline = time.After(f.opts.DebounceMax)
-			}
-			continue
-		case <-quiet:
-		case <-deadline:
-		}
-		quiet, deadline = nil, nil
-		all, services := f.changes.take()
-		if !all && len(services) == 0 {
-			continue
-		}
-		var scope map[string]bool
-		if !all && len(services) <= maxScoped {
-			scope = services
-		}
+	}, f.opts.ProbeInterval)
+	go wait.UntilWithContext(ctx, func(context.Context) { f.poke() }, f.opts.Resync)
+	// A failed sync is retried whole: a failed write may have left any
+	// part of the fleet behind.
+	return f.queue.Run(ctx, fleet, func(ctx context.Context, batch []request) error {
+		scope := scopeOf(batch)
 		start, kind := time.Now(), syncKind(scope)
-		err := recovered.Call(func() error { return f.sync(ctx, scope) })
+		err := f.sync(ctx, scope)
 		f.metrics.syncs.WithLabelValues(kind).Inc()
 		f.metrics.syncSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
-		if err != nil && ctx.Err() == nil {
-			f.metrics.syncErrors.Inc()
-			f.opts.Log.Error(err, "federation sync")
-			// Try again, everything: a failed write may have left any
-			// part of the fleet behind.
-			f.changes.everything()
-			quiet = time.After(time.Second)
-		}
-	}
+		return err
+	})
 }
 
 // syncKind names a sync in the metrics: full, or scoped to services.
@@ -338,15 +295,7 @@ func (f *Federation) sync(ctx context.Context, scope map[string]bool) error {
 		f.warnTrustDomains(clusters.Items, members)
 		f.count(members, plan)
 	}
-	markFailedImports(plan, f.writeFailures)
-	failures, err := f.writeMembers(ctx, members, plan, fleetRoots)
-	if scope == nil {
-		if len(f.writeFailures) > 0 && len(failures) == 0 {
-			f.poke() // once more, to write that the exports are Ready again
-		}
-		f.writeFailures = failures
-	}
-	return errors.Join(append(errs, err)...)
+	return errors.Join(append(errs, f.writeMembers(ctx, members, plan, fleetRoots))...)
 }
 
 // readFleet connects to every member, resolves its gateway, reads its
@@ -434,18 +383,45 @@ func (f *Federation) readServices(ctx context.Context, clusters []fmv1alpha1.Clu
 }
 
 // writeMembers writes every known member's share of the plan, and the
-// fleet's roots where given, side by side, each within a deadline, so a
-// member that stops answering mid-sync delays no other. It returns the
-// members whose writes failed, and every error.
-func (f *Federation) writeMembers(ctx context.Context, members []*Member, plan *Plan, fleetRoots map[string]map[string]string) (map[string]error, error) {
+// fleet's roots where given; then, from what those writes did, the
+// exports' conditions. Members are written side by side, each within a
+// deadline, so a member that stops answering mid-sync delays no other.
+func (f *Federation) writeMembers(ctx context.Context, members []*Member, plan *Plan, fleetRoots map[string]map[string]string) error {
 	unknown := map[string]bool{}
 	for _, m := range members {
 		if !m.Known {
 			unknown[m.name()] = true
 		}
 	}
+	failures := f.eachMember(ctx, members, func(ctx context.Context, w *writer, m *Member) error {
+		err := applyMember(ctx, w, m, plan.Members[m.name()], unknown)
+		if fleetRoots != nil && len(m.Roots) > 0 {
+			// A member without a workload signer has no use for them.
+			q := &writeQueue{member: m.name()}
+			q.fleetRoots(ctx, f, w, m, f.opts.MemberNamespace, fleetRoots[m.name()])
+			err = errors.Join(err, q.run(ctx))
+		}
+		return err
+	})
+	// An export is Ready where this sync's writes made it so, never where
+	// the plan only hoped to.
+	markFailedImports(plan, failures)
+	statusFailures := f.eachMember(ctx, members, func(ctx context.Context, w *writer, m *Member) error {
+		return writeExportStatus(ctx, w, m, plan.Exports[m.name()])
+	})
+	var errs []error
+	for _, m := range members {
+		errs = append(errs, failures[m.name()], statusFailures[m.name()])
+	}
+	return errors.Join(errs...)
+}
+
+// eachMember calls write for every known member, side by side, each
+// within applyTimeout (cut short when a probe finds the member gone), and
+// returns the errors by member.
+func (f *Federation) eachMember(ctx context.Context, members []*Member, write func(context.Context, *writer, *Member) error) map[string]error {
 	var wg sync.WaitGroup
-	applyErrs := make([]error, len(members))
+	errs := make([]error, len(members))
 	for i, m := range members {
 		if !m.Known {
 			continue
@@ -458,14 +434,7 @@ func (f *Federation) writeMembers(ctx context.Context, members []*Member, plan *
 			conn.stopApply = cancel
 			f.mu.Unlock()
 			w := &writer{client: conn.client, metrics: f.metrics, events: conn.cluster.GetEventRecorder("fleetmesh-federation")}
-			err := applyMember(actx, w, m, plan.Members[m.name()], plan.Exports[m.name()], unknown)
-			if fleetRoots != nil && len(m.Roots) > 0 {
-				// A member without a workload signer has no use for them.
-				q := &writeQueue{member: m.name()}
-				q.fleetRoots(actx, f, w, m, f.opts.MemberNamespace, fleetRoots[m.name()])
-				err = errors.Join(err, q.run(actx))
-			}
-			applyErrs[i] = err
+			errs[i] = write(actx, w, m)
 			f.mu.Lock()
 			conn.stopApply = nil
 			f.mu.Unlock()
@@ -473,17 +442,17 @@ func (f *Federation) writeMembers(ctx context.Context, members []*Member, plan *
 	}
 	wg.Wait()
 	failures := map[string]error{}
-	for i, err := range applyErrs {
+	for i, err := range errs {
 		if err != nil {
 			failures[members[i].name()] = err
 		}
 	}
-	return failures, errors.Join(applyErrs...)
+	return failures
 }
 
 // markFailedImports turns Ready false on every export whose import a
-// member failed to write in the last sync, naming the member and why: an
-// export must not say it is imported where it is not.
+// member failed to write, naming the member and why: an export must not
+// say it is imported where it is not.
 func markFailedImports(plan *Plan, failures map[string]error) {
 	if len(failures) == 0 {
 		return

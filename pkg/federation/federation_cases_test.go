@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -618,6 +619,105 @@ func TestAnExportIsNotReadyWhereItsImportCannotBeWritten(t *testing.T) {
 		}
 		return cond != nil && cond.Status == metav1.ConditionTrue, err
 	})
+}
+
+// TestAnExportIsNotReadyInTheSyncWhoseImportWasRefused: cluster-2
+// refuses this one import (an admission policy) and takes every other
+// write. The first Ready the export ever shows is already False,
+// ImportFailed, naming cluster-2 and the refusal: a condition says what
+// this sync's writes did, not what its plan hoped. Once cluster-2 takes
+// the import, the export is Ready.
+func TestAnExportIsNotReadyInTheSyncWhoseImportWasRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stop := startFederation(t)
+	defer stop()
+	c1, c2, _ := members(ctx, t)
+	const ns = "refused-here"
+	if err := c2.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-imports-in-" + ns},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{fmv1alpha1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"serviceimports"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "object.metadata.namespace != '" + ns + "'", Message: "this cluster takes no imports of " + ns,
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: policy.Name, ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, obj := range []client.Object{policy, binding} {
+		if err := c2.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lift := func() {
+		for _, obj := range []client.Object{binding, policy} {
+			if err := c2.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer lift()
+	probe := &fmv1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}}
+	eventually(ctx, t, "cluster-2 refuses imports of "+ns, func(ctx context.Context) (bool, error) {
+		err := c2.Client.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), nil
+	})
+
+	// Every Ready condition the export takes, in order.
+	wc, err := client.NewWithWatch(c1.Config, client.Options{Scheme: controller.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := wc.Watch(ctx, &fmv1alpha1.ServiceExportList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	createService(ctx, t, c1, ns, "svc", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP})
+	createExport(ctx, t, c1, ns, "svc")
+	next := func(what string) metav1.Condition {
+		t.Helper()
+		for {
+			select {
+			case ev := <-watch.ResultChan():
+				if e, ok := ev.Object.(*fmv1alpha1.ServiceExport); ok {
+					if cond := meta.FindStatusCondition(e.Status.Conditions, fmv1alpha1.ConditionReady); cond != nil {
+						return *cond
+					}
+				}
+			case <-ctx.Done():
+				t.Fatalf("%s: no Ready condition came", what)
+			}
+		}
+	}
+	first := next("the first Ready")
+	if first.Status != metav1.ConditionFalse || first.Reason != fmv1alpha1.ReasonImportFailed {
+		t.Fatalf("the export's first Ready is %s, %s (%q); want False, ImportFailed: cluster-2 refused its import in that sync", first.Status, first.Reason, first.Message)
+	}
+	if !strings.Contains(first.Message, "cluster-2 (") || !strings.Contains(first.Message, "no-imports-in-"+ns) {
+		t.Errorf("the condition does not name the member and the refusal: %q", first.Message)
+	}
+
+	lift()
+	for cond := first; cond.Status != metav1.ConditionTrue; {
+		cond = next("Ready once cluster-2 takes the import")
+	}
+	if _, err := getImport(ctx, c2, ns, "svc"); err != nil {
+		t.Errorf("the export is Ready, but cluster-2 has no import: %v", err)
+	}
 }
 
 // TestAMemberWhoseCredentialsMayNotReadSaysWhat joins cluster-3 as a user

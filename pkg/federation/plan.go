@@ -62,6 +62,18 @@ type Member struct {
 	mcsImports map[string]*mcsv1beta1.ServiceImport
 }
 
+// indexed is a copy of every member, with its lookups built; the lookups
+// point into the objects the members hold.
+func indexed(members []*Member) []*Member {
+	out := make([]*Member, len(members))
+	for i, m := range members {
+		c := *m
+		c.index()
+		out[i] = &c
+	}
+	return out
+}
+
 // index builds the member's lookups from its objects.
 func (m *Member) index() {
 	m.services = make(map[string]*corev1.Service, len(m.Services))
@@ -160,11 +172,10 @@ func condition(typ string, ok bool, reason, message string, generation int64) me
 	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: generation}
 }
 
-// Compute is the federation's plan for the members, a pure function.
+// Compute is the federation's plan for the members, a pure function: it
+// changes neither the members nor anything they hold.
 func Compute(members []*Member) *Plan {
-	for _, m := range members {
-		m.index()
-	}
+	members = indexed(members)
 	plan := &Plan{Members: map[string]*Desired{}, Exports: map[string]map[string][]metav1.Condition{}}
 	for _, m := range members {
 		plan.Members[m.name()] = &Desired{

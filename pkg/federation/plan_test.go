@@ -399,3 +399,14 @@ func TestAPathBelongsToItsFirstClaimer(t *testing.T) {
 		})
 	}
 }
+
+// TestComputeLeavesItsInputAsItWas: the reconciler reuses what it read
+// after planning (to write statuses, to apply), so planning must change
+// nothing of it, its lookups included.
+func TestComputeLeavesItsInputAsItWas(t *testing.T) {
+	fleet, before := articleFleet(), articleFleet()
+	Compute(fleet)
+	if diff := cmp.Diff(before, fleet, cmp.AllowUnexported(Member{})); diff != "" {
+		t.Errorf("Compute changed its input (-before +after):\n%s", diff)
+	}
+}
