@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -137,7 +138,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DebugAuth, "debug-auth", AuthKubernetes, "who may read the debug API: "+AuthKubernetes+" (HTTPS; a bearer token or client certificate of this cluster, and RBAC get/list on proxies.fleetmesh.io) or "+AuthNone+" (plain HTTP, anyone who reaches the port: a lab only); /healthz, /readyz and /version answer anyone")
 	fs.StringVar(&o.MetricsAuth, "metrics-auth", AuthKubernetes, "who may read /metrics: "+AuthKubernetes+" (RBAC get on the nonResourceURL /metrics) or "+AuthNone+" (anyone who reaches the port)")
 	fs.BoolVar(&o.Federation, "federation", false, "also run the federation for the Cluster objects in this API server")
-	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "with --federation: elect one federation among replicas (needs a namespace to hold the lease)")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect one writer among replicas (of status, and with --federation the federation) through a lease in --namespace; every replica serves xDS")
 	fs.DurationVar(&o.DebounceAfter, "debounce-after", 100*time.Millisecond, "quiet period after a change before the mesh is rebuilt")
 	fs.DurationVar(&o.DebounceMax, "debounce-max", time.Second, "longest a burst of changes may delay a rebuild")
 	fs.BoolVar(&o.LogDev, "log-development", false, "human-readable logs instead of JSON")
@@ -239,6 +240,10 @@ func (p *pullPolicy) Set(s string) error {
 
 // Scheme has the Kubernetes types and the fleetmesh API.
 func Scheme() *runtime.Scheme { return scheme.New() }
+
+// LeaseName is the Lease, in --namespace, the replicas elect their
+// writer by.
+const LeaseName = "fleetmesh-controller"
 
 // The ways the debug API and /metrics may be guarded.
 const (
@@ -412,9 +417,10 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		// One federation writes at a time; discovery and xDS need no lock.
-		LeaderElection:          o.Federation && o.LeaderElection,
-		LeaderElectionID:        "fleetmesh-federation",
+		// One replica writes status, and one federates; every replica
+		// builds the mesh and serves its proxies.
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        LeaseName,
 		LeaderElectionNamespace: o.Namespace,
 		// A replica that stops (a rollout, a drained node) hands the lease
 		// over at once instead of leaving the federation idle until it
@@ -477,7 +483,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 			return nil, err
 		}
 	}
-	registry := prometheus.NewRegistry()
+	registry := newRegistry()
 	xdsServerOpts := xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry}
 	if o.XDSTLS {
 		if workloads == nil {
@@ -674,4 +680,19 @@ func (o *Options) checkCluster(cfg *rest.Config, log logr.Logger) (noPodCerts st
 		}
 	}
 	return noPodCerts, nil
+}
+
+// registry registers fleetmesh's metrics on a registry of their own (a
+// control plane started twice in one process registers twice) and
+// gathers them with controller-runtime's: its workqueues (the
+// federation's and discovery's among them), client, leader election,
+// webhook, Go runtime and process metrics.
+type registry struct {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+func newRegistry() registry {
+	own := prometheus.NewRegistry()
+	return registry{Registerer: own, Gatherer: prometheus.Gatherers{ctrlmetrics.Registry, own}}
 }

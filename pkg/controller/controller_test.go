@@ -7,13 +7,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
@@ -144,5 +150,101 @@ func TestAuthOptionsThatCannotWorkTogetherAreRefused(t *testing.T) {
 				t.Fatalf("RunWithConfig() = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestOnlyTheElectedReplicaWritesStatus runs the built controller with
+// --leader-elect while another holds the lease: it serves (ready, its
+// rebuilds decide a new policy's status, its metrics say so) but writes
+// no status. Once the lease is free it takes it and writes. Its /metrics
+// carries controller-runtime's metrics (workqueues, leader election, Go
+// runtime, process) beside fleetmesh's.
+func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := fleet.Cluster("member")
+	const ns = "elected"
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	held := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: LeaseName},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity: ptr.To("another-replica"), LeaseDurationSeconds: ptr.To[int32](3600),
+			AcquireTime: &metav1.MicroTime{Time: time.Now()}, RenewTime: &metav1.MicroTime{Time: time.Now()},
+		},
+	}
+	if err := c.Client.Create(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
+		Args:      []string{"--cluster-name=member", "--leader-elect", "--namespace=" + ns, "--metrics-auth=none", "--debug-auth=none"},
+		WaitReady: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Stop() }()
+	// metric is the value of the series of name with every label given,
+	// -1 when there is none.
+	metric := func(name string, labels ...string) float64 {
+		body, err := cp.Get("/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(body) {
+			series, value, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if n, _, _ := strings.Cut(series, "{"); n != name {
+				continue
+			}
+			if !slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(series, l) }) {
+				f, _ := strconv.ParseFloat(value, 64)
+				return f
+			}
+		}
+		return -1
+	}
+	decided := func() float64 { return metric("fleetmesh_discovery_rebuilds_total") }
+	leads := func() float64 { return metric("leader_election_master_status", `name="`+LeaseName+`"`) }
+	for _, m := range []string{"go_goroutines", "process_resident_memory_bytes", "fleetmesh_discovery_inconsistent_services"} {
+		if metric(m) < 0 {
+			t.Errorf("/metrics has no %s", m)
+		}
+	}
+	if metric("workqueue_depth", `name="discovery"`) < 0 {
+		t.Error("/metrics has no workqueue metrics of discovery's queue")
+	}
+	before := decided()
+	policy := &fmv1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec:       fmv1alpha1.GlobalTrafficPolicySpec{LbType: fmv1alpha1.LocalityLbType},
+	}
+	if err := c.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) { return decided() > before, nil }); err != nil {
+		t.Fatalf("no rebuild decided the policy's status: %v\n%s", err, cp.Log())
+	}
+	time.Sleep(time.Second) // what a write would take, had it been allowed
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(policy), policy); err != nil {
+		t.Fatal(err)
+	}
+	if policy.Status.ObservedGeneration != 0 || len(policy.Status.Conditions) > 0 {
+		t.Fatalf("a replica that does not hold the lease wrote status: %+v", policy.Status)
+	}
+	if v := leads(); v > 0 {
+		t.Errorf("leader_election_master_status = %v while another holds the lease", v)
+	}
+
+	// The other replica is gone and its lease with it.
+	if err := c.Client.Delete(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	err = testenv.Eventually(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(policy), policy)
+		return err == nil && policy.Status.ObservedGeneration == policy.Generation, err
+	})
+	if err != nil {
+		t.Fatalf("the elected replica wrote no status: %v\n%s", err, cp.Log())
 	}
 }

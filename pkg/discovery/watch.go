@@ -2,9 +2,7 @@ package discovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,20 +12,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/internal/batchqueue"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
-	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
@@ -48,7 +44,7 @@ type Options struct {
 	// configuration; nil records none.
 	Events events.EventRecorder
 	// Registry receives the discovery metrics; nil makes a new one.
-	Registry *prometheus.Registry
+	Registry prometheus.Registerer
 	// TrustDomain is the fleet's SPIFFE trust domain (default
 	// cluster.local); GatewayNamespace and GatewayServiceAccount who the
 	// cluster's gateways run as.
@@ -63,8 +59,8 @@ type Watcher struct {
 	cache interface {
 		client.Reader
 	}
-	client  client.Client
-	trigger chan struct{}
+	queue   *batchqueue.Queue[struct{}]
+	status  *statusWriter
 	metrics *metrics
 	// lastGood is every service's last valid definition, by key: a
 	// service that turns invalid is published as it was.
@@ -111,7 +107,12 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 		opts.TrustDomain = "cluster.local"
 	}
 	w := &Watcher{
-		opts: opts, cache: mgr.GetCache(), client: mgr.GetClient(), trigger: make(chan struct{}, 1),
+		opts: opts, cache: mgr.GetCache(),
+		queue: batchqueue.New[struct{}](batchqueue.Options{
+			Name: "discovery", Quiet: opts.DebounceAfter, Max: opts.DebounceMax,
+			OnError: func(err error) { opts.Log.Error(err, "rebuild the mesh") },
+		}),
+		status:  newStatusWriter(mgr.GetClient(), mgr.GetCache(), opts.ClusterName, func(err error) { opts.Log.Error(err, "write status") }),
 		metrics: newMetrics(opts.Registry), lastGood: map[string]model.Service{}, reported: map[string]string{},
 	}
 	w.handler = toolscache.ResourceEventHandlerFuncs{
@@ -133,46 +134,26 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	w.informers, w.apiReader, w.discovery = mgr.GetCache(), mgr.GetAPIReader(), dc
-	if err := mgr.Add(w); err != nil {
-		return nil, err
+	for _, r := range []manager.Runnable{w, w.status} {
+		if err := mgr.Add(r); err != nil {
+			return nil, err
+		}
 	}
 	return w, nil
 }
 
-func (w *Watcher) poke() {
-	select {
-	case w.trigger <- struct{}{}:
-	default:
-	}
-}
+// poke asks for a rebuild.
+func (w *Watcher) poke() { w.queue.Add(struct{}{}) }
 
-// NeedLeaderElection is false: every replica serves its own proxies.
+// NeedLeaderElection is false: every replica serves its own proxies (and
+// only the leader writes status).
 func (w *Watcher) NeedLeaderElection() bool { return false }
 
 // Start runs the rebuild loop until ctx ends.
 func (w *Watcher) Start(ctx context.Context) error {
 	w.poke() // an empty cluster still gets a mesh
 	go capabilities.PollMCS(ctx, w.discovery, mcsPollInterval, func() { w.watchMCS(ctx) })
-	var quiet, deadline <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.trigger:
-			quiet = time.After(w.opts.DebounceAfter)
-			if deadline == nil {
-				deadline = time.After(w.opts.DebounceMax)
-			}
-			continue
-		case <-quiet:
-		case <-deadline:
-		}
-		quiet, deadline = nil, nil
-		if err := recovered.Call(func() error { return w.rebuild(ctx) }); err != nil {
-			w.opts.Log.Error(err, "rebuild the mesh")
-			w.poke() // try again after the quiet period
-		}
-	}
+	return w.queue.Run(ctx, struct{}{}, func(ctx context.Context, _ []struct{}) error { return w.rebuild(ctx) })
 }
 
 // watchMCS starts watching the cluster's MCS ServiceExports, once it
@@ -240,97 +221,13 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 	}
 	mesh = w.isolate(mesh, problems.Services, &services, &imports)
 	w.opts.Publish(mesh)
-	return errors.Join(
-		w.writePolicyStatus(ctx, policies.Items, mesh),
-		w.writeImportStatus(ctx, imports.Items, mesh, problems.Services),
-	)
-}
-
-// writeImportStatus records, on every import whose conditions are out of
-// date, whether it is served to the cluster's proxies (Ready) and whether
-// part of it is left out for clashing with the cluster's own Service
-// (Conflict).
-func (w *Watcher) writeImportStatus(ctx context.Context, imports []fmv1alpha1.ServiceImport, mesh *model.Mesh, bad map[string]error) error {
-	leftOut := make(map[string][]string, len(mesh.Services))
-	for i := range mesh.Services {
-		if svc := &mesh.Services[i]; len(svc.LeftOut) > 0 {
-			leftOut[svc.Key()] = svc.LeftOut
-		}
+	inconsistent := make(map[string]string, len(problems.Services))
+	for key := range problems.Services {
+		inconsistent[key] = w.reported[key]
 	}
-	var errs []error
-	for i := range imports {
-		imp := &imports[i]
-		key := imp.Namespace + "/" + imp.Name
-		ready := metav1.Condition{
-			Type: fmv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready",
-			Message: "served to the proxies of cluster " + w.opts.ClusterName, ObservedGeneration: imp.Generation,
-		}
-		if err := bad[key]; err != nil {
-			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, fmv1alpha1.ReasonInconsistent, w.reported[key]
-		}
-		conflict := metav1.Condition{
-			Type: fmv1alpha1.ConditionConflict, Status: metav1.ConditionFalse, Reason: fmv1alpha1.ReasonNoConflict,
-			Message: "no port clashes with a Service of this cluster", ObservedGeneration: imp.Generation,
-		}
-		if l := leftOut[key]; len(l) > 0 {
-			conflict.Status, conflict.Reason, conflict.Message = metav1.ConditionTrue, fmv1alpha1.ReasonPortConflict, strings.Join(l, "; ")
-		}
-		want := imp.DeepCopy()
-		meta.SetStatusCondition(&want.Status.Conditions, ready)
-		meta.SetStatusCondition(&want.Status.Conditions, conflict)
-		if conditionsEqual(imp.Status.Conditions, want.Status.Conditions) {
-			continue
-		}
-		if err := w.client.Status().Patch(ctx, want, client.MergeFrom(imp)); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("write status of ServiceImport %s in %s: %w", key, w.opts.ClusterName, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// writePolicyStatus records, on every policy whose status is out of date,
-// the generation read and the targets that match no exporting cluster.
-func (w *Watcher) writePolicyStatus(ctx context.Context, policies []fmv1alpha1.GlobalTrafficPolicy, mesh *model.Mesh) error {
-	unmatched := make(map[string][]string)
-	for i := range mesh.Services {
-		if svc := &mesh.Services[i]; svc.Policy != nil {
-			unmatched[svc.Key()] = mesh.UnmatchedTargets(svc)
-		}
-	}
-	for i := range policies {
-		p := &policies[i]
-		targets := unmatched[p.Namespace+"/"+p.Name]
-		want := p.DeepCopy()
-		want.Status.ObservedGeneration = p.Generation
-		want.Status.UnmatchedTargets = nil
-		for _, t := range targets {
-			want.Status.UnmatchedTargets = append(want.Status.UnmatchedTargets, fmv1alpha1.ClusterKey(t))
-		}
-		cond := metav1.Condition{
-			Type: fmv1alpha1.ConditionAccepted, Status: metav1.ConditionTrue, Reason: "Accepted",
-			Message: "every target exports the service", ObservedGeneration: p.Generation,
-		}
-		if len(targets) > 0 {
-			cond.Reason = fmv1alpha1.ReasonUnknownTargets
-			cond.Message = fmt.Sprintf("ignored: %v name no cluster exporting %s/%s", targets, p.Namespace, p.Name)
-		}
-		meta.SetStatusCondition(&want.Status.Conditions, cond)
-		if p.Status.ObservedGeneration == want.Status.ObservedGeneration &&
-			slices.Equal(p.Status.UnmatchedTargets, want.Status.UnmatchedTargets) &&
-			conditionsEqual(p.Status.Conditions, want.Status.Conditions) {
-			continue
-		}
-		if err := w.client.Status().Patch(ctx, want, client.MergeFrom(p)); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("write status of GlobalTrafficPolicy %s/%s in %s: %w", p.Namespace, p.Name, w.opts.ClusterName, err)
-		}
-	}
+	w.status.set(decideStatus(w.opts.ClusterName, imports.Items, policies.Items, mesh, inconsistent))
+	w.metrics.rebuilds.Inc()
 	return nil
-}
-
-func conditionsEqual(a, b []metav1.Condition) bool {
-	return slices.EqualFunc(a, b, func(x, y metav1.Condition) bool {
-		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message && x.ObservedGeneration == y.ObservedGeneration
-	})
 }
 
 // isolate keeps one bad service from holding back the others: a service

@@ -58,14 +58,21 @@ func sharedLayer(p model.Proxy) string {
 	return "sidecar-bind/" + p.ID
 }
 
+// Registry is where metrics are registered and gathered from.
+type Registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
 // Options configure a Server.
 type Options struct {
 	// ClusterName is the cluster this control plane serves; a proxy whose
 	// node metadata names another cluster is refused.
 	ClusterName string
 	Log         logr.Logger
-	// Registry receives the server's metrics; nil makes a new one.
-	Registry *prometheus.Registry
+	// Registry receives the server's metrics, and /metrics serves what it
+	// gathers; nil makes a new one.
+	Registry Registry
 	// Authenticate, when set, lets in only clients it identifies, and
 	// only as nodes their identity may be (StreamInterceptor).
 	Authenticate Authenticator
@@ -85,7 +92,7 @@ type Server struct {
 	cache    *Cache
 	tracker  *tracker
 	metrics  *metrics
-	registry *prometheus.Registry
+	registry Registry
 	xds      discoveryv3.AggregatedDiscoveryServiceServer
 
 	owners owners

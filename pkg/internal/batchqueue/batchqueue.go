@@ -24,12 +24,20 @@ type Options struct {
 	// Quiet).
 	Quiet, Max time.Duration
 	// RetryBase and RetryMax bound the backoff of a failing sync's
-	// retries: RetryBase doubled at each failure, at most RetryMax.
+	// retries: RetryBase doubled at each failure, at most RetryMax
+	// (DefaultRetryBase and DefaultRetryMax when 0).
 	RetryBase, RetryMax time.Duration
 	// OnError hears of every failed sync (a panic included), before its
 	// retry is queued.
 	OnError func(error)
 }
+
+// The backoff of a failing sync, unless told otherwise: 1 s, doubled at
+// each failure, at most 30 s.
+const (
+	DefaultRetryBase = time.Second
+	DefaultRetryMax  = 30 * time.Second
+)
 
 // Queue is a sync loop's queue of keys.
 type Queue[K comparable] struct {
@@ -46,11 +54,12 @@ func New[K comparable](opts Options) *Queue[K] {
 		opts.Max = 10 * opts.Quiet
 	}
 	if opts.RetryBase <= 0 {
-		opts.RetryBase = time.Second
+		opts.RetryBase = DefaultRetryBase
 	}
-	if opts.RetryMax < opts.RetryBase {
-		opts.RetryMax = opts.RetryBase
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = DefaultRetryMax
 	}
+	opts.RetryMax = max(opts.RetryMax, opts.RetryBase)
 	return &Queue[K]{
 		opts: opts,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
+	"github.com/fleetmesh/fleetmesh/pkg/controller"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
 
@@ -111,12 +112,12 @@ func TestTheBuiltControllerRunsWithItsManifestsArguments(t *testing.T) {
 		prepare: func(_ context.Context, t *testing.T, c *testenv.Cluster) {
 			// The federation test after this one sees the lease created.
 			t.Cleanup(func() {
-				_, _ = c.Kubectl(nil, "delete", "lease", "-n", ns, "fleetmesh-federation", "--ignore-not-found")
+				_, _ = c.Kubectl(nil, "delete", "lease", "-n", ns, controller.LeaseName, "--ignore-not-found")
 			})
 		},
 		// --federation --leader-elect: the lease is taken.
 		check: func(ctx context.Context, c *testenv.Cluster) (bool, error) {
-			out, err := c.Kubectl(nil, "get", "lease", "-n", ns, "fleetmesh-federation", "-o", "jsonpath={.spec.holderIdentity}")
+			out, err := c.Kubectl(nil, "get", "lease", "-n", ns, controller.LeaseName, "-o", "jsonpath={.spec.holderIdentity}")
 			return err == nil && out != "", nil
 		},
 	}} {
