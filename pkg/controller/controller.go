@@ -41,6 +41,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/inject"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 	"github.com/fleetmesh/fleetmesh/pkg/memberguard"
+	"github.com/fleetmesh/fleetmesh/pkg/model"
 	"github.com/fleetmesh/fleetmesh/pkg/scheme"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/pkg/version"
@@ -436,10 +437,15 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		// The signer watches the fleet's roots, and no other ConfigMap.
 		mgrOpts.Cache.ByObject[&corev1.ConfigMap{}] = signer.ConfigMapCache(o.Namespace, signer.FleetRootsConfigMap)
 	}
+	// The xDS server's own identity, a workload's of this namespace.
+	serverID, err := model.WorkloadID(o.TrustDomain, o.Namespace, o.WebhookService)
+	if err != nil {
+		return nil, fmt.Errorf("--trust-domain, --namespace and --webhook-service name no SPIFFE ID: %w", err)
+	}
 	if o.XDSTLS {
 		// Injected sidecars get a workload certificate and speak TLS.
 		o.Injection.Identity = &inject.Identity{
-			Signer: signer.Name, ServerID: signer.SPIFFEID(o.TrustDomain, o.Namespace, o.WebhookService).String(),
+			Signer: signer.Name, ServerID: serverID.String(),
 			Token: o.ProxyCredential == ProxyCredentialToken, RootsConfigMap: signer.RootsConfigMap,
 		}
 	}
@@ -508,7 +514,7 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 			}
 			xdsServerOpts.Authenticate = xds.CertificateOrToken(xdsServerOpts.Authenticate, xds.TokenIdentity(review, registry))
 		}
-		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(signer.SPIFFEID(o.TrustDomain, o.Namespace, svc), hosts, clientAuth))
+		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(serverID.URL(), hosts, clientAuth))
 		xdsServerOpts.GatewayNamespace, xdsServerOpts.GatewayServiceAccount = o.Namespace, o.GatewayServiceAccount
 		xdsServerOpts.ServesTLS = workloads.Loaded
 	}

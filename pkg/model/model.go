@@ -70,9 +70,14 @@ func (m *Mesh) MTLSMode(namespace, pod string) MTLSMode {
 }
 
 // SPIFFEID is the identity of a ServiceAccount in the mesh's trust
-// domain: spiffe://<trust domain>/ns/<namespace>/sa/<name>.
+// domain (WorkloadID), or "" when no identity can name it (no
+// certificate can then hold it).
 func (m *Mesh) SPIFFEID(namespace, serviceAccount string) string {
-	return "spiffe://" + m.TrustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+	id, err := WorkloadID(m.TrustDomain, namespace, serviceAccount)
+	if err != nil {
+		return ""
+	}
+	return id.String()
 }
 
 // GatewayIdentity is the SPIFFE ID of the local cluster's gateways, or ""

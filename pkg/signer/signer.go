@@ -43,6 +43,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/internal/recovered"
+	"github.com/fleetmesh/fleetmesh/pkg/model"
 	"github.com/fleetmesh/fleetmesh/pkg/pki"
 )
 
@@ -169,12 +170,6 @@ const retireKey = "retire-at"
 // caRetry is how soon a failed check of the CA is tried again.
 const caRetry = 5 * time.Second
 
-// SPIFFEID is the identity a pod of namespace ns running as the service
-// account sa gets in trustDomain.
-func SPIFFEID(trustDomain, ns, sa string) *url.URL {
-	return &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/ns/" + ns + "/sa/" + sa}
-}
-
 // Add registers the signer with the manager: a controller of the pod
 // certificate requests made to it. Its replicas need no lock: an issued
 // request is written with its resourceVersion, so a second replica's write
@@ -298,10 +293,13 @@ func (s *Signer) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	}
 	notBefore := now.Truncate(time.Second)
 	notAfter := notBefore.Add(ttl)
-	id := SPIFFEID(s.opts.TrustDomain, pcr.Namespace, pcr.Spec.ServiceAccountName)
+	id, err := model.WorkloadID(s.opts.TrustDomain, pcr.Namespace, pcr.Spec.ServiceAccountName)
+	if err != nil {
+		return ctrl.Result{}, s.decide(ctx, pcr, certificatesv1.PodCertificateRequestConditionTypeFailed, "BadRequest", err.Error(), now)
+	}
 	// The subject names the pod (and its UID), which the xDS server
 	// holds the pod's proxy to.
-	tmpl := pki.Workload(id, notBefore, notAfter)
+	tmpl := pki.Workload(id.URL(), notBefore, notAfter)
 	tmpl.Subject = pkix.Name{CommonName: pcr.Spec.PodName, SerialNumber: string(pcr.Spec.PodUID)}
 	der, err := pki.Sign(tmpl, csr.PublicKey, ca)
 	if errors.Is(err, pki.ErrUnsupportedKey) {

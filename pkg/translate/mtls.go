@@ -279,7 +279,9 @@ func exportCallers(m *model.Mesh, svcs []*model.Service) callers {
 			if !ok {
 				ns, sa = svc.Namespace, c
 			}
-			out = append(out, m.SPIFFEID(ns, sa))
+			if id := m.SPIFFEID(ns, sa); id != "" {
+				out = append(out, id)
+			}
 		}
 	}
 	slices.Sort(out)

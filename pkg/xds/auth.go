@@ -88,18 +88,15 @@ func identityOf(leaf *x509.Certificate, trustDomain string) (Identity, error) {
 		return Identity{}, fmt.Errorf("the certificate has %d URI names; a workload certificate has one SPIFFE ID", len(leaf.URIs))
 	}
 	u := leaf.URIs[0]
-	if u.Scheme != "spiffe" || u.Host != trustDomain {
-		return Identity{}, fmt.Errorf("the certificate names %s, not an identity of trust domain %s", u, trustDomain)
-	}
-	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" || parts[1] == "" || parts[3] == "" {
-		return Identity{}, fmt.Errorf("the certificate names %s, not spiffe://%s/ns/<namespace>/sa/<service account>", u, trustDomain)
+	ns, sa, err := model.ParseWorkloadID(u, trustDomain)
+	if err != nil {
+		return Identity{}, fmt.Errorf("the certificate names %w", err)
 	}
 	cred := &syncz.Credential{Kind: syncz.CredentialCertificate, Identity: u.String(), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
 	if leaf.SerialNumber != nil {
 		cred.Serial = leaf.SerialNumber.Text(16)
 	}
-	return Identity{Namespace: parts[1], ServiceAccount: parts[3], Pod: leaf.Subject.CommonName, Credential: cred}, nil
+	return Identity{Namespace: ns, ServiceAccount: sa, Pod: leaf.Subject.CommonName, Credential: cred}, nil
 }
 
 // identityKey carries a stream's Identity in its context.

@@ -34,9 +34,9 @@ func TestAWorkloadCertificateNamesItsIdentity(t *testing.T) {
 		{cert(""), "0 URI names"},
 		{cert("", "spiffe://cluster.local/ns/a/sa/b", "spiffe://cluster.local/ns/c/sa/d"), "2 URI names"},
 		{cert("", "spiffe://other.domain/ns/a/sa/b"), "not an identity of trust domain cluster.local"},
-		{cert("", "https://cluster.local/ns/a/sa/b"), "not an identity of trust domain"},
+		{cert("", "https://cluster.local/ns/a/sa/b"), "is not a SPIFFE ID"},
 		{cert("", "spiffe://cluster.local/ns/a"), "not spiffe://cluster.local/ns/<namespace>/sa/<service account>"},
-		{cert("", "spiffe://cluster.local/ns//sa/b"), "not spiffe://"},
+		{cert("", "spiffe://cluster.local/ns//sa/b"), "empty segments"},
 		{cert("", "spiffe://cluster.local/sa/b/ns/a"), "not spiffe://"},
 	} {
 		if _, err := identityOf(tt.cert, "cluster.local"); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -68,7 +68,7 @@ func newWorkload(ctx context.Context, t *testing.T, c *testenv.Cluster, ns, pod,
 func (w *workload) renew(ctx context.Context, t *testing.T, roots []byte) {
 	t.Helper()
 	var err error
-	serverID := signer.SPIFFEID("cluster.local", "fleetmesh-system", "fleetmesh-controller").String()
+	serverID := testenv.ServerSPIFFEID("fleetmesh-system")
 	w.cert, err = w.c.WriteIdentity(ctx, w.ns, w.pod, signer.Name, w.dir, func(key, chain []byte) (map[string][]byte, error) {
 		return bootstrap.IdentityFiles(w.dir, serverID, key, chain, roots)
 	})

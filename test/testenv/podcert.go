@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -140,4 +142,11 @@ func (c *Cluster) WriteIdentity(ctx context.Context, ns, pod, signerName, dir st
 		return tls.Certificate{}, err
 	}
 	return cert, WriteProjected(dir, contents)
+}
+
+// ServerSPIFFEID is the xDS server's SPIFFE ID in the trust domain
+// cluster.local, when fleetmesh runs in namespace ns: what sidecars are
+// told to expect.
+func ServerSPIFFEID(ns string) string {
+	return spiffeid.RequireFromSegments(spiffeid.RequireTrustDomainFromString("cluster.local"), "ns", ns, "sa", "fleetmesh-controller").String()
 }

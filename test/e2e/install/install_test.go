@@ -126,7 +126,7 @@ func installMember(tb testing.TB, ctx context.Context, name string) *member {
 		"--debug-address="+ip+":15014", "--namespace="+ns, "--inject",
 		"--webhook-address="+ip+":9443", "--webhook-cert-dir="+m.certDir, "--webhook-cert-check-interval=500ms",
 		"--proxy-image=envoyproxy/envoy:test", "--init-image=fleetmesh-init:test", "--proxy-log-level=info",
-		"--workload-signer", "--xds-tls")
+		"--workload-signer", "--xds-tls", "--leader-elect")
 	m.xds, m.debug = run.XDSAddress, run.DebugAddress
 	pod, err := mc.RunPod(ctx, testenv.PodOptions{
 		Namespace: ns, Name: "fleetmesh-controller-0", IP: ip, ServiceAccountName: "fleetmesh-controller",
@@ -391,6 +391,8 @@ func TestTheMemberOverlayInjectsPodsAsItsServiceAccount(t *testing.T) {
 		t.Errorf("the controller was refused: %q", f)
 	}
 	checkLeastPrivilege(t, granted(t, "member", "fleetmesh-controller"), a.Used(), perm{"patch", "events.k8s.io", "events"},
+		// Leader election's events are patched only when one repeats.
+		perm{"patch", "", "events"},
 		// Checked by the API server on the signer's writes, not requests.
 		perm{"sign", "certificates.k8s.io", "signers"}, perm{"attest", "certificates.k8s.io", "signers"},
 		// Only when the workload CA is renewed (years) or its roots were
@@ -496,7 +498,7 @@ func loadBootstrap(t *testing.T, c corev1.Container, env map[string]string) *boo
 	// files, for Envoy to find.
 	if strings.Contains(raw, inject.IdentityDir) {
 		dir := t.TempDir()
-		identity, roots, err := bootstrap.SDSFiles(dir, signer.SPIFFEID("cluster.local", ns, "fleetmesh-controller").String())
+		identity, roots, err := bootstrap.SDSFiles(dir, testenv.ServerSPIFFEID(ns))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -944,7 +946,7 @@ func startManifestGateway(t *testing.T, ctx context.Context, xds string) *testen
 	// The SDS files the manifests' annotations hold are what the
 	// bootstrap package writes for the identity directory.
 	const identityDir = "/var/run/fleetmesh/identity"
-	serverID := signer.SPIFFEID("cluster.local", ns, "fleetmesh-controller").String()
+	serverID := testenv.ServerSPIFFEID(ns)
 	identity, roots, err := bootstrap.SDSFiles(identityDir, serverID)
 	if err != nil {
 		t.Fatal(err)
