@@ -101,19 +101,7 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: AdminAddress: %w", err)
 	}
-	md := NodeMetadata{
-		Role: o.Role, Namespace: o.Namespace, Pod: o.Pod, ServiceAccount: o.ServiceAccount,
-		Cluster: o.Cluster, IP: o.IP, AppIP: o.AppIP,
-	}
-	if o.Intercept {
-		md.Interception = InterceptionIPTables
-	}
-	if o.IdentityDir != "" && !o.Token {
-		// The certificate serves the data plane too: the control plane
-		// points the proxy's mesh mTLS at the same SDS files.
-		md.IdentityDir = o.IdentityDir
-	}
-	metadata, err := md.Struct()
+	metadata, err := o.metadata().Struct()
 	if err != nil {
 		return nil, err
 	}
@@ -125,19 +113,7 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 		ResourceApiVersion:    corev3.ApiVersion_V3,
 	}
-	discovery := clusterv3.Cluster_STATIC
-	if _, err := netip.ParseAddr(xdsHost); err != nil {
-		discovery = clusterv3.Cluster_STRICT_DNS // a Service name in a real cluster
-	}
-	h2, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
-			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-				},
-			},
-		},
-	})
+	xds, err := xdsStaticCluster(xdsHost, xdsPort)
 	if err != nil {
 		return nil, err
 	}
@@ -155,19 +131,8 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: ads,
 			CdsConfig: ads,
 		},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{
-			Name:                          xdsCluster,
-			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
-			ConnectTimeout:                durationpb.New(2 * time.Second),
-			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
-			LoadAssignment: &endpointv3.ClusterLoadAssignment{
-				ClusterName: xdsCluster,
-				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socket(xdsHost, xdsPort)}},
-				}}}},
-			},
-		}}},
-		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xds}},
+		Admin:           &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
 	}
 	if o.Token {
 		if o.IdentityDir == "" || o.XDSServerName == "" {
@@ -188,6 +153,57 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 		}
 	}
 	return b, nil
+}
+
+// metadata is the node metadata the proxy tells the control plane.
+func (o Options) metadata() NodeMetadata {
+	md := NodeMetadata{
+		Role: o.Role, Namespace: o.Namespace, Pod: o.Pod, ServiceAccount: o.ServiceAccount,
+		Cluster: o.Cluster, IP: o.IP, AppIP: o.AppIP,
+	}
+	if o.Intercept {
+		md.Interception = InterceptionIPTables
+	}
+	if o.IdentityDir != "" && !o.Token {
+		// The certificate serves the data plane too: the control plane
+		// points the proxy's mesh mTLS at the same SDS files.
+		md.IdentityDir = o.IdentityDir
+	}
+	return md
+}
+
+// xdsStaticCluster is the cluster of the control plane, over HTTP/2: a
+// static address, or a name resolved by DNS (a Service in a real
+// cluster).
+func xdsStaticCluster(host string, port uint32) (*clusterv3.Cluster, error) {
+	discovery := clusterv3.Cluster_STATIC
+	if _, err := netip.ParseAddr(host); err != nil {
+		discovery = clusterv3.Cluster_STRICT_DNS
+	}
+	h2, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.Cluster{
+		Name:                          xdsCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
+		ConnectTimeout:                durationpb.New(2 * time.Second),
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: xdsCluster,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socket(host, port)}},
+			}}}},
+		},
+	}, nil
 }
 
 const adminCluster = "fleetmesh-admin"

@@ -185,52 +185,18 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 	}
 	expires := token.Expires
 
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.secretNamespace}}
-	if err := hub.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsForbidden(err) {
-		return fmt.Errorf("create namespace %s: %w", o.secretNamespace, err)
-	}
-	secret := &corev1.Secret{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: o.secretNamespace, Name: memberSecretName(name),
-			Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue, memberLabel: name},
-		},
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"kubeconfig": kubeconfig},
-	}
-	if !expires.IsZero() {
-		secret.Annotations = map[string]string{
-			fmv1alpha1.AnnotationTokenExpires:   expires.UTC().Format(time.RFC3339),
-			fmv1alpha1.AnnotationServiceAccount: DefaultSystemNamespace + "/" + FederationServiceAccount,
-			fmv1alpha1.AnnotationTokenBoundTo:   token.BoundTo,
-		}
-	}
-	if err := federation.Apply(ctx, hub.client, secret, FieldOwner); err != nil {
-		return fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	secret, err := writeMemberSecret(ctx, hub.client, name, o.secretNamespace, kubeconfig, token)
+	if err != nil {
+		return err
 	}
 	if old := previous.Annotations[fmv1alpha1.AnnotationTokenBoundTo]; old != "" && member != nil {
 		if err := federation.RevokeToken(ctx, member.client, old); err != nil {
 			_, _ = fmt.Fprintf(errOut, "warning: the previous token stays valid until %s: %v\n", previous.Annotations[fmv1alpha1.AnnotationTokenExpires], err)
 		}
 	}
-	spec := o.spec
-	spec.KubeconfigSecretRef = &fmv1alpha1.SecretKeyRef{Namespace: o.secretNamespace, Name: secret.Name, Key: "kubeconfig"}
-	cl := &fmv1alpha1.Cluster{
-		TypeMeta:   metav1.TypeMeta{APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "Cluster"},
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       spec,
-	}
-	existing := &fmv1alpha1.Cluster{}
-	switch err := hub.client.Get(ctx, client.ObjectKey{Name: name}, existing); {
-	case err == nil && existing.Spec.Kubeconfig != "":
-		return fmt.Errorf("cluster %s was joined with an inline spec.kubeconfig: delete it (fleetmesh cluster leave %s) before joining it again", name, name)
-	case err == nil && existing.Spec.Mirrored:
-		return fmt.Errorf("cluster %s here is a mirrored copy (spec.mirrored): this is a member, not the control-plane cluster; use the control plane's --context", name)
-	case err != nil && !apierrors.IsNotFound(err):
-		return fmt.Errorf("get Cluster %s: %w", name, err)
-	}
-	if err := federation.Apply(ctx, hub.client, cl, FieldOwner); err != nil {
-		return fmt.Errorf("write Cluster %s: %w", name, err)
+	cl, err := writeCluster(ctx, hub.client, name, o.spec, secret)
+	if err != nil {
+		return err
 	}
 	_, err = fmt.Fprintf(out, "cluster %s joined: clusterKey %s, credentials in Secret %s/%s\n", name, cl.Key(), secret.Namespace, secret.Name)
 	if err == nil && !expires.IsZero() {
@@ -555,4 +521,59 @@ func tokenExpiry(ctx context.Context, c client.Client, cl *fmv1alpha1.Cluster) *
 		return nil
 	}
 	return &metav1.Time{Time: t}
+}
+
+// writeMemberSecret writes the Secret holding a member's kubeconfig in
+// the control-plane cluster, with its token's life and binding when it
+// holds one.
+func writeMemberSecret(ctx context.Context, hub client.Client, name, namespace string, kubeconfig []byte, token federation.BoundToken) (*corev1.Secret, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := hub.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsForbidden(err) {
+		return nil, fmt.Errorf("create namespace %s: %w", namespace, err)
+	}
+	secret := &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: memberSecretName(name),
+			Labels: map[string]string{fmv1alpha1.ManagedByLabel: fmv1alpha1.ManagedByValue, memberLabel: name},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"kubeconfig": kubeconfig},
+	}
+	if !token.Expires.IsZero() {
+		secret.Annotations = map[string]string{
+			fmv1alpha1.AnnotationTokenExpires:   token.Expires.UTC().Format(time.RFC3339),
+			fmv1alpha1.AnnotationServiceAccount: DefaultSystemNamespace + "/" + FederationServiceAccount,
+			fmv1alpha1.AnnotationTokenBoundTo:   token.BoundTo,
+		}
+	}
+	if err := federation.Apply(ctx, hub, secret, FieldOwner); err != nil {
+		return nil, fmt.Errorf("write Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return secret, nil
+}
+
+// writeCluster writes a member's Cluster in the control-plane cluster,
+// its credentials in secret; a Cluster of the name with an inline
+// kubeconfig, or a mirrored copy (this is a member), is left alone.
+func writeCluster(ctx context.Context, hub client.Client, name string, spec fmv1alpha1.ClusterSpec, secret *corev1.Secret) (*fmv1alpha1.Cluster, error) {
+	spec.KubeconfigSecretRef = &fmv1alpha1.SecretKeyRef{Namespace: secret.Namespace, Name: secret.Name, Key: "kubeconfig"}
+	cl := &fmv1alpha1.Cluster{
+		TypeMeta:   metav1.TypeMeta{APIVersion: fmv1alpha1.GroupVersion.String(), Kind: "Cluster"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       spec,
+	}
+	existing := &fmv1alpha1.Cluster{}
+	switch err := hub.Get(ctx, client.ObjectKey{Name: name}, existing); {
+	case err == nil && existing.Spec.Kubeconfig != "":
+		return nil, fmt.Errorf("cluster %s was joined with an inline spec.kubeconfig: delete it (fleetmesh cluster leave %s) before joining it again", name, name)
+	case err == nil && existing.Spec.Mirrored:
+		return nil, fmt.Errorf("cluster %s here is a mirrored copy (spec.mirrored): this is a member, not the control-plane cluster; use the control plane's --context", name)
+	case err != nil && !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("get Cluster %s: %w", name, err)
+	}
+	if err := federation.Apply(ctx, hub, cl, FieldOwner); err != nil {
+		return nil, fmt.Errorf("write Cluster %s: %w", name, err)
+	}
+	return cl, nil
 }

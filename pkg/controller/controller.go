@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
@@ -414,6 +416,88 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Config, log logr.Logger) (*Running, error) {
+	var serverID spiffeid.ID
+	if o.XDSTLS {
+		// The xDS server's own identity, a workload's of this namespace.
+		var err error
+		if serverID, err = model.WorkloadID(o.TrustDomain, o.Namespace, o.WebhookService); err != nil {
+			return nil, fmt.Errorf("--trust-domain, --namespace and --webhook-service name no SPIFFE ID: %w", err)
+		}
+		// Injected sidecars get a workload certificate and speak TLS.
+		o.Injection.Identity = &inject.Identity{
+			Signer: signer.Name, ServerID: serverID.String(),
+			Token: o.ProxyCredential == ProxyCredentialToken, RootsConfigMap: signer.RootsConfigMap,
+		}
+	}
+	mgrOpts := o.managerOptions(log)
+	var certs *inject.CertManager
+	if o.Inject {
+		var err error
+		if mgrOpts.WebhookServer, certs, err = webhookServer(ctx, &o, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	// Flags are checked; now what the cluster offers.
+	noPodCerts, err := o.checkCluster(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the API server: %w", err)
+	}
+	if err := o.addWebhooks(mgr, certs, log); err != nil {
+		return nil, err
+	}
+	var workloads *signer.Signer
+	if o.WorkloadSigner {
+		if workloads, err = signer.Add(mgr, signer.Options{
+			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
+			CAOverlap: o.WorkloadCAOverlap, CACheckEvery: o.WorkloadCACheck,
+			Tokens:            o.ProxyCredential == ProxyCredentialToken,
+			RootsNamespaces:   map[string]string{inject.NamespaceLabel: "enabled"},
+			NoPodCertificates: noPodCerts,
+			FleetTrust:        signer.FleetTrust(o.FleetTrust),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	registry := newRegistry()
+	xdsServerOpts, err := o.xdsServerOptions(cfg, workloads, serverID.URL(), registry, log)
+	if err != nil {
+		return nil, err
+	}
+	xdsServer := xds.NewServer(ctx, xdsServerOpts)
+	if _, err := discovery.New(ctx, mgr, discovery.Options{
+		ClusterName:           o.ClusterName,
+		TrustDomain:           o.TrustDomain,
+		GatewayNamespace:      o.Namespace,
+		GatewayServiceAccount: o.GatewayServiceAccount,
+		DebounceAfter:         o.DebounceAfter,
+		DebounceMax:           o.DebounceMax,
+		Log:                   log.WithName("discovery"),
+		Events:                mgr.GetEventRecorder("fleetmesh-discovery"),
+		Registry:              registry,
+		Publish:               xdsServer.Update,
+	}); err != nil {
+		return nil, err
+	}
+	if o.Federation {
+		if _, err := federation.New(ctx, mgr, federation.Options{
+			Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace,
+			Debounce: o.DebounceAfter, DebounceMax: o.DebounceMax,
+			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore, Resync: o.FederationResync,
+			MemberNamespace: o.Namespace,
+		}); err != nil {
+			return nil, fmt.Errorf("start the federation: %w", err)
+		}
+	}
+	return o.serve(ctx, cfg, mgr, xdsServer, debugTLS, log)
+}
+
+// managerOptions are the controller-runtime manager's options: what it
+// caches, and the election of the replica that writes.
+func (o *Options) managerOptions(log logr.Logger) ctrl.Options {
 	mgrOpts := ctrl.Options{
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -437,114 +521,64 @@ func start(ctx context.Context, o Options, cfg *rest.Config, debugTLS *tls.Confi
 		// The signer watches the fleet's roots, and no other ConfigMap.
 		mgrOpts.Cache.ByObject[&corev1.ConfigMap{}] = signer.ConfigMapCache(o.Namespace, signer.FleetRootsConfigMap)
 	}
-	// The xDS server's own identity, a workload's of this namespace.
-	serverID, err := model.WorkloadID(o.TrustDomain, o.Namespace, o.WebhookService)
-	if err != nil {
-		return nil, fmt.Errorf("--trust-domain, --namespace and --webhook-service name no SPIFFE ID: %w", err)
-	}
-	if o.XDSTLS {
-		// Injected sidecars get a workload certificate and speak TLS.
-		o.Injection.Identity = &inject.Identity{
-			Signer: signer.Name, ServerID: serverID.String(),
-			Token: o.ProxyCredential == ProxyCredentialToken, RootsConfigMap: signer.RootsConfigMap,
-		}
-	}
-	var certs *inject.CertManager
-	if o.Inject {
-		var err error
-		if mgrOpts.WebhookServer, certs, err = webhookServer(ctx, &o, cfg, log); err != nil {
-			return nil, err
-		}
-	}
-	// Flags are checked; now what the cluster offers.
-	noPodCerts, err := o.checkCluster(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	mgr, err := ctrl.NewManager(cfg, mgrOpts)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the API server: %w", err)
-	}
-	if o.Inject {
-		mgr.GetWebhookServer().Register(inject.Path, &webhook.Admission{
-			Handler: inject.NewWebhook(&o.Injection, mgr.GetScheme(), mgr.GetEventRecorder("fleetmesh-injector"), log.WithName("inject")),
-		})
-		mgr.GetWebhookServer().Register(memberguard.Path, &webhook.Admission{Handler: memberguard.New(mgr.GetAPIReader(), mgr.GetScheme())})
-		if certs != nil {
-			if err := mgr.Add(certs); err != nil {
-				return nil, err
-			}
-		}
-	}
-	var workloads *signer.Signer
-	if o.WorkloadSigner {
-		if workloads, err = signer.Add(mgr, signer.Options{
-			Namespace: o.Namespace, TrustDomain: o.TrustDomain, MaxTTL: o.WorkloadCertTTL, Log: log.WithName("signer"),
-			CAOverlap: o.WorkloadCAOverlap, CACheckEvery: o.WorkloadCACheck,
-			Tokens:            o.ProxyCredential == ProxyCredentialToken,
-			RootsNamespaces:   map[string]string{inject.NamespaceLabel: "enabled"},
-			NoPodCertificates: noPodCerts,
-			FleetTrust:        signer.FleetTrust(o.FleetTrust),
-		}); err != nil {
-			return nil, err
-		}
-	}
-	registry := newRegistry()
-	xdsServerOpts := xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry}
-	if o.XDSTLS {
-		if workloads == nil {
-			return nil, errors.New("--xds-tls needs --workload-signer: the xDS server's certificate and its clients' roots are the workload CA's")
-		}
-		svc := o.WebhookService
-		hosts := []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc.cluster.local"}
-		// Clients that dial the address it listens on, when that is one.
-		if host, _, err := net.SplitHostPort(o.XDSAddress); err == nil {
-			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-				hosts = append(hosts, host)
-			}
-		}
-		clientAuth := tls.RequireAndVerifyClientCert
-		xdsServerOpts.Authenticate = xds.CertificateIdentity(o.TrustDomain)
-		if o.XDSTokenAuth {
-			// Pods without a certificate present a token instead.
-			clientAuth = tls.VerifyClientCertIfGiven
-			review, err := tokenReviewer(cfg)
-			if err != nil {
-				return nil, err
-			}
-			xdsServerOpts.Authenticate = xds.CertificateOrToken(xdsServerOpts.Authenticate, xds.TokenIdentity(review, registry))
-		}
-		o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(serverID.URL(), hosts, clientAuth))
-		xdsServerOpts.GatewayNamespace, xdsServerOpts.GatewayServiceAccount = o.Namespace, o.GatewayServiceAccount
-		xdsServerOpts.ServesTLS = workloads.Loaded
-	}
-	xdsServer := xds.NewServer(ctx, xdsServerOpts)
-	if _, err := discovery.New(ctx, mgr, discovery.Options{
-		ClusterName:           o.ClusterName,
-		TrustDomain:           o.TrustDomain,
-		GatewayNamespace:      o.Namespace,
-		GatewayServiceAccount: o.GatewayServiceAccount,
-		DebounceAfter:         o.DebounceAfter,
-		DebounceMax:           o.DebounceMax,
-		Log:                   log.WithName("discovery"),
-		Events:                mgr.GetEventRecorder("fleetmesh-discovery"),
-		Registry:              registry,
-		Publish:               xdsServer.Update,
-	}); err != nil {
-		return nil, err
-	}
+	return mgrOpts
+}
 
-	if o.Federation {
-		if _, err := federation.New(ctx, mgr, federation.Options{
-			Log: log.WithName("federation"), Registry: registry, SecretNamespace: o.KubeconfigSecretNamespace,
-			Debounce: o.DebounceAfter, DebounceMax: o.DebounceMax,
-			TokenTTL: o.MemberTokenTTL, TokenRenewBefore: o.MemberTokenRenewBefore, Resync: o.FederationResync,
-			MemberNamespace: o.Namespace,
-		}); err != nil {
-			return nil, fmt.Errorf("start the federation: %w", err)
+// addWebhooks registers, with --inject, the sidecar injector and the
+// member guard, and the manager of their serving certificate.
+func (o *Options) addWebhooks(mgr ctrl.Manager, certs *inject.CertManager, log logr.Logger) error {
+	if !o.Inject {
+		return nil
+	}
+	mgr.GetWebhookServer().Register(inject.Path, &webhook.Admission{
+		Handler: inject.NewWebhook(&o.Injection, mgr.GetScheme(), mgr.GetEventRecorder("fleetmesh-injector"), log.WithName("inject")),
+	})
+	mgr.GetWebhookServer().Register(memberguard.Path, &webhook.Admission{Handler: memberguard.New(mgr.GetAPIReader(), mgr.GetScheme())})
+	if certs == nil {
+		return nil
+	}
+	return mgr.Add(certs)
+}
+
+// xdsServerOptions are the xDS server's options; with --xds-tls, its
+// certificate (serverID, from the workload signer) and how it knows its
+// clients.
+func (o *Options) xdsServerOptions(cfg *rest.Config, workloads *signer.Signer, serverID *url.URL, registry xds.Registry, log logr.Logger) (xds.Options, error) {
+	opts := xds.Options{ClusterName: o.ClusterName, Log: log.WithName("xds"), Registry: registry}
+	if !o.XDSTLS {
+		return opts, nil
+	}
+	if workloads == nil {
+		return opts, errors.New("--xds-tls needs --workload-signer: the xDS server's certificate and its clients' roots are the workload CA's")
+	}
+	svc := o.WebhookService
+	hosts := []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc.cluster.local"}
+	// Clients that dial the address it listens on, when that is one.
+	if host, _, err := net.SplitHostPort(o.XDSAddress); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			hosts = append(hosts, host)
 		}
 	}
+	clientAuth := tls.RequireAndVerifyClientCert
+	opts.Authenticate = xds.CertificateIdentity(o.TrustDomain)
+	if o.XDSTokenAuth {
+		// Pods without a certificate present a token instead.
+		clientAuth = tls.VerifyClientCertIfGiven
+		review, err := tokenReviewer(cfg)
+		if err != nil {
+			return opts, err
+		}
+		opts.Authenticate = xds.CertificateOrToken(opts.Authenticate, xds.TokenIdentity(review, registry))
+	}
+	o.XDS.Creds = credentials.NewTLS(workloads.ServerTLS(serverID, hosts, clientAuth))
+	opts.GatewayNamespace, opts.GatewayServiceAccount = o.Namespace, o.GatewayServiceAccount
+	opts.ServesTLS = workloads.Loaded
+	return opts, nil
+}
 
+// serve listens on the xDS and debug addresses and runs the manager,
+// until ctx ends or one of them fails; then it stops them all.
+func (o *Options) serve(ctx context.Context, cfg *rest.Config, mgr ctrl.Manager, xdsServer *xds.Server, debugTLS *tls.Config, log logr.Logger) (*Running, error) {
 	xdsLis, err := net.Listen("tcp", o.XDSAddress)
 	if err != nil {
 		return nil, fmt.Errorf("--xds-address %s: %w", o.XDSAddress, err)
