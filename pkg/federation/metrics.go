@@ -2,6 +2,9 @@ package federation
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 )
 
 // metrics are the federation's Prometheus metrics.
@@ -40,4 +43,41 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.members, m.exports, m.syncs, m.syncErrors, m.syncSeconds, m.writes)
 	}
 	return m
+}
+
+// count updates the membership and export gauges.
+func (f *Federation) count(members []*Member, plan *Plan) {
+	f.mu.Lock()
+	states := map[string]float64{"joined": 0, "unreachable": 0, "failed": 0}
+	for _, m := range members {
+		conn := f.members[m.name()]
+		switch {
+		case m.Known:
+			states["joined"]++
+		case conn != nil && conn.cluster != nil:
+			states["unreachable"]++
+		default:
+			states["failed"]++
+		}
+	}
+	f.mu.Unlock()
+	for state, n := range states {
+		f.metrics.members.WithLabelValues(state).Set(n)
+	}
+	exports := map[string]float64{"valid": 0, "invalid": 0, "conflict": 0}
+	for _, byKey := range plan.Exports {
+		for _, conds := range byKey {
+			switch {
+			case !meta.IsStatusConditionTrue(conds, fmv1alpha1.ConditionValid):
+				exports["invalid"]++
+			case meta.IsStatusConditionTrue(conds, fmv1alpha1.ConditionConflict):
+				exports["conflict"]++
+			default:
+				exports["valid"]++
+			}
+		}
+	}
+	for state, n := range exports {
+		f.metrics.exports.WithLabelValues(state).Set(n)
+	}
 }
