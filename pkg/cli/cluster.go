@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -118,7 +117,7 @@ against the original name.`,
 	f.DurationVar(&o.tokenTTL, "token-ttl", federation.DefaultTokenTTL, "with --credentials service-account: how long the token is valid (the federation renews it, --member-token-ttl)")
 	_ = cmd.MarkFlagRequired("member-context")
 	_ = cmd.RegisterFlagCompletionFunc("member-context", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		raw, err := (&kubeFlags{kubeconfig: o.memberKubeconfig}).rawConfig()
+		raw, err := onlyKubeconfig(o.memberKubeconfig).rawConfig()
 		if o.memberKubeconfig == "" {
 			raw, err = k.rawConfig()
 		}
@@ -134,9 +133,9 @@ func runJoin(ctx context.Context, out, errOut io.Writer, k *kubeFlags, name stri
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		return fmt.Errorf("cluster name %q: %s", name, strings.Join(errs, "; "))
 	}
-	memberFlags := kubeFlags{kubeconfig: o.memberKubeconfig}
+	memberFlags := onlyKubeconfig(o.memberKubeconfig)
 	if o.memberKubeconfig == "" {
-		memberFlags.kubeconfig = k.kubeconfig
+		memberFlags = onlyKubeconfig(*k.KubeConfig)
 	}
 	raw, err := memberFlags.rawConfig()
 	if err != nil {
@@ -406,7 +405,7 @@ func newListCommand(k *kubeFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), rows, func(w *tabwriter.Writer) {
+			return o.print(cmd.OutOrStdout(), rows, func(w io.Writer) {
 				now := time.Now()
 				row(w, "NAME", "CLUSTERKEY", "GATEWAY", "NETWORK", "READY", "REASON", "LAST SYNC", "TOKEN EXPIRES", "VERSION", "LACKS")
 				for _, r := range rows {

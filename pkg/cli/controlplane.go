@@ -69,12 +69,18 @@ func (p *planeFlags) controlPlanes(ctx context.Context, k *kubeFlags) ([]control
 	if p.url != "" {
 		return p.direct(k)
 	}
-	if p.access != accessPortForward && p.access != accessPodProxy {
-		return nil, fmt.Errorf("--control-plane-access %q: want %s or %s", p.access, accessPortForward, accessPodProxy)
-	}
 	cs, err := k.clients()
 	if err != nil {
 		return nil, err
+	}
+	return p.controlPlanesOf(ctx, cs)
+}
+
+// controlPlanesOf finds every ready fleetmesh-controller of the cluster cs
+// reaches, as controlPlanes does.
+func (p *planeFlags) controlPlanesOf(ctx context.Context, cs *clients) ([]controlPlane, error) {
+	if p.access != accessPortForward && p.access != accessPodProxy {
+		return nil, fmt.Errorf("--control-plane-access %q: want %s or %s", p.access, accessPortForward, accessPodProxy)
 	}
 	pods, err := cs.core.CoreV1().Pods(p.namespace).List(ctx, metav1.ListOptions{LabelSelector: ControllerLabel})
 	if err != nil {

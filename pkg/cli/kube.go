@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -13,26 +14,35 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/scheme"
 )
 
-// kubeFlags are kubectl's connection flags: --kubeconfig, --context and
-// -n/--namespace, read the way kubectl reads them (KUBECONFIG included).
+// kubeFlags are kubectl's connection flags, from cli-runtime: --kubeconfig,
+// --context, -n/--namespace, --server, --token, --user, --as, … read the
+// way kubectl reads them (KUBECONFIG included). --cluster is left out:
+// proxy-config's --cluster names an Envoy cluster.
 type kubeFlags struct {
-	kubeconfig string
-	context    string
-	namespace  string
+	*genericclioptions.ConfigFlags
 }
 
-func (k *kubeFlags) bind(cmd *cobra.Command) {
-	f := cmd.PersistentFlags()
-	f.StringVar(&k.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	f.StringVar(&k.context, "context", "", "the kubeconfig context to use (default: its current context)")
-	f.StringVarP(&k.namespace, "namespace", "n", "", "the namespace (default: the context's, then default)")
+func newKubeFlags() *kubeFlags {
+	cf := genericclioptions.NewConfigFlags(false)
+	// fleetmesh asks for its kinds by name: no discovery cache.
+	cf.CacheDir, cf.ClusterName = nil, nil
+	return &kubeFlags{cf}
 }
 
-func (k *kubeFlags) loader() clientcmd.ClientConfig {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = k.kubeconfig
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context})
+// onlyKubeconfig is kubeFlags reading the kubeconfig at path alone (the
+// default files when empty), its current context.
+func onlyKubeconfig(path string) *kubeFlags {
+	k := newKubeFlags()
+	*k.KubeConfig = path
+	return k
 }
+
+func (k *kubeFlags) bind(cmd *cobra.Command) { k.AddFlags(cmd.PersistentFlags()) }
+
+func (k *kubeFlags) loader() clientcmd.ClientConfig { return k.ToRawKubeConfigLoader() }
+
+// namespaceFlag is -n, "" when not given.
+func (k *kubeFlags) namespaceFlag() string { return *k.Namespace }
 
 // rawConfig is the merged kubeconfig, every context of it.
 func (k *kubeFlags) rawConfig() (clientcmdapi.Config, error) {
@@ -40,7 +50,7 @@ func (k *kubeFlags) rawConfig() (clientcmdapi.Config, error) {
 }
 
 func (k *kubeFlags) restConfig() (*rest.Config, error) {
-	cfg, err := k.loader().ClientConfig()
+	cfg, err := k.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("read kubeconfig: %w", err)
 	}
@@ -50,8 +60,8 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 
 // ns is the namespace -n names, else the context's, else default.
 func (k *kubeFlags) ns() string {
-	if k.namespace != "" {
-		return k.namespace
+	if ns := k.namespaceFlag(); ns != "" {
+		return ns
 	}
 	if ns, _, err := k.loader().Namespace(); err == nil && ns != "" {
 		return ns

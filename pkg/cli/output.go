@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/printers"
 )
 
 // outputFlag is -o table|yaml|json.
@@ -23,13 +24,13 @@ func (o *outputFlag) bind(cmd *cobra.Command, formats ...string) {
 }
 
 // print writes v as JSON or YAML, or calls table for the table format.
-func (o *outputFlag) print(out io.Writer, v any, table func(*tabwriter.Writer)) error {
+func (o *outputFlag) print(out io.Writer, v any, table func(io.Writer)) error {
 	switch o.format {
 	case "table", "":
 		if table == nil {
 			return fmt.Errorf("-o table is not available here: use -o json or -o yaml")
 		}
-		w := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
+		w := printers.GetNewTabWriter(out) // kubectl's columns
 		table(w)
 		return w.Flush()
 	}
@@ -51,23 +52,13 @@ func row(w io.Writer, cells ...any) {
 	_, _ = io.WriteString(w, "\n")
 }
 
-// age prints a duration the way kubectl does: 5s, 3m, 2h, 4d.
+// age prints a duration the way kubectl does (its AGE column): 5s,
+// 3m10s, 2h, 4d.
 func age(since time.Time, now time.Time) string {
 	if since.IsZero() {
 		return "<never>"
 	}
-	d := now.Sub(since)
-	switch {
-	case d < 0:
-		return "0s"
-	case d < 2*time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 3*time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return duration.HumanDuration(max(now.Sub(since), 0))
 }
 
 func orNone(s string) string {

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -154,7 +153,7 @@ func (o *proxyConfigOptions) showSection(out io.Writer, kind string, d *ConfigDu
 			return printResources(out, o.output.format, d.Clusters)
 		}
 		rows := d.EnvoyClusterRows()
-		return o.output.print(out, rows, func(w *tabwriter.Writer) {
+		return o.output.print(out, rows, func(w io.Writer) {
 			row(w, "SERVICE FQDN", "PORT", "DIRECTION", "TYPE", "LB", "LOCALITY WEIGHTED", "PROTOCOL", "OUTLIER DETECTION", "NAME")
 			for _, r := range rows {
 				row(w, orNone(r.Service), orNone(r.Port), orNone(r.Direction), r.Type, r.LbPolicy, yesNo(r.LocalityWeighted), r.Protocol, yesNo(r.OutlierDetection), r.Name)
@@ -165,7 +164,7 @@ func (o *proxyConfigOptions) showSection(out io.Writer, kind string, d *ConfigDu
 			return o.output.print(out, d.EndpointRows(), nil)
 		}
 		rows := d.EndpointRows()
-		return o.output.print(out, rows, func(w *tabwriter.Writer) {
+		return o.output.print(out, rows, func(w io.Writer) {
 			row(w, "ENDPOINT", "CLUSTER", "LOCALITY", "PRIORITY", "WEIGHT", "HEALTH", "HOSTNAME", "ENVOY CLUSTER")
 			for _, r := range rows {
 				row(w, r.Endpoint, orNone(r.Cluster), orNone(strings.Trim(r.Region+"/"+r.Zone, "/")), r.Priority, r.Weight, r.Health, orNone(r.Hostname), r.EnvoyCluster)
@@ -176,7 +175,7 @@ func (o *proxyConfigOptions) showSection(out io.Writer, kind string, d *ConfigDu
 			return printResources(out, o.output.format, d.Listeners)
 		}
 		rows := d.ListenerRows()
-		return o.output.print(out, rows, func(w *tabwriter.Writer) {
+		return o.output.print(out, rows, func(w io.Writer) {
 			row(w, "NAME", "ADDRESS", "TYPE", "DESTINATION")
 			for _, r := range rows {
 				row(w, r.Name, r.Address, r.Type, r.Destination)
@@ -187,7 +186,7 @@ func (o *proxyConfigOptions) showSection(out io.Writer, kind string, d *ConfigDu
 			return printResources(out, o.output.format, d.Routes)
 		}
 		rows := d.RouteRows()
-		return o.output.print(out, rows, func(w *tabwriter.Writer) {
+		return o.output.print(out, rows, func(w io.Writer) {
 			row(w, "ROUTE", "VIRTUAL HOST", "DOMAINS", "MATCH", "CLUSTER")
 			for _, r := range rows {
 				row(w, r.RouteConfig, r.VirtualHost, domains(r.Domains), r.Match, r.Action)
@@ -255,7 +254,7 @@ func (o *proxyConfigOptions) completeProxies(cmd *cobra.Command, args []string, 
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveError
 	}
-	all, err := proxies(cmd.Context(), planes, o.kube.namespace)
+	all, err := proxies(cmd.Context(), planes, o.kube.namespaceFlag())
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveError
 	}

@@ -2,7 +2,7 @@ package cli
 
 import (
 	"fmt"
-	"text/tabwriter"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,7 +66,7 @@ every --xds-max-connection-age, so such a proxy is not picking up renewals.
 				return err
 			}
 			// One proxy, or -n: that namespace's only.
-			namespace := k.namespace
+			namespace := k.namespaceFlag()
 			if len(args) == 1 {
 				namespace = proxyNamespace(args[0], k.ns())
 			}
@@ -81,7 +81,7 @@ every --xds-max-connection-age, so such a proxy is not picking up renewals.
 				}
 				all = []connectedProxy{*one}
 			}
-			return o.print(cmd.OutOrStdout(), all, func(w *tabwriter.Writer) {
+			return o.print(cmd.OutOrStdout(), all, func(w io.Writer) {
 				now := time.Now()
 				header := []any{"NAME", "CLUSTER", "ROLE"}
 				for _, t := range xdsTypes {

@@ -30,11 +30,11 @@ fleetmesh-controller through the API server.`,
 		SilenceErrors: true,
 	}
 	root.SetOut(out)
-	k, planes := &kubeFlags{}, &planeFlags{}
+	k, planes := newKubeFlags(), &planeFlags{}
 	k.bind(root)
 	planes.bind(root)
 	root.AddGroup(&cobra.Group{ID: "fleet", Title: "The fleet:"}, &cobra.Group{ID: "proxies", Title: "Proxies and traffic:"})
-	for _, c := range []*cobra.Command{newClusterCommand(k), newExplainCommand(k), newDNSCommand(k), newTrustCommand(k)} {
+	for _, c := range []*cobra.Command{newClusterCommand(k), newExplainCommand(k, planes), newDNSCommand(k), newTrustCommand(k)} {
 		c.GroupID = "fleet"
 		root.AddCommand(c)
 	}

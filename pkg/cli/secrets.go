@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -62,7 +63,7 @@ and validity, so a renewal the kubelet wrote can be seen to have been loaded.`,
 			if c == nil {
 				return fmt.Errorf("proxy %s presented no credential: its control plane %s does not authenticate proxies (--xds-tls)", px.displayName(), px.ControlPlane)
 			}
-			return o.output.print(cmd.OutOrStdout(), c, func(w *tabwriter.Writer) {
+			return o.output.print(cmd.OutOrStdout(), c, func(w io.Writer) {
 				now := time.Now()
 				row(w, "KIND", "IDENTITY", "SERIAL", "NOT AFTER", "EXPIRES")
 				row(w, c.Kind, c.Identity, orNone(c.Serial), notAfter(c.NotAfter), expires(c, now))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,7 +58,7 @@ func newTrustListCommand(k *kubeFlags) *cobra.Command {
 				return err
 			}
 			rows := trustRows(cm)
-			return out.print(cmd.OutOrStdout(), rows, func(w *tabwriter.Writer) {
+			return out.print(cmd.OutOrStdout(), rows, func(w io.Writer) {
 				row(w, "MEMBER", "STATE", "FINGERPRINT (SHA-256)", "SUBJECT", "NOT AFTER")
 				for _, r := range rows {
 					row(w, r.Member, r.State, r.Fingerprint, r.Subject, r.NotAfter.UTC().Format(time.RFC3339))

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/fleetmesh/fleetmesh/pkg/version"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/placement"
 	"github.com/fleetmesh/fleetmesh/pkg/xds/syncz"
 )
 
@@ -33,14 +34,18 @@ type DebugAccess interface {
 //
 //	/debug/config_dump?proxy=<node id>  what the proxy is served, in Envoy's ConfigDump JSON
 //	/debug/syncz[?namespace=<ns>]        every connected proxy (of ns) with its versions sent, acked and nacked
+//	/debug/explain?namespace=<ns>&service=<name>
+//	                                     where this cluster's calls to the service go, as placed for its proxies
 //	/metrics                             Prometheus metrics
 //	/healthz                             the process is up
 //	/readyz                              a mesh has been published (and ADS's TLS takes handshakes)
 //	/version                             the control plane's version
 //
-// With access, /debug/syncz lists only the proxies the caller may list
-// and /debug/config_dump serves only a proxy the caller may read; a nil
-// access lets everyone read everything.
+// With access, /debug/syncz lists only the proxies the caller may list,
+// /debug/config_dump serves only a proxy the caller may read, and
+// /debug/explain only a service of a namespace whose proxies the caller
+// may list (their configuration says as much); a nil access lets everyone
+// read everything.
 func (s *Server) DebugHandler(access DebugAccess) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/config_dump", func(w http.ResponseWriter, r *http.Request) { s.serveConfigDump(w, r, access) })
@@ -52,6 +57,7 @@ func (s *Server) DebugHandler(access DebugAccess) http.Handler {
 		}
 		writeJSON(w, proxies)
 	})
+	mux.HandleFunc("/debug/explain", func(w http.ResponseWriter, r *http.Request) { s.serveExplain(w, r, access) })
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	// Go's profiles: /debug/pprof/heap?gc=1 is the heap after a
 	// collection.
@@ -233,4 +239,38 @@ func mustAny(m proto.Message) *anypb.Any {
 		panic(err)
 	}
 	return a
+}
+
+// serveExplain answers where this cluster's calls to a service go, from
+// the mesh its proxies are served.
+func (s *Server) serveExplain(w http.ResponseWriter, r *http.Request, access DebugAccess) {
+	ns, name := r.URL.Query().Get("namespace"), r.URL.Query().Get("service")
+	if ns == "" || name == "" {
+		http.Error(w, "name a service: /debug/explain?namespace=<ns>&service=<name>", http.StatusBadRequest)
+		return
+	}
+	if access != nil {
+		ok, err := access.MayRead(r, ns, "")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if !ok {
+			http.Error(w, "Forbidden: you may not list proxies.fleetmesh.io in namespace "+ns+": where its services' calls go is in their configuration (RBAC: list proxies.fleetmesh.io)", http.StatusForbidden)
+			return
+		}
+	}
+	s.mu.Lock()
+	mesh := s.mesh
+	s.mu.Unlock()
+	if mesh == nil {
+		http.Error(w, "no mesh is published yet", http.StatusServiceUnavailable)
+		return
+	}
+	ex, err := placement.Explain(mesh, ns, name)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	writeJSON(w, ex)
 }

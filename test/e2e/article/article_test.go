@@ -20,6 +20,7 @@ import (
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
 	"github.com/fleetmesh/fleetmesh/pkg/cli"
+	"github.com/fleetmesh/fleetmesh/pkg/xds/placement"
 	"github.com/fleetmesh/fleetmesh/test/article"
 	"github.com/fleetmesh/fleetmesh/test/testenv"
 )
@@ -113,7 +114,7 @@ func TestTheArticle(t *testing.T) {
 		within(t, func(c map[string]int) bool { return c["failed"] == 30 })
 		grpc(t, func(c map[string]int) bool { return c["UNAVAILABLE"] == 20 }, nil)
 
-		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		ex := fleetmeshJSON[placement.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 		if ex.LbType != "Locality" || len(ex.Ports) != 1 || len(ex.Ports[0].Serving) != 0 || len(ex.Ports[0].Unused) != 2 {
 			t.Errorf("explain under Locality: %+v", ex)
 		}
@@ -214,7 +215,7 @@ func TestTheArticle(t *testing.T) {
 				t.Errorf("the endpoints table has no row for %s's httpbin:\n%s", c, table)
 			}
 		}
-		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		ex := fleetmeshJSON[placement.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 		var tiers []string
 		for _, s := range ex.Ports[0].Serving {
 			tiers = append(tiers, fmt.Sprintf("%d %s %.0f%% %s", s.Priority, s.Cluster, s.Percent, s.Via))
@@ -258,7 +259,7 @@ func TestTheArticle(t *testing.T) {
 				t.Errorf("what curl's Envoy holds under ActiveActive (%s):\n got %q\nwant %q", how[0], got, want)
 			}
 		}
-		ex := fleetmeshJSON[cli.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
+		ex := fleetmeshJSON[placement.Explanation](t, ctx, "control-plane", "explain", "httpbin.httpbin", "--from-cluster", "cluster-2")
 		for _, s := range ex.Ports[0].Serving {
 			if s.Priority != 0 || s.Percent < 33 || s.Percent > 34 {
 				t.Errorf("explain under ActiveActive: %+v", s)
@@ -269,7 +270,7 @@ func TestTheArticle(t *testing.T) {
 		}
 		// From cluster-2's own context (its Cluster is the federation's
 		// mirrored copy) the answer is the same.
-		if own := fleetmeshJSON[cli.Explanation](t, ctx, "cluster-2", "explain", "httpbin", "-n", "httpbin", "--from-cluster", "cluster-2"); !reflect.DeepEqual(own, ex) {
+		if own := fleetmeshJSON[placement.Explanation](t, ctx, "cluster-2", "explain", "httpbin", "-n", "httpbin", "--from-cluster", "cluster-2"); !reflect.DeepEqual(own, ex) {
 			t.Errorf("explain from cluster-2's context:\n%+v\nfrom the control plane's:\n%+v", own, ex)
 		}
 

@@ -56,7 +56,7 @@ func checkDebugAPI(t *testing.T, ctx context.Context, address, gateway string) {
 	for _, path := range []string{"/healthz", "/readyz", "/version"} {
 		expect(anonymous, "anonymous", path, http.StatusOK)
 	}
-	for _, path := range []string{"/debug/syncz", "/debug/config_dump?proxy=" + gateway, "/metrics"} {
+	for _, path := range []string{"/debug/syncz", "/debug/config_dump?proxy=" + gateway, "/metrics", "/debug/explain?namespace=default&service=kubernetes"} {
 		expect(anonymous, "anonymous", path, http.StatusUnauthorized)
 	}
 	// Plain HTTP gets nothing either.
@@ -99,6 +99,9 @@ func checkDebugAPI(t *testing.T, ctx context.Context, address, gateway string) {
 	expect(reader, who, "/debug/config_dump?proxy="+gateway, http.StatusForbidden)
 	expect(reader, who, "/debug/config_dump?proxy=nobody."+team, http.StatusForbidden)
 	expect(reader, who, "/metrics", http.StatusForbidden)
+	if body := expect(reader, who, "/debug/explain?namespace="+ns+"&service=fleetmesh-controller", http.StatusForbidden); !strings.Contains(body, "list proxies.fleetmesh.io") {
+		t.Errorf("the refusal does not name what RBAC must grant: %q", body)
+	}
 
 	// The manifests' fleetmesh-proxy-reader in the gateway's namespace,
 	// and /metrics: the gateway is listed and dumped, nothing else.
@@ -151,6 +154,11 @@ func checkDebugAPI(t *testing.T, ctx context.Context, address, gateway string) {
 	expect(reader, who, "/debug/syncz?namespace="+team, http.StatusForbidden)
 	// Another namespace's proxy, or one not connected, stays refused.
 	expect(reader, who, "/debug/config_dump?proxy=nobody."+team, http.StatusForbidden)
+	// Where a service's calls go is read as its namespace's proxies are.
+	if body := expect(reader, who, "/debug/explain?namespace="+ns+"&service=fleetmesh-controller", http.StatusOK); !strings.Contains(body, `"fromCluster": "member-1"`) {
+		t.Errorf("the explanation of %s/fleetmesh-controller: %.300s", ns, body)
+	}
+	expect(reader, who, "/debug/explain?namespace=default&service=kubernetes", http.StatusForbidden)
 	err = testenv.Eventually(ctx, 30*time.Second, func(context.Context) (bool, error) {
 		code, _ := get(reader, "/metrics")
 		return code == http.StatusOK, nil

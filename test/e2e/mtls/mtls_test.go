@@ -391,7 +391,10 @@ func TestMeshMTLSAcrossClusters(t *testing.T) {
 		}
 		// explain tells an operator the same.
 		var out bytes.Buffer
-		args := []string{"--kubeconfig", fleet.Cluster("cluster-1").KubeconfigPath, "explain", "httpbin.httpbin", "--from-cluster", "cluster-1"}
+		args := []string{
+			"--kubeconfig", fleet.Cluster("cluster-1").KubeconfigPath, "--control-plane-access=" + article.LabControlPlaneAccess,
+			"explain", "httpbin.httpbin", "--from-cluster", "cluster-1",
+		}
 		if err := cli.Execute(ctx, &out, args); err != nil {
 			t.Fatalf("fleetmesh explain: %v\n%s", err, out.String())
 		}
