@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -216,19 +217,15 @@ func (q *writeQueue) add(p phase, what string, write func() error) {
 // run runs the phases in order, writeWorkers writes at a time.
 func (q *writeQueue) run(ctx context.Context) error {
 	for _, ops := range q.ops {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, writeWorkers)
+		var g errgroup.Group
+		g.SetLimit(writeWorkers)
 		for _, op := range ops {
 			if ctx.Err() != nil {
 				break
 			}
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				op()
-			})
+			g.Go(func() error { op(); return nil })
 		}
-		wg.Wait()
+		_ = g.Wait() // every write's error is in q.errs
 	}
 	if err := ctx.Err(); err != nil {
 		q.errs = append(q.errs, fmt.Errorf("writing to %s: %w", q.member, err))

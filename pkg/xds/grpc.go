@@ -11,6 +11,7 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,7 +61,7 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 	if streams == 0 {
 		streams = 100
 	}
-	interceptors := []grpc.StreamServerInterceptor{recoverStream(o.Log), internNames}
+	interceptors := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recoverPanics(o.Log)), internNames}
 	if o.Stream != nil {
 		interceptors = append(interceptors, o.Stream)
 	}
@@ -70,7 +71,7 @@ func NewGRPCServer(o GRPCOptions) *grpc.Server {
 		grpc.KeepaliveParams(ka),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(interceptors...),
-		grpc.ChainUnaryInterceptor(recoverUnary(o.Log)),
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recoverPanics(o.Log))),
 		// A connection's buffers, times thousands of proxies: reads,
 		// mostly small acknowledgements, use a smaller one (gRPC shares
 		// write buffers already).
@@ -115,27 +116,14 @@ func intern(names []string) {
 	}
 }
 
-func recoverStream(log logr.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer recovered(log, info.FullMethod, &err)
-		return handler(srv, ss)
-	}
-}
-
-func recoverUnary(log logr.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer recovered(log, info.FullMethod, &err)
-		return handler(ctx, req)
-	}
-}
-
-// recovered turns a panic into an Internal error on the call, logged
-// with its stack.
-func recovered(log logr.Logger, method string, err *error) {
-	if r := recover(); r != nil {
-		log.Error(fmt.Errorf("panic: %v", r), "a gRPC call panicked; the server keeps serving", "method", method, "stack", string(debug.Stack()))
-		*err = status.Errorf(codes.Internal, "the control plane failed on %s; it keeps serving", method)
-	}
+// recoverPanics turns a panic in a call into an Internal error on that
+// call, logged with its stack: the server keeps serving every other.
+func recoverPanics(log logr.Logger) recovery.Option {
+	return recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		log.Error(fmt.Errorf("panic: %v", p), "a gRPC call panicked; the server keeps serving", "method", method, "stack", string(debug.Stack()))
+		return status.Errorf(codes.Internal, "the control plane failed on %s; it keeps serving", method)
+	})
 }
 
 // LimitAccepts admits at most perSecond new connections a second (bursts
