@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -124,7 +125,7 @@ against the original name.`,
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
-		return sortedKeys(raw.Contexts), cobra.ShellCompDirectiveNoFileComp
+		return slices.Sorted(maps.Keys(raw.Contexts)), cobra.ShellCompDirectiveNoFileComp
 	})
 	return cmd
 }
@@ -238,7 +239,7 @@ func MemberKubeconfig(raw clientcmdapi.Config, contextName, apiHost string) ([]b
 	var notes []string
 	kctx, ok := raw.Contexts[contextName]
 	if !ok {
-		return nil, nil, fmt.Errorf("--member-context %q is not in the kubeconfig (it has: %s)", contextName, strings.Join(sortedKeys(raw.Contexts), ", "))
+		return nil, nil, fmt.Errorf("--member-context %q is not in the kubeconfig (it has: %s)", contextName, strings.Join(slices.Sorted(maps.Keys(raw.Contexts)), ", "))
 	}
 	if _, ok := raw.Clusters[kctx.Cluster]; !ok {
 		return nil, nil, fmt.Errorf("--member-context %q names cluster %q, which the kubeconfig does not have", contextName, kctx.Cluster)
@@ -493,15 +494,6 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // tokenExpiry reads when the token in a member's Secret expires, from the

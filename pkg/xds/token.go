@@ -74,6 +74,11 @@ var errNoToken = errors.New("no bearer token (metadata authorization: Bearer <to
 //     reviews of all;
 //   - an accepted token is remembered until it expires, five minutes at
 //     most, apart from the refusals (10 s), which cannot push it out.
+//
+// (The API server's cached token authenticator, which pkg/kubeauth's
+// authenticator uses, keeps every entry for a fixed time in a cache of no
+// bound: a flood of distinct tokens would grow it, and an accepted token
+// would outlive its own expiry. Hence this cache.)
 func TokenIdentity(review TokenReviewer, reg prometheus.Registerer) Authenticator {
 	reviews := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fleetmesh_xds_token_reviews_total",

@@ -7,6 +7,7 @@ package placement
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -113,7 +114,7 @@ func Explain(mesh *model.Mesh, ns, name string) (*Explanation, error) {
 	for _, c := range svc.ImportedFrom {
 		exporters[c] = true
 	}
-	ex.Exporters = sortedKeys(exporters)
+	ex.Exporters = slices.Sorted(maps.Keys(exporters))
 
 	for i := range svc.Ports {
 		port := &svc.Ports[i]
@@ -210,13 +211,4 @@ func summary(ex *Explanation) string {
 		fmt.Fprintf(&b, " Ignored targets (no cluster exporting the service): %s.", strings.Join(ex.UnmatchedTargets, ", "))
 	}
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
