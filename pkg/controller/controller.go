@@ -44,6 +44,7 @@ import (
 	"github.com/fleetmesh/fleetmesh/pkg/internal/capabilities"
 	"github.com/fleetmesh/fleetmesh/pkg/memberguard"
 	"github.com/fleetmesh/fleetmesh/pkg/model"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/scheme"
 	"github.com/fleetmesh/fleetmesh/pkg/signer"
 	"github.com/fleetmesh/fleetmesh/pkg/version"
@@ -551,8 +552,7 @@ func (o *Options) xdsServerOptions(cfg *rest.Config, workloads *signer.Signer, s
 	if workloads == nil {
 		return opts, errors.New("--xds-tls needs --workload-signer: the xDS server's certificate and its clients' roots are the workload CA's")
 	}
-	svc := o.WebhookService
-	hosts := []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc.cluster.local"}
+	hosts := pki.ServiceHosts(o.WebhookService, o.Namespace)
 	// Clients that dial the address it listens on, when that is one.
 	if host, _, err := net.SplitHostPort(o.XDSAddress); err == nil {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {

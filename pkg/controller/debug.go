@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleetmesh/fleetmesh/pkg/bootstrap"
 	"github.com/fleetmesh/fleetmesh/pkg/kubeauth"
+	"github.com/fleetmesh/fleetmesh/pkg/pki"
 	"github.com/fleetmesh/fleetmesh/pkg/xds"
 )
 
@@ -41,7 +42,7 @@ func (o *Options) debugTLS() (*tls.Config, error) {
 	if svc == "" {
 		svc = "fleetmesh-controller"
 	}
-	dns := []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", "localhost"}
+	dns := append(pki.ServiceHosts(svc, o.Namespace), "localhost")
 	var ips []net.IP
 	if host, _, err := net.SplitHostPort(o.DebugAddress); err == nil {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {

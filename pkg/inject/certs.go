@@ -101,8 +101,7 @@ func (m *CertManager) Start(ctx context.Context) error {
 
 // hosts are the names the serving certificate carries.
 func (m *CertManager) hosts() []string {
-	s, ns := m.opts.ServiceName, m.opts.Namespace
-	return []string{s, s + "." + ns, s + "." + ns + ".svc", s + "." + ns + ".svc.cluster.local"}
+	return pki.ServiceHosts(m.opts.ServiceName, m.opts.Namespace)
 }
 
 // Ensure makes the Secret, the files and the caBundle current, issuing a

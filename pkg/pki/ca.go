@@ -305,3 +305,9 @@ func issueCA(name string, now time.Time, validity time.Duration) (*CA, error) {
 	}
 	return &CA{Bundle: []*x509.Certificate{cert}, Cert: cert, Key: key}, nil
 }
+
+// ServiceHosts are the names a serving certificate of the Service name in
+// namespace carries: every name a client in the cluster may dial it by.
+func ServiceHosts(name, namespace string) []string {
+	return []string{name, name + "." + namespace, name + "." + namespace + ".svc", name + "." + namespace + ".svc.cluster.local"}
+}
