@@ -154,9 +154,9 @@ func TestAuthOptionsThatCannotWorkTogetherAreRefused(t *testing.T) {
 }
 
 // TestOnlyTheElectedReplicaWritesStatus runs the built controller with
-// --leader-elect while another holds the lease: it serves (ready, its
-// rebuilds decide a new policy's status, its metrics say so) but writes
-// no status. Once the lease is free it takes it and writes. Its /metrics
+// --leader-elect while another holds the lease: it serves (ready: its
+// signer has loaded the CA its xDS TLS needs; its rebuilds decide a new
+// policy's status, its metrics say so) but writes no status. Once the lease is free it takes it and writes. Its /metrics
 // carries controller-runtime's metrics (workqueues, leader election, Go
 // runtime, process) beside fleetmesh's.
 func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
@@ -178,7 +178,10 @@ func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{
-		Args:      []string{"--cluster-name=member", "--leader-elect", "--namespace=" + ns, "--metrics-auth=none", "--debug-auth=none"},
+		Args: []string{
+			"--cluster-name=member", "--leader-elect", "--namespace=" + ns, "--metrics-auth=none", "--debug-auth=none",
+			"--workload-signer", "--xds-tls",
+		},
 		WaitReady: true,
 	})
 	if err != nil {

@@ -33,11 +33,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -198,7 +199,7 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 	// The roots are published (and the CA renewed) from the start, not
 	// only when a pod first asks: pods trust them before they have a
 	// certificate of their own.
-	if err := mgr.Add(manager.RunnableFunc(s.keepCA)); err != nil {
+	if err := mgr.Add(everyReplica(s.keepCA)); err != nil {
 		return nil, err
 	}
 	if o.NoPodCertificates != "" {
@@ -208,7 +209,7 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 	if o.Tokens {
 		// A namespace labelled for the mesh gets the roots at once.
 		return s, ctrl.NewControllerManagedBy(mgr).
-			Named("workload-roots").
+			Named("workload-roots").WithOptions(unelected).
 			For(&corev1.Namespace{}, builder.WithPredicates(predicate.NewPredicateFuncs(s.wantsRoots))).
 			Complete(reconcile.Func(s.copyRoots))
 	}
@@ -216,16 +217,29 @@ func Add(mgr ctrl.Manager, o Options) (*Signer, error) {
 		return obj.GetNamespace() == o.Namespace && obj.GetName() == FleetRootsConfigMap
 	})
 	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("fleet-roots").
+		Named("fleet-roots").WithOptions(unelected).
 		For(&corev1.ConfigMap{}, builder.WithPredicates(fleetRoots)).
 		Complete(reconcile.Func(s.publishFleetRoots)); err != nil {
 		return nil, err
 	}
 	return s, ctrl.NewControllerManagedBy(mgr).
-		Named("workload-signer").
+		Named("workload-signer").WithOptions(unelected).
 		For(&certificatesv1.PodCertificateRequest{}, builder.WithPredicates(ours)).
 		Complete(s)
 }
+
+// The signer runs on every replica, elected or not: each serves TLS with
+// the CA it loads, and its writes need no lock (an issued request is
+// written with its resourceVersion; the CA is created only where absent).
+var unelected = controller.Options{NeedLeaderElection: ptr.To(false)}
+
+// everyReplica is a runnable of every replica, elected or not.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+// NeedLeaderElection is false.
+func (everyReplica) NeedLeaderElection() bool { return false }
 
 // ConfigMapCache scopes a cache of ConfigMaps to one of namespace: the
 // signer watches its fleet roots (FleetRootsConfigMap) and no other, the
