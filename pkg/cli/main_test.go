@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		}
 		defer func() { _ = fleet.Stop() }()
 		run, err := controller.RunWithConfig(ctx, controller.Options{
-			ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+			ClusterName: "control-plane", Federation: true, XDSAddress: controller.XDSOff, DebugAddress: "127.0.0.1:0",
 		}, fleet.Cluster("control-plane").Config, logr.Discard())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

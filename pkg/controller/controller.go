@@ -93,6 +93,10 @@ type Options struct {
 	WorkloadCAOverlap, WorkloadCACheck time.Duration
 	// XDSTLS serves ADS over TLS to authenticated workloads only.
 	XDSTLS bool
+	// XDSInsecurePlaintext serves ADS in plaintext to anyone who reaches
+	// XDSAddress: a lab only. Without it or XDSTLS the controller does not
+	// start (unless XDSAddress is XDSOff).
+	XDSInsecurePlaintext bool
 	// XDSTokenAuth also lets in, with XDSTLS, workloads that present a
 	// ServiceAccount token (audience fleetmesh, bound to their pod)
 	// instead of a certificate.
@@ -137,7 +141,7 @@ type Options struct {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig for this cluster's API server (default: in-cluster)")
 	fs.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, as in its Cluster object (default: learned from the Cluster copy the federation labels fleetmesh.io/local=true)")
-	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the ADS server (gRPC)")
+	fs.StringVar(&o.XDSAddress, "xds-address", ":15010", "address of the ADS server (gRPC); "+XDSOff+" serves none (a control-plane cluster that meshes no pods)")
 	fs.StringVar(&o.DebugAddress, "debug-address", ":15014", "address of /debug/config_dump, /debug/syncz, /debug/pprof, /metrics, /healthz and /readyz")
 	fs.StringVar(&o.DebugAuth, "debug-auth", AuthKubernetes, "who may read the debug API: "+AuthKubernetes+" (HTTPS; a bearer token or client certificate of this cluster, and RBAC get/list on proxies.fleetmesh.io) or "+AuthNone+" (plain HTTP, anyone who reaches the port: a lab only); /healthz, /readyz and /version answer anyone")
 	fs.StringVar(&o.MetricsAuth, "metrics-auth", AuthKubernetes, "who may read /metrics: "+AuthKubernetes+" (RBAC get on the nonResourceURL /metrics) or "+AuthNone+" (anyone who reaches the port)")
@@ -172,6 +176,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KubeconfigSecretNamespace, "kubeconfig-secret-namespace", "", "with --federation: read member credentials (kubeconfigSecretRef) only from this namespace's Secrets (default: any namespace)")
 	fs.BoolVar(&o.Inject, "inject", false, "serve the sidecar injection webhook")
 	fs.BoolVar(&o.XDSTLS, "xds-tls", false, "serve ADS over TLS to clients with a workload certificate only, each only as the proxy its identity may be (needs --workload-signer)")
+	fs.BoolVar(&o.XDSInsecurePlaintext, "xds-insecure-plaintext", false, "serve ADS in plaintext to anyone who reaches --xds-address, each proxy taken at its word: a lab only. Without it, --xds-tls or --xds-address="+XDSOff+", the controller does not start")
 	fs.BoolVar(&o.XDSTokenAuth, "xds-token-auth", false, "with --xds-tls: also let in clients without a workload certificate that present a ServiceAccount token of audience "+bootstrap.TokenAudience+" bound to their pod (checked by TokenReview), for clusters without pod certificates")
 	fs.StringVar(&o.ProxyCredential, "proxy-credential", ProxyCredentialCertificate, "with --xds-tls: what injected sidecars authenticate with: "+ProxyCredentialCertificate+" (a pod certificate from the workload signer) or "+ProxyCredentialToken+" (a ServiceAccount token of audience "+bootstrap.TokenAudience+" bound to the pod, for clusters without pod certificates; implies --xds-token-auth, and the signer then answers no pod certificate requests, publishes no ClusterTrustBundle and copies its roots ConfigMap into the namespaces labelled for injection)")
 	fs.BoolVar(&o.WorkloadSigner, "workload-signer", false, "issue the certificates pods ask signer "+signer.Name+" for (podCertificate volumes), naming spiffe://<trust-domain>/ns/<namespace>/sa/<service account>")
@@ -245,6 +250,9 @@ func (p *pullPolicy) Set(s string) error {
 // Scheme has the Kubernetes types and the fleetmesh API.
 func Scheme() *runtime.Scheme { return scheme.New() }
 
+// XDSOff as --xds-address serves no ADS.
+const XDSOff = "0"
+
 // LeaseName is the Lease, in --namespace, the replicas elect their
 // writer by.
 const LeaseName = "fleetmesh-controller"
@@ -300,12 +308,21 @@ func (o *Options) checkAuth() error {
 	if o.Federation && o.MemberTokenTTL > federation.MaxTokenTTL {
 		return fmt.Errorf("--member-token-ttl %s: members refuse the federation tokens longer than %s (manifests/member/federation-policy.yaml)", o.MemberTokenTTL, federation.MaxTokenTTL)
 	}
+	// Plaintext ADS takes every proxy at its word: only when asked.
+	switch {
+	case o.XDSAddress == XDSOff:
+	case o.XDSTLS && o.XDSInsecurePlaintext:
+		return errors.New("--xds-tls and --xds-insecure-plaintext: choose one")
+	case !o.XDSTLS && !o.XDSInsecurePlaintext:
+		return fmt.Errorf("ADS would be served in plaintext to anyone who reaches --xds-address %s, each proxy taken at its word: serve it over TLS (--xds-tls, with --workload-signer), or pass --xds-insecure-plaintext for a lab, or --xds-address=%s to serve none", o.XDSAddress, XDSOff)
+	}
 	return nil
 }
 
 // Running is a started control plane.
 type Running struct {
-	XDS          *xds.Server
+	XDS *xds.Server
+	// XDSAddress is nil when no ADS is served (--xds-address=0).
 	XDSAddress   net.Addr
 	DebugAddress net.Addr
 	done         chan error
@@ -579,18 +596,23 @@ func (o *Options) xdsServerOptions(cfg *rest.Config, workloads *signer.Signer, s
 // serve listens on the xDS and debug addresses and runs the manager,
 // until ctx ends or one of them fails; then it stops them all.
 func (o *Options) serve(ctx context.Context, cfg *rest.Config, mgr ctrl.Manager, xdsServer *xds.Server, debugTLS *tls.Config, log logr.Logger) (*Running, error) {
-	xdsLis, err := net.Listen("tcp", o.XDSAddress)
-	if err != nil {
-		return nil, fmt.Errorf("--xds-address %s: %w", o.XDSAddress, err)
+	var xdsLis net.Listener
+	closeXDS := func() {}
+	if o.XDSAddress != XDSOff {
+		var err error
+		if xdsLis, err = net.Listen("tcp", o.XDSAddress); err != nil {
+			return nil, fmt.Errorf("--xds-address %s: %w", o.XDSAddress, err)
+		}
+		closeXDS = func() { _ = xdsLis.Close() }
 	}
 	debugHandler, err := o.guardDebug(ctx, cfg, xdsServer, log.WithName("debug"))
 	if err != nil {
-		xdsLis.Close()
+		closeXDS()
 		return nil, err
 	}
 	debugLis, err := listenDebug(o.DebugAddress, debugTLS)
 	if err != nil {
-		xdsLis.Close()
+		closeXDS()
 		return nil, err
 	}
 	xdsOpts := o.XDS
@@ -600,11 +622,15 @@ func (o *Options) serve(ctx context.Context, cfg *rest.Config, mgr ctrl.Manager,
 	xdsServer.Register(g)
 	debug := &http.Server{Handler: debugHandler, ReadHeaderTimeout: 10 * time.Second}
 
-	r := &Running{XDS: xdsServer, XDSAddress: xdsLis.Addr(), DebugAddress: debugLis.Addr(), done: make(chan error, 1)}
+	r := &Running{XDS: xdsServer, DebugAddress: debugLis.Addr(), done: make(chan error, 1)}
 	errs := make(chan error, 2)
 	mgrCtx, stopMgr := context.WithCancel(ctx)
 	mgrDone := make(chan error, 1)
-	go func() { errs <- g.Serve(xds.LimitAccepts(xdsLis, o.XDSConnectionsPerSecond)) }()
+	served := XDSOff
+	if xdsLis != nil {
+		r.XDSAddress, served = xdsLis.Addr(), xdsLis.Addr().String()
+		go func() { errs <- g.Serve(xds.LimitAccepts(xdsLis, o.XDSConnectionsPerSecond)) }()
+	}
 	go func() { errs <- debug.Serve(debugLis) }()
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	go func() {
@@ -624,7 +650,7 @@ func (o *Options) serve(ctx context.Context, cfg *rest.Config, mgr ctrl.Manager,
 		}
 		r.done <- err
 	}()
-	log.Info("fleetmesh control plane serving", "xds", r.XDSAddress.String(), "debug", r.DebugAddress.String())
+	log.Info("fleetmesh control plane serving", "xds", served, "debug", r.DebugAddress.String())
 	return r, nil
 }
 

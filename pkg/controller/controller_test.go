@@ -3,17 +3,25 @@ package controller
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,7 +70,7 @@ func TestInjectionFlagsAreReadAndCheckedBeforeServing(t *testing.T) {
 	if err := fs.Parse([]string{"--proxy-image-pull-policy=Sometimes"}); err == nil {
 		t.Error("a pull policy Kubernetes does not know was accepted")
 	}
-	o.ClusterName, o.ManageWebhookCerts = "cluster-1", false
+	o.ClusterName, o.ManageWebhookCerts, o.XDSInsecurePlaintext = "cluster-1", false, true
 	_, err := RunWithConfig(context.Background(), o, &rest.Config{Host: "https://127.0.0.1:1"}, logr.Discard())
 	if err == nil || !strings.Contains(err.Error(), `--inject: proxy log level "loud"`) {
 		t.Fatalf("got %v", err)
@@ -84,7 +92,7 @@ func TestWithoutAClusterNameItWaitsAliveButNotReadyThenLearnsItsName(t *testing.
 	}
 	done := make(chan result, 1)
 	go func() {
-		run, err := RunWithConfig(ctx, Options{XDSAddress: "127.0.0.1:0", DebugAddress: debug}, c.Config, logr.Discard())
+		run, err := RunWithConfig(ctx, Options{XDSAddress: "127.0.0.1:0", XDSInsecurePlaintext: true, DebugAddress: debug}, c.Config, logr.Discard())
 		done <- result{run, err}
 	}()
 	status := func(path string) (int, string) {
@@ -143,6 +151,8 @@ func TestAuthOptionsThatCannotWorkTogetherAreRefused(t *testing.T) {
 		{"token sidecars without TLS", Options{ProxyCredential: ProxyCredentialToken}, "--proxy-credential token needs --xds-tls"},
 		{"an unknown sidecar credential", Options{XDSTLS: true, ProxyCredential: "password"}, `--proxy-credential "password": want certificate or token`},
 		{"an unknown debug guard", Options{DebugAuth: "basic"}, `--debug-auth "basic": want kubernetes or none`},
+		{"plaintext ADS unasked", Options{XDSAddress: ":15010"}, "ADS would be served in plaintext to anyone who reaches --xds-address :15010"},
+		{"TLS and plaintext both", Options{XDSTLS: true, XDSInsecurePlaintext: true}, "--xds-tls and --xds-insecure-plaintext: choose one"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := RunWithConfig(context.Background(), tt.o, &rest.Config{Host: "https://127.0.0.1:1"}, logr.Discard())
@@ -249,5 +259,63 @@ func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("the elected replica wrote no status: %v\n%s", err, cp.Log())
+	}
+}
+
+// TestTheBuiltControllerServesNoPlaintextADSUnlessTold runs the built
+// fleetmesh-controller as a user would first try it, without flags but
+// where to listen: it does not start, says which flags would, and nothing
+// answers a plaintext ADS client on its address. With
+// --xds-address=0 it serves no ADS at all, and is ready.
+func TestTheBuiltControllerServesNoPlaintextADSUnlessTold(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := fleet.Cluster("member")
+	bin, err := testenv.Binary("fleetmesh-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xdsPort, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	xdsAddr := fmt.Sprintf("127.0.0.1:%d", xdsPort)
+	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+c.KubeconfigPath, "--cluster-name=member", "--xds-address="+xdsAddr, "--debug-address=127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("fleetmesh-controller without --xds-tls: %v, want it to exit with an error\n%s", err, out)
+	}
+	for _, want := range []string{"ADS would be served in plaintext", "--xds-tls", "--xds-insecure-plaintext", "--xds-address=0"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("its error does not say %q:\n%s", want, out)
+		}
+	}
+	// A plaintext ADS client finds nothing to talk to.
+	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sctx, scancel := context.WithTimeout(ctx, 3*time.Second)
+	defer scancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(sctx)
+	if err == nil {
+		err = stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "curl-1.curl"}, TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+	}
+	if status.Code(err) != codes.Unavailable && status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a plaintext ADS client on %s got %v, want nothing there (Unavailable)", xdsAddr, err)
+	}
+
+	// No ADS at all: it starts, and is ready.
+	cp, err := c.StartControlPlane(ctx, testenv.ControlPlaneOptions{Args: []string{"--cluster-name=member", "--xds-address=0"}, WaitReady: true})
+	if err != nil {
+		t.Fatalf("--xds-address=0: %v", err)
+	}
+	if err := cp.Stop(); err != nil {
+		t.Error(err)
 	}
 }

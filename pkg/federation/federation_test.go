@@ -54,7 +54,7 @@ func startFederation(t testing.TB) (stop func()) {
 func startFederationRun(t testing.TB, options ...func(*controller.Options)) (stop func(), run *controller.Running) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	o := controller.Options{ClusterName: "control-plane", Federation: true, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0"}
+	o := controller.Options{ClusterName: "control-plane", Federation: true, XDSAddress: controller.XDSOff, DebugAddress: "127.0.0.1:0"}
 	for _, option := range options {
 		option(&o)
 	}

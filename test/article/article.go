@@ -144,6 +144,8 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 			// The lab's CA rotation takes seconds, not the hour a
 			// fleet's pods may need to trust a new CA.
 			args = append(args, "--workload-signer", "--xds-tls", "--workload-ca-check-interval=1s", "--workload-ca-overlap="+CAOverlap.String())
+		} else {
+			args = append(args, LabXDSInsecure)
 		}
 		cp, err := f.runControlPlane(ctx, c, args...)
 		if err != nil {
@@ -302,6 +304,9 @@ const (
 	LabDebugAuth          = "--debug-auth=none"
 	LabMetricsAuth        = "--metrics-auth=none"
 	LabControlPlaneAccess = "pod-proxy"
+	// LabXDSInsecure: the lab's proxies speak plaintext ADS, taken at
+	// their word (the MTLS lab's and the manifests' speak TLS).
+	LabXDSInsecure = "--xds-insecure-plaintext"
 )
 
 // ControlPlaneIP is the address of a cluster's fleetmesh-controller pod;

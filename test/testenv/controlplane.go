@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,7 +40,9 @@ type ControlPlane struct {
 type ControlPlaneOptions struct {
 	// Args are fleetmesh-controller's arguments. --kubeconfig (the
 	// cluster's admin kubeconfig) and --xds-address and --debug-address
-	// (free ports on 127.0.0.1) are added unless Args has them.
+	// (free ports on 127.0.0.1) are added unless Args has them, and
+	// --xds-insecure-plaintext unless Args has --xds-tls or
+	// --xds-address=0.
 	Args []string
 	// Env is added to the process's environment.
 	Env []string
@@ -90,6 +93,16 @@ func (c *Cluster) StartControlPlane(ctx context.Context, o ControlPlaneOptions) 
 	if host, port, err := net.SplitHostPort(cp.DebugAddress); err == nil && host == "" {
 		cp.DebugAddress = net.JoinHostPort("127.0.0.1", port)
 	}
+	// The controller serves no plaintext ADS unless told: most tests'
+	// proxies speak it on loopback, so they are told, unless the test
+	// asks for TLS or for no ADS.
+	set := func(flag string) bool {
+		_, ok := has(flag)
+		return ok || slices.Contains(args, "--"+flag)
+	}
+	if !set("xds-tls") && !set("xds-insecure-plaintext") && cp.XDSAddress != "0" {
+		args = append(args, "--xds-insecure-plaintext")
+	}
 	if cp.dir, err = os.MkdirTemp("", "fleetmesh-controller-"+c.Name+"-"); err != nil {
 		return nil, err
 	}
@@ -120,8 +133,9 @@ func (c *Cluster) StartControlPlane(ctx context.Context, o ControlPlaneOptions) 
 		return err == nil, err
 	})
 	if err != nil {
+		log := cp.Log() // before Stop removes it
 		_ = cp.Stop()
-		return nil, fmt.Errorf("fleetmesh-controller %s of %s never answered %s: %w\n%s", strings.Join(args, " "), c.Name, path, err, cp.Log())
+		return nil, fmt.Errorf("fleetmesh-controller %s of %s never answered %s: %w\n%s", strings.Join(args, " "), c.Name, path, err, log)
 	}
 	return cp, nil
 }
