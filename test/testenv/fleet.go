@@ -288,6 +288,10 @@ func startCluster(ctx context.Context, index int, name string, opts FleetOptions
 		Scheme:                   Scheme,
 		AttachControlPlaneOutput: opts.Output != nil,
 		WebhookInstallOptions:    envtest.WebhookInstallOptions{Paths: opts.Webhooks[name]},
+		// envtest gives etcd and the API server 20 s each: on two cores
+		// beside the real-node suites, an API server took longer, and a
+		// suite that passes alone failed to start.
+		ControlPlaneStartTimeout: 2 * time.Minute,
 	}
 	// A test etcd loses nothing worth an fsync per write: skipping it makes
 	// every API write several times faster on a slow disk.
