@@ -136,3 +136,47 @@ func policyName(p *model.Policy) model.LbType {
 	}
 	return p.LbType
 }
+
+// ownLayerProxies are sidecars at the addresses of the local cluster's
+// endpoints of benchMesh, n of them.
+func ownLayerProxies(m *model.Mesh, n int) []*model.Proxy {
+	var out []*model.Proxy
+	for i := range m.Services {
+		for _, e := range m.Services[i].Ports[0].Endpoints {
+			if e.Cluster == m.LocalCluster && len(out) < n {
+				out = append(out, &model.Proxy{ID: fmt.Sprintf("pod-%d.ns", len(out)), Role: model.RoleSidecar, Namespace: "ns", IP: e.Address})
+			}
+		}
+	}
+	return out
+}
+
+// BenchmarkOwnLayersOf1000Sidecars translates the own layer (inbound) of
+// 1,000 sidecars from one mesh of 1,000 services, as the server does at
+// every mesh change: scanning the mesh's endpoints for each proxy, or
+// through one Translator's index of them by pod address.
+func BenchmarkOwnLayersOf1000Sidecars(b *testing.B) {
+	m := benchMesh(1_000, 10, 5)
+	proxies := ownLayerProxies(m, 1_000)
+	b.Run("scan per proxy", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, p := range proxies {
+				if _, err := SidecarOwn(m, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("translator index", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			t := NewTranslator(m)
+			for _, p := range proxies {
+				if _, err := t.SidecarOwn(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

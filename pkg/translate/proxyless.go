@@ -110,6 +110,10 @@ func ProxylessServerListenerName(ip string, port uint32) string {
 // whatever its mode: its pod takes mTLS (TakesMTLSAnnotation) and mesh
 // clients speak it.
 func ProxylessServer(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	return proxylessServer(m, p, inboundPorts)
+}
+
+func proxylessServer(m *model.Mesh, p *model.Proxy, inboundPorts inboundLookup) (*Resources, error) {
 	if p.Role != model.RoleGRPC {
 		return nil, fmt.Errorf("proxy %s: role %q is not a proxyless gRPC server", p.ID, p.Role)
 	}

@@ -92,10 +92,38 @@ func Outbound(m *model.Mesh) *Resources {
 // knows which services changed (the xDS server) translates only those.
 type Translator struct {
 	ix *index
+	// inbound is, by pod address, the ports the local cluster's endpoints
+	// have there: found once for every proxy of the mesh, not by a scan
+	// of every endpoint for each.
+	inbound map[string]map[uint32]*inboundPort
 }
 
 // NewTranslator prepares the lookups of one mesh.
-func NewTranslator(m *model.Mesh) *Translator { return &Translator{ix: newIndex(m)} }
+func NewTranslator(m *model.Mesh) *Translator {
+	return &Translator{ix: newIndex(m), inbound: inboundByAddress(m, "")}
+}
+
+func (t *Translator) inboundPorts(_ *model.Mesh, p *model.Proxy) map[uint32]*inboundPort {
+	if p.IP == "" {
+		return nil
+	}
+	return t.inbound[p.IP]
+}
+
+// SidecarShared is SidecarShared of the Translator's mesh.
+func (t *Translator) SidecarShared(p *model.Proxy) (*Resources, error) {
+	return sidecarShared(t.ix.mesh, p, t.inboundPorts)
+}
+
+// SidecarOwn is SidecarOwn of the Translator's mesh.
+func (t *Translator) SidecarOwn(p *model.Proxy) (*Resources, error) {
+	return sidecarOwn(t.ix.mesh, p, t.inboundPorts)
+}
+
+// ProxylessServer is ProxylessServer of the Translator's mesh.
+func (t *Translator) ProxylessServer(p *model.Proxy) (*Resources, error) {
+	return proxylessServer(t.ix.mesh, p, t.inboundPorts)
+}
 
 // OutboundService builds the outbound clusters and endpoint assignments of
 // one service, one per port.

@@ -73,6 +73,14 @@ func SidecarListeners(m *model.Mesh, p *model.Proxy) (*Resources, error) {
 // share it; a sidecar that binds its listeners to its pod's address has
 // its own.
 func SidecarShared(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	return sidecarShared(m, p, inboundPorts)
+}
+
+// inboundLookup is where a translation finds the ports a pod serves on: a
+// scan of the mesh for one proxy, or a Translator's index for many.
+type inboundLookup func(m *model.Mesh, p *model.Proxy) map[uint32]*inboundPort
+
+func sidecarShared(m *model.Mesh, p *model.Proxy, inboundPorts inboundLookup) (*Resources, error) {
 	if p.Role != model.RoleSidecar {
 		return nil, fmt.Errorf("proxy %s: role %q is not a sidecar", p.ID, p.Role)
 	}
@@ -148,17 +156,30 @@ type inboundPort struct {
 // inboundPorts are the ports the local cluster's endpoints have at the
 // pod's address.
 func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]*inboundPort {
-	inbound := map[uint32]*inboundPort{}
 	if p.IP == "" {
-		return inbound
+		return nil
 	}
+	return inboundByAddress(m, p.IP)[p.IP]
+}
+
+// inboundByAddress is, by pod address, the ports the local cluster's
+// endpoints have there: at ip only, or at every address when ip is "" (a
+// Translator's index, built once for every proxy of a mesh). What it
+// returns is read, never changed.
+func inboundByAddress(m *model.Mesh, ip string) map[string]map[uint32]*inboundPort {
+	byIP := map[string]map[uint32]*inboundPort{}
 	for i := range m.Services {
 		svc := &m.Services[i]
 		for j := range svc.Ports {
 			port := &svc.Ports[j]
 			for _, e := range port.Endpoints {
-				if e.Cluster != m.LocalCluster || e.Gateway || e.Address != p.IP {
+				if e.Cluster != m.LocalCluster || e.Gateway || (ip != "" && e.Address != ip) {
 					continue
+				}
+				inbound := byIP[e.Address]
+				if inbound == nil {
+					inbound = map[uint32]*inboundPort{}
+					byIP[e.Address] = inbound
 				}
 				in := inbound[e.Port]
 				if in == nil {
@@ -173,7 +194,7 @@ func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]*inboundPort {
 			}
 		}
 	}
-	return inbound
+	return byIP
 }
 
 // SidecarOwn builds the inbound side of a sidecar, its own: a listener
@@ -189,6 +210,10 @@ func inboundPorts(m *model.Mesh, p *model.Proxy) map[uint32]*inboundPort {
 // to named ServiceAccounts lets only those call: others get 403 (TCP: the
 // connection is closed).
 func SidecarOwn(m *model.Mesh, p *model.Proxy) (*Resources, error) {
+	return sidecarOwn(m, p, inboundPorts)
+}
+
+func sidecarOwn(m *model.Mesh, p *model.Proxy, inboundPorts inboundLookup) (*Resources, error) {
 	if p.Role != model.RoleSidecar {
 		return nil, fmt.Errorf("proxy %s: role %q is not a sidecar", p.ID, p.Role)
 	}

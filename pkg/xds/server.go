@@ -97,9 +97,11 @@ type Server struct {
 
 	owners owners
 
-	mu      sync.Mutex
-	mesh    *model.Mesh
-	proxies map[string]*proxyEntry
+	mu   sync.Mutex
+	mesh *model.Mesh
+	// translator is mesh's: its lookups serve every proxy's translation.
+	translator *translate.Translator
+	proxies    map[string]*proxyEntry
 	// shared are the sidecars' shared layers in use, by layer name.
 	shared map[string]*sharedEntry
 	// mtlsUsers are the mTLS layers in use, by layer name.
@@ -366,9 +368,11 @@ func (s *Server) Update(m *model.Mesh) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mesh = m
+	// Every proxy's layers are translated from it, through one index.
+	t := translate.NewTranslator(m)
+	s.translator = t
 
 	fleet := fleetFingerprint(m)
-	t := translate.NewTranslator(m)
 	memo := make(map[string]memoEntry, len(m.Services))
 	outbound := Resources{resource.ClusterType: {}, resource.EndpointType: {}}
 	proxyless := Resources{resource.ListenerType: {}, resource.RouteType: {}}
@@ -433,7 +437,7 @@ func (s *Server) updateShared(name string, sh *sharedEntry) {
 		return
 	}
 	p := s.withPodIP(sh.proxy)
-	res, err := translate.SidecarShared(s.mesh, &p)
+	res, err := s.translator.SidecarShared(&p)
 	if err != nil {
 		s.opts.Log.Error(err, "translate shared layer", "layer", name)
 		return
@@ -463,11 +467,11 @@ func (s *Server) updateProxy(e *proxyEntry) {
 	var err error
 	switch p.Role {
 	case model.RoleSidecar:
-		res, err = translate.SidecarOwn(s.mesh, &p)
+		res, err = s.translator.SidecarOwn(&p)
 	case model.RoleGRPC:
 		// A proxyless client with a certificate may serve: its server
 		// listeners.
-		res, err = translate.ProxylessServer(s.mesh, &p)
+		res, err = s.translator.ProxylessServer(&p)
 	default:
 		res, err = translate.Gateway(s.mesh, &p)
 	}
