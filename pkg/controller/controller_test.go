@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -235,6 +236,26 @@ func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
 	if err := c.Client.Create(ctx, policy); err != nil {
 		t.Fatal(err)
 	}
+	// An import discovery leaves out (two ports of one name): a Warning
+	// event, from the elected replica only.
+	broken := &fmv1alpha1.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "broken"},
+		Spec: fmv1alpha1.ServiceImportSpec{Type: fmv1alpha1.ClusterSetIP, Ports: []fmv1alpha1.ServicePort{
+			{Name: "grpc", Port: 8080, Protocol: corev1.ProtocolTCP}, {Name: "grpc", Port: 8081, Protocol: corev1.ProtocolTCP},
+		}},
+	}
+	if err := c.Client.Create(ctx, broken); err != nil {
+		t.Fatal(err)
+	}
+	warned := func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		return slices.ContainsFunc(list.Items, func(e eventsv1.Event) bool {
+			return e.Regarding.Name == "broken" && e.Reason == fmv1alpha1.ReasonInconsistent
+		}), nil
+	}
 	if err := testenv.Eventually(ctx, 10*time.Second, func(context.Context) (bool, error) { return decided() > before, nil }); err != nil {
 		t.Fatalf("no rebuild decided the policy's status: %v\n%s", err, cp.Log())
 	}
@@ -244,6 +265,9 @@ func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
 	}
 	if policy.Status.ObservedGeneration != 0 || len(policy.Status.Conditions) > 0 {
 		t.Fatalf("a replica that does not hold the lease wrote status: %+v", policy.Status)
+	}
+	if ok, err := warned(ctx); err != nil || ok {
+		t.Errorf("a replica that does not hold the lease recorded the import's Warning (%v)", err)
 	}
 	if v := leads(); v > 0 {
 		t.Errorf("leader_election_master_status = %v while another holds the lease", v)
@@ -259,6 +283,9 @@ func TestOnlyTheElectedReplicaWritesStatus(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("the elected replica wrote no status: %v\n%s", err, cp.Log())
+	}
+	if err := testenv.Eventually(ctx, 10*time.Second, warned); err != nil {
+		t.Errorf("the elected replica recorded no Warning for the broken import: %v", err)
 	}
 }
 

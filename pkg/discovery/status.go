@@ -8,9 +8,11 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fmv1alpha1 "github.com/fleetmesh/fleetmesh/api/v1alpha1"
@@ -20,10 +22,19 @@ import (
 
 // Status is what a rebuild learnt of the objects the mesh came from, to
 // be written on them: each import's conditions and each policy's status,
-// by namespace/name.
+// and the services' problems to record as events, by namespace/name.
 type Status struct {
 	Imports  map[string][]metav1.Condition
 	Policies map[string]fmv1alpha1.GlobalTrafficPolicyStatus
+	Warnings map[string]Warning
+}
+
+// Warning is a service's problem, recorded as a Warning event on Object
+// (its Service, else its ServiceImport) once for as long as it lasts.
+type Warning struct {
+	Object  client.Object
+	Reason  string
+	Message string
 }
 
 // decideStatus is the status of the imports and policies mesh was built
@@ -94,14 +105,18 @@ type statusWriter struct {
 	reader  client.Reader
 	cluster string
 	queue   *batchqueue.Queue[struct{}]
+	// events records the warnings (nil: none); recorded are the messages
+	// it recorded, by service, pruned as problems go.
+	events   events.EventRecorder
+	recorded map[string]string
 
 	mu     sync.Mutex
 	latest *Status
 }
 
-func newStatusWriter(c client.Client, r client.Reader, cluster string, onError func(error)) *statusWriter {
+func newStatusWriter(c client.Client, r client.Reader, cluster string, recorder events.EventRecorder, onError func(error)) *statusWriter {
 	return &statusWriter{
-		client: c, reader: r, cluster: cluster,
+		client: c, reader: r, cluster: cluster, events: recorder, recorded: map[string]string{},
 		queue: batchqueue.New[struct{}](batchqueue.Options{Name: "discovery-status", OnError: onError}),
 	}
 }
@@ -126,6 +141,7 @@ func (s *statusWriter) Start(ctx context.Context) error {
 		if st == nil {
 			return nil
 		}
+		s.recordWarnings(st.Warnings)
 		return errors.Join(s.writeImports(ctx, st.Imports), s.writePolicies(ctx, st.Policies))
 	})
 }
@@ -191,4 +207,23 @@ func conditionsEqual(a, b []metav1.Condition) bool {
 	return slices.EqualFunc(a, b, func(x, y metav1.Condition) bool {
 		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message && x.ObservedGeneration == y.ObservedGeneration
 	})
+}
+
+// recordWarnings records each warning not recorded yet as a Warning
+// event, and forgets those of problems gone.
+func (s *statusWriter) recordWarnings(warnings map[string]Warning) {
+	for key, w := range warnings {
+		if s.recorded[key] == w.Message {
+			continue
+		}
+		s.recorded[key] = w.Message
+		if s.events != nil {
+			s.events.Eventf(w.Object, nil, corev1.EventTypeWarning, w.Reason, "Discover", "%s", w.Message)
+		}
+	}
+	for key := range s.recorded {
+		if _, ok := warnings[key]; !ok {
+			delete(s.recorded, key)
+		}
+	}
 }

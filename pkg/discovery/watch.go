@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,9 +40,9 @@ type Options struct {
 	// what the mesh came from itself; nothing comes back.
 	Publish func(m *model.Mesh)
 	Log     logr.Logger
-	// Events receives a Warning on the Service (else the ServiceImport)
-	// of a service left out of the mesh or kept at its last good
-	// configuration; nil records none.
+	// Events receives, from the elected replica, a Warning on the Service
+	// (else the ServiceImport) of a service left out of the mesh or kept
+	// at its last good configuration; nil records none.
 	Events events.EventRecorder
 	// Registry receives the discovery metrics; nil makes a new one.
 	Registry prometheus.Registerer
@@ -66,8 +67,10 @@ type Watcher struct {
 	// service that turns invalid is published as it was.
 	lastGood map[string]model.Service
 	// reported is the problem last reported per service, so a problem
-	// is logged and recorded once, not at every rebuild.
+	// is logged once, not at every rebuild; warnings are the services'
+	// problems now, which the elected replica records as events.
 	reported map[string]string
+	warnings map[string]Warning
 
 	// mcs is set once the cluster's MCS ServiceExports are watched: the
 	// cluster serves the MCS API and this controller may read it.
@@ -112,8 +115,9 @@ func New(ctx context.Context, mgr ctrl.Manager, opts Options) (*Watcher, error) 
 			Name: "discovery", Quiet: opts.DebounceAfter, Max: opts.DebounceMax,
 			OnError: func(err error) { opts.Log.Error(err, "rebuild the mesh") },
 		}),
-		status:  newStatusWriter(mgr.GetClient(), mgr.GetCache(), opts.ClusterName, func(err error) { opts.Log.Error(err, "write status") }),
+		status:  newStatusWriter(mgr.GetClient(), mgr.GetCache(), opts.ClusterName, opts.Events, func(err error) { opts.Log.Error(err, "write status") }),
 		metrics: newMetrics(opts.Registry), lastGood: map[string]model.Service{}, reported: map[string]string{},
+		warnings: map[string]Warning{},
 	}
 	w.handler = toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.poke() },
@@ -225,7 +229,9 @@ func (w *Watcher) rebuild(ctx context.Context) error {
 	for key := range problems.Services {
 		inconsistent[key] = w.reported[key]
 	}
-	w.status.set(decideStatus(w.opts.ClusterName, imports.Items, policies.Items, mesh, inconsistent))
+	st := decideStatus(w.opts.ClusterName, imports.Items, policies.Items, mesh, inconsistent)
+	st.Warnings = maps.Clone(w.warnings)
+	w.status.set(st)
 	w.metrics.rebuilds.Inc()
 	return nil
 }
@@ -248,6 +254,7 @@ func (w *Watcher) isolate(mesh *model.Mesh, bad map[string]error, services *core
 			out.Services = append(out.Services, svc)
 			if len(svc.LeftOut) == 0 {
 				delete(w.reported, key)
+				delete(w.warnings, key)
 				continue
 			}
 			w.report(&svc, strings.Join(svc.LeftOut, "; "), nil, services, imports)
@@ -272,6 +279,7 @@ func (w *Watcher) isolate(mesh *model.Mesh, bad map[string]error, services *core
 	for key := range w.reported {
 		if !current[key] {
 			delete(w.reported, key)
+			delete(w.warnings, key)
 		}
 	}
 	w.metrics.inconsistent.WithLabelValues("kept").Set(float64(kept))
@@ -279,25 +287,25 @@ func (w *Watcher) isolate(mesh *model.Mesh, bad map[string]error, services *core
 	return &out
 }
 
-// report logs a service's problem and records it as a Warning event on
-// its Service (else its ServiceImport), once for as long as it lasts.
+// report logs a service's problem once for as long as it lasts, and
+// keeps it as a warning for the elected replica to record as an event on
+// its Service (else its ServiceImport).
 func (w *Watcher) report(svc *model.Service, msg string, err error, services *corev1.ServiceList, imports *fmv1alpha1.ServiceImportList) {
 	key := svc.Key()
 	if w.reported[key] == msg {
 		return
 	}
 	w.reported[key] = msg
+	reason := fmv1alpha1.ReasonInconsistent
 	if err != nil {
 		w.opts.Log.Error(err, "service is inconsistent", "service", key, "published", msg)
 	} else {
+		reason = fmv1alpha1.ReasonLeftOut
 		w.opts.Log.Info("part of a service is left out", "service", key, "why", msg)
 	}
-	if obj := ownerOf(svc.Namespace, svc.Name, services, imports); obj != nil && w.opts.Events != nil {
-		reason := fmv1alpha1.ReasonInconsistent
-		if err == nil {
-			reason = fmv1alpha1.ReasonLeftOut
-		}
-		w.opts.Events.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Discover", "%s", msg)
+	delete(w.warnings, key)
+	if obj := ownerOf(svc.Namespace, svc.Name, services, imports); obj != nil {
+		w.warnings[key] = Warning{Object: obj, Reason: reason, Message: msg}
 	}
 }
 
