@@ -11,9 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"reflect"
 	"strconv"
-	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -321,35 +319,23 @@ func (m NodeMetadata) Struct() (*structpb.Struct, error) {
 	if err != nil {
 		return nil, err
 	}
-	var fields map[string]any
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return nil, err
-	}
-	return structpb.NewStruct(fields)
+	st := &structpb.Struct{}
+	return st, protojson.Unmarshal(data, st)
 }
 
 // ReadNodeMetadata reads a node's metadata; a key of NodeMetadata whose
 // value is not a string is an error naming it (other keys are ignored).
 func ReadNodeMetadata(s *structpb.Struct) (NodeMetadata, error) {
 	var m NodeMetadata
-	fields := s.GetFields()
-	out := map[string]string{}
-	t := reflect.TypeOf(m)
-	for i := range t.NumField() {
-		key, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		v, ok := fields[key]
-		if !ok {
-			continue
-		}
-		sv, ok := v.GetKind().(*structpb.Value_StringValue)
-		if !ok {
-			return m, fmt.Errorf("metadata.%s is not a string", key)
-		}
-		out[key] = sv.StringValue
-	}
-	data, err := json.Marshal(out)
+	data, err := protojson.Marshal(s)
 	if err != nil {
 		return m, err
 	}
-	return m, json.Unmarshal(data, &m)
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(data, &m); errors.As(err, &typeErr) {
+		return m, fmt.Errorf("metadata.%s is not a string", typeErr.Field)
+	} else if err != nil {
+		return m, err
+	}
+	return m, nil
 }

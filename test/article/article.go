@@ -184,7 +184,7 @@ const CAOverlap = 8 * time.Second
 const XDSServerName = "fleetmesh-controller.fleetmesh-system.svc"
 
 // XDSServerID is the xDS server's SPIFFE ID (MTLS).
-const XDSServerID = "spiffe://cluster.local/ns/fleetmesh-system/sa/fleetmesh-controller"
+var XDSServerID = testenv.ServerSPIFFEID("fleetmesh-system")
 
 // identity gets the proxy o describes its pod's workload certificate, as
 // the kubelet would for the pod's identity volume: the key and

@@ -14,14 +14,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetmesh/fleetmesh/pkg/model"
 )
 
 // RequestPodCertificate does the kubelet's side of a podCertificate
@@ -148,5 +148,9 @@ func (c *Cluster) WriteIdentity(ctx context.Context, ns, pod, signerName, dir st
 // cluster.local, when fleetmesh runs in namespace ns: what sidecars are
 // told to expect.
 func ServerSPIFFEID(ns string) string {
-	return spiffeid.RequireFromSegments(spiffeid.RequireTrustDomainFromString("cluster.local"), "ns", ns, "sa", "fleetmesh-controller").String()
+	id, err := model.WorkloadID("cluster.local", ns, "fleetmesh-controller")
+	if err != nil {
+		panic(err) // a namespace the test chose
+	}
+	return id.String()
 }
